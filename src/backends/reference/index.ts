@@ -1,0 +1,165 @@
+// The oracle: the contract (§2-§5) line by line in plain TypeScript, every f32 step through
+// Math.fround. Short and obvious on purpose; the wasm backend must match it bit for bit.
+import { fromF32, roundHalfEvenToInt8, toF32 } from '../../numbers.js';
+import { zeros, type Tensor } from '../../tensor.js';
+import type {
+  Backend,
+  CombineArgs,
+  GatherArgs,
+  GatherResult,
+  GroupMemoryView,
+  PackArgs,
+  RouteArgs,
+  RouteResult,
+  SendBackArgs,
+  XDtype,
+} from '../types.js';
+
+const fr = Math.fround;
+
+export class ReferenceBackend implements Backend {
+  readonly name = 'reference' as const;
+  private mem!: WebAssembly.Memory;
+
+  scratchBytes(): number {
+    return 0;
+  }
+
+  attach(mem: GroupMemoryView): void {
+    this.mem = mem.memory;
+  }
+
+  private bytes(): Uint8Array {
+    return new Uint8Array(this.mem.buffer);
+  }
+
+  private view(): DataView {
+    return new DataView(this.mem.buffer);
+  }
+
+  route({ expertIds, activeBs, bs, K, E }: RouteArgs): RouteResult {
+    const expandIdx = new Int32Array(bs * K);
+    const counts = new Int32Array(E);
+    // expand_idx[i] = number of j < i with flat[j] == flat[i]
+    for (let i = 0; i < activeBs * K; i++) expandIdx[i] = counts[expertIds[i]!]!++;
+    return { expandIdx, counts };
+  }
+
+  /** One message's bytes (contract §2) into `out` at byte `at`. */
+  private message(a: PackArgs, t: number, scaleRow: number, out: Uint8Array, at: number): void {
+    const { lay, x } = a;
+    const H = lay.H;
+    const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    if (lay.attrs.quantMode === 0) {
+      for (let h = 0; h < H; h++) dv.setUint16(at + 2 * h, x.data[t * H + h]!, true);
+      return;
+    }
+    const xf = new Array<number>(H);
+    for (let h = 0; h < H; h++) {
+      xf[h] = toF32(x.dtype, x.data[t * H + h]!); // 1. xf = f32(x)
+      if (a.scales) xf[h] = fr(xf[h]! * a.scales[scaleRow * H + h]!); // 2. smooth scale
+    }
+    let m = 0; // 3. max |xf|, NaN propagating (Decision)
+    for (let h = 0; h < H; h++) m = Math.max(m, Math.abs(xf[h]!));
+    const ds = fr(127 / m); // 4.
+    for (let h = 0; h < H; h++) dv.setInt8(at + h, roundHalfEvenToInt8(fr(xf[h]! * ds))); // 5.
+    dv.setFloat32(at + lay.scaleOffset, fr(1 / ds), true); // 6.
+  }
+
+  pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'> {
+    const { lay, x, expertIds, activeBs, expandIdx } = a;
+    const BS = x.shape[0]!;
+    const K = lay.K;
+    const dtype = lay.attrs.quantMode === 2 ? 'int8' : x.dtype;
+    const y = zeros(dtype, [BS * (K + lay.SN), lay.tokenMsgSize]);
+    const yb = new Uint8Array(y.data.buffer);
+    const mem = this.bytes();
+    const mb = lay.msgBytes;
+    for (let t = 0; t < activeBs; t++) {
+      for (let k = 0; k < K; k++) {
+        const i = t * K + k;
+        const e = expertIds[i]!;
+        this.message(a, t, e + lay.SN, yb, i * mb);
+        mem.set(yb.subarray(i * mb, (i + 1) * mb), a.expertBlock[e]! + expandIdx[i]! * mb);
+      }
+      for (let s = 0; s < lay.sharedSends; s++) {
+        const row = BS * K + s * activeBs + t; // stride activeBs, as the kernel does
+        this.message(a, t, s, yb, row * mb);
+        mem.set(yb.subarray(row * mb, (row + 1) * mb), a.sharedBlock[s]! + t * mb);
+      }
+    }
+    return y;
+  }
+
+  gather(a: GatherArgs): GatherResult {
+    const { lay, rows, localExperts, blockOffset, blockCount } = a;
+    const H = lay.H;
+    const quant = lay.attrs.quantMode === 2;
+    const rowBytes = H * lay.yElemBytes;
+    const expandX = zeros(quant ? 'int8' : a.xDtype, [rows, H]);
+    const exb = new Uint8Array(expandX.data.buffer);
+    const dynamicScales = zeros('f32', [rows]);
+    const assist = zeros('int32', [rows * 128]);
+    const etn = zeros('int64', [localExperts]);
+    const mem = this.bytes();
+    const dv = this.view();
+    let n = 0;
+    for (let idx = 0; idx < localExperts * lay.W; idx++) {
+      const base = blockOffset[idx]!;
+      for (let c = 0; c < blockCount[idx]!; c++) {
+        const msg = base + c * lay.msgBytes;
+        exb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
+        if (quant) dynamicScales.data[n] = dv.getFloat32(msg + lay.scaleOffset, true);
+        n++;
+      }
+      assist.data[idx] = n; // inclusive prefix sum in (j, r) order
+    }
+    let prev = 0;
+    for (let j = 0; j < localExperts; j++) {
+      const end = assist.data[(j + 1) * lay.W - 1]!;
+      const own = end - prev;
+      etn.data[j] = BigInt(lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? own : end);
+      prev = end;
+    }
+    return { expandX, dynamicScales, assistInfoForCombine: assist, expertTokenNums: etn };
+  }
+
+  sendBack({ lay, expandX, assist, blockOffset }: SendBackArgs): void {
+    const mem = this.bytes();
+    const rowBytes = lay.H * 2;
+    const src = new Uint8Array(expandX.data.buffer, expandX.data.byteOffset, expandX.data.byteLength);
+    let pre = 0;
+    for (let idx = 0; idx < assist.length; idx++) {
+      const end = assist[idx]!;
+      if (end > pre) mem.set(src.subarray(pre * rowBytes, end * rowBytes), blockOffset[idx]!);
+      pre = end;
+    }
+  }
+
+  combine(a: CombineArgs): Tensor<XDtype> {
+    const { lay, dtype, bs, activeBs, expertIds, expandIdx, expertScales } = a;
+    const H = lay.H;
+    const K = lay.K;
+    const out = zeros(dtype, [bs, H]);
+    const mem16 = (off: number, h: number): number => new DataView(this.mem.buffer).getUint16(off + 2 * h, true);
+    const acc = new Float64Array(H);
+    for (let t = 0; t < activeBs; t++) {
+      acc.fill(0);
+      for (let k = 0; k < K; k++) {
+        const e = expertIds[t * K + k]!;
+        const w = expertScales[t * K + k]!;
+        const row = a.expertBlock[e]! + expandIdx[t * K + k]! * H * 2;
+        for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + fr(toF32(dtype, mem16(row, h)) * w));
+      }
+      for (let s = 0; s < lay.sharedSends; s++) {
+        const row = a.sharedBlock[s]! + t * H * 2;
+        for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + toF32(dtype, mem16(row, h)));
+      }
+      if (a.sharedExpertX) {
+        for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + toF32(dtype, a.sharedExpertX[t * H + h]!));
+      }
+      for (let h = 0; h < H; h++) out.data[t * H + h] = fromF32(dtype, acc[h]!);
+    }
+    return out;
+  }
+}

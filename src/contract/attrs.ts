@@ -1,0 +1,194 @@
+// The op attributes (contract §1) and everything derived from them: L, A, tokenMsgSize, window and
+// HCCL_BUFFSIZE sizes. This is the only place that knows these formulas.
+
+export interface GroupAttrs {
+  groupEp: string;
+  epWorldSize: number;
+  moeExpertNum: number;
+  expertShardType: number;
+  sharedExpertNum: number;
+  sharedExpertRankNum: number;
+  quantMode: number;
+  globalBs: number;
+  commType: number;
+  commAlg: string;
+  expertTokenNumsType: number;
+  commQuantMode: number;
+}
+
+/** torch_npu defaults of the optional attributes. */
+export const ATTR_DEFAULTS = {
+  groupEp: 'moe_ep_group',
+  expertShardType: 0,
+  sharedExpertNum: 1,
+  sharedExpertRankNum: 0,
+  quantMode: 0,
+  globalBs: 0,
+  commType: 0,
+  commAlg: '',
+  expertTokenNumsType: 1,
+  commQuantMode: 0,
+} as const;
+
+export type AttrInput = Partial<GroupAttrs> & Pick<GroupAttrs, 'epWorldSize' | 'moeExpertNum'>;
+
+export function withDefaults(a: AttrInput): GroupAttrs {
+  return { ...ATTR_DEFAULTS, ...stripUndefined(a) } as GroupAttrs;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+/** The attributes every rank and every op of a round must agree on. */
+export const SHARED_ATTRS: readonly (keyof GroupAttrs)[] = [
+  'groupEp',
+  'epWorldSize',
+  'moeExpertNum',
+  'expertShardType',
+  'sharedExpertNum',
+  'sharedExpertRankNum',
+  'quantMode',
+  'globalBs',
+  'commType',
+  'commAlg',
+  'expertTokenNumsType',
+  'commQuantMode',
+];
+
+export const align = (x: number, n: number): number => Math.ceil(x / n) * n;
+
+/** Shapes of the data: H and K for the whole group, BS per rank (or the one BS when globalBs = 0). */
+export interface DataDims {
+  h: number;
+  k: number;
+  /** BS of every rank when globalBs = 0; with globalBs the largest BS (maxBS), used only for checks. */
+  bs: number;
+}
+
+export type RankKind = 'shared' | 'moe';
+
+/** Everything the contract derives from attributes and dims; see contract §0-§1. */
+export interface Layout {
+  attrs: GroupAttrs;
+  W: number;
+  S: number;
+  SN: number;
+  E: number;
+  /** local MoE experts per MoE rank */
+  L: number;
+  /** ranks per shared expert (0 when S = 0) */
+  R: number;
+  H: number;
+  K: number;
+  gbs: number;
+  maxBs: number;
+  /** shared-expert messages a token sends (SN when S > 0, else 0) */
+  sharedSends: number;
+  /** elements of y's dtype per message */
+  tokenMsgSize: number;
+  /** bytes of y per element: 2 (bf16/fp16) for quant 0, 1 (int8) for quant 2 */
+  yElemBytes: number;
+  msgBytes: number;
+  /** byte offset of the f32 scale inside a quant-2 message */
+  scaleOffset: number;
+  quantExpandXCols: number;
+  /** max(L, 1): stride of (sender, local expert) status records */
+  lMax: number;
+}
+
+export function makeLayout(attrs: GroupAttrs, dims: DataDims): Layout {
+  const W = attrs.epWorldSize;
+  const S = attrs.sharedExpertRankNum;
+  const SN = attrs.sharedExpertNum;
+  const E = attrs.moeExpertNum;
+  const L = W - S > 0 ? Math.floor(E / (W - S)) : 0;
+  const R = S > 0 && SN > 0 ? Math.floor(S / SN) : 0;
+  const gbs = attrs.globalBs !== 0 ? attrs.globalBs : dims.bs * W;
+  const maxBs = Math.floor(gbs / W);
+  const H = dims.h;
+  const quant = attrs.quantMode === 2;
+  const tokenMsgSize = quant ? align(align(H, 32) + 4, 512) : align(H, 256);
+  const yElemBytes = quant ? 1 : 2;
+  return {
+    attrs,
+    W,
+    S,
+    SN,
+    E,
+    L,
+    R,
+    H,
+    K: dims.k,
+    gbs,
+    maxBs,
+    sharedSends: S > 0 ? SN : 0,
+    tokenMsgSize,
+    yElemBytes,
+    msgBytes: tokenMsgSize * yElemBytes,
+    scaleOffset: align(H, 32),
+    quantExpandXCols: align(align(H, 32) + (align(H, 8) / 8) * 4, 512),
+    lMax: Math.max(L, 1),
+  };
+}
+
+export function rankKind(lay: Layout, rank: number): RankKind {
+  return rank < lay.S ? 'shared' : 'moe';
+}
+
+/** Lr: local experts of a rank (1 on a shared rank). */
+export function localExpertNum(lay: Layout, rank: number): number {
+  return rank < lay.S ? 1 : lay.L;
+}
+
+/** A: rows of expand_x on a rank. Shared rank: Decision maxBS·ceil(W/R). */
+export function expandRows(lay: Layout, rank: number): number {
+  if (rank < lay.S) return lay.maxBs * Math.ceil(lay.W / lay.R);
+  return lay.gbs * Math.min(lay.L, lay.K);
+}
+
+/** MoE expert e -> (rank, local expert). */
+export function expertHome(lay: Layout, e: number): { rank: number; local: number } {
+  return { rank: lay.S + Math.floor(e / lay.L), local: e % lay.L };
+}
+
+/** The shared rank that receives token messages of rank r for shared expert s. */
+export function sharedHome(lay: Layout, r: number, s: number): number {
+  return (r % lay.R) + s * lay.R;
+}
+
+export function yRows(lay: Layout, bs: number): number {
+  return bs * (lay.K + lay.SN);
+}
+
+export function dispatchCommCmdInfoLen(lay: Layout, bs: number, rank: number): number {
+  return (bs * (lay.K + lay.SN) + lay.W * localExpertNum(lay, rank)) * 16;
+}
+
+export function combineCommCmdInfoLen(lay: Layout, rank: number): number {
+  return (expandRows(lay, rank) + lay.W) * 16;
+}
+
+/**
+ * HCCL_BUFFSIZE needed, in bytes. `documented`: the torch_npu formula, 2 · (both terms);
+ * `tiling`: the open A3 tiling code, which doubles only the first term.
+ */
+export function hcclBufferNeeded(lay: Layout): { documented: number; tiling: number } {
+  const H = lay.H;
+  const first = lay.L * lay.maxBs * lay.W * align(align(2 * H, 32) + 44, 512);
+  const second = (lay.K + lay.SN) * lay.maxBs * align(2 * H, 512);
+  return { documented: 2 * (first + second), tiling: 2 * first + second };
+}
+
+export const MB = 1024 * 1024;
+export const DEFAULT_HCCL_BUFFSIZE_MB = 200;
+
+/** HCCL_BUFFSIZE in bytes from an explicit value (MB) or the environment, else the 200 MB default. */
+export function configuredBufferBytes(hcclBufferSizeMb?: number): { mb: number; source: string } {
+  if (hcclBufferSizeMb !== undefined) return { mb: hcclBufferSizeMb, source: 'hcclBufferSize' };
+  const env = typeof process !== 'undefined' ? process.env?.HCCL_BUFFSIZE : undefined;
+  if (env !== undefined && env !== '') return { mb: Number(env), source: 'HCCL_BUFFSIZE' };
+  return { mb: DEFAULT_HCCL_BUFFSIZE_MB, source: 'default' };
+}

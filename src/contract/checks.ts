@@ -1,0 +1,210 @@
+// Every check of contract §7. Each returns MoeErrors (never throws) so that `plan` can list all
+// violations at once; the facade throws the first one before anything is written.
+import { MoeError } from '../errors.js';
+import type { DType, Tensor } from '../tensor.js';
+import { numel } from '../tensor.js';
+import {
+  type DataDims,
+  type GroupAttrs,
+  type Layout,
+  configuredBufferBytes,
+  hcclBufferNeeded,
+  MB,
+} from './attrs.js';
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+
+function intIn(out: MoeError[], param: string, v: unknown, lo: number, hi: number, rule: string): boolean {
+  if (!isInt(v) || v < lo || v > hi) {
+    out.push(new MoeError('E_ATTR', param, v, rule));
+    return false;
+  }
+  return true;
+}
+
+/** Attribute checks (A3 tiling wording in the rules). */
+export function checkAttrs(a: GroupAttrs): MoeError[] {
+  const out: MoeError[] = [];
+  if (typeof a.groupEp !== 'string' || a.groupEp.length < 1 || a.groupEp.length >= 128) {
+    out.push(new MoeError('E_ATTR', 'groupEp', a.groupEp, 'groupEp length should be in [1, 128)'));
+  }
+  const wOk = intIn(out, 'epWorldSize', a.epWorldSize, 2, 384, 'epWorldSize should be [2, 384]');
+  const eOk = intIn(out, 'moeExpertNum', a.moeExpertNum, 1, 512, 'moeExpertNum should be in (0, 512]');
+  intIn(out, 'expertShardType', a.expertShardType, 0, 0, 'expertShardType only support 0');
+  const snOk = intIn(out, 'sharedExpertNum', a.sharedExpertNum, 0, 4, 'sharedExpertNum should be in [0, 4]');
+  const sMax = wOk ? Math.floor(a.epWorldSize / 2) : 192;
+  const sOk = intIn(
+    out,
+    'sharedExpertRankNum',
+    a.sharedExpertRankNum,
+    0,
+    sMax,
+    `sharedExpertRankNum should be in [0, epWorldSize / 2] = [0, ${sMax}]`,
+  );
+  if (sOk && snOk && a.sharedExpertRankNum !== 0) {
+    if (a.sharedExpertNum === 0) {
+      out.push(
+        new MoeError('E_ATTR', 'sharedExpertNum', 0, 'sharedExpertNum must not be 0 when sharedExpertRankNum != 0'),
+      );
+    } else if (a.sharedExpertNum > a.sharedExpertRankNum) {
+      out.push(
+        new MoeError(
+          'E_ATTR',
+          'sharedExpertNum',
+          a.sharedExpertNum,
+          `sharedExpertNum must be <= sharedExpertRankNum (${a.sharedExpertRankNum})`,
+        ),
+      );
+    } else if (a.sharedExpertRankNum % a.sharedExpertNum !== 0) {
+      out.push(
+        new MoeError(
+          'E_ATTR',
+          'sharedExpertRankNum',
+          a.sharedExpertRankNum,
+          `sharedExpertRankNum % sharedExpertNum (${a.sharedExpertNum}) should be 0`,
+        ),
+      );
+    }
+  }
+  if (wOk && eOk && sOk) {
+    const moeRanks = a.epWorldSize - a.sharedExpertRankNum;
+    if (a.moeExpertNum % moeRanks !== 0) {
+      out.push(
+        new MoeError(
+          'E_ATTR',
+          'moeExpertNum',
+          a.moeExpertNum,
+          `moeExpertNum % (epWorldSize - sharedExpertRankNum) should be 0, epWorldSize - sharedExpertRankNum = ${moeRanks}`,
+        ),
+      );
+    }
+  }
+  if (a.quantMode !== 0 && a.quantMode !== 2) {
+    out.push(new MoeError('E_ATTR', 'quantMode', a.quantMode, 'quantMode only support 0 or 2'));
+  }
+  if (!isInt(a.globalBs) || a.globalBs < 0) {
+    out.push(new MoeError('E_ATTR', 'globalBs', a.globalBs, 'globalBs should be 0 or a positive integer'));
+  }
+  intIn(out, 'commType', a.commType, 0, 0, 'commType only support 0 (AICPU-SDMA)');
+  if (a.commAlg !== '') out.push(new MoeError('E_ATTR', 'commAlg', a.commAlg, 'commAlg is reserved and must be ""'));
+  if (a.expertTokenNumsType !== 0 && a.expertTokenNumsType !== 1) {
+    out.push(new MoeError('E_ATTR', 'expertTokenNumsType', a.expertTokenNumsType, 'expertTokenNumsType only support 0 or 1'));
+  }
+  if (a.commQuantMode !== 0) {
+    out.push(new MoeError('E_ATTR', 'commQuantMode', a.commQuantMode, 'commQuantMode only support 0'));
+  }
+  return out;
+}
+
+export function checkRank(a: GroupAttrs, rank: unknown): MoeError[] {
+  const out: MoeError[] = [];
+  intIn(out, 'epRankId', rank, 0, a.epWorldSize - 1, `epRankId should be in [0, epWorldSize) = [0, ${a.epWorldSize})`);
+  return out;
+}
+
+/** H, BS, K and global_bs against the group (BS of one rank). */
+export function checkDims(a: GroupAttrs, d: DataDims): MoeError[] {
+  const out: MoeError[] = [];
+  intIn(out, 'H', d.h, 1024, 8192, 'H should be in [1024, 8192]');
+  const bsOk = intIn(out, 'BS', d.bs, 1, 512, 'BS should be in (0, 512]');
+  const kMax = Math.min(16, isInt(a.moeExpertNum) && a.moeExpertNum > 0 ? a.moeExpertNum : 16);
+  intIn(out, 'K', d.k, 1, kMax, `K should be in (0, min(16, moeExpertNum)] = (0, ${kMax}]`);
+  if (bsOk && isInt(a.globalBs) && a.globalBs !== 0 && isInt(a.epWorldSize)) {
+    const lo = d.bs * a.epWorldSize;
+    const hi = 512 * a.epWorldSize;
+    if (a.globalBs < lo || a.globalBs > hi) {
+      out.push(
+        new MoeError(
+          'E_ATTR',
+          'globalBs',
+          a.globalBs,
+          `globalBs should be 0 or in [BS * epWorldSize, 512 * epWorldSize] = [${lo}, ${hi}]`,
+        ),
+      );
+    }
+  }
+  return out;
+}
+
+/** The configured HCCL_BUFFSIZE against the documented requirement. */
+export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number): MoeError[] {
+  const { mb, source } = configuredBufferBytes(hcclBufferSizeMb);
+  if (!Number.isFinite(mb) || mb <= 0) {
+    return [new MoeError('E_BUFFER', source, mb, 'HCCL_BUFFSIZE should be a positive number of MB')];
+  }
+  const need = hcclBufferNeeded(lay).documented;
+  if (mb * MB < need) {
+    const needMb = Math.ceil(need / MB);
+    return [
+      new MoeError(
+        'E_BUFFER',
+        source,
+        mb,
+        `HCCL_BUFFSIZE should be >= 2 * (localExpertNum * maxBs * epWorldSize * Align512(Align32(2 * H) + 44) + (K + sharedExpertNum) * maxBs * Align512(2 * H)) = ${need} bytes (${needMb} MB), configured ${mb} MB = ${mb * MB} bytes`,
+      ),
+    ];
+  }
+  return [];
+}
+
+/** dtype and exact shape of a tensor parameter. */
+export function checkTensor(
+  param: string,
+  t: Tensor | undefined | null,
+  dtypes: readonly DType[],
+  shape: readonly number[] | null,
+): MoeError[] {
+  if (!t || typeof t !== 'object' || !t.data || !Array.isArray(t.shape)) {
+    return [new MoeError('E_SHAPE', param, t === undefined ? 'undefined' : t, 'a tensor is required')];
+  }
+  if (!dtypes.includes(t.dtype)) {
+    return [new MoeError('E_DTYPE', `${param}.dtype`, t.dtype, `${param} dtype should be ${dtypes.join(' or ')}`)];
+  }
+  if (shape && (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i]))) {
+    return [new MoeError('E_SHAPE', `${param}.shape`, [...t.shape], `${param} shape should be [${shape.join(', ')}]`)];
+  }
+  if (t.data.length !== numel(t.shape)) {
+    return [
+      new MoeError('E_SHAPE', `${param}.data.length`, t.data.length, `${param} data length should be ${numel(t.shape)}`),
+    ];
+  }
+  return [];
+}
+
+/** expert_ids: every id in [0, E), no id twice in one row (the sizing of A assumes it). */
+export function checkExpertIds(ids: Int32Array, bs: number, k: number, E: number): MoeError[] {
+  for (let t = 0; t < bs; t++) {
+    for (let j = 0; j < k; j++) {
+      const e = ids[t * k + j]!;
+      if (e < 0 || e >= E) {
+        return [new MoeError('E_VALUE', `expertIds[${t}][${j}]`, e, `expert ids should be in [0, moeExpertNum) = [0, ${E})`)];
+      }
+      for (let q = 0; q < j; q++) {
+        if (ids[t * k + q] === e) {
+          return [
+            new MoeError('E_VALUE', `expertIds[${t}][${j}]`, e, `expert id appears twice in row ${t} (also at column ${q})`),
+          ];
+        }
+      }
+    }
+  }
+  return [];
+}
+
+/** x_active_mask: trues first. Returns the errors and activeBs. */
+export function checkActiveMask(mask: Uint8Array | undefined, bs: number): { errors: MoeError[]; activeBs: number } {
+  if (!mask) return { errors: [], activeBs: bs };
+  let active = 0;
+  while (active < bs && mask[active]) active++;
+  for (let t = active; t < bs; t++) {
+    if (mask[t]) {
+      return {
+        errors: [
+          new MoeError('E_VALUE', `xActiveMask[${t}]`, true, `xActiveMask trues should come first (a prefix); row ${active} is false`),
+        ],
+        activeBs: active,
+      };
+    }
+  }
+  return { errors: [], activeBs: active };
+}

@@ -1,0 +1,575 @@
+// The EP group facade: create it with the attributes, then call the four ops per rank, as each
+// rank's process does on hardware. Validates everything before anything is written, runs the
+// window protocol (reserve, write, publish status; wait, read, compact) and hands the data
+// movement to a backend (wasm by default, or the plain-TypeScript reference).
+import {
+  type AttrInput,
+  type GroupAttrs,
+  type Layout,
+  SHARED_ATTRS,
+  combineCommCmdInfoLen,
+  dispatchCommCmdInfoLen,
+  expandRows,
+  expertHome,
+  localExpertNum,
+  makeLayout,
+  sharedHome,
+  withDefaults,
+  yRows,
+} from '../contract/attrs.js';
+import {
+  checkActiveMask,
+  checkAttrs,
+  checkBuffer,
+  checkDims,
+  checkExpertIds,
+  checkRank,
+  checkTensor,
+} from '../contract/checks.js';
+import { MoeError, formatValue } from '../errors.js';
+import { type Tensor, zeros } from '../tensor.js';
+import type { Backend, XDtype } from '../backends/types.js';
+import { ReferenceBackend } from '../backends/reference/index.js';
+import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
+import { Half, Windows, createMemory, planMemory } from './memory.js';
+
+export type BackendName = 'wasm' | 'reference';
+
+export interface GroupOptions extends AttrInput {
+  /** H: hidden size, columns of x */
+  h: number;
+  /** K: top-k, columns of expert_ids */
+  k: number;
+  /** BS of every rank; required when globalBs = 0 (with globalBs it defaults to globalBs / W) */
+  bs?: number;
+  /** HCCL_BUFFSIZE in MB; defaults to the HCCL_BUFFSIZE environment variable, else 200 */
+  hcclBufferSize?: number;
+  backend?: BackendName | Backend;
+  /** how long a teardown waits for its senders' status before it fails (ms), default 60000 */
+  timeoutMs?: number;
+  /** called with notes such as a fallback taken */
+  log?: (msg: string) => void;
+}
+
+export interface DispatchSetupInputs {
+  x: Tensor;
+  expertIds: Tensor;
+  scales?: Tensor | null;
+  xActiveMask?: Tensor | null;
+}
+export interface DispatchSetupOutputs {
+  y: Tensor<'bf16' | 'fp16' | 'int8'>;
+  expandIdx: Tensor<'int32'>;
+  commCmdInfo: Tensor<'int32'>;
+}
+export interface DispatchTeardownInputs {
+  x: Tensor;
+  y: Tensor;
+  expertIds: Tensor;
+  commCmdInfo: Tensor;
+}
+export interface DispatchTeardownOutputs {
+  expandX: Tensor<'bf16' | 'fp16' | 'int8'>;
+  dynamicScales: Tensor<'f32'>;
+  assistInfoForCombine: Tensor<'int32'>;
+  expertTokenNums: Tensor<'int64'>;
+}
+export interface CombineSetupInputs {
+  expandX: Tensor;
+  expertIds: Tensor;
+  assistInfoForCombine: Tensor;
+}
+export interface CombineSetupOutputs {
+  quantExpandX: Tensor<'int8'>;
+  commCmdInfo: Tensor<'int32'>;
+}
+export interface CombineTeardownInputs {
+  expandX: Tensor;
+  quantExpandX: Tensor;
+  expertIds: Tensor;
+  expandIdx: Tensor;
+  expertScales: Tensor;
+  commCmdInfo: Tensor;
+  xActiveMask?: Tensor | null;
+  sharedExpertX?: Tensor | null;
+}
+export interface CombineTeardownOutputs {
+  x: Tensor<XDtype>;
+}
+
+const OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;
+type OpName = (typeof OPS)[number];
+const DTYPE_CODE: Record<XDtype, number> = { bf16: 1, fp16: 2 };
+
+interface RankState {
+  round: number;
+  /** index in OPS of the last completed op, -1 before the first */
+  lastOp: number;
+  bs: number;
+  activeBs: number;
+  dtype: XDtype;
+  expertIds: Int32Array;
+  expandIdx: Int32Array;
+  /** (Lr·W) counts received in dispatch, in (j, r) order */
+  received: Int32Array;
+}
+
+function throwFirst(errors: MoeError[]): void {
+  if (errors.length > 0) throw errors[0];
+}
+
+export async function createGroup(opts: GroupOptions): Promise<EpGroup> {
+  const attrs = withDefaults(opts);
+  throwFirst(checkAttrs(attrs));
+  const bs = opts.bs ?? (attrs.globalBs !== 0 ? Math.floor(attrs.globalBs / attrs.epWorldSize) : undefined);
+  if (bs === undefined) {
+    throw new MoeError('E_ATTR', 'bs', bs, 'bs (rows of x on every rank) is required when globalBs = 0');
+  }
+  throwFirst(checkDims(attrs, { h: opts.h, k: opts.k, bs }));
+  const lay = makeLayout(attrs, { h: opts.h, k: opts.k, bs });
+  throwFirst(checkBuffer(lay, opts.hcclBufferSize));
+  const backend = await resolveBackend(opts.backend ?? 'wasm');
+  const plan = planMemory(lay, backend.scratchBytes(lay));
+  const { memory, shared, reason } = createMemory(plan);
+  if (reason) opts.log?.(reason);
+  await backend.attach({ memory, scratchBase: plan.scratchBase, scratchBytes: plan.scratchBytes });
+  return new EpGroup(lay, backend, new Windows(memory, plan, lay, shared), opts.timeoutMs ?? 60000);
+}
+
+async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
+  if (typeof b !== 'string') return b;
+  if (b === 'reference') return new ReferenceBackend();
+  if (b === 'wasm') {
+    const { WasmBackend } = await import('../backends/wasm/index.js');
+    return WasmBackend.create();
+  }
+  throw new MoeError('E_ATTR', 'backend', b, 'backend should be "wasm" or "reference"');
+}
+
+export class EpGroup {
+  readonly attrs: GroupAttrs;
+  private readonly ranks: RankState[];
+
+  constructor(
+    readonly layout: Layout,
+    readonly backend: Backend,
+    private readonly windows: Windows,
+    private readonly timeoutMs: number,
+  ) {
+    this.attrs = layout.attrs;
+    this.ranks = Array.from({ length: layout.W }, () => ({
+      round: 0,
+      lastOp: -1,
+      bs: 0,
+      activeBs: 0,
+      dtype: 'bf16' as XDtype,
+      expertIds: new Int32Array(0),
+      expandIdx: new Int32Array(0),
+      received: new Int32Array(0),
+    }));
+  }
+
+  get backendName(): string {
+    return this.backend.name;
+  }
+
+  /** Byte size of the group's shared memory (windows, status, scratch). */
+  get memoryBytes(): number {
+    return this.windows.memory.buffer.byteLength;
+  }
+
+  // ---- checks shared by the four ops -------------------------------------------------------
+
+  private enter(op: OpName, rank: number, attrs: Partial<GroupAttrs> | undefined): RankState {
+    if (this.closed) throw new MoeError('E_ORDER', 'op', op, 'the group is closed; create a new one');
+    throwFirst(checkRank(this.attrs, rank));
+    if (attrs) {
+      for (const key of Object.keys(attrs) as (keyof GroupAttrs)[]) {
+        if (!SHARED_ATTRS.includes(key) || attrs[key] === undefined) continue;
+        if (attrs[key] !== this.attrs[key]) {
+          throw new MoeError(
+            'E_MISMATCH',
+            key,
+            attrs[key],
+            `rank ${rank} passes ${key} = ${formatValue(attrs[key])} to ${op}, but the group (and every other rank and op) uses ${formatValue(this.attrs[key])}`,
+          );
+        }
+      }
+    }
+    const st = this.ranks[rank]!;
+    const expected = OPS[(st.lastOp + 1) % 4]!;
+    if (op !== expected) {
+      const last = st.lastOp < 0 ? 'none yet' : `${OPS[st.lastOp]} of round ${st.lastOp === 3 ? st.round - 1 : st.round}`;
+      throw new MoeError('E_ORDER', 'op', op, `rank ${rank} must call ${expected} next (last completed: ${last})`);
+    }
+    return st;
+  }
+
+  private xShape(rank: number, x: Tensor | undefined, param = 'x'): { bs: number; dtype: XDtype } {
+    throwFirst(checkTensor(param, x, ['bf16', 'fp16'], null));
+    if (x!.shape.length !== 2) {
+      throw new MoeError('E_SHAPE', `${param}.shape`, [...x!.shape], `${param} should be 2-D (BS, H)`);
+    }
+    const [bs, h] = x!.shape as [number, number];
+    throwFirst(checkDims(this.attrs, { h, k: this.layout.K, bs }));
+    if (h !== this.layout.H) {
+      throw new MoeError('E_SHAPE', `${param}.shape[1]`, h, `H should be the group's H = ${this.layout.H}`);
+    }
+    if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
+      throw new MoeError(
+        'E_SHAPE',
+        `${param}.shape[0]`,
+        bs,
+        `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`,
+      );
+    }
+    return { bs, dtype: x!.dtype as XDtype };
+  }
+
+  private idsOf(param: string, t: Tensor | undefined, bs: number): Int32Array {
+    throwFirst(checkTensor(param, t, ['int32'], [bs, this.layout.K]));
+    const ids = t!.data as Int32Array;
+    throwFirst(checkExpertIds(ids, bs, this.layout.K, this.layout.E));
+    return ids;
+  }
+
+  private maskOf(t: Tensor | null | undefined, bs: number): number {
+    if (t === undefined || t === null) return bs;
+    throwFirst(checkTensor('xActiveMask', t, ['bool'], [bs]));
+    const { errors, activeBs } = checkActiveMask(t.data as Uint8Array, bs);
+    throwFirst(errors);
+    return activeBs;
+  }
+
+  /** Waits until every (sender, local expert) record of `receiver`'s half carries `flag`. */
+  private async awaitStatus(op: OpName, receiver: number, half: Half, round: number, locals: (s: number) => number) {
+    const lay = this.layout;
+    const deadline = Date.now() + this.timeoutMs;
+    const flag = round + 1;
+    for (;;) {
+      const missing: number[] = [];
+      for (let s = 0; s < lay.W; s++) {
+        for (let j = 0; j < locals(s); j++) {
+          const rec = this.windows.read(receiver, half, s, j);
+          if (rec.flag > flag) {
+            throw new MoeError(
+              'E_ORDER',
+              'round',
+              rec.flag - 1,
+              `rank ${s} already sent round ${rec.flag - 1} to rank ${receiver}, which is still in ${op} of round ${round}: a rank ran ahead`,
+            );
+          }
+          if (rec.flag !== flag) {
+            missing.push(s);
+            break;
+          }
+        }
+      }
+      if (missing.length === 0) return;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const lastOps = missing
+          .slice(0, 16)
+          .map((s) => {
+            const st = this.ranks[s]!;
+            return `rank ${s}: ${st.lastOp < 0 ? 'no op yet' : `${OPS[st.lastOp]} of round ${st.lastOp === 3 ? st.round - 1 : st.round}`}`;
+          })
+          .join('; ');
+        throw new MoeError(
+          'E_MISSING',
+          `${op} on rank ${receiver}`,
+          `round ${round}`,
+          `waited ${this.timeoutMs} ms for the status of every sender; never arrived from ranks [${missing.join(', ')}] (last completed op: ${lastOps}${missing.length > 16 ? '; ...' : ''})`,
+        );
+      }
+      await this.windows.nextPublish(Math.min(left, 1000));
+    }
+  }
+
+  // ---- the four ops ------------------------------------------------------------------------
+
+  async dispatchSetup(
+    rank: number,
+    inp: DispatchSetupInputs,
+    attrs?: Partial<GroupAttrs>,
+  ): Promise<DispatchSetupOutputs> {
+    const st = this.enter('dispatchSetup', rank, attrs);
+    const lay = this.layout;
+    const { bs, dtype } = this.xShape(rank, inp.x);
+    const ids = this.idsOf('expertIds', inp.expertIds, bs);
+    let scales: Float32Array | undefined;
+    if (inp.scales !== undefined && inp.scales !== null) {
+      if (this.attrs.quantMode !== 2) {
+        throw new MoeError('E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
+      }
+      throwFirst(checkTensor('scales', inp.scales, ['f32'], [lay.E + lay.SN, lay.H]));
+      scales = inp.scales.data as Float32Array;
+    }
+    const activeBs = this.maskOf(inp.xActiveMask, bs);
+    if (this.windows.consumedCount(Half.Dispatch) !== 0) {
+      const behind = this.ranks.map((s, i) => (s.lastOp === 0 && s.round === st.round - 1 ? i : -1)).filter((i) => i >= 0);
+      throw new MoeError(
+        'E_ORDER',
+        'dispatchSetup',
+        `rank ${rank} round ${st.round}`,
+        `ranks [${behind.join(', ')}] have not finished dispatchTeardown of round ${st.round - 1}: rank ${rank} runs more than one phase ahead`,
+      );
+    }
+
+    // validated: from here on we write
+    const { expandIdx, counts } = this.backend.route({ expertIds: ids, activeBs, bs, K: lay.K, E: lay.E });
+    const expertBlock = new Float64Array(lay.E).fill(-1);
+    for (let e = 0; e < lay.E; e++) {
+      if (counts[e]! > 0) expertBlock[e] = this.windows.reserve(Half.Dispatch, counts[e]! * lay.msgBytes);
+    }
+    const sharedBlock = new Float64Array(lay.sharedSends).fill(-1);
+    for (let s = 0; s < lay.sharedSends; s++) {
+      if (activeBs > 0) sharedBlock[s] = this.windows.reserve(Half.Dispatch, activeBs * lay.msgBytes);
+    }
+    const y = this.backend.pack({
+      lay,
+      x: inp.x as Tensor<XDtype>,
+      expertIds: ids,
+      scales,
+      activeBs,
+      expandIdx,
+      expertBlock,
+      sharedBlock,
+    });
+    const flag = st.round + 1;
+    for (let e = 0; e < lay.E; e++) {
+      const home = expertHome(lay, e);
+      this.windows.publish(home.rank, Half.Dispatch, rank, home.local, {
+        flag,
+        count: counts[e]!,
+        offset: expertBlock[e]!,
+        senderBs: bs,
+        senderActiveBs: activeBs,
+        dtypeCode: DTYPE_CODE[dtype],
+      });
+    }
+    for (let rho = 0; rho < lay.S; rho++) {
+      const s = Math.floor(rho / lay.R);
+      const mine = sharedHome(lay, rank, s) === rho;
+      this.windows.publish(rho, Half.Dispatch, rank, 0, {
+        flag,
+        count: mine ? activeBs : 0,
+        offset: mine ? sharedBlock[s]! : -1,
+        senderBs: bs,
+        senderActiveBs: activeBs,
+        dtypeCode: DTYPE_CODE[dtype],
+      });
+    }
+    const commCmdInfo = zeros('int32', [dispatchCommCmdInfoLen(lay, bs, rank)]);
+    for (let i = 0; i < activeBs * lay.K; i++) {
+      const home = expertHome(lay, ids[i]!);
+      const t = Math.floor(i / lay.K);
+      putDescriptor(commCmdInfo.data, i, KIND_DISPATCH, home.rank, home.local, expandIdx[i]!, rank, t, i % lay.K, lay.msgBytes);
+    }
+    for (let s = 0; s < lay.sharedSends; s++) {
+      for (let t = 0; t < activeBs; t++) {
+        putDescriptor(commCmdInfo.data, bs * lay.K + s * activeBs + t, KIND_DISPATCH, sharedHome(lay, rank, s), 0, t, rank, t, lay.K + s, lay.msgBytes);
+      }
+    }
+    Object.assign(st, { lastOp: 0, bs, activeBs, dtype, expertIds: ids.slice(), expandIdx });
+    return { y, expandIdx: { dtype: 'int32', shape: [bs * lay.K], data: expandIdx }, commCmdInfo };
+  }
+
+  async dispatchTeardown(
+    rank: number,
+    inp: DispatchTeardownInputs,
+    attrs?: Partial<GroupAttrs>,
+  ): Promise<DispatchTeardownOutputs> {
+    const st = this.enter('dispatchTeardown', rank, attrs);
+    const lay = this.layout;
+    const { bs, dtype } = this.xShape(rank, inp.x);
+    const yDtype = this.attrs.quantMode === 2 ? 'int8' : dtype;
+    throwFirst(checkTensor('y', inp.y, [yDtype], [yRows(lay, bs), lay.tokenMsgSize]));
+    this.idsOf('expertIds', inp.expertIds, bs);
+    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [dispatchCommCmdInfoLen(lay, bs, rank)]));
+    if (bs !== st.bs || dtype !== st.dtype) {
+      throw new MoeError('E_MISMATCH', 'x', `${dtype}[${bs}, ${lay.H}]`, `x should be the tensor given to dispatchSetup on rank ${rank} (${st.dtype}[${st.bs}, ${lay.H}])`);
+    }
+    const Lr = localExpertNum(lay, rank);
+    await this.awaitStatus('dispatchTeardown', rank, Half.Dispatch, st.round, () => Lr);
+
+    const blockOffset = new Float64Array(Lr * lay.W);
+    const blockCount = new Int32Array(Lr * lay.W);
+    const bsSeen = new Set<number>();
+    let maxBs = 0;
+    for (let j = 0; j < Lr; j++) {
+      for (let r = 0; r < lay.W; r++) {
+        const rec = this.windows.read(rank, Half.Dispatch, r, j);
+        blockOffset[j * lay.W + r] = rec.offset;
+        blockCount[j * lay.W + r] = rec.count;
+        this.checkDtype(rank, r, rec.dtypeCode, rec.count, dtype, 'x.dtype');
+        bsSeen.add(rec.senderBs);
+        maxBs = Math.max(maxBs, rec.senderBs);
+      }
+    }
+    if (this.attrs.globalBs !== 0 && bsSeen.size > 1 && this.attrs.globalBs !== maxBs * lay.W) {
+      throw new MoeError(
+        'E_ATTR',
+        'globalBs',
+        this.attrs.globalBs,
+        `with uneven BS across ranks (${[...bsSeen].sort((a, b) => a - b).join(', ')}) globalBs should be maxBs * epWorldSize = ${maxBs * lay.W}`,
+      );
+    }
+    const out = this.backend.gather({
+      lay,
+      rows: expandRows(lay, rank),
+      localExperts: Lr,
+      blockOffset,
+      blockCount,
+      sharedRank: rank < lay.S,
+      xDtype: dtype,
+    });
+    this.windows.consumed(Half.Dispatch);
+    st.received = blockCount;
+    st.lastOp = 1;
+    return out;
+  }
+
+  async combineSetup(rank: number, inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs> {
+    const st = this.enter('combineSetup', rank, attrs);
+    const lay = this.layout;
+    const A = expandRows(lay, rank);
+    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
+    this.idsOf('expertIds', inp.expertIds, st.bs);
+    throwFirst(checkTensor('assistInfoForCombine', inp.assistInfoForCombine, ['int32'], [A * 128]));
+    const assist = (inp.assistInfoForCombine.data as Int32Array).subarray(0, st.received.length);
+    let n = 0;
+    for (let idx = 0; idx < st.received.length; idx++) {
+      n += st.received[idx]!;
+      if (assist[idx] !== n) {
+        throw new MoeError(
+          'E_VALUE',
+          `assistInfoForCombine[${idx}]`,
+          assist[idx],
+          `should be ${n}, the inclusive prefix sum that dispatchTeardown returned on rank ${rank} this round`,
+        );
+      }
+    }
+    const dtype = inp.expandX.dtype as XDtype;
+    const blockOffset = new Float64Array(assist.length).fill(-1);
+    let pre = 0;
+    for (let idx = 0; idx < assist.length; idx++) {
+      const c = assist[idx]! - pre;
+      if (c > 0) blockOffset[idx] = this.windows.reserve(Half.Combine, c * lay.H * 2);
+      pre = assist[idx]!;
+    }
+    this.backend.sendBack({ lay, expandX: inp.expandX as Tensor<XDtype>, assist, blockOffset });
+    const commCmdInfo = zeros('int32', [combineCommCmdInfoLen(lay, rank)]);
+    pre = 0;
+    for (let idx = 0; idx < assist.length; idx++) {
+      const j = Math.floor(idx / lay.W);
+      const r = idx % lay.W;
+      const count = assist[idx]! - pre;
+      for (let c = 0; c < count; c++) {
+        putDescriptor(commCmdInfo.data, pre + c, KIND_COMBINE, r, j, c, rank, pre + c, 0, lay.H * 2);
+      }
+      this.windows.publish(r, Half.Combine, rank, j, {
+        flag: st.round + 1,
+        count,
+        offset: blockOffset[idx]!,
+        senderBs: st.bs,
+        senderActiveBs: st.activeBs,
+        dtypeCode: DTYPE_CODE[dtype],
+      });
+      pre = assist[idx]!;
+    }
+    st.lastOp = 2;
+    return { quantExpandX: zeros('int8', [A, lay.quantExpandXCols]), commCmdInfo };
+  }
+
+  async combineTeardown(
+    rank: number,
+    inp: CombineTeardownInputs,
+    attrs?: Partial<GroupAttrs>,
+  ): Promise<CombineTeardownOutputs> {
+    const st = this.enter('combineTeardown', rank, attrs);
+    const lay = this.layout;
+    const A = expandRows(lay, rank);
+    const bs = st.bs;
+    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
+    const dtype = inp.expandX.dtype as XDtype;
+    throwFirst(checkTensor('quantExpandX', inp.quantExpandX, ['int8'], [A, lay.quantExpandXCols]));
+    const ids = this.idsOf('expertIds', inp.expertIds, bs);
+    throwFirst(checkTensor('expandIdx', inp.expandIdx, ['int32'], [bs * lay.K]));
+    throwFirst(checkTensor('expertScales', inp.expertScales, ['f32'], [bs, lay.K]));
+    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [combineCommCmdInfoLen(lay, rank)]));
+    for (let i = 0; i < st.activeBs * lay.K; i++) {
+      if (ids[i] !== st.expertIds[i]) {
+        throw new MoeError('E_VALUE', `expertIds[${Math.floor(i / lay.K)}][${i % lay.K}]`, ids[i], `should be ${st.expertIds[i]}, as given to dispatchSetup on rank ${rank} this round`);
+      }
+      const ei = (inp.expandIdx.data as Int32Array)[i];
+      if (ei !== st.expandIdx[i]) {
+        throw new MoeError('E_VALUE', `expandIdx[${i}]`, ei, `should be ${st.expandIdx[i]}, as dispatchSetup returned on rank ${rank} this round`);
+      }
+    }
+    const activeBs = this.maskOf(inp.xActiveMask, bs);
+    if (activeBs !== st.activeBs) {
+      throw new MoeError('E_MISMATCH', 'xActiveMask', `${activeBs} active rows`, `should have the ${st.activeBs} active rows given to dispatchSetup on rank ${rank}`);
+    }
+    let sharedExpertX: Uint16Array | undefined;
+    if (inp.sharedExpertX !== undefined && inp.sharedExpertX !== null) {
+      if (lay.S !== 0) {
+        throw new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${lay.S})`);
+      }
+      const t = inp.sharedExpertX;
+      throwFirst(checkTensor('sharedExpertX', t, [dtype], null));
+      const s = t.shape;
+      const ok = (s.length === 2 && s[0] === bs && s[1] === lay.H) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === lay.H);
+      if (!ok) {
+        throw new MoeError('E_SHAPE', 'sharedExpertX.shape', [...s], `sharedExpertX shape should be [${bs}, ${lay.H}] or [a, b, ${lay.H}] with a * b = ${bs}`);
+      }
+      sharedExpertX = t.data as Uint16Array;
+    }
+    await this.awaitStatus('combineTeardown', rank, Half.Combine, st.round, (s) => localExpertNum(lay, s));
+    const expertBlock = new Float64Array(lay.E).fill(-1);
+    for (let rho = lay.S; rho < lay.W; rho++) {
+      for (let j = 0; j < lay.L; j++) {
+        const rec = this.windows.read(rank, Half.Combine, rho, j);
+        this.checkDtype(rank, rho, rec.dtypeCode, rec.count, dtype);
+        expertBlock[(rho - lay.S) * lay.L + j] = rec.offset;
+      }
+    }
+    const sharedBlock = new Float64Array(lay.sharedSends).fill(-1);
+    for (let s = 0; s < lay.sharedSends; s++) {
+      const rho = sharedHome(lay, rank, s);
+      const rec = this.windows.read(rank, Half.Combine, rho, 0);
+      this.checkDtype(rank, rho, rec.dtypeCode, rec.count, dtype);
+      sharedBlock[s] = rec.offset;
+    }
+    const x = this.backend.combine({
+      lay,
+      dtype,
+      bs,
+      activeBs,
+      expertIds: ids,
+      expandIdx: inp.expandIdx.data as Int32Array,
+      expertScales: inp.expertScales.data as Float32Array,
+      expertBlock,
+      sharedBlock,
+      sharedExpertX,
+    });
+    this.windows.consumed(Half.Combine);
+    st.lastOp = 3;
+    st.round++;
+    return { x };
+  }
+
+  private checkDtype(rank: number, sender: number, code: number, count: number, dtype: XDtype, param = 'expandX.dtype'): void {
+    if (count > 0 && code !== DTYPE_CODE[dtype]) {
+      const other = code === 1 ? 'bf16' : 'fp16';
+      throw new MoeError('E_MISMATCH', param, dtype, `rank ${sender} sent ${other} rows to rank ${rank}, whose ${param.split('.')[0]} is ${dtype}: every rank must use the same dtype`);
+    }
+  }
+
+  /** Frees the group's memory reference; the group cannot be used afterwards. */
+  close(): void {
+    this.closed = true;
+  }
+
+  private closed = false;
+}

@@ -1,0 +1,137 @@
+// A Tensor is a dtype, a shape and row-major contiguous data. bf16/fp16 hold raw IEEE bits in a
+// Uint16Array so that no conversion ever happens behind the user's back.
+import { bf16ToF32, f32ToBf16, f32ToFp16, fp16ToF32 } from './numbers.js';
+
+export type DType = 'bf16' | 'fp16' | 'f32' | 'int8' | 'int32' | 'int64' | 'bool';
+
+export type TensorData = Uint16Array | Float32Array | Int8Array | Int32Array | BigInt64Array | Uint8Array;
+
+export interface Tensor<D extends DType = DType> {
+  readonly dtype: D;
+  readonly shape: readonly number[];
+  readonly data: DataOf<D>;
+}
+
+export type DataOf<D extends DType> = D extends 'bf16' | 'fp16'
+  ? Uint16Array
+  : D extends 'f32'
+    ? Float32Array
+    : D extends 'int8'
+      ? Int8Array
+      : D extends 'int32'
+        ? Int32Array
+        : D extends 'int64'
+          ? BigInt64Array
+          : Uint8Array;
+
+export const DTYPE_BYTES: Record<DType, number> = {
+  bf16: 2,
+  fp16: 2,
+  f32: 4,
+  int8: 1,
+  int32: 4,
+  int64: 8,
+  bool: 1,
+};
+
+export const DTYPES: readonly DType[] = ['bf16', 'fp16', 'f32', 'int8', 'int32', 'int64', 'bool'];
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function allocData<D extends DType>(dtype: D, n: number): DataOf<D> {
+  switch (dtype) {
+    case 'bf16':
+    case 'fp16':
+      return new Uint16Array(n) as DataOf<D>;
+    case 'f32':
+      return new Float32Array(n) as DataOf<D>;
+    case 'int8':
+      return new Int8Array(n) as DataOf<D>;
+    case 'int32':
+      return new Int32Array(n) as DataOf<D>;
+    case 'int64':
+      return new BigInt64Array(n) as DataOf<D>;
+    case 'bool':
+      return new Uint8Array(n) as DataOf<D>;
+  }
+  throw new TypeError(`unknown dtype ${String(dtype)}`);
+}
+
+/** A zero-filled tensor. */
+export function zeros<D extends DType>(dtype: D, shape: readonly number[]): Tensor<D> {
+  return { dtype, shape: [...shape], data: allocData(dtype, numel(shape)) };
+}
+
+/** Wraps existing data (no copy); the data length must match the shape. */
+export function tensor<D extends DType>(dtype: D, shape: readonly number[], data: DataOf<D>): Tensor<D> {
+  if (data.length !== numel(shape)) {
+    throw new RangeError(`tensor data has ${data.length} elements, shape [${shape.join(', ')}] needs ${numel(shape)}`);
+  }
+  return { dtype, shape: [...shape], data };
+}
+
+/** Makes a tensor from plain numbers; floats are rounded to the dtype round-half-even. */
+export function fromNumbers<D extends DType>(
+  dtype: D,
+  shape: readonly number[],
+  values: ArrayLike<number | bigint | boolean>,
+): Tensor<D> {
+  const t = zeros(dtype, shape);
+  if (values.length !== t.data.length) {
+    throw new RangeError(`${values.length} values given, shape [${shape.join(', ')}] needs ${t.data.length}`);
+  }
+  const d = t.data as TensorData;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    switch (dtype) {
+      case 'bf16':
+        d[i] = f32ToBf16(Math.fround(Number(v)));
+        break;
+      case 'fp16':
+        d[i] = f32ToFp16(Math.fround(Number(v)));
+        break;
+      case 'int64':
+        (d as BigInt64Array)[i] = BigInt(v);
+        break;
+      case 'bool':
+        d[i] = v ? 1 : 0;
+        break;
+      default:
+        (d as Float32Array)[i] = Number(v);
+    }
+  }
+  return t;
+}
+
+/** The values as plain numbers (bf16/fp16 decoded exactly, int64 through Number). */
+export function toNumbers(t: Tensor): number[] {
+  const out = new Array<number>(t.data.length);
+  for (let i = 0; i < t.data.length; i++) out[i] = elementAsNumber(t, i);
+  return out;
+}
+
+export function elementAsNumber(t: Tensor, i: number): number {
+  switch (t.dtype) {
+    case 'bf16':
+      return bf16ToF32((t.data as Uint16Array)[i]!);
+    case 'fp16':
+      return fp16ToF32((t.data as Uint16Array)[i]!);
+    case 'int64':
+      return Number((t.data as BigInt64Array)[i]!);
+    default:
+      return Number((t.data as Float32Array)[i]!);
+  }
+}
+
+/** The tensor's bytes (a view, no copy). */
+export function bytesOf(t: Tensor): Uint8Array {
+  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+export function describe(t: Tensor): string {
+  return `${t.dtype}[${t.shape.join(', ')}]`;
+}
