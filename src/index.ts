@@ -7,3 +7,4 @@ export * from './contract/checks.js';
 export * from './group/group.js';
 export type { Backend } from './backends/types.js';
 export { ReferenceBackend } from './backends/reference/index.js';
+export * from './contract/plan.js';

@@ -173,12 +173,14 @@ export function combineCommCmdInfoLen(lay: Layout, rank: number): number {
 
 /**
  * HCCL_BUFFSIZE needed, in bytes. `documented`: the torch_npu formula, 2 · (both terms);
- * `tiling`: the open A3 tiling code, which doubles only the first term.
+ * `tiling`: the open A3 tiling code, which doubles only the first term. shared_expert_num counts
+ * only when shared experts are deployed (S > 0): with S = 0 no shared message exists, and
+ * W = 8, E = 32, BS = 512, H = 7168, K = 8 then needs the 576 MiB users quote.
  */
 export function hcclBufferNeeded(lay: Layout): { documented: number; tiling: number } {
   const H = lay.H;
   const first = lay.L * lay.maxBs * lay.W * align(align(2 * H, 32) + 44, 512);
-  const second = (lay.K + lay.SN) * lay.maxBs * align(2 * H, 512);
+  const second = (lay.K + lay.sharedSends) * lay.maxBs * align(2 * H, 512);
   return { documented: 2 * (first + second), tiling: 2 * first + second };
 }
 
