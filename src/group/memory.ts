@@ -54,7 +54,10 @@ export function planMemory(lay: Layout, scratchBytes: number): MemoryPlan {
   const msgsPerRound = lay.W * lay.maxBs * (lay.K + lay.sharedSends);
   const alignUp = (n: number) => Math.ceil(n / UNIT) * UNIT;
   const dispatchBytes = alignUp(msgsPerRound * lay.msgBytes + lay.W * lay.lMax * UNIT);
-  const combineBytes = alignUp(msgsPerRound * lay.H * 2 + lay.W * lay.lMax * UNIT);
+  // Each combine block (one per sender, receiver and local expert) is reserved in whole UNITs, so a
+  // row costs up to alignUp(H·2) when H·2 is not a multiple of UNIT (H not a multiple of 32);
+  // alignUp(c·b) <= c·alignUp(b) keeps every round inside this bound.
+  const combineBytes = alignUp(msgsPerRound * alignUp(lay.H * 2) + lay.W * lay.lMax * UNIT);
   const ctlBase = KERNEL_RESERVED;
   const statusBase = ctlBase + alignUp(CTL_WORDS * 4);
   const statusBytes = alignUp(lay.W * 2 * lay.W * lay.lMax * STATUS_WORDS * 4);
