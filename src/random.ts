@@ -1,0 +1,111 @@
+// A small seeded PRNG for examples, cases and tests: xoshiro128** seeded through splitmix32, all
+// 32-bit integer arithmetic (Math.imul, >>>), so the uniform stream is the same on every platform.
+// Normals come from Box-Muller; Math.log/sqrt/cos are V8's fdlibm ports, the same on every
+// platform Node runs on, and the results are rounded to the tensor's dtype anyway.
+import { f32ToBf16, f32ToFp16 } from './numbers.js';
+import { type Tensor, zeros } from './tensor.js';
+
+export class Rng {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+  private spare: number | undefined;
+
+  constructor(seed: number) {
+    let z = seed >>> 0;
+    const next = (): number => {
+      // splitmix32
+      z = (z + 0x9e3779b9) | 0;
+      let t = z ^ (z >>> 16);
+      t = Math.imul(t, 0x21f0aaad);
+      t ^= t >>> 15;
+      t = Math.imul(t, 0x735a2d97);
+      return (t ^ (t >>> 15)) >>> 0;
+    };
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next();
+  }
+
+  /** Next uint32 (xoshiro128**). */
+  nextU32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
+    const t = this.s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1), a multiple of 2^-32. */
+  uniform(): number {
+    return this.nextU32() / 4294967296;
+  }
+
+  /** Uniform integer in [lo, hi) (hi − lo ≤ 2^32), without modulo bias. */
+  int(lo: number, hi: number): number {
+    const n = hi - lo;
+    const limit = 4294967296 - (4294967296 % n);
+    let v: number;
+    do v = this.nextU32();
+    while (v >= limit);
+    return lo + (v % n);
+  }
+
+  /** Standard normal (Box-Muller, both values used). */
+  normal(): number {
+    if (this.spare !== undefined) {
+      const s = this.spare;
+      this.spare = undefined;
+      return s;
+    }
+    const u1 = 1 - this.uniform(); // (0, 1]: log never sees 0
+    const u2 = this.uniform();
+    const r = Math.sqrt(-2 * Math.log(u1));
+    this.spare = r * Math.sin(2 * Math.PI * u2);
+    return r * Math.cos(2 * Math.PI * u2);
+  }
+
+  /** In-place Fisher-Yates shuffle. */
+  shuffle<T>(a: T[]): T[] {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(0, i + 1);
+      [a[i], a[j]] = [a[j]!, a[i]!];
+    }
+    return a;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+/** A tensor of standard normals (torch.randn), rounded to the dtype round-half-even. */
+export function randn<D extends 'bf16' | 'fp16' | 'f32'>(rng: Rng, dtype: D, shape: readonly number[]): Tensor<D> {
+  const t = zeros(dtype, shape);
+  const d = t.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = Math.fround(rng.normal());
+    d[i] = dtype === 'bf16' ? f32ToBf16(v) : dtype === 'fp16' ? f32ToFp16(v) : v;
+  }
+  return t;
+}
+
+/**
+ * expert_ids like the seed's gen_unique_topk_array: each of `bs` rows takes the first k of a
+ * shuffled [low, high), so no id repeats within a row.
+ */
+export function uniqueTopK(rng: Rng, bs: number, k: number, low: number, high: number): Tensor<'int32'> {
+  if (k > high - low) throw new RangeError(`k = ${k} unique ids from [${low}, ${high}) is impossible`);
+  const t = zeros('int32', [bs, k]);
+  for (let r = 0; r < bs; r++) {
+    const ids = rng.shuffle(Array.from({ length: high - low }, (_, i) => low + i));
+    for (let j = 0; j < k; j++) t.data[r * k + j] = ids[j]!;
+  }
+  return t;
+}
