@@ -1,0 +1,60 @@
+// dispatch_setup's data movement (contract §2): build y and copy every message into its window
+// block on the receiving rank. Block offsets are byte offsets into this same (group) memory.
+// Plain byte moves use memory.copy/memory.fill (bulk memory: the engine's memcpy/memset, already
+// vectorised); the arithmetic lives in quant.ts.
+import { quantizeRow } from './quant';
+
+/**
+ * x: (bs, H) 16-bit; ids, expandIdx: (bs·K) i32; scales: (E+SN, H) f32 or 0;
+ * expertBlock: (E) u32 byte offsets, sharedBlock: (sharedSends) u32 byte offsets;
+ * y: (bs·(K+SN), msgBytes) bytes, fully written here (padding and inactive rows zeroed, since
+ * the scratch region is reused between calls).
+ */
+export function pack(
+  x: usize,
+  fp16: i32,
+  quant: i32,
+  H: i32,
+  K: i32,
+  SN: i32,
+  sharedSends: i32,
+  bs: i32,
+  activeBs: i32,
+  ids: usize,
+  expandIdx: usize,
+  scales: usize,
+  expertBlock: usize,
+  sharedBlock: usize,
+  msgBytes: i32,
+  scaleOffset: i32,
+  y: usize,
+): void {
+  const mb = <usize>msgBytes;
+  const rowBytes = <usize>H << 1;
+  const hp = <usize>H << 2;
+  memory.fill(y, 0, <usize>bs * <usize>(K + SN) * mb);
+  for (let t = 0; t < activeBs; t++) {
+    const xt = x + <usize>t * rowBytes;
+    // Without smooth scales every message of a token is the same: quantize once (row t·K)
+    // and copy; with scales each destination has its own scale row.
+    const first = y + <usize>(t * K) * mb;
+    for (let k = 0; k < K; k++) {
+      const i = t * K + k;
+      const e = load<i32>(ids + (<usize>i << 2));
+      const row = y + <usize>i * mb;
+      if (quant == 0) memory.copy(row, xt, rowBytes);
+      else if (scales == 0 && k > 0) memory.copy(row, first, mb);
+      else quantizeRow(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, row, scaleOffset, fp16 != 0);
+      const dst = <usize>load<u32>(expertBlock + (<usize>e << 2)) + <usize>load<i32>(expandIdx + (<usize>i << 2)) * mb;
+      memory.copy(dst, row, mb);
+    }
+    for (let s = 0; s < sharedSends; s++) {
+      // shared rows start at bs·K with a stride of activeBs per shared expert, as the kernel does
+      const row = y + <usize>(bs * K + s * activeBs + t) * mb;
+      if (quant == 0) memory.copy(row, xt, rowBytes);
+      else if (scales == 0) memory.copy(row, first, mb);
+      else quantizeRow(xt, scales + <usize>s * hp, H, row, scaleOffset, fp16 != 0);
+      memory.copy(<usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb, row, mb);
+    }
+  }
+}

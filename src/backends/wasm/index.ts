@@ -1,0 +1,323 @@
+// The wasm backend: a thin wrapper over the AssemblyScript kernels (assembly/). Each method lays
+// its inputs out in this backend's scratch region of the group memory, calls the kernel of the
+// same name, and copies the outputs into fresh (non-shared) typed arrays. Window blocks are
+// written and read by the kernels themselves: the group hands over their byte offsets.
+import { type Layout, expandRows } from '../../contract/attrs.js';
+import { MoeError } from '../../errors.js';
+import type { Tensor } from '../../tensor.js';
+import type {
+  Backend,
+  CombineArgs,
+  GatherArgs,
+  GatherResult,
+  GroupMemoryView,
+  PackArgs,
+  RouteArgs,
+  RouteResult,
+  SendBackArgs,
+  XDtype,
+} from '../types.js';
+import { KERNELS_BASE64 } from './kernels.generated.js';
+
+type Ptr = number;
+
+/** The kernels' exports (assembly/index.ts); pointers are byte offsets into the group memory. */
+interface Kernels {
+  bf16_to_f32(src: Ptr, dst: Ptr, n: number): void;
+  fp16_to_f32(src: Ptr, dst: Ptr, n: number): void;
+  f32_to_bf16(src: Ptr, dst: Ptr, n: number): void;
+  f32_to_fp16(src: Ptr, dst: Ptr, n: number): void;
+  quantize_row(x: Ptr, srow: Ptr, H: number, out: Ptr, scaleOffset: number, fp16: number): void;
+  route(ids: Ptr, activeBs: number, bs: number, K: number, E: number, expandIdx: Ptr, counts: Ptr): void;
+  pack(
+    x: Ptr, fp16: number, quant: number, H: number, K: number, SN: number, sharedSends: number, bs: number,
+    activeBs: number, ids: Ptr, expandIdx: Ptr, scales: Ptr, expertBlock: Ptr, sharedBlock: Ptr,
+    msgBytes: number, scaleOffset: number, y: Ptr,
+  ): void;
+  gather(
+    blockOffset: Ptr, blockCount: Ptr, blocks: number, msgBytes: number, rowBytes: number, quant: number,
+    scaleOffset: number, rows: number, expandX: Ptr, scales: Ptr,
+  ): number;
+  assist_and_token_nums(blockCount: Ptr, Lr: number, W: number, assist: Ptr, assistLen: number, etn: Ptr, perExpert: number): number;
+  send_back(expandX: Ptr, assist: Ptr, blockOffset: Ptr, blocks: number, rowBytes: number): void;
+  combine(
+    fp16: number, H: number, K: number, sharedSends: number, bs: number, activeBs: number, ids: Ptr,
+    expandIdx: Ptr, weights: Ptr, expertBlock: Ptr, sharedBlock: Ptr, sharedX: Ptr, out: Ptr, tbl: Ptr,
+  ): void;
+}
+
+let compiled: Promise<WebAssembly.Module> | undefined;
+
+function decodeBase64(b64: string): Uint8Array {
+  if (typeof Buffer !== 'undefined') return Buffer.from(b64, 'base64');
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+/** The kernel module, compiled once per process (or worker) and shared by every instance. */
+export function kernelModule(): Promise<WebAssembly.Module> {
+  compiled ??= WebAssembly.compile(decodeBase64(KERNELS_BASE64) as BufferSource);
+  return compiled;
+}
+
+/** Instantiates the kernels over `memory` (shared, as the module imports a shared memory). */
+export async function instantiateKernels(memory: WebAssembly.Memory): Promise<Kernels> {
+  const imports = {
+    env: {
+      memory,
+      abort(msg: number, file: number, line: number, column: number): never {
+        throw new Error(`wasm kernel aborted at ${line}:${column} (message at ${msg}, file at ${file})`);
+      },
+    },
+  };
+  const instance = await WebAssembly.instantiate(await kernelModule(), imports);
+  return instance.exports as unknown as Kernels;
+}
+
+const align16 = (n: number): number => Math.ceil(n / 16) * 16;
+
+/** Bump allocation of 16-byte aligned regions inside the scratch; reset at each call. */
+class Arena {
+  private at: number;
+  constructor(
+    private readonly base: number,
+    private readonly end: number,
+  ) {
+    this.at = base;
+  }
+  take(bytes: number): Ptr {
+    const p = this.at;
+    this.at = p + align16(bytes);
+    if (this.at > this.end) {
+      throw new MoeError(
+        'E_MEMORY',
+        'wasm scratch',
+        this.at - this.base,
+        `the wasm backend's scratch holds ${this.end - this.base} bytes; the call needs more (shapes beyond the group's dims)`,
+      );
+    }
+    return p;
+  }
+  get used(): number {
+    return this.at - this.base;
+  }
+}
+
+// Region plans: the same functions lay out a call and size the scratch (scratchBytes).
+const routeRegions = (ar: Arena, bs: number, K: number, E: number) => ({
+  ids: ar.take(bs * K * 4),
+  expandIdx: ar.take(bs * K * 4),
+  counts: ar.take(E * 4),
+});
+
+const packRegions = (ar: Arena, lay: Layout, bs: number, scaled: boolean) => ({
+  x: ar.take(bs * lay.H * 2),
+  ids: ar.take(bs * lay.K * 4),
+  expandIdx: ar.take(bs * lay.K * 4),
+  scales: scaled ? ar.take((lay.E + lay.SN) * lay.H * 4) : 0,
+  expertBlock: ar.take(lay.E * 4),
+  sharedBlock: ar.take(lay.sharedSends * 4),
+  y: ar.take(bs * (lay.K + lay.SN) * lay.msgBytes),
+});
+
+const gatherRegions = (ar: Arena, lay: Layout, rows: number, blocks: number, localExperts: number) => ({
+  blockOffset: ar.take(blocks * 4),
+  blockCount: ar.take(blocks * 4),
+  expandX: ar.take(rows * lay.H * lay.yElemBytes),
+  scales: ar.take(rows * 4),
+  assist: ar.take(rows * 128 * 4),
+  etn: ar.take(localExperts * 8),
+});
+
+const sendBackRegions = (ar: Arena, lay: Layout, rows: number, blocks: number) => ({
+  expandX: ar.take(rows * lay.H * 2),
+  assist: ar.take(blocks * 4),
+  blockOffset: ar.take(blocks * 4),
+});
+
+const combineRegions = (ar: Arena, lay: Layout, bs: number, withSharedX: boolean) => ({
+  ids: ar.take(bs * lay.K * 4),
+  expandIdx: ar.take(bs * lay.K * 4),
+  weights: ar.take(bs * lay.K * 4),
+  expertBlock: ar.take(lay.E * 4),
+  sharedBlock: ar.take(lay.sharedSends * 4),
+  sharedX: withSharedX ? ar.take(bs * lay.H * 2) : 0,
+  out: ar.take(bs * lay.H * 2),
+  tbl: ar.take((lay.K + lay.sharedSends + 1) * 4),
+});
+
+export class WasmBackend implements Backend {
+  readonly name = 'wasm' as const;
+  private k!: Kernels;
+  private memory!: WebAssembly.Memory;
+  private scratchBase = 0;
+  private scratchEnd = 0;
+  private buf: ArrayBufferLike | undefined;
+  private u8!: Uint8Array;
+  private u16!: Uint16Array;
+  private i32!: Int32Array;
+  private f32!: Float32Array;
+
+  private constructor() {}
+
+  static async create(): Promise<WasmBackend> {
+    await kernelModule(); // compile errors surface at creation, not at the first op
+    return new WasmBackend();
+  }
+
+  scratchBytes(lay: Layout): number {
+    const bs = lay.maxBs;
+    const Lr = lay.lMax;
+    let rows = lay.W > lay.S ? expandRows(lay, lay.S) : 0;
+    if (lay.S > 0) rows = Math.max(rows, expandRows(lay, 0));
+    const blocks = Lr * lay.W;
+    const size = (plan: (ar: Arena) => unknown): number => {
+      const ar = new Arena(0, Infinity);
+      plan(ar);
+      return ar.used;
+    };
+    return Math.max(
+      size((ar) => routeRegions(ar, bs, lay.K, lay.E)),
+      size((ar) => packRegions(ar, lay, bs, lay.attrs.quantMode === 2)),
+      size((ar) => gatherRegions(ar, lay, rows, blocks, Lr)),
+      size((ar) => sendBackRegions(ar, lay, rows, blocks)),
+      size((ar) => combineRegions(ar, lay, bs, lay.S === 0)),
+    );
+  }
+
+  async attach(mem: GroupMemoryView): Promise<void> {
+    this.memory = mem.memory;
+    this.scratchBase = mem.scratchBase;
+    this.scratchEnd = mem.scratchBase + mem.scratchBytes;
+    this.k = await instantiateKernels(mem.memory);
+  }
+
+  private arena(): Arena {
+    // views are made again only if the buffer changed (a non-shared memory that grew)
+    if (this.buf !== this.memory.buffer) {
+      const b = this.memory.buffer;
+      this.buf = b;
+      this.u8 = new Uint8Array(b);
+      this.u16 = new Uint16Array(b);
+      this.i32 = new Int32Array(b);
+      this.f32 = new Float32Array(b);
+    }
+    return new Arena(this.scratchBase, this.scratchEnd);
+  }
+
+  route({ expertIds, activeBs, bs, K, E }: RouteArgs): RouteResult {
+    const r = routeRegions(this.arena(), bs, K, E);
+    this.i32.set(expertIds.subarray(0, bs * K), r.ids >> 2);
+    this.k.route(r.ids, activeBs, bs, K, E, r.expandIdx, r.counts);
+    return {
+      expandIdx: this.i32.slice(r.expandIdx >> 2, (r.expandIdx >> 2) + bs * K),
+      counts: this.i32.slice(r.counts >> 2, (r.counts >> 2) + E),
+    };
+  }
+
+  pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'> {
+    const { lay, x } = a;
+    const bs = x.shape[0]!;
+    const quant = lay.attrs.quantMode === 2;
+    const r = packRegions(this.arena(), lay, bs, a.scales !== undefined);
+    this.u16.set(x.data, r.x >> 1);
+    this.i32.set(a.expertIds.subarray(0, bs * lay.K), r.ids >> 2);
+    this.i32.set(a.expandIdx.subarray(0, bs * lay.K), r.expandIdx >> 2);
+    if (a.scales) this.f32.set(a.scales, r.scales >> 2);
+    // offsets < 4 GiB: Int32Array.set wraps them to the u32 bits the kernel reads (-1: unused)
+    this.i32.set(a.expertBlock, r.expertBlock >> 2);
+    this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
+    this.k.pack(
+      r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, lay.K, lay.SN, lay.sharedSends, bs, a.activeBs,
+      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.y,
+    );
+    const shape = [bs * (lay.K + lay.SN), lay.tokenMsgSize];
+    const n = shape[0]! * shape[1]!;
+    if (quant) return { dtype: 'int8', shape, data: new Int8Array(this.u8.buffer, r.y, n).slice() };
+    return { dtype: x.dtype, shape, data: this.u16.slice(r.y >> 1, (r.y >> 1) + n) };
+  }
+
+  gather(a: GatherArgs): GatherResult {
+    const { lay, rows, localExperts } = a;
+    const quant = lay.attrs.quantMode === 2;
+    const blocks = localExperts * lay.W;
+    const r = gatherRegions(this.arena(), lay, rows, blocks, localExperts);
+    this.i32.set(a.blockOffset, r.blockOffset >> 2);
+    this.i32.set(a.blockCount, r.blockCount >> 2);
+    const rowBytes = lay.H * lay.yElemBytes;
+    this.k.gather(r.blockOffset, r.blockCount, blocks, lay.msgBytes, rowBytes, quant ? 1 : 0, lay.scaleOffset, rows, r.expandX, r.scales);
+    const perExpert = lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? 1 : 0;
+    this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, rows * 128, r.etn, perExpert);
+    const n = rows * lay.H;
+    const expandX: Tensor<'bf16' | 'fp16' | 'int8'> = quant
+      ? { dtype: 'int8', shape: [rows, lay.H], data: new Int8Array(this.u8.buffer, r.expandX, n).slice() }
+      : { dtype: a.xDtype, shape: [rows, lay.H], data: this.u16.slice(r.expandX >> 1, (r.expandX >> 1) + n) };
+    return {
+      expandX,
+      dynamicScales: { dtype: 'f32', shape: [rows], data: this.f32.slice(r.scales >> 2, (r.scales >> 2) + rows) },
+      assistInfoForCombine: {
+        dtype: 'int32',
+        shape: [rows * 128],
+        data: this.i32.slice(r.assist >> 2, (r.assist >> 2) + rows * 128),
+      },
+      expertTokenNums: {
+        dtype: 'int64',
+        shape: [localExperts],
+        data: new BigInt64Array(this.u8.buffer, r.etn, localExperts).slice(),
+      },
+    };
+  }
+
+  sendBack({ lay, expandX, assist, blockOffset }: SendBackArgs): void {
+    const rows = expandX.shape[0]!;
+    const r = sendBackRegions(this.arena(), lay, rows, assist.length);
+    this.u16.set(expandX.data, r.expandX >> 1);
+    this.i32.set(assist, r.assist >> 2);
+    this.i32.set(blockOffset, r.blockOffset >> 2);
+    this.k.send_back(r.expandX, r.assist, r.blockOffset, assist.length, lay.H * 2);
+  }
+
+  combine(a: CombineArgs): Tensor<XDtype> {
+    const { lay, bs } = a;
+    const n = bs * lay.K;
+    const r = combineRegions(this.arena(), lay, bs, a.sharedExpertX !== undefined);
+    this.i32.set(a.expertIds.subarray(0, n), r.ids >> 2);
+    this.i32.set(a.expandIdx.subarray(0, n), r.expandIdx >> 2);
+    this.f32.set(a.expertScales.subarray(0, n), r.weights >> 2);
+    this.i32.set(a.expertBlock, r.expertBlock >> 2);
+    this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
+    if (a.sharedExpertX) this.u16.set(a.sharedExpertX.subarray(0, bs * lay.H), r.sharedX >> 1);
+    this.k.combine(
+      a.dtype === 'fp16' ? 1 : 0, lay.H, lay.K, lay.sharedSends, bs, a.activeBs, r.ids, r.expandIdx, r.weights,
+      r.expertBlock, r.sharedBlock, r.sharedX, r.out, r.tbl,
+    );
+    return { dtype: a.dtype, shape: [bs, lay.H], data: this.u16.slice(r.out >> 1, (r.out >> 1) + bs * lay.H) };
+  }
+}
+
+// ---- test and tooling entry points: the conversion kernels on plain arrays ----
+
+export type ConvertKind = 'bf16ToF32' | 'fp16ToF32' | 'f32ToBf16' | 'f32ToFp16';
+
+/**
+ * Runs one conversion kernel over `input` in a memory of its own: 16-bit patterns to f32 bit
+ * patterns (Uint32Array) or f32 bit patterns to 16-bit patterns (Uint16Array).
+ */
+export async function wasmConvert(kind: 'bf16ToF32' | 'fp16ToF32', input: Uint16Array): Promise<Uint32Array>;
+export async function wasmConvert(kind: 'f32ToBf16' | 'f32ToFp16', input: Uint32Array): Promise<Uint16Array>;
+export async function wasmConvert(kind: ConvertKind, input: Uint16Array | Uint32Array): Promise<Uint16Array | Uint32Array> {
+  const n = input.length;
+  const src = 64 * 1024; // above the kernels' reserved low memory
+  const dst = src + align16(n * 4);
+  const pages = Math.ceil((dst + n * 4) / 65536) + 1;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const k = await instantiateKernels(memory);
+  const buf = memory.buffer;
+  if (kind === 'bf16ToF32' || kind === 'fp16ToF32') {
+    new Uint16Array(buf, src, n).set(input);
+    (kind === 'bf16ToF32' ? k.bf16_to_f32 : k.fp16_to_f32)(src, dst, n);
+    return new Uint32Array(buf, dst, n).slice();
+  }
+  new Uint32Array(buf, src, n).set(input);
+  (kind === 'f32ToBf16' ? k.f32_to_bf16 : k.f32_to_fp16)(src, dst, n);
+  return new Uint16Array(buf, dst, n).slice();
+}
