@@ -1,0 +1,151 @@
+// The identity expert that stands between dispatch and combine when a case brings no expert
+// output, and the f64 account of what combine must then return (with its error bound). The CLI
+// runner, the seed example, the bench and the tests all use these.
+import { type Layout, localExpertNum } from './contract/attrs.js';
+import type { XDtype } from './backends/types.js';
+import type { DispatchTeardownOutputs } from './group/group.js';
+import { fromF32, toF32 } from './numbers.js';
+import { type Tensor, zeros } from './tensor.js';
+
+/** Rows of expand_x that rank `rank` received: its last meaningful assist_info_for_combine entry. */
+export function receivedRows(lay: Layout, rank: number, assistInfoForCombine: Tensor): number {
+  const last = lay.W * localExpertNum(lay, rank) - 1;
+  return (assistInfoForCombine.data as Int32Array)[last]!;
+}
+
+/**
+ * The identity expert of a rank: its output (A, H) in `dtype` (x's dtype) is expand_x itself
+ * (quant 0), or for quant 2 the dequantized token `f32(code) · dynamic_scale` (one f32 product)
+ * cast round-half-even to `dtype`. Rows past the received count are 0.
+ */
+export function identityExpert(
+  lay: Layout,
+  rank: number,
+  td: Pick<DispatchTeardownOutputs, 'expandX' | 'dynamicScales' | 'assistInfoForCombine'>,
+  dtype: XDtype,
+): Tensor<XDtype> {
+  const A = td.expandX.shape[0]!;
+  const H = lay.H;
+  const out = zeros(dtype, [A, H]);
+  const n = Math.min(receivedRows(lay, rank, td.assistInfoForCombine), A);
+  if (td.expandX.dtype === 'int8') {
+    const codes = td.expandX.data as Int8Array;
+    const ds = td.dynamicScales.data as Float32Array;
+    for (let a = 0; a < n; a++) {
+      const s = ds[a]!;
+      for (let h = 0; h < H; h++) out.data[a * H + h] = fromF32(dtype, Math.fround(codes[a * H + h]! * s));
+    }
+  } else {
+    if (td.expandX.dtype !== dtype) {
+      throw new TypeError(`identityExpert: expand_x is ${td.expandX.dtype}, x is ${dtype}; they should match for quant 0`);
+    }
+    out.data.set((td.expandX.data as Uint16Array).subarray(0, n * H));
+  }
+  return out;
+}
+
+/** One rank's inputs, as far as the combined result of identity experts depends on them. */
+export interface IdentityInputs {
+  x: Tensor;
+  expertIds: Tensor;
+  expertScales: Tensor;
+  scales?: Tensor | null;
+  xActiveMask?: Tensor | null;
+  sharedExpertX?: Tensor | null;
+}
+
+export interface IdentityCheck {
+  /** max over rows of max_h |out − expected| / magnitude(row) (rows of magnitude 0 must be exactly 0) */
+  maxRelErr: number;
+  /** the bound maxRelErr must respect */
+  bound: number;
+  /** where maxRelErr occurs (row, column), -1 when every row is exact */
+  worst: { t: number; h: number };
+  /** elements that are not finite, or rows past activeBs that are not 0, or zero rows that are not 0 */
+  violations: number;
+}
+
+/**
+ * Compares combine_teardown's output of rank r against an f64 computation of what identity
+ * experts give: expected[t] = Σ_k w[t,k] · x[t] · sc(e_k) + Σ_s x[t] · sc(s) (when S > 0)
+ * + shared_expert_x[t], where sc(e) is the smooth-scale row e + SN and sc(s) row s (quant 2 with
+ * scales), else 1. Rows t ≥ activeBs must be 0.
+ *
+ * The error of a row is measured against its magnitude M = Σ_k |w| · m_k + Σ_s m_s + max|shared_expert_x|,
+ * m the largest |x · sc| of the message. Bound: quant 2 rounds each message to int8 with step m/127
+ * (error ≤ m/254), the expert casts its output to x's dtype (unit roundoff u: 2^-8 bf16, 2^-11 fp16),
+ * combine casts the f32 sum to x's dtype (u again); the f32 products, sums and scale divisions
+ * add far less than 1e-5. So bound = (quant 2 ? 1/254 + u : 0) + u + 1e-5.
+ */
+export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tensor): IdentityCheck {
+  const H = lay.H;
+  const K = lay.K;
+  const bs = inp.x.shape[0]!;
+  const dtype = inp.x.dtype as XDtype;
+  const quant = lay.attrs.quantMode === 2;
+  const u = dtype === 'bf16' ? 2 ** -8 : 2 ** -11;
+  const bound = (quant ? 1 / 254 + u : 0) + u + 1e-5;
+  const x = inp.x.data as Uint16Array;
+  const ids = inp.expertIds.data as Int32Array;
+  const w = inp.expertScales.data as Float32Array;
+  const sc = quant && inp.scales ? (inp.scales.data as Float32Array) : undefined;
+  const sx = inp.sharedExpertX ? (inp.sharedExpertX.data as Uint16Array) : undefined;
+  const mask = inp.xActiveMask ? (inp.xActiveMask.data as Uint8Array) : undefined;
+  let activeBs = 0;
+  while (activeBs < bs && (!mask || mask[activeBs])) activeBs++;
+  const got = (i: number): number => toF32(dtype, (out.data as Uint16Array)[i]!);
+
+  const xf = new Float64Array(H);
+  const exp = new Float64Array(H);
+  const msg = new Float64Array(H);
+  let maxRelErr = 0;
+  let worst = { t: -1, h: -1 };
+  let violations = 0;
+  for (let t = 0; t < bs; t++) {
+    if (t >= activeBs) {
+      for (let h = 0; h < H; h++) if ((out.data as Uint16Array)[t * H + h] !== 0) violations++;
+      continue;
+    }
+    for (let h = 0; h < H; h++) xf[h] = toF32(dtype, x[t * H + h]!);
+    exp.fill(0);
+    let magnitude = 0;
+    const addMessage = (scaleRow: number, weight: number): void => {
+      let m = 0;
+      for (let h = 0; h < H; h++) {
+        msg[h] = sc ? xf[h]! * sc[scaleRow * H + h]! : xf[h]!;
+        m = Math.max(m, Math.abs(msg[h]!));
+        exp[h] = exp[h]! + weight * msg[h]!;
+      }
+      magnitude += Math.abs(weight) * m;
+    };
+    for (let k = 0; k < K; k++) addMessage(ids[t * K + k]! + lay.SN, w[t * K + k]!);
+    for (let s = 0; s < lay.sharedSends; s++) addMessage(s, 1);
+    if (sx) {
+      let m = 0;
+      for (let h = 0; h < H; h++) {
+        const v = toF32(dtype, sx[t * H + h]!);
+        exp[h] = exp[h]! + v;
+        m = Math.max(m, Math.abs(v));
+      }
+      magnitude += m;
+    }
+    for (let h = 0; h < H; h++) {
+      const g = got(t * H + h);
+      if (!Number.isFinite(g)) {
+        violations++;
+        continue;
+      }
+      const d = Math.abs(g - exp[h]!);
+      if (magnitude === 0) {
+        if (d !== 0) violations++;
+        continue;
+      }
+      const rel = d / magnitude;
+      if (rel > maxRelErr) {
+        maxRelErr = rel;
+        worst = { t, h };
+      }
+    }
+  }
+  return { maxRelErr, bound, worst, violations };
+}
