@@ -1,0 +1,35 @@
+// What a command sees of the process: its output streams and environment, so that the CLI can
+// run in-process (tests) as well as in a real process (bin/moe-distribute.js).
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: Record<string, string | undefined>;
+}
+
+/** A wrong command line: one line on stderr and exit code 2. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    /** the command whose --help explains the fix, if any */
+    readonly command?: string,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface Command {
+  name: string;
+  /** one line for the tool's help */
+  summary: string;
+  /** `moe-distribute <command> --help` */
+  help: string;
+  /** returns the exit code; throws UsageError, MoeError or anything else */
+  run(argv: string[], io: CliIo): Promise<number>;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_CASE = 1;
+export const EXIT_USAGE = 2;
+/** EX_SOFTWARE (sysexits.h): an internal error */
+export const EXIT_INTERNAL = 70;

@@ -1,0 +1,88 @@
+// `moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference]`
+import { existsSync, realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { BackendName } from '../group/group.js';
+import { runCase } from '../runner.js';
+import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
+
+const BACKENDS: readonly BackendName[] = ['wasm', 'reference'];
+
+const HELP = `Usage: moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference]
+
+Runs one round of the four ops (dispatch_setup, dispatch_teardown, the experts, combine_setup,
+combine_teardown) on every rank of the case in CASE_DIR and writes OUT_DIR/rank{r}.safetensors.
+
+CASE_DIR holds
+  case.json            {"epWorldSize", "moeExpertNum", and optionally "sharedExpertNum",
+                        "sharedExpertRankNum", "quantMode", "globalBs", "expertTokenNumsType",
+                        "commQuantMode", "expertShardType", "groupEp"}; absent ones take the
+                        torch_npu defaults
+  rank{r}.safetensors  per rank: x (BS,H) bf16/fp16, expert_ids (BS,K) int32,
+                        expert_scales (BS,K) f32; optionally scales (E+SN,H) f32,
+                        x_active_mask (BS) bool, shared_expert_x (BS,H) and expert_output (A,H)
+                        in x's dtype (without expert_output each expert is the identity)
+
+Each output file holds y, expand_idx, comm_cmd_info (dispatch_setup), expand_x, dynamic_scales,
+assist_info_for_combine, expert_token_nums (dispatch_teardown), quant_expand_x,
+combine_comm_cmd_info (combine_setup) and x_out (combine_teardown). Nothing is written unless
+every op on every rank succeeds.
+
+Options:
+  --out OUT_DIR        where to write the outputs (created if missing; not CASE_DIR)
+  --backend NAME       wasm (default) or reference (the plain TypeScript oracle)
+  -h, --help           show this help
+
+Environment:
+  HCCL_BUFFSIZE        the per-rank window size in MB (default 200), checked as on hardware
+
+Exit codes: 0 success, 1 bad case (one line on stderr), 2 usage error, 70 internal error.
+`;
+
+function samePath(a: string, b: string): boolean {
+  const real = (p: string): string => (existsSync(p) ? realpathSync(p) : resolve(p));
+  return real(a) === real(b);
+}
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'run the four ops on every rank of a case directory, write the outputs',
+  help: HELP,
+  async run(argv: string[], io: CliIo): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        out: { type: 'string' },
+        backend: { type: 'string', default: 'wasm' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      io.stdout(HELP);
+      return EXIT_OK;
+    }
+    if (positionals.length === 0) throw new UsageError('run needs a CASE_DIR', 'run');
+    if (positionals.length > 1) throw new UsageError(`run takes one CASE_DIR, got ${positionals.length}: ${positionals.join(' ')}`, 'run');
+    if (values.out === undefined || values.out === '') throw new UsageError('run needs --out OUT_DIR', 'run');
+    const backend = values.backend as BackendName;
+    if (!BACKENDS.includes(backend)) {
+      throw new UsageError(`--backend should be ${BACKENDS.join(' or ')}, got ${JSON.stringify(values.backend)}`, 'run');
+    }
+    const caseDir = positionals[0]!;
+    if (samePath(caseDir, values.out)) {
+      throw new UsageError('--out must not be CASE_DIR: the outputs would overwrite the inputs', 'run');
+    }
+    const res = await runCase(caseDir, values.out, { backend, log: (m) => io.stderr(`moe-distribute: note: ${m}\n`) });
+    const t = res.timings;
+    const ms = (v: number): string => `${v.toFixed(1)} ms`;
+    io.stdout(
+      `wrote ${res.files.length} rank files to ${values.out} (backend ${res.backend}, epWorldSize ${res.case.attrs.epWorldSize}, ` +
+        `H ${res.case.h}, K ${res.case.k}, ${res.case.dtype}, quantMode ${res.case.attrs.quantMode})\n` +
+        `dispatchSetup ${ms(t.dispatchSetup)}, dispatchTeardown ${ms(t.dispatchTeardown)}, expert ${ms(t.expert)}, ` +
+        `combineSetup ${ms(t.combineSetup)}, combineTeardown ${ms(t.combineTeardown)}\n`,
+    );
+    return EXIT_OK;
+  },
+};
