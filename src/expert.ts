@@ -7,10 +7,29 @@ import type { DispatchTeardownOutputs } from './group/group.js';
 import { fromF32, toF32 } from './numbers.js';
 import { type Tensor, zeros } from './tensor.js';
 
-/** Rows of expand_x that rank `rank` received: its last meaningful assist_info_for_combine entry. */
-export function receivedRows(lay: Layout, rank: number, assistInfoForCombine: Tensor): number {
+/**
+ * Rows of expand_x that rank `rank` received: its last meaningful assist_info_for_combine entry
+ * (index W·Lr − 1). When W·Lr exceeds the A·128 entries of the tensor (many local experts, few
+ * rows), the total comes from expert_token_nums instead (type 1 counts: their sum; type 0 prefix
+ * sums: the last).
+ */
+export function receivedRows(
+  lay: Layout,
+  rank: number,
+  assistInfoForCombine: Tensor,
+  expertTokenNums?: Tensor,
+): number {
   const last = lay.W * localExpertNum(lay, rank) - 1;
-  return (assistInfoForCombine.data as Int32Array)[last]!;
+  const assist = assistInfoForCombine.data as Int32Array;
+  if (last < assist.length) return assist[last]!;
+  if (!expertTokenNums) {
+    throw new RangeError(`assist_info_for_combine has ${assist.length} entries, fewer than W·Lr = ${last + 1}: pass expert_token_nums`);
+  }
+  const nums = expertTokenNums.data as BigInt64Array;
+  if (lay.attrs.expertTokenNumsType === 0 || nums.length === 1) return Number(nums[nums.length - 1] ?? 0n);
+  let n = 0n;
+  for (const v of nums) n += v;
+  return Number(n);
 }
 
 /**
@@ -21,19 +40,22 @@ export function receivedRows(lay: Layout, rank: number, assistInfoForCombine: Te
 export function identityExpert(
   lay: Layout,
   rank: number,
-  td: Pick<DispatchTeardownOutputs, 'expandX' | 'dynamicScales' | 'assistInfoForCombine'>,
+  td: Pick<DispatchTeardownOutputs, 'expandX' | 'dynamicScales' | 'assistInfoForCombine'> &
+    Partial<Pick<DispatchTeardownOutputs, 'expertTokenNums'>>,
   dtype: XDtype,
 ): Tensor<XDtype> {
   const A = td.expandX.shape[0]!;
   const H = lay.H;
   const out = zeros(dtype, [A, H]);
-  const n = Math.min(receivedRows(lay, rank, td.assistInfoForCombine), A);
+  const n = Math.min(receivedRows(lay, rank, td.assistInfoForCombine, td.expertTokenNums), A);
   if (td.expandX.dtype === 'int8') {
     const codes = td.expandX.data as Int8Array;
     const ds = td.dynamicScales.data as Float32Array;
+    const row = new Float32Array(H);
     for (let a = 0; a < n; a++) {
       const s = ds[a]!;
-      for (let h = 0; h < H; h++) out.data[a * H + h] = fromF32(dtype, Math.fround(codes[a * H + h]! * s));
+      for (let h = 0; h < H; h++) row[h] = codes[a * H + h]! * s; // the store rounds to f32
+      for (let h = 0; h < H; h++) out.data[a * H + h] = fromF32(dtype, row[h]!);
     }
   } else {
     if (td.expandX.dtype !== dtype) {

@@ -185,6 +185,18 @@ describe('identityExpert', () => {
     expect(out.data[H + 5]).toBe(want(0.1));
     expect(out.data.subarray(2 * H).every((v) => v === 0)).toBe(true);
   });
+  test('received count from expert_token_nums when W·Lr exceeds the assist entries', () => {
+    // E = 512, W = 2: L = 256 local experts, W·L = 512 > A·128 = 256 assist entries (A = 2)
+    const lay = makeLayout(withDefaults({ epWorldSize: 2, moeExpertNum: 512 }), { h: H, k: 1, bs: 1 });
+    const expandX = fromNumbers('bf16', [2, H], Array.from({ length: 2 * H }, (_, i) => 1 + (i % 5)));
+    const assist = zeros('int32', [256]);
+    const expertTokenNums = zeros('int64', [256]);
+    expertTokenNums.data[3] = 1n;
+    const out = identityExpert(lay, 0, { expandX, dynamicScales: zeros('f32', [2]), assistInfoForCombine: assist, expertTokenNums }, 'bf16');
+    expect(Array.from(out.data.subarray(0, H))).toEqual(Array.from(expandX.data.subarray(0, H)));
+    expect(out.data.subarray(H).every((v) => v === 0)).toBe(true);
+    expect(() => identityExpert(lay, 0, { expandX, dynamicScales: zeros('f32', [2]), assistInfoForCombine: assist }, 'bf16')).toThrow(/pass expert_token_nums/);
+  });
 });
 
 describe('CLI', () => {
