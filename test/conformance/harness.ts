@@ -259,6 +259,34 @@ export async function runRound(g: GroupLike, inputs: RankInput[], expert: Expert
   return new Round(g, inputs, expert).finish();
 }
 
+/** Every output tensor of a round, named. */
+export function roundTensors(o: RoundOutputs): [string, Tensor][] {
+  const out: [string, Tensor][] = [];
+  o.ds.forEach((d, r) => out.push([`ds[${r}].y`, d.y], [`ds[${r}].expandIdx`, d.expandIdx], [`ds[${r}].commCmdInfo`, d.commCmdInfo]));
+  o.dt.forEach((d, r) =>
+    out.push(
+      [`dt[${r}].expandX`, d.expandX],
+      [`dt[${r}].dynamicScales`, d.dynamicScales],
+      [`dt[${r}].assistInfoForCombine`, d.assistInfoForCombine],
+      [`dt[${r}].expertTokenNums`, d.expertTokenNums],
+    ),
+  );
+  o.cs.forEach((c, r) => out.push([`cs[${r}].quantExpandX`, c.quantExpandX], [`cs[${r}].commCmdInfo`, c.commCmdInfo]));
+  o.ct.forEach((c, r) => out.push([`ct[${r}].x`, c.x]));
+  return out;
+}
+
+const bytesOfTensor = (t: Tensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
+/** Two rounds' outputs are the same tensors (dtype, shape) with the same bytes. */
+export function expectSameOutputs(got: RoundOutputs, want: RoundOutputs, what = ''): void {
+  const w = roundTensors(want), g = roundTensors(got);
+  expect(g.map(([n, t]) => [n, t.dtype, t.shape])).toEqual(w.map(([n, t]) => [n, t.dtype, t.shape]));
+  for (let i = 0; i < w.length; i++) {
+    if (!bytesOfTensor(g[i]![1]).equals(bytesOfTensor(w[i]![1]))) expect.fail(`${what}: ${w[i]![0]} differs`);
+  }
+}
+
 // ---- building inputs ------------------------------------------------------------------------
 
 /** A row of H values, zero except the given columns (negative columns count from the end). */
