@@ -2,10 +2,10 @@
 // parameter, the value and the rule (in the message). A rejected op call writes nothing: the
 // round then completes with the correct call and gives exactly the outputs of an undisturbed round.
 import { afterEach, describe, expect } from 'vitest';
-import { fromNumbers, hcclBufferNeeded, makeLayout, withDefaults, zeros, type GroupAttrs, type Tensor } from '../../src/index.js';
+import { fromNumbers, toNumbers, hcclBufferNeeded, makeLayout, withDefaults, zeros, type GroupAttrs, type Tensor } from '../../src/index.js';
 import {
   backendRows, expectSameOutputs, f32s, ids, itFor, mask, mat, randomIds, rejects, rng, Round, rowsOf, sparseRow,
-  type BackendUnderTest, type ExpectedError, type GroupSpec, type OpName, type RankInput, type RoundOutputs,
+  type BackendUnderTest, type Expert, type ExpectedError, type GroupSpec, type OpName, type RankInput, type RoundOutputs,
 } from './harness.js';
 
 const H = 1024;
@@ -322,6 +322,20 @@ describe.each(backendRows())('§7 group checks: uneven BS rule, dtypes across ra
       param: 'x.dtype',
       value: 'bf16',
       says: ['rank 1 sent fp16 rows to rank 0, whose x is bf16: every rank must use the same dtype'],
+    });
+  });
+
+  it('expert outputs (expandX) whose dtype differs between ranks', async () => {
+    const g = await backend.make(BASE);
+    // rank 1's expert returns fp16 rows, rank 0's bf16
+    const toFp16: Expert = (rank, dt) => (rank === 1 ? fromNumbers('fp16', dt.expandX.shape, toNumbers(dt.expandX)) : dt.expandX);
+    const round = new Round(g, inputsFor(BASE), toFp16);
+    await round.until('combineTeardown');
+    await rejects(g.combineTeardown(0, round.combineTeardownInputs(0)), {
+      code: 'E_MISMATCH',
+      param: 'expandX.dtype',
+      value: 'bf16',
+      says: ['rank 1 sent fp16 rows to rank 0, whose expandX is bf16'],
     });
   });
 
