@@ -16,6 +16,7 @@ import type {
 } from '../types.js';
 
 const fr = Math.fround;
+const CANONICAL_NAN: Record<XDtype, number> = { bf16: 0x7fc0, fp16: 0x7e00 };
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
@@ -63,7 +64,11 @@ export class ReferenceBackend implements Backend {
     for (let h = 0; h < H; h++) m = Math.max(m, Math.abs(xf[h]!));
     const ds = fr(127 / m); // 4.
     for (let h = 0; h < H; h++) dv.setInt8(at + h, roundHalfEvenToInt8(fr(xf[h]! * ds))); // 5.
-    dv.setFloat32(at + lay.scaleOffset, fr(1 / ds), true); // 6.
+    // 6. A NaN scale (a NaN in xf) is stored as the canonical quiet NaN: the NaN that JS
+    // arithmetic yields here depends on the engine and CPU (x86 default NaN is negative, Arm's is not).
+    const scale = fr(1 / ds);
+    if (scale !== scale) dv.setUint32(at + lay.scaleOffset, 0x7fc00000, true);
+    else dv.setFloat32(at + lay.scaleOffset, scale, true);
   }
 
   pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'> {
@@ -99,6 +104,7 @@ export class ReferenceBackend implements Backend {
     const expandX = zeros(quant ? 'int8' : a.xDtype, [rows, H]);
     const exb = new Uint8Array(expandX.data.buffer);
     const dynamicScales = zeros('f32', [rows]);
+    const scaleBits = new Uint32Array(dynamicScales.data.buffer);
     const assist = zeros('int32', [rows * 128]);
     const etn = zeros('int64', [localExperts]);
     const mem = this.bytes();
@@ -109,7 +115,8 @@ export class ReferenceBackend implements Backend {
       for (let c = 0; c < blockCount[idx]!; c++) {
         const msg = base + c * lay.msgBytes;
         exb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
-        if (quant) dynamicScales.data[n] = dv.getFloat32(msg + lay.scaleOffset, true);
+        // copied as bits: a NaN read into a JS number need not keep its bit pattern
+        if (quant) scaleBits[n] = dv.getUint32(msg + lay.scaleOffset, true);
         n++;
       }
       assist.data[idx] = n; // inclusive prefix sum in (j, r) order
@@ -158,7 +165,10 @@ export class ReferenceBackend implements Backend {
       if (a.sharedExpertX) {
         for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + toF32(dtype, a.sharedExpertX[t * H + h]!));
       }
-      for (let h = 0; h < H; h++) out.data[t * H + h] = fromF32(dtype, acc[h]!);
+      // A NaN sum is stored as the dtype's canonical NaN (bf16 0x7FC0, fp16 0x7E00): the sign of a
+      // NaN that f32 arithmetic produces or propagates is unspecified (IEEE 754, wasm) and in JS even
+      // changes between the interpreter and optimized code.
+      for (let h = 0; h < H; h++) out.data[t * H + h] = acc[h] !== acc[h] ? CANONICAL_NAN[dtype] : fromF32(dtype, acc[h]!);
     }
     return out;
   }
