@@ -1,11 +1,25 @@
 // combine_teardown's weighted sum (contract §5), per token t < activeBs and element h:
 //   acc = +0; acc = acc + f32(v_k · w_k) for k ascending; acc = acc + shared row s for s
-//   ascending; acc = acc + shared_expert_x[t]; out = round-half-even cast of acc.
+//   ascending; acc = acc + shared_expert_x[t]; out = round-half-even cast of acc (NaN canonical).
 // Separate f32 multiply and add (wasm has no fused multiply-add outside relaxed-simd, which we
 // do not enable), in that operand order (acc first, v before w) as the reference computes it.
 // The h loop is outermost inside a token so that the two f32x4 accumulators of 8 elements stay
 // in registers across all K + SN + 1 contributions.
 import { f32ToHalf, f32ToHalfx4, halfToF32, halvesHiToF32x4, halvesLoToF32x4, packHalves } from './convert';
+
+// A NaN sum becomes the dtype's canonical NaN (bf16 0x7FC0 already is; fp16 0x7E00, sign
+// dropped): the sign of a NaN that f32 arithmetic produces or propagates is unspecified by IEEE
+// 754 and by wasm (it differs between CPUs), so only a canonical NaN reproduces bit for bit.
+// @ts-ignore: decorator
+@inline function outHalfx4(acc: v128, fp16: bool): v128 {
+  const r = f32ToHalfx4(acc, fp16);
+  return fp16 ? v128.bitselect(i32x4.splat(0x7e00), r, f32x4.ne(acc, acc)) : r;
+}
+
+// @ts-ignore: decorator
+@inline function outHalf(acc: f32, fp16: bool): u32 {
+  return acc != acc ? (fp16 ? 0x7e00 : 0x7fc0) : f32ToHalf(acc, fp16);
+}
 
 // @ts-ignore: decorator
 @inline function combineT(
@@ -56,7 +70,7 @@ import { f32ToHalf, f32ToHalfx4, halfToF32, halvesHiToF32x4, halvesLoToF32x4, pa
         a0 = f32x4.add(a0, halvesLoToF32x4(v, fp16));
         a1 = f32x4.add(a1, halvesHiToF32x4(v, fp16));
       }
-      v128.store(o + hb, packHalves(f32ToHalfx4(a0, fp16), f32ToHalfx4(a1, fp16)));
+      v128.store(o + hb, packHalves(outHalfx4(a0, fp16), outHalfx4(a1, fp16)));
     }
     for (; h < H; h++) {
       const hb = <usize>h << 1;
@@ -66,7 +80,7 @@ import { f32ToHalf, f32ToHalfx4, halfToF32, halvesHiToF32x4, halvesLoToF32x4, pa
         acc = acc + v * load<f32>(wt + (<usize>k << 2));
       }
       for (let j = K; j < nRows; j++) acc = acc + halfToF32(load<u16>(<usize>load<u32>(tbl + (<usize>j << 2)) + hb), fp16);
-      store<u16>(o + hb, <u16>f32ToHalf(acc, fp16));
+      store<u16>(o + hb, <u16>outHalf(acc, fp16));
     }
   }
   // rows of inactive tokens are 0 (the scratch output region is reused between calls)

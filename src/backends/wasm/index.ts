@@ -17,7 +17,7 @@ import type {
   SendBackArgs,
   XDtype,
 } from '../types.js';
-import { KERNELS_BASE64 } from './kernels.generated.js';
+import { KERNELS_BASE64, KERNELS_UNSHARED_BASE64 } from './kernels.generated.js';
 
 type Ptr = number;
 
@@ -46,20 +46,31 @@ interface Kernels {
   ): void;
 }
 
-let compiled: Promise<WebAssembly.Module> | undefined;
+const compiled = new Map<boolean, Promise<WebAssembly.Module>>();
 
 function decodeBase64(b64: string): Uint8Array {
   if (typeof Buffer !== 'undefined') return Buffer.from(b64, 'base64');
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }
 
-/** The kernel module, compiled once per process (or worker) and shared by every instance. */
-export function kernelModule(): Promise<WebAssembly.Module> {
-  compiled ??= WebAssembly.compile(decodeBase64(KERNELS_BASE64) as BufferSource);
-  return compiled;
+/**
+ * The kernel module, compiled once per process (or worker) and shared by every instance. The
+ * shared variant imports a shared memory (the group's normal case); the unshared one links to
+ * the plain memory a group falls back to where shared memory is unavailable.
+ */
+export function kernelModule(shared = true): Promise<WebAssembly.Module> {
+  let m = compiled.get(shared);
+  if (!m) {
+    m = WebAssembly.compile(decodeBase64(shared ? KERNELS_BASE64 : KERNELS_UNSHARED_BASE64) as BufferSource);
+    compiled.set(shared, m);
+  }
+  return m;
 }
 
-/** Instantiates the kernels over `memory` (shared, as the module imports a shared memory). */
+const isShared = (memory: WebAssembly.Memory): boolean =>
+  typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+
+/** Instantiates the kernels over `memory` (the variant matching its sharedness). */
 export async function instantiateKernels(memory: WebAssembly.Memory): Promise<Kernels> {
   const imports = {
     env: {
@@ -69,7 +80,7 @@ export async function instantiateKernels(memory: WebAssembly.Memory): Promise<Ke
       },
     },
   };
-  const instance = await WebAssembly.instantiate(await kernelModule(), imports);
+  const instance = await WebAssembly.instantiate(await kernelModule(isShared(memory)), imports);
   return instance.exports as unknown as Kernels;
 }
 
