@@ -1,16 +1,22 @@
 // A case directory: `case.json` (the op attributes; absent ones take the torch_npu defaults) and
-// one `rank{r}.safetensors` per rank with that rank's input tensors. Everything is checked here,
-// before any op runs: presence, dtype and shape of each tensor, each failure one MoeError('E_CASE')
-// naming the file, the tensor, what it got and what was expected. Outputs go to
-// `OUT_DIR/rank{r}.safetensors`, all or nothing.
-import { mkdir, readFile, readdir, rmdir, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// per rank either one `rank{r}.safetensors` or one directory `rank{r}/` of `NAME.npy` files (see
+// npy.ts for bf16) with that rank's input tensors. Everything is checked here, before any op runs:
+// presence, dtype and shape of each tensor, each failure one MoeError('E_CASE') naming the file,
+// the tensor, what it got and what was expected. Outputs go to `OUT_DIR/rank{r}.safetensors` or
+// `OUT_DIR/rank{r}/`, all or nothing.
+import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { ATTR_DEFAULTS, type GroupAttrs, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
 import { checkAttrs } from '../contract/checks.js';
 import { MoeError, formatValue } from '../errors.js';
 import type { DType, Tensor } from '../tensor.js';
 import type { XDtype } from '../backends/types.js';
-import { caseError, readSafetensors, writeSafetensors } from './safetensors.js';
+import { fillNpyDir, readNpyDir, replaceDir, writeNpyDir } from './npy.js';
+import { caseError, ioReason, readSafetensors, serializeSafetensors, writeSafetensors } from './safetensors.js';
+
+/** The two forms of a rank's tensors. */
+export type TensorFormat = 'safetensors' | 'npy';
+export const TENSOR_FORMATS: readonly TensorFormat[] = ['safetensors', 'npy'];
 
 /** Keys of case.json (GroupAttrs names), the attributes a case may set. */
 export const CASE_FIELDS = [
@@ -78,6 +84,63 @@ export interface MoeCase {
 }
 
 export const rankFileName = (r: number): string => `rank${r}.safetensors`;
+export const rankDirName = (r: number): string => `rank${r}`;
+/** Where rank r's tensors live in `format`. */
+export const rankPath = (dir: string, r: number, format: TensorFormat): string =>
+  join(dir, format === 'npy' ? rankDirName(r) : rankFileName(r));
+
+/** A rank's tensors as read: where they came from (the file, or the directory of .npy files). */
+interface RankSource {
+  path: string;
+  /** `rank0.safetensors` or `rank0/`, for messages that refer to another rank */
+  label: string;
+  format: TensorFormat;
+  tensors: Map<string, Tensor>;
+}
+
+async function kindOf(p: string): Promise<'file' | 'dir' | 'other' | undefined> {
+  try {
+    const st = await stat(p);
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return undefined;
+    throw caseError(p, `cannot read (${ioReason(e)}); expected a rank file or directory`);
+  }
+}
+
+/** Which form rank r has in `dir`; both or neither is an error. */
+async function rankFormat(dir: string, r: number): Promise<TensorFormat> {
+  const file = join(dir, rankFileName(r));
+  const sub = join(dir, rankDirName(r));
+  const [f, d] = await Promise.all([kindOf(file), kindOf(sub)]);
+  if (f !== undefined && d === 'dir') {
+    throw caseError(sub, `and ${rankFileName(r)} both exist; expected one form per rank (${rankFileName(r)} or ${rankDirName(r)}/ of .npy files)`);
+  }
+  if (d === 'dir') return 'npy';
+  if (d !== undefined) throw caseError(sub, `is not a directory; expected ${rankFileName(r)} or a directory ${rankDirName(r)}/ of .npy files`);
+  if (f === undefined) {
+    throw caseError(file, `cannot open (no such file); expected a readable safetensors file or a directory ${rankDirName(r)}/ of .npy files`);
+  }
+  return 'safetensors';
+}
+
+async function readRank(dir: string, r: number): Promise<RankSource> {
+  const format = await rankFormat(dir, r);
+  if (format === 'npy') {
+    const path = join(dir, rankDirName(r));
+    return { path, label: `${rankDirName(r)}/`, format, tensors: await readNpyDir(path) };
+  }
+  const path = join(dir, rankFileName(r));
+  return { path, label: rankFileName(r), format, tensors: (await readSafetensors(path)).tensors };
+}
+
+/**
+ * Rank r's tensors in `dir`, from `rank{r}.safetensors` or the directory `rank{r}/` of .npy files,
+ * whichever exists (both: an error). Files are checked; names and shapes are not.
+ */
+export async function readRankTensors(dir: string, rank: number): Promise<Record<string, Tensor>> {
+  return Object.fromEntries((await readRank(dir, rank)).tensors);
+}
 
 /** Reads case.json: known keys only, integer attributes, torch_npu defaults for absent ones. */
 export async function readCaseAttrs(dir: string): Promise<GroupAttrs> {
@@ -161,7 +224,7 @@ function requireTensor(
     const have = [...tensors.keys()];
     throw caseError(
       file,
-      `tensor ${name} is missing; expected ${dtypes.join(' or ')}${shapes ? ` ${shapes.map(shapeStr).join(' or ')}` : ''}${why} (the file has ${have.length ? have.join(', ') : 'no tensors'})`,
+      `tensor ${name} is missing; expected ${dtypes.join(' or ')}${shapes ? ` ${shapes.map(shapeStr).join(' or ')}` : ''}${why} (the ${file.endsWith('.safetensors') ? 'file' : 'directory'} has ${have.length ? have.join(', ') : 'no tensors'})`,
       undefined,
     );
   }
@@ -179,11 +242,11 @@ export async function readCase(dir: string): Promise<MoeCase> {
     throw caseError(dir, `cannot list the case directory (${(e as { code?: string }).code ?? String(e)})`);
   }
   const extra = names.filter((n) => {
-    const m = /^rank(\d+)\.safetensors$/.exec(n);
+    const m = /^rank(\d+)(\.safetensors)?$/.exec(n);
     return m !== null && Number(m[1]) >= W;
   });
   if (extra.length > 0) {
-    throw caseError(join(dir, extra[0]!), `is a rank file beyond epWorldSize = ${W}; expected rank0 … rank${W - 1} only`);
+    throw caseError(join(dir, extra[0]!), `is a rank ${extra[0]!.endsWith('.safetensors') ? 'file' : 'directory'} beyond epWorldSize = ${W}; expected rank0 … rank${W - 1} only`);
   }
 
   const ranks: RankCase[] = [];
@@ -191,14 +254,17 @@ export async function readCase(dir: string): Promise<MoeCase> {
   let k = 0;
   let dtype: XDtype = 'bf16';
   let bs0 = 0;
+  let label0 = rankFileName(0);
   for (let r = 0; r < W; r++) {
-    const file = join(dir, rankFileName(r));
-    const { tensors } = await readSafetensors(file);
+    const src = await readRank(dir, r);
+    const { tensors } = src;
+    const file = src.path;
+    if (r === 0) label0 = src.label;
     const unknown = [...tensors.keys()].filter((n) => !(INPUT_TENSORS as readonly string[]).includes(n));
     if (unknown.length > 0) {
       throw caseError(file, `unknown tensor${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; expected only ${INPUT_TENSORS.join(', ')}`, unknown);
     }
-    const from0 = r === 0 ? '' : ` (as in ${rankFileName(0)})`;
+    const from0 = r === 0 ? '' : ` (as in ${label0})`;
     const x = requireTensor(file, tensors, 'x', r === 0 ? ['bf16', 'fp16'] : [dtype], null, ' (BS, H)');
     if (x.shape.length !== 2 || (r > 0 && x.shape[1] !== h)) {
       throw caseError(file, `tensor x is ${x.dtype}${shapeStr(x.shape)}; expected ${r === 0 ? '(BS, H)' : `(BS, ${h})`}${from0}`, x.shape);
@@ -209,7 +275,7 @@ export async function readCase(dir: string): Promise<MoeCase> {
       dtype = x.dtype as XDtype;
       bs0 = bs;
     } else if (attrs.globalBs === 0 && bs !== bs0) {
-      throw caseError(file, `tensor x has ${bs} rows; expected ${bs0} as in ${rankFileName(0)} (with globalBs = 0 every rank has the same BS)`, bs);
+      throw caseError(file, `tensor x has ${bs} rows; expected ${bs0} as in ${label0} (with globalBs = 0 every rank has the same BS)`, bs);
     }
     let expertIds: Tensor;
     if (r === 0) {
@@ -257,31 +323,73 @@ export async function readCase(dir: string): Promise<MoeCase> {
   return { dir, attrs, h, k, bs, dtype, ranks };
 }
 
+export interface WriteOutputsOptions {
+  /** safetensors (default): `rank{r}.safetensors`; npy: `rank{r}/NAME.npy` */
+  format?: TensorFormat;
+  /** the ranks to write (default: all of perRank) */
+  ranks?: readonly number[];
+}
+
+let tempCounter = 0;
+
 /**
- * Writes `outDir/rank{r}.safetensors` for every rank. Each file is written to a temporary name
- * and renamed; if any write fails, the files already written are removed (and outDir too when
- * this call created it and it is left empty), so that no partial output stays behind.
+ * Writes `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank in
+ * `opts.ranks` (default all). Every rank is first written under a temporary name, then all are
+ * renamed into place; if anything fails, the temporaries and the ranks already renamed are
+ * removed (and outDir too when this call created it and it is left empty), so that no partial
+ * output stays behind. A rank that already has the other form in outDir is refused up front (a
+ * reader would find both).
  */
-export async function writeCaseOutputs(outDir: string, perRank: readonly Record<string, Tensor>[]): Promise<string[]> {
+export async function writeCaseOutputs(
+  outDir: string,
+  perRank: readonly Record<string, Tensor>[],
+  opts: WriteOutputsOptions = {},
+): Promise<string[]> {
+  const format = opts.format ?? 'safetensors';
+  const ranks = opts.ranks ?? perRank.map((_, r) => r);
+  const other: TensorFormat = format === 'npy' ? 'safetensors' : 'npy';
+  for (const r of ranks) {
+    const p = rankPath(outDir, r, other);
+    if ((await kindOf(p)) !== undefined) {
+      throw caseError(p, `exists from an earlier run; expected no ${other} output when writing ${format} (remove it, or use --format ${other})`);
+    }
+  }
   let created: string | undefined;
   try {
     created = await mkdir(outDir, { recursive: true });
   } catch (e) {
     throw caseError(outDir, `cannot create the output directory (${(e as { code?: string }).code ?? String(e)})`);
   }
+  const temps: string[] = [];
   const written: string[] = [];
   try {
-    for (let r = 0; r < perRank.length; r++) {
-      const file = join(outDir, rankFileName(r));
+    const staged: [string, string][] = [];
+    for (const r of ranks) {
+      const final = rankPath(outDir, r, format);
+      const tmp = join(dirname(final), `.${basename(final)}.${process.pid}.${tempCounter++}.tmp`);
+      temps.push(tmp);
       try {
-        await writeSafetensors(file, perRank[r]!, { producer: 'moe-distribute', rank: String(r), epWorldSize: String(perRank.length) });
+        if (format === 'npy') await fillNpyDir(tmp, perRank[r]!);
+        else {
+          const meta = { producer: 'moe-distribute', rank: String(r), epWorldSize: String(perRank.length) };
+          await writeFile(tmp, serializeSafetensors(perRank[r]!, meta));
+        }
       } catch (e) {
-        throw caseError(file, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
+        throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
       }
-      written.push(file);
+      staged.push([tmp, final]);
+    }
+    for (const [tmp, final] of staged) {
+      try {
+        if (format === 'npy') await replaceDir(tmp, final);
+        else await rename(tmp, final);
+      } catch (e) {
+        throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
+      }
+      written.push(final);
     }
   } catch (e) {
-    await Promise.all(written.map((f) => unlink(f).catch(() => undefined)));
+    await Promise.all([...temps, ...written].map((f) => rm(f, { recursive: true, force: true }).catch(() => undefined)));
     if (created !== undefined) await rmdir(outDir).catch(() => undefined);
     throw e;
   }
@@ -294,13 +402,17 @@ export interface CaseSpec {
   ranks: readonly Partial<Record<(typeof INPUT_TENSORS)[number], Tensor>>[];
 }
 
-/** Writes a case directory (case.json and rank{r}.safetensors), the inverse of readCase. */
-export async function writeCase(dir: string, spec: CaseSpec): Promise<void> {
+/**
+ * Writes a case directory (case.json and rank{r}.safetensors, or rank{r}/ of .npy files), the
+ * inverse of readCase.
+ */
+export async function writeCase(dir: string, spec: CaseSpec, format: TensorFormat = 'safetensors'): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'case.json'), `${JSON.stringify(spec.attrs, null, 2)}\n`);
   for (let r = 0; r < spec.ranks.length; r++) {
     const tensors: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(spec.ranks[r]!)) if (t) tensors[name] = t;
-    await writeSafetensors(join(dir, rankFileName(r)), tensors);
+    if (format === 'npy') await writeNpyDir(join(dir, rankDirName(r)), tensors);
+    else await writeSafetensors(join(dir, rankFileName(r)), tensors);
   }
 }

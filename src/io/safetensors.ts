@@ -9,6 +9,7 @@ import { open, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { MoeError } from '../errors.js';
 import { DTYPE_BYTES, type DType, type Tensor, type TensorData, numel } from '../tensor.js';
+import { allocChecked } from './alloc.js';
 
 /** The Rust implementation's MAX_HEADER_SIZE. */
 export const MAX_HEADER_SIZE = 100_000_000;
@@ -300,9 +301,10 @@ function parseHeader(text: string, file: string, dataBytes: number): { entries: 
   return { entries, metadata };
 }
 
-function makeData(dtype: DType, bytes: Uint8Array): TensorData {
+/** The tensor's data copied out of `bytes`; `available` bounds the allocation (the input's data bytes). */
+export function makeData(dtype: DType, bytes: Uint8Array, available: number): TensorData {
   // Copy into a fresh, aligned buffer (the file buffer's offsets need not be aligned).
-  const buf = new ArrayBuffer(bytes.byteLength);
+  const buf = allocChecked(bytes.byteLength, available);
   new Uint8Array(buf).set(bytes);
   switch (dtype) {
     case 'bf16':
@@ -345,7 +347,7 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   const { entries, metadata } = parseHeader(text, file, data.byteLength);
   const tensors = new Map<string, Tensor>();
   for (const e of entries) {
-    const d = makeData(e.dtype, data.subarray(e.begin, e.end));
+    const d = makeData(e.dtype, data.subarray(e.begin, e.end), data.byteLength);
     if (e.dtype === 'bool') {
       const bad = (d as Uint8Array).findIndex((b) => b > 1);
       if (bad >= 0) {
@@ -384,7 +386,7 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
   }
 }
 
-function ioReason(e: unknown): string {
+export function ioReason(e: unknown): string {
   const code = (e as { code?: unknown })?.code;
   if (code === 'ENOENT') return 'no such file';
   if (code === 'EISDIR') return 'is a directory';
