@@ -5,8 +5,9 @@
 /**
  * Appends the messages of the received blocks, in (local expert j, sender r) order, to
  * expandX (rows of rowBytes: the first H elements of each message) and, for quant 2, the f32 at
- * scaleOffset of each message to scales. Rows and scales past what was received are zeroed.
- * blockOffset: (blocks) u32 byte offsets; blockCount: (blocks) i32. Returns the rows received.
+ * scaleOffset of each message to scales. blockOffset: (blocks) u32 byte offsets; blockCount:
+ * (blocks) i32. Returns the rows received, n: only rows and scales [0, n) are written; the
+ * wrapper copies them into fresh zeroed arrays, so the (often much larger) rest is never touched.
  */
 export function gather(
   blockOffset: usize,
@@ -16,7 +17,6 @@ export function gather(
   rowBytes: i32,
   quant: i32,
   scaleOffset: i32,
-  rows: i32,
   expandX: usize,
   scales: usize,
 ): i32 {
@@ -33,9 +33,6 @@ export function gather(
       n++;
     }
   }
-  memory.fill(expandX + <usize>n * rb, 0, <usize>(rows - n) * rb);
-  if (quant) memory.fill(scales + (<usize>n << 2), 0, <usize>(rows - n) << 2);
-  else memory.fill(scales, 0, <usize>rows << 2);
   return n;
 }
 

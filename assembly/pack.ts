@@ -4,11 +4,27 @@
 // vectorised); the arithmetic lives in quant.ts.
 import { quantizeRow } from './quant';
 
+// quant 0 message: the H elements, then zero padding up to msgBytes.
+// @ts-ignore: decorator
+@inline function message16(row: usize, xt: usize, rowBytes: usize, mb: usize): void {
+  memory.copy(row, xt, rowBytes);
+  memory.fill(row + rowBytes, 0, mb - rowBytes);
+}
+
+// quant 2 message: H codes, zeros up to the scale at scaleOffset, the scale, zeros to msgBytes.
+// @ts-ignore: decorator
+@inline function messageQ(xt: usize, srow: usize, H: i32, row: usize, scaleOffset: i32, mb: usize, fp16: i32): void {
+  quantizeRow(xt, srow, H, row, scaleOffset, fp16 != 0);
+  memory.fill(row + <usize>H, 0, <usize>(scaleOffset - H));
+  memory.fill(row + <usize>scaleOffset + 4, 0, mb - <usize>scaleOffset - 4);
+}
+
 /**
  * x: (bs, H) 16-bit; ids, expandIdx: (bs·K) i32; scales: (E+SN, H) f32 or 0;
  * expertBlock: (E) u32 byte offsets, sharedBlock: (sharedSends) u32 byte offsets;
- * y: (bs·(K+SN), msgBytes) bytes, fully written here (padding and inactive rows zeroed, since
- * the scratch region is reused between calls).
+ * y: (bs·(K+SN), msgBytes) bytes, fully written here: the scratch region is reused between
+ * calls, so padding bytes and the rows of inactive tokens are zeroed explicitly (only those, so
+ * that no byte is written twice).
  */
 export function pack(
   x: usize,
@@ -32,7 +48,9 @@ export function pack(
   const mb = <usize>msgBytes;
   const rowBytes = <usize>H << 1;
   const hp = <usize>H << 2;
-  memory.fill(y, 0, <usize>bs * <usize>(K + SN) * mb);
+  // rows of inactive tokens, and every shared row past the sharedSends·activeBs written ones
+  memory.fill(y + <usize>(activeBs * K) * mb, 0, <usize>((bs - activeBs) * K) * mb);
+  memory.fill(y + <usize>(bs * K + sharedSends * activeBs) * mb, 0, <usize>(bs * SN - sharedSends * activeBs) * mb);
   for (let t = 0; t < activeBs; t++) {
     const xt = x + <usize>t * rowBytes;
     // Without smooth scales every message of a token is the same: quantize once (row t·K)
@@ -42,18 +60,18 @@ export function pack(
       const i = t * K + k;
       const e = load<i32>(ids + (<usize>i << 2));
       const row = y + <usize>i * mb;
-      if (quant == 0) memory.copy(row, xt, rowBytes);
+      if (quant == 0) message16(row, xt, rowBytes, mb);
       else if (scales == 0 && k > 0) memory.copy(row, first, mb);
-      else quantizeRow(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, row, scaleOffset, fp16 != 0);
+      else messageQ(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, row, scaleOffset, mb, fp16);
       const dst = <usize>load<u32>(expertBlock + (<usize>e << 2)) + <usize>load<i32>(expandIdx + (<usize>i << 2)) * mb;
       memory.copy(dst, row, mb);
     }
     for (let s = 0; s < sharedSends; s++) {
       // shared rows start at bs·K with a stride of activeBs per shared expert, as the kernel does
       const row = y + <usize>(bs * K + s * activeBs + t) * mb;
-      if (quant == 0) memory.copy(row, xt, rowBytes);
+      if (quant == 0) message16(row, xt, rowBytes, mb);
       else if (scales == 0) memory.copy(row, first, mb);
-      else quantizeRow(xt, scales + <usize>s * hp, H, row, scaleOffset, fp16 != 0);
+      else messageQ(xt, scales + <usize>s * hp, H, row, scaleOffset, mb, fp16);
       memory.copy(<usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb, row, mb);
     }
   }

@@ -18,8 +18,8 @@ export function route(ids: usize, activeBs: i32, bs: i32, K: i32, E: i32, expand
 
 /**
  * assist[idx] = inclusive prefix sum of blockCount over (local expert j, sender r) order, for
- * idx < min(blocks, assistLen) (entries past assistLen do not exist in the output); the rest of
- * assist is zeroed. expert_token_nums[j] (i64): the count of local expert j (type 1 on a MoE
+ * idx < min(blocks, assistLen) (entries past assistLen do not exist in the output; the wrapper
+ * zero-fills the rest). expert_token_nums[j] (i64): the count of local expert j (type 1 on a MoE
  * rank) or the running total (type 0, or a shared rank). Returns the total.
  */
 export function assist_and_token_nums(
@@ -42,7 +42,5 @@ export function assist_and_token_nums(
     store<i64>(etn + (<usize>j << 3), <i64>(perExpert ? n - prev : n));
     prev = n;
   }
-  const written = min(Lr * W, assistLen);
-  memory.fill(assist + (<usize>written << 2), 0, <usize>(assistLen - written) << 2);
   return n;
 }

@@ -36,7 +36,7 @@ interface Kernels {
   ): void;
   gather(
     blockOffset: Ptr, blockCount: Ptr, blocks: number, msgBytes: number, rowBytes: number, quant: number,
-    scaleOffset: number, rows: number, expandX: Ptr, scales: Ptr,
+    scaleOffset: number, expandX: Ptr, scales: Ptr,
   ): number;
   assist_and_token_nums(blockCount: Ptr, Lr: number, W: number, assist: Ptr, assistLen: number, etn: Ptr, perExpert: number): number;
   send_back(expandX: Ptr, assist: Ptr, blockOffset: Ptr, blocks: number, rowBytes: number): void;
@@ -255,21 +255,30 @@ export class WasmBackend implements Backend {
     this.i32.set(a.blockOffset, r.blockOffset >> 2);
     this.i32.set(a.blockCount, r.blockCount >> 2);
     const rowBytes = lay.H * lay.yElemBytes;
-    this.k.gather(r.blockOffset, r.blockCount, blocks, lay.msgBytes, rowBytes, quant ? 1 : 0, lay.scaleOffset, rows, r.expandX, r.scales);
+    // the kernels write only the received rows / meaningful entries; fresh arrays are zero already
+    const got = this.k.gather(r.blockOffset, r.blockCount, blocks, lay.msgBytes, rowBytes, quant ? 1 : 0, lay.scaleOffset, r.expandX, r.scales);
     const perExpert = lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? 1 : 0;
-    this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, rows * 128, r.etn, perExpert);
-    const n = rows * lay.H;
-    const expandX: Tensor<'bf16' | 'fp16' | 'int8'> = quant
-      ? { dtype: 'int8', shape: [rows, lay.H], data: new Int8Array(this.u8.buffer, r.expandX, n).slice() }
-      : { dtype: a.xDtype, shape: [rows, lay.H], data: this.u16.slice(r.expandX >> 1, (r.expandX >> 1) + n) };
+    const assistLen = rows * 128;
+    this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, assistLen, r.etn, perExpert);
+    const H = lay.H;
+    let expandX: Tensor<'bf16' | 'fp16' | 'int8'>;
+    const dynamicScales = new Float32Array(rows);
+    if (quant) {
+      const data = new Int8Array(rows * H);
+      data.set(new Int8Array(this.u8.buffer, r.expandX, got * H));
+      dynamicScales.set(this.f32.subarray(r.scales >> 2, (r.scales >> 2) + got));
+      expandX = { dtype: 'int8', shape: [rows, H], data };
+    } else {
+      const data = new Uint16Array(rows * H);
+      data.set(this.u16.subarray(r.expandX >> 1, (r.expandX >> 1) + got * H));
+      expandX = { dtype: a.xDtype, shape: [rows, H], data };
+    }
+    const assist = new Int32Array(assistLen);
+    assist.set(this.i32.subarray(r.assist >> 2, (r.assist >> 2) + Math.min(blocks, assistLen)));
     return {
       expandX,
-      dynamicScales: { dtype: 'f32', shape: [rows], data: this.f32.slice(r.scales >> 2, (r.scales >> 2) + rows) },
-      assistInfoForCombine: {
-        dtype: 'int32',
-        shape: [rows * 128],
-        data: this.i32.slice(r.assist >> 2, (r.assist >> 2) + rows * 128),
-      },
+      dynamicScales: { dtype: 'f32', shape: [rows], data: dynamicScales },
+      assistInfoForCombine: { dtype: 'int32', shape: [assistLen], data: assist },
       expertTokenNums: {
         dtype: 'int64',
         shape: [localExperts],
@@ -281,7 +290,9 @@ export class WasmBackend implements Backend {
   sendBack({ lay, expandX, assist, blockOffset }: SendBackArgs): void {
     const rows = expandX.shape[0]!;
     const r = sendBackRegions(this.arena(), lay, rows, assist.length);
-    this.u16.set(expandX.data, r.expandX >> 1);
+    // only the rows that go back (the validated prefix sums end at their count) are copied in
+    const sent = assist.length > 0 ? assist[assist.length - 1]! : 0;
+    this.u16.set(expandX.data.subarray(0, sent * lay.H), r.expandX >> 1);
     this.i32.set(assist, r.assist >> 2);
     this.i32.set(blockOffset, r.blockOffset >> 2);
     this.k.send_back(r.expandX, r.assist, r.blockOffset, assist.length, lay.H * 2);
