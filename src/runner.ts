@@ -14,7 +14,7 @@ import {
   type EpGroup,
   createGroup,
 } from './group/group.js';
-import { type MoeCase, readCase, withContext, writeCaseOutputs } from './io/case.js';
+import { type MoeCase, type TensorFormat, readCase, withContext, writeCaseOutputs } from './io/case.js';
 import type { Tensor } from './tensor.js';
 
 export interface RankInputs {
@@ -46,9 +46,24 @@ export interface PhaseTimings {
   combineTeardown: number;
 }
 
-/** Runs `op` on every rank concurrently; if any rank fails, throws the lowest rank's error with its rank and op. */
-async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> | T): Promise<T[]> {
-  const settled = await Promise.allSettled(Array.from({ length: W }, async (_, r) => op(r)));
+/** The phases of a round, in order; a round is PHASES.length × W units of progress. */
+export const PHASES = ['dispatchSetup', 'dispatchTeardown', 'expert', 'combineSetup', 'combineTeardown'] as const;
+
+/** Called after each (phase, rank) completes: `done` of `total` units. */
+export type ProgressFn = (done: number, total: number, phase: (typeof PHASES)[number], rank: number) => void;
+
+/**
+ * Runs `op` on every rank concurrently, reporting each rank's completion; if any rank fails,
+ * throws the lowest rank's error with its rank and op.
+ */
+async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> | T, done?: (r: number) => void): Promise<T[]> {
+  const settled = await Promise.allSettled(
+    Array.from({ length: W }, async (_, r) => {
+      const v = await op(r);
+      done?.(r);
+      return v;
+    }),
+  );
   const out: T[] = [];
   for (let r = 0; r < W; r++) {
     const s = settled[r]!;
@@ -64,11 +79,15 @@ async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> |
 export async function runRound(
   group: EpGroup,
   inputs: readonly RankInputs[],
+  onProgress?: ProgressFn,
 ): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
   const W = group.layout.W;
   if (inputs.length !== W) {
     throw new MoeError('E_CASE', 'inputs.length', inputs.length, `one input per rank: epWorldSize = ${W}`);
   }
+  let units = 0;
+  const total = PHASES.length * W;
+  const tick = (p: (typeof PHASES)[number]) => (r: number) => onProgress?.(++units, total, p, r);
   let t0 = performance.now();
   const lap = (): number => {
     const t = performance.now();
@@ -79,20 +98,23 @@ export async function runRound(
   const ds = await phase('dispatchSetup', W, (r) => {
     const i = inputs[r]!;
     return group.dispatchSetup(r, { x: i.x, expertIds: i.expertIds, scales: i.scales, xActiveMask: i.xActiveMask });
-  });
+  }, tick('dispatchSetup'));
   const tDs = lap();
   const dt = await phase('dispatchTeardown', W, (r) => {
     const i = inputs[r]!;
     return group.dispatchTeardown(r, { x: i.x, y: ds[r]!.y, expertIds: i.expertIds, commCmdInfo: ds[r]!.commCmdInfo });
-  });
+  }, tick('dispatchTeardown'));
   const tDt = lap();
   const ex = await phase('expert', W, (r) => {
     const given = inputs[r]!.expertOutput;
     return given ?? identityExpert(group.layout, r, dt[r]!, inputs[r]!.x.dtype);
-  });
+  }, tick('expert'));
   const tEx = lap();
-  const cs = await phase('combineSetup', W, (r) =>
-    group.combineSetup(r, { expandX: ex[r]!, expertIds: inputs[r]!.expertIds, assistInfoForCombine: dt[r]!.assistInfoForCombine }),
+  const cs = await phase(
+    'combineSetup',
+    W,
+    (r) => group.combineSetup(r, { expandX: ex[r]!, expertIds: inputs[r]!.expertIds, assistInfoForCombine: dt[r]!.assistInfoForCombine }),
+    tick('combineSetup'),
   );
   const tCs = lap();
   const ct = await phase('combineTeardown', W, (r) => {
@@ -107,7 +129,7 @@ export async function runRound(
       xActiveMask: i.xActiveMask,
       sharedExpertX: i.sharedExpertX,
     });
-  });
+  }, tick('combineTeardown'));
   const tCt = lap();
   const results = ds.map((d, r) => ({
     dispatchSetup: d,
@@ -142,6 +164,12 @@ export interface RunCaseOptions {
   backend?: BackendName;
   /** notes such as a backend fallback */
   log?: (msg: string) => void;
+  /** the ranks whose outputs are written (default all); every rank still runs */
+  ranks?: readonly number[];
+  /** safetensors (default): OUT_DIR/rank{r}.safetensors; npy: OUT_DIR/rank{r}/NAME.npy */
+  format?: TensorFormat;
+  /** progress of the round, unit by unit (phases × ranks) */
+  onProgress?: ProgressFn;
 }
 
 export interface RunCaseResult {
@@ -153,11 +181,18 @@ export interface RunCaseResult {
 
 /**
  * Reads the case in `caseDir`, runs one round of the four ops on every rank and writes
- * `outDir/rank{r}.safetensors`. Nothing is written unless every rank's every op succeeded.
- * HCCL_BUFFSIZE comes from the environment (default 200 MB), as on hardware.
+ * `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank of `opts.ranks`
+ * (default all). Nothing is written unless every rank's every op succeeded. HCCL_BUFFSIZE comes
+ * from the environment (default 200 MB), as on hardware.
  */
 export async function runCase(caseDir: string, outDir: string, opts: RunCaseOptions = {}): Promise<RunCaseResult> {
   const c = await readCase(caseDir);
+  const W = c.attrs.epWorldSize;
+  const ranks = opts.ranks ?? c.ranks.map((rc) => rc.rank);
+  const bad = ranks.find((r, i) => !Number.isInteger(r) || r < 0 || r >= W || ranks.indexOf(r) !== i);
+  if (bad !== undefined) {
+    throw new MoeError('E_VALUE', 'ranks', [...ranks], `ranks should be distinct integers in [0, epWorldSize) = [0, ${W})`);
+  }
   let group: EpGroup;
   try {
     group = await createGroup({ ...c.attrs, h: c.h, k: c.k, bs: c.bs, backend: opts.backend ?? 'wasm', log: opts.log });
@@ -165,8 +200,8 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     throw e instanceof MoeError ? withContext(e, caseDir) : e;
   }
   try {
-    const { results, timings } = await runRound(group, c.ranks);
-    const files = await writeCaseOutputs(outDir, results.map(outputTensors));
+    const { results, timings } = await runRound(group, c.ranks, opts.onProgress);
+    const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks });
     return { case: c, files, timings, backend: group.backendName };
   } finally {
     group.close();

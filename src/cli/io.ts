@@ -4,6 +4,10 @@ export interface CliIo {
   stdout(text: string): void;
   stderr(text: string): void;
   env: Record<string, string | undefined>;
+  /** whether stderr is a terminal (progress bars are drawn only then); absent: no */
+  stderrIsTTY?: boolean;
+  /** a clock in ms for progress bars (tests); absent: performance.now */
+  now?: () => number;
 }
 
 /** A wrong command line: one line on stderr and exit code 2. */

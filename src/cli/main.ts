@@ -17,6 +17,7 @@ const code = await main(process.argv.slice(2), {
   stdout: (t) => void process.stdout.write(t),
   stderr: (t) => void process.stderr.write(t),
   env: process.env,
+  stderrIsTTY: process.stderr.isTTY === true,
 });
 await Promise.all([flush(process.stdout), flush(process.stderr)]);
 process.exit(code);

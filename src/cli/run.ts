@@ -1,17 +1,22 @@
-// `moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference]`
+// `moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference] [--ranks LIST]
+//  [--format safetensors|npy]`
 import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BackendName } from '../group/group.js';
+import { TENSOR_FORMATS, type TensorFormat, readCaseAttrs } from '../io/case.js';
 import { runCase } from '../runner.js';
 import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
+import { ProgressBar } from './progress.js';
 
 const BACKENDS: readonly BackendName[] = ['wasm', 'reference'];
 
-const HELP = `Usage: moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference]
+const HELP = `Usage: moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference] [--ranks LIST]
+                          [--format safetensors|npy]
 
 Runs one round of the four ops (dispatch_setup, dispatch_teardown, the experts, combine_setup,
-combine_teardown) on every rank of the case in CASE_DIR and writes OUT_DIR/rank{r}.safetensors.
+combine_teardown) on every rank of the case in CASE_DIR and writes OUT_DIR/rank{r}.safetensors
+(or OUT_DIR/rank{r}/NAME.npy).
 
 CASE_DIR holds
   case.json            {"epWorldSize", "moeExpertNum", and optionally "sharedExpertNum",
@@ -22,6 +27,8 @@ CASE_DIR holds
                         expert_scales (BS,K) f32; optionally scales (E+SN,H) f32,
                         x_active_mask (BS) bool, shared_expert_x (BS,H) and expert_output (A,H)
                         in x's dtype (without expert_output each expert is the identity)
+  or rank{r}/NAME.npy  the same tensors as .npy files (little-endian; a bf16 tensor is stored
+                        as '<u2' raw bits with a note NAME.dtype holding bf16 beside it)
 
 Each output file holds y, expand_idx, comm_cmd_info (dispatch_setup), expand_x, dynamic_scales,
 assist_info_for_combine, expert_token_nums (dispatch_teardown), quant_expand_x,
@@ -31,7 +38,12 @@ every op on every rank succeeds.
 Options:
   --out OUT_DIR        where to write the outputs (created if missing; not CASE_DIR)
   --backend NAME       wasm (default) or reference (the plain TypeScript oracle)
+  --ranks LIST         write only these ranks' outputs, e.g. 0,3 (every rank still runs: the
+                        outputs of one depend on all)
+  --format FORMAT      safetensors (default) or npy, the form of the outputs
   -h, --help           show this help
+
+A run that lasts more than a second shows a progress bar on stderr when stderr is a terminal.
 
 Environment:
   HCCL_BUFFSIZE        the per-rank window size in MB (default 200), checked as on hardware
@@ -42,6 +54,21 @@ Exit codes: 0 success, 1 bad case (one line on stderr), 2 usage error, 70 intern
 function samePath(a: string, b: string): boolean {
   const real = (p: string): string => (existsSync(p) ? realpathSync(p) : resolve(p));
   return real(a) === real(b);
+}
+
+/** `0,3` → [0, 3]: non-negative integers, comma-separated, no duplicates (the range is checked later). */
+export function parseRanks(text: string): number[] {
+  const parts = text.split(',').map((p) => p.trim());
+  const out: number[] = [];
+  for (const p of parts) {
+    if (!/^(0|[1-9][0-9]{0,5})$/.test(p)) {
+      throw new UsageError(`--ranks should be rank numbers separated by commas (e.g. 0,3), got ${JSON.stringify(text)}`, 'run');
+    }
+    const r = Number(p);
+    if (out.includes(r)) throw new UsageError(`--ranks names rank ${r} twice; expected each rank once`, 'run');
+    out.push(r);
+  }
+  return out;
 }
 
 export const runCommand: Command = {
@@ -56,6 +83,8 @@ export const runCommand: Command = {
       options: {
         out: { type: 'string' },
         backend: { type: 'string', default: 'wasm' },
+        ranks: { type: 'string' },
+        format: { type: 'string', default: 'safetensors' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -70,15 +99,42 @@ export const runCommand: Command = {
     if (!BACKENDS.includes(backend)) {
       throw new UsageError(`--backend should be ${BACKENDS.join(' or ')}, got ${JSON.stringify(values.backend)}`, 'run');
     }
+    const format = values.format as TensorFormat;
+    if (!TENSOR_FORMATS.includes(format)) {
+      throw new UsageError(`--format should be ${TENSOR_FORMATS.join(' or ')}, got ${JSON.stringify(values.format)}`, 'run');
+    }
+    const ranks = values.ranks === undefined ? undefined : parseRanks(values.ranks);
     const caseDir = positionals[0]!;
     if (samePath(caseDir, values.out)) {
       throw new UsageError('--out must not be CASE_DIR: the outputs would overwrite the inputs', 'run');
     }
-    const res = await runCase(caseDir, values.out, { backend, log: (m) => io.stderr(`moe-distribute: note: ${m}\n`) });
+    if (ranks) {
+      // The range needs epWorldSize: case.json is read (and checked) first.
+      const W = (await readCaseAttrs(caseDir)).epWorldSize;
+      const out = ranks.find((r) => r >= W);
+      if (out !== undefined) throw new UsageError(`--ranks: rank ${out} is not in [0, ${W}) (epWorldSize ${W} in case.json)`, 'run');
+    }
+    const bar = new ProgressBar({ write: (t) => io.stderr(t), isTTY: io.stderrIsTTY === true, now: io.now });
+    let res;
+    try {
+      res = await runCase(caseDir, values.out, {
+        backend,
+        ranks,
+        format,
+        log: (m) => io.stderr(`moe-distribute: note: ${m}\n`),
+        onProgress: (done, total, phase, rank) => bar.update(done, total, `${phase} rank ${rank}`),
+      });
+    } finally {
+      bar.finish();
+    }
     const t = res.timings;
     const ms = (v: number): string => `${v.toFixed(1)} ms`;
+    const n = res.files.length;
+    const what = format === 'npy' ? `rank ${n === 1 ? 'directory' : 'directories'}` : `rank ${n === 1 ? 'file' : 'files'}`;
+    const W = res.case.attrs.epWorldSize;
+    const which = ranks ? ` (ranks ${ranks.join(', ')} of ${W})` : '';
     io.stdout(
-      `wrote ${res.files.length} rank files to ${values.out} (backend ${res.backend}, epWorldSize ${res.case.attrs.epWorldSize}, ` +
+      `wrote ${n} ${what}${which} to ${values.out} (backend ${res.backend}, epWorldSize ${W}, ` +
         `H ${res.case.h}, K ${res.case.k}, ${res.case.dtype}, quantMode ${res.case.attrs.quantMode})\n` +
         `dispatchSetup ${ms(t.dispatchSetup)}, dispatchTeardown ${ms(t.dispatchTeardown)}, expert ${ms(t.expert)}, ` +
         `combineSetup ${ms(t.combineSetup)}, combineTeardown ${ms(t.combineTeardown)}\n`,
