@@ -1,0 +1,200 @@
+// `moe-distribute gen CASE_DIR [flags]`: writes a generated case (case.json + rank{r}.safetensors).
+import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { XDtype } from '../backends/types.js';
+import { MoeError } from '../errors.js';
+import { type GenSpec, ROUTINGS, type Routing, SPECIALS, type Special, checkGenSpec, generateCase } from '../gen.js';
+import { TENSOR_FORMATS, type TensorFormat, writeCase } from '../io/case.js';
+import { caseError } from '../io/safetensors.js';
+import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError } from './io.js';
+
+const HELP = `Usage: moe-distribute gen CASE_DIR --ep-world-size W --moe-expert-num E --bs BS --h H --k K [options]
+
+Writes a case directory (case.json and rank{r}.safetensors or rank{r}/*.npy, what \`run\` reads) with random
+inputs drawn from --seed: x (BS,H) standard normals, expert_ids (BS,K) by the routing,
+expert_scales (BS,K) standard normals, and on request smooth scales, x_active_mask and
+shared_expert_x. The same flags and seed give the same bytes on every platform.
+
+Attributes:
+  --ep-world-size W            ranks (required)
+  --moe-expert-num E           MoE experts (required)
+  --shared-expert-num SN       shared experts (default 1)
+  --shared-expert-rank-num S   shared-expert ranks (default 0)
+  --quant-mode 0|2             0: no quantization, 2: dynamic int8 (default 0)
+  --global-bs N                default 0; with uneven BS it defaults to maxBS·W
+  --expert-token-nums-type 0|1 default 1
+  --group-ep NAME              default moe_ep_group
+
+Shapes:
+  --bs BS                      rows of x on every rank
+  --bs-per-rank B0,B1,...      rows of x per rank (uneven BS), instead of --bs
+  --h H                        hidden size (required)
+  --k K                        top-k (required)
+  --dtype bf16|fp16            x's dtype (default bf16)
+
+Content:
+  --seed N                     PRNG seed, an integer in [0, 2^32) (default 0)
+  --routing MODE               uniform (default): K distinct experts uniformly per row;
+                               zipf: skewed, expert of popularity n drawn with weight n^-s;
+                               hot: --hot-expert (default 0) in every row;
+                               one-rank: all K experts of a row on one MoE rank (K <= L)
+  --zipf-s S                   the zipf exponent (default 1.2)
+  --hot-expert E               the expert in every row for --routing hot (default 0)
+  --active-bs N                x_active_mask with N leading trues (capped at each rank's BS)
+  --active-fraction F          x_active_mask with floor(F·BS_r) leading trues
+  --smooth-scales              scales (E+SN, H) f32 (quant mode 2 only)
+  --shared-expert-x            shared_expert_x (BS, H) (only with --shared-expert-rank-num 0)
+  --specials LIST              comma list of ${SPECIALS.join(', ')}: each in one active
+                               row of x per rank (ties: codes that are exact .5 ties for quant 2
+                               without smooth scales; overflow: values near the dtype's maximum)
+  --format safetensors|npy     rank{r}.safetensors (default) or rank{r}/NAME.npy
+  -h, --help                   show this help
+
+CASE_DIR must not exist or be empty; it is written completely or not at all.
+Exit codes: 0 written, 1 invalid spec (one line per problem), 2 usage error.
+`;
+
+function int(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v.trim())) throw new UsageError(`--${name} should be an integer, got ${JSON.stringify(v)}`, 'gen');
+  return Number(v);
+}
+
+function num(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} should be a number, got ${JSON.stringify(v)}`, 'gen');
+  return n;
+}
+
+export const genCommand: Command = {
+  name: 'gen',
+  summary: 'write a generated case directory from flags and a seed',
+  help: HELP,
+  async run(argv: string[], io: CliIo): Promise<number> {
+    const s = { type: 'string' } as const;
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        'ep-world-size': s,
+        'moe-expert-num': s,
+        'shared-expert-num': s,
+        'shared-expert-rank-num': s,
+        'quant-mode': s,
+        'global-bs': s,
+        'expert-token-nums-type': s,
+        'group-ep': s,
+        bs: s,
+        'bs-per-rank': s,
+        h: s,
+        k: s,
+        dtype: s,
+        seed: s,
+        routing: s,
+        'zipf-s': s,
+        'hot-expert': s,
+        'active-bs': s,
+        'active-fraction': s,
+        'smooth-scales': { type: 'boolean' },
+        'shared-expert-x': { type: 'boolean' },
+        specials: s,
+        format: s,
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      io.stdout(HELP);
+      return EXIT_OK;
+    }
+    if (positionals.length !== 1) throw new UsageError(`gen takes one CASE_DIR, got ${positionals.length}`, 'gen');
+    for (const req of ['ep-world-size', 'moe-expert-num', 'h', 'k'] as const) {
+      if (values[req] === undefined) throw new UsageError(`gen needs --${req}`, 'gen');
+    }
+    if ((values.bs === undefined) === (values['bs-per-rank'] === undefined)) {
+      throw new UsageError('gen needs one of --bs BS or --bs-per-rank B0,B1,...', 'gen');
+    }
+    const format = (values.format ?? 'safetensors') as TensorFormat;
+    if (!TENSOR_FORMATS.includes(format)) throw new UsageError(`--format should be ${TENSOR_FORMATS.join(' or ')}, got ${JSON.stringify(values.format)}`, 'gen');
+    const dtype = values.dtype ?? 'bf16';
+    if (dtype !== 'bf16' && dtype !== 'fp16') throw new UsageError(`--dtype should be bf16 or fp16, got ${JSON.stringify(dtype)}`, 'gen');
+    const routing = values.routing ?? 'uniform';
+    if (!(ROUTINGS as readonly string[]).includes(routing)) {
+      throw new UsageError(`--routing should be one of ${ROUTINGS.join(', ')}, got ${JSON.stringify(routing)}`, 'gen');
+    }
+    const specials = values.specials === undefined || values.specials === '' ? [] : values.specials.split(',').map((x) => x.trim());
+    for (const x of specials) {
+      if (!(SPECIALS as readonly string[]).includes(x)) throw new UsageError(`--specials should list ${SPECIALS.join(', ')}, got ${JSON.stringify(x)}`, 'gen');
+    }
+    const bs = values.bs !== undefined ? int('bs', values.bs)! : values['bs-per-rank']!.split(',').map((v) => int('bs-per-rank', v)!);
+    const spec: GenSpec = {
+      epWorldSize: int('ep-world-size', values['ep-world-size'])!,
+      moeExpertNum: int('moe-expert-num', values['moe-expert-num'])!,
+      sharedExpertNum: int('shared-expert-num', values['shared-expert-num']),
+      sharedExpertRankNum: int('shared-expert-rank-num', values['shared-expert-rank-num']),
+      quantMode: int('quant-mode', values['quant-mode']),
+      globalBs: int('global-bs', values['global-bs']),
+      expertTokenNumsType: int('expert-token-nums-type', values['expert-token-nums-type']),
+      groupEp: values['group-ep'],
+      bs,
+      h: int('h', values.h)!,
+      k: int('k', values.k)!,
+      dtype: dtype as XDtype,
+      seed: int('seed', values.seed) ?? 0,
+      routing: routing as Routing,
+      zipfS: num('zipf-s', values['zipf-s']),
+      hotExpert: int('hot-expert', values['hot-expert']),
+      activeBs: int('active-bs', values['active-bs']),
+      activeFraction: num('active-fraction', values['active-fraction']),
+      smoothScales: values['smooth-scales'] ?? false,
+      sharedExpertX: values['shared-expert-x'] ?? false,
+      specials: specials as Special[],
+    };
+    const errors = checkGenSpec(spec);
+    if (errors.length > 0) {
+      for (const e of errors) io.stderr(`moe-distribute: ${e.message}\n`);
+      return EXIT_CASE;
+    }
+    const gen = generateCase(spec);
+    const dir = positionals[0]!;
+    await writeAtomically(dir, (tmp) => writeCase(tmp, { attrs: gen.attrs, ranks: gen.ranks }, format));
+    const total = gen.bsPerRank.reduce((a, b) => a + b, 0);
+    io.stdout(
+      `wrote ${dir}: case.json and ${gen.ranks.length} rank files (epWorldSize ${gen.groupAttrs.epWorldSize}, moeExpertNum ${gen.groupAttrs.moeExpertNum}, ` +
+        `BS ${gen.bsPerRank.every((b) => b === gen.bsPerRank[0]) ? gen.bsPerRank[0] : gen.bsPerRank.join(',')} (${total} tokens), H ${spec.h}, K ${spec.k}, ${dtype}, ` +
+        `quantMode ${gen.groupAttrs.quantMode}, routing ${routing}, seed ${spec.seed})\n`,
+    );
+    return EXIT_OK;
+  },
+};
+
+/**
+ * Writes into a fresh sibling directory and renames it to `dir` at the end, so that a failure
+ * leaves nothing behind. `dir` must not exist or be empty.
+ */
+async function writeAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  let existing: string[] | undefined;
+  try {
+    existing = await readdir(dir);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ENOTDIR') throw caseError(dir, 'is a file; expected a new or empty directory for the case');
+    if (code !== 'ENOENT') throw caseError(dir, `cannot read (${code ?? String(e)}); expected a new or empty directory for the case`);
+  }
+  if (existing && existing.length > 0) {
+    throw caseError(dir, `is not empty (${existing.length} entries); expected a new or empty directory for the case`);
+  }
+  const tmp = join(dirname(dir), `.${basename(dir)}.gen-${process.pid}-${Date.now()}`);
+  try {
+    await mkdir(tmp, { recursive: true });
+    await write(tmp);
+    if (existing) await rmdir(dir);
+    await rename(tmp, dir);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    if (e instanceof MoeError) throw e;
+    throw caseError(dir, `cannot write the case (${(e as { code?: string }).code ?? String(e)})`);
+  }
+}

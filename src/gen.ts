@@ -1,0 +1,286 @@
+// The case generator behind `moe-distribute gen`: a whole case (case.json attributes and each
+// rank's input tensors) from a spec and a seed. Pure and deterministic: one Rng stream (src/random.ts,
+// 32-bit integer arithmetic) drawn in a fixed order, routing sampled with integer weights, so the
+// same spec gives the same bytes on every platform.
+import { type GroupAttrs, withDefaults } from './contract/attrs.js';
+import { checkAttrs, checkDims } from './contract/checks.js';
+import { MoeError } from './errors.js';
+import type { CaseSpec } from './io/case.js';
+import { f32ToBf16, f32ToFp16 } from './numbers.js';
+import { Rng, randn } from './random.js';
+import { type Tensor, zeros } from './tensor.js';
+import type { XDtype } from './backends/types.js';
+
+export const ROUTINGS = ['uniform', 'zipf', 'hot', 'one-rank'] as const;
+export type Routing = (typeof ROUTINGS)[number];
+
+export const SPECIALS = ['zeros', 'ties', 'subnormals', 'nan', 'inf', 'overflow'] as const;
+export type Special = (typeof SPECIALS)[number];
+
+export interface GenSpec {
+  epWorldSize: number;
+  moeExpertNum: number;
+  sharedExpertNum?: number;
+  sharedExpertRankNum?: number;
+  quantMode?: number;
+  /** 0 (or absent): BS·W; with uneven BS it defaults to maxBS·W */
+  globalBs?: number;
+  expertTokenNumsType?: number;
+  groupEp?: string;
+  /** BS of every rank: one number, or one per rank (uneven BS needs globalBs = maxBS·W) */
+  bs: number | readonly number[];
+  h: number;
+  k: number;
+  dtype?: XDtype;
+  /** quant mode 2: write smooth scales (E + SN, H) f32 */
+  smoothScales?: boolean;
+  routing?: Routing;
+  /** zipf exponent: expert of popularity rank n (1-based) drawn with weight n^-s */
+  zipfS?: number;
+  /** the expert in every row for routing 'hot' */
+  hotExpert?: number;
+  /** x_active_mask with this many leading trues (capped at each rank's BS) */
+  activeBs?: number;
+  /** x_active_mask with floor(fraction · BS_r) leading trues */
+  activeFraction?: number;
+  /** special values injected in a few active rows of x on every rank */
+  specials?: readonly Special[];
+  /** write shared_expert_x (BS, H) (only with sharedExpertRankNum = 0) */
+  sharedExpertX?: boolean;
+  seed: number;
+}
+
+export type RankTensors = NonNullable<CaseSpec['ranks'][number]>;
+
+export interface GeneratedCase {
+  /** the case.json document */
+  attrs: CaseSpec['attrs'];
+  /** each rank's input tensors, under the case file's tensor names */
+  ranks: RankTensors[];
+  /** the attributes with defaults, for callers that go on to plan or run */
+  groupAttrs: GroupAttrs;
+  bsPerRank: number[];
+  /** activeBs of every rank (BS_r without a mask) */
+  activeBs: number[];
+}
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+
+function bsList(spec: GenSpec): number[] {
+  return typeof spec.bs === 'number' ? Array.from({ length: spec.epWorldSize }, () => spec.bs as number) : [...spec.bs];
+}
+
+/** The attributes the case will carry (globalBs filled in for uneven BS). */
+function attrsOf(spec: GenSpec): GroupAttrs {
+  const bs = bsList(spec);
+  const uneven = bs.some((b) => b !== bs[0]);
+  const globalBs = spec.globalBs ?? (uneven && bs.every(isInt) ? Math.max(...bs) * spec.epWorldSize : 0);
+  return withDefaults({
+    epWorldSize: spec.epWorldSize,
+    moeExpertNum: spec.moeExpertNum,
+    sharedExpertNum: spec.sharedExpertNum,
+    sharedExpertRankNum: spec.sharedExpertRankNum,
+    quantMode: spec.quantMode,
+    globalBs,
+    expertTokenNumsType: spec.expertTokenNumsType,
+    groupEp: spec.groupEp,
+  });
+}
+
+/** Every problem of a spec at once: the contract's checks (§7) and the generator's own rules. */
+export function checkGenSpec(spec: GenSpec): MoeError[] {
+  const a = attrsOf(spec);
+  const out = checkAttrs(a);
+  const bs = bsList(spec);
+  const W = a.epWorldSize;
+  if (isInt(W) && bs.length !== W) {
+    out.push(new MoeError('E_ATTR', 'bsPerRank', bs, `one BS per rank: epWorldSize = ${W} values`));
+  }
+  const dimErrors = new Map<string, MoeError>();
+  for (const b of bs) for (const e of checkDims(a, { h: spec.h, k: spec.k, bs: b })) if (!dimErrors.has(e.param)) dimErrors.set(e.param, e);
+  out.push(...dimErrors.values());
+  if (bs.every(isInt) && bs.some((b) => b !== bs[0]) && isInt(W) && a.globalBs !== Math.max(...bs) * W) {
+    out.push(
+      new MoeError('E_ATTR', 'globalBs', a.globalBs, `with uneven BS across ranks globalBs should be maxBs * epWorldSize = ${Math.max(...bs) * W}`),
+    );
+  }
+  if (out.length > 0) return out; // the rules below need a well-formed world
+  const S = a.sharedExpertRankNum;
+  const L = a.moeExpertNum / (W - S);
+  const routing = spec.routing ?? 'uniform';
+  if (!(ROUTINGS as readonly string[]).includes(routing)) {
+    out.push(new MoeError('E_VALUE', 'routing', routing, `routing should be one of ${ROUTINGS.join(', ')}`));
+  }
+  if (routing === 'one-rank' && spec.k > L) {
+    out.push(new MoeError('E_VALUE', 'K', spec.k, `routing one-rank puts all K experts of a row on one rank: K should be <= localExpertNum = ${L}`));
+  }
+  if (routing === 'zipf' && !(typeof spec.zipfS === 'number' && spec.zipfS >= 0 && spec.zipfS <= 16) && spec.zipfS !== undefined) {
+    out.push(new MoeError('E_VALUE', 'zipfS', spec.zipfS, 'zipf exponent should be in [0, 16]'));
+  }
+  if (spec.hotExpert !== undefined && (!isInt(spec.hotExpert) || spec.hotExpert < 0 || spec.hotExpert >= a.moeExpertNum)) {
+    out.push(new MoeError('E_VALUE', 'hotExpert', spec.hotExpert, `hot expert should be in [0, moeExpertNum) = [0, ${a.moeExpertNum})`));
+  }
+  const dtype = spec.dtype ?? 'bf16';
+  if (dtype !== 'bf16' && dtype !== 'fp16') out.push(new MoeError('E_DTYPE', 'dtype', dtype, 'x dtype should be bf16 or fp16'));
+  if (spec.smoothScales && a.quantMode !== 2) {
+    out.push(new MoeError('E_VALUE', 'scales', 'smooth scales', 'smooth scales need quantMode = 2 (scales must be absent when quantMode = 0)'));
+  }
+  if (spec.sharedExpertX && S !== 0) {
+    out.push(new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${S})`));
+  }
+  if (spec.activeBs !== undefined && spec.activeFraction !== undefined) {
+    out.push(new MoeError('E_VALUE', 'activeBs', spec.activeBs, 'give activeBs or activeFraction, not both'));
+  }
+  if (spec.activeBs !== undefined && (!isInt(spec.activeBs) || spec.activeBs < 0 || spec.activeBs > Math.max(...bs))) {
+    out.push(new MoeError('E_VALUE', 'activeBs', spec.activeBs, `activeBs should be an integer in [0, ${Math.max(...bs)}]`));
+  }
+  if (spec.activeFraction !== undefined && !(spec.activeFraction >= 0 && spec.activeFraction <= 1)) {
+    out.push(new MoeError('E_VALUE', 'activeFraction', spec.activeFraction, 'activeFraction should be in [0, 1]'));
+  }
+  for (const s of spec.specials ?? []) {
+    if (!(SPECIALS as readonly string[]).includes(s)) out.push(new MoeError('E_VALUE', 'specials', s, `specials should be among ${SPECIALS.join(', ')}`));
+  }
+  if (!isInt(spec.seed) || spec.seed < 0 || spec.seed > 0xffffffff) {
+    out.push(new MoeError('E_VALUE', 'seed', spec.seed, 'seed should be an integer in [0, 2^32)'));
+  }
+  return out;
+}
+
+/** Integer weights n^-s · 2^24 (at least 1) of popularity ranks 1 … E: sampling stays integer. */
+function zipfTickets(E: number, s: number): number[] {
+  return Array.from({ length: E }, (_, n) => Math.max(1, Math.round(Math.exp(-s * Math.log(n + 1)) * 16777216)));
+}
+
+/** k distinct experts drawn by integer weights, without replacement. */
+function drawWeighted(rng: Rng, tickets: number[], k: number): number[] {
+  const w = [...tickets];
+  let total = w.reduce((s, v) => s + v, 0);
+  const out: number[] = [];
+  for (let j = 0; j < k; j++) {
+    let u = rng.int(0, total);
+    let e = 0;
+    while (u >= w[e]!) u -= w[e++]!;
+    out.push(e);
+    total -= w[e]!;
+    w[e] = 0;
+  }
+  return out;
+}
+
+function routeRows(rng: Rng, spec: GenSpec, a: GroupAttrs, bs: number, zipfOrder: number[], tickets: number[]): Tensor<'int32'> {
+  const E = a.moeExpertNum;
+  const K = spec.k;
+  const L = E / (a.epWorldSize - a.sharedExpertRankNum);
+  const ids = zeros('int32', [bs, K]);
+  const routing = spec.routing ?? 'uniform';
+  const hot = spec.hotExpert ?? 0;
+  for (let t = 0; t < bs; t++) {
+    let row: number[];
+    if (routing === 'uniform') {
+      row = rng.shuffle(Array.from({ length: E }, (_, e) => e)).slice(0, K);
+    } else if (routing === 'zipf') {
+      row = drawWeighted(rng, tickets, K).map((n) => zipfOrder[n]!);
+    } else if (routing === 'hot') {
+      const rest = rng.shuffle(Array.from({ length: E - 1 }, (_, i) => (i < hot ? i : i + 1))).slice(0, K - 1);
+      const at = rng.int(0, K);
+      row = [...rest.slice(0, at), hot, ...rest.slice(at)];
+    } else {
+      const m = rng.int(0, a.epWorldSize - a.sharedExpertRankNum);
+      row = rng.shuffle(Array.from({ length: L }, (_, j) => m * L + j)).slice(0, K);
+    }
+    ids.data.set(row, t * K);
+  }
+  return ids;
+}
+
+const specialBits = (dtype: XDtype, v: number): number => (dtype === 'bf16' ? f32ToBf16(v) : f32ToFp16(v));
+
+/** Writes special value `kind` into row t of x (H columns). */
+function injectSpecial(rng: Rng, x: Tensor<XDtype>, t: number, kind: Special): void {
+  const H = x.shape[1]!;
+  const d = x.data as Uint16Array;
+  const o = t * H;
+  const dt = x.dtype;
+  switch (kind) {
+    case 'zeros':
+      d.fill(0, o, o + H);
+      break;
+    case 'ties':
+      // row maximum 127, every other element n + 0.5: with quant 2 and no smooth scale, ds = 127/127 = 1
+      // and every code is an exact tie for round-half-even
+      for (let h = 0; h < H; h++) d[o + h] = specialBits(dt, (rng.int(0, 2) ? 1 : -1) * (rng.int(0, 126) + 0.5));
+      d[o + rng.int(0, H)] = specialBits(dt, 127);
+      break;
+    case 'subnormals': {
+      const mant = dt === 'bf16' ? 0x7f : 0x3ff;
+      for (let h = 0; h < H; h++) d[o + h] = (rng.int(0, 2) << 15) | rng.int(1, mant + 1);
+      break;
+    }
+    case 'nan':
+      d[o + rng.int(0, H)] = dt === 'bf16' ? 0x7fc0 : 0x7e00;
+      break;
+    case 'inf':
+      d[o + rng.int(0, H)] = (rng.int(0, 2) << 15) | (dt === 'bf16' ? 0x7f80 : 0x7c00);
+      break;
+    case 'overflow': {
+      // near the largest finite value, one sign: weighted sums over K experts overflow to inf
+      const sign = rng.int(0, 2) << 15;
+      const big = dt === 'bf16' ? 0x7f70 : 0x7bf0;
+      for (let h = 0; h < H; h++) d[o + h] = sign | (big + rng.int(0, 0x0f));
+      break;
+    }
+  }
+}
+
+/**
+ * Generates a case. Throws a MoeError (the first of checkGenSpec's) for a bad spec. Draw order:
+ * the zipf popularity order, then per rank: x, expert_ids, expert_scales, smooth scales,
+ * shared_expert_x, special rows.
+ */
+export function generateCase(spec: GenSpec): GeneratedCase {
+  const errors = checkGenSpec(spec);
+  if (errors.length > 0) throw errors[0]!;
+  const a = attrsOf(spec);
+  const W = a.epWorldSize;
+  const E = a.moeExpertNum;
+  const dtype = spec.dtype ?? 'bf16';
+  const bsPerRank = bsList(spec);
+  const rng = new Rng(spec.seed);
+  const zipfOrder = rng.shuffle(Array.from({ length: E }, (_, e) => e));
+  const tickets = zipfTickets(E, spec.zipfS ?? 1.2);
+  const ranks: RankTensors[] = [];
+  const activeBs: number[] = [];
+  for (let r = 0; r < W; r++) {
+    const bs = bsPerRank[r]!;
+    const x = randn(rng, dtype, [bs, spec.h]) as Tensor<XDtype>;
+    const rank: RankTensors = {
+      x,
+      expert_ids: routeRows(rng, spec, a, bs, zipfOrder, tickets),
+      expert_scales: randn(rng, 'f32', [bs, spec.k]),
+    };
+    if (spec.smoothScales) rank.scales = randn(rng, 'f32', [E + a.sharedExpertNum, spec.h]);
+    if (spec.sharedExpertX) rank.shared_expert_x = randn(rng, dtype, [bs, spec.h]);
+    let active = bs;
+    if (spec.activeBs !== undefined || spec.activeFraction !== undefined) {
+      active = spec.activeBs !== undefined ? Math.min(spec.activeBs, bs) : Math.floor(spec.activeFraction! * bs);
+      const mask = zeros('bool', [bs]);
+      mask.data.fill(1, 0, active);
+      rank.x_active_mask = mask;
+    }
+    activeBs.push(active);
+    const specials = spec.specials ?? [];
+    if (specials.length > 0 && active > 0) {
+      const rows = rng.shuffle(Array.from({ length: active }, (_, t) => t));
+      specials.forEach((kind, i) => injectSpecial(rng, x, rows[i % rows.length]!, kind));
+    }
+    ranks.push(rank);
+  }
+  const attrs: CaseSpec['attrs'] = { epWorldSize: W, moeExpertNum: E };
+  if (a.sharedExpertRankNum !== 0 || spec.sharedExpertNum !== undefined) attrs.sharedExpertNum = a.sharedExpertNum;
+  if (a.sharedExpertRankNum !== 0) attrs.sharedExpertRankNum = a.sharedExpertRankNum;
+  attrs.quantMode = a.quantMode;
+  if (a.globalBs !== 0) attrs.globalBs = a.globalBs;
+  if (spec.expertTokenNumsType !== undefined) attrs.expertTokenNumsType = a.expertTokenNumsType;
+  if (spec.groupEp !== undefined) attrs.groupEp = a.groupEp;
+  return { attrs, ranks, groupAttrs: a, bsPerRank, activeBs };
+}
