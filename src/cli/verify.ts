@@ -1,0 +1,142 @@
+// `moe-distribute verify EXPECTED_DIR ACTUAL_DIR`: compares two output directories rank by rank.
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { GroupAttrs } from '../contract/attrs.js';
+import { rankDirName, rankFileName, readCase, readCaseAttrs, readRankTensors } from '../io/case.js';
+import { caseError } from '../io/safetensors.js';
+import type { Tensor } from '../tensor.js';
+import { type Tolerance, type VerifyInputs, formatVerify, verifyRuns } from '../verify.js';
+import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError } from './io.js';
+
+const HELP = `Usage: moe-distribute verify EXPECTED_DIR ACTUAL_DIR [--case CASE_DIR] [--ulp N | --rtol R --atol A] [options]
+
+Compares the output tensors of two runs (e.g. an NPU dump against \`moe-distribute run\`), file
+rank{r}.safetensors (or rank{r}/ of .npy files) of each directory, rank by rank, over each tensor's meaningful region:
+  expand_x, dynamic_scales, quant_expand_x  rows below the rank's received count (the expected
+                                            assist_info_for_combine entry W·Lr − 1)
+  assist_info_for_combine                   its first W·Lr entries (Lr = 1 on shared ranks)
+  x_out                                     rows below activeBs (with the case's x_active_mask),
+                                            else every row
+  y, expand_idx, expert_token_nums          in full
+  comm_cmd_info, combine_comm_cmd_info      never (descriptors, not data)
+Tensors absent from EXPECTED_DIR are not compared; one present there must be in ACTUAL_DIR with
+the same dtype and shape.
+
+Each differing tensor gets a line per rank, then its first mismatches with (rank, tensor, row,
+column, expected, actual) and the row's provenance: the source rank, token and expert it
+carries (from the case's expert_ids when known, else from EXPECTED_DIR's comm_cmd_info).
+
+Options:
+  --case PATH        the case directory (or its case.json): the attributes, and with rank
+                     files the inputs (x_active_mask, expert_ids). Default: case.json in
+                     EXPECTED_DIR, else in ACTUAL_DIR; inputs from EXPECTED_DIR's rank files
+                     when they carry expert_ids
+  --ulp N            float tensors match within N representable steps of their dtype
+  --rtol R, --atol A float tensors match when |actual - expected| <= A + R·|expected|
+                     (default: bit-exact; with --ulp/--rtol a NaN matches any NaN, nothing else;
+                     integer tensors always compare exactly)
+  --max-report N     mismatches listed per tensor and rank (default 5)
+  --json             print the report as one JSON document
+  -h, --help         show this help
+
+Exit codes: 0 equal, 1 different or a bad file (one line), 2 usage error.
+`;
+
+function nonNeg(name: string, v: string, integer: boolean): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${name} should be a non-negative ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`, 'verify');
+  }
+  return n;
+}
+
+async function readRun(dir: string, W: number): Promise<{ tensors: Record<string, Tensor>[]; files: string[] }> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw caseError(dir, 'is not a directory; expected the rank{r}.safetensors files (or rank{r}/ directories) of a run');
+  const tensors: Record<string, Tensor>[] = [];
+  const files: string[] = [];
+  for (let r = 0; r < W; r++) {
+    tensors.push(await readRankTensors(dir, r));
+    files.push(existsSync(join(dir, rankDirName(r))) ? `${join(dir, rankDirName(r))}/` : join(dir, rankFileName(r)));
+  }
+  return { tensors, files };
+}
+
+export const verifyCommand: Command = {
+  name: 'verify',
+  summary: 'compare two output directories rank by rank; name where and from which token they differ',
+  help: HELP,
+  async run(argv: string[], io: CliIo): Promise<number> {
+    const s = { type: 'string' } as const;
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        case: s,
+        ulp: s,
+        rtol: s,
+        atol: s,
+        'max-report': s,
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      io.stdout(HELP);
+      return EXIT_OK;
+    }
+    if (positionals.length !== 2) throw new UsageError(`verify takes EXPECTED_DIR and ACTUAL_DIR, got ${positionals.length} argument${positionals.length === 1 ? '' : 's'}`, 'verify');
+    let tolerance: Tolerance = { kind: 'exact' };
+    if (values.ulp !== undefined) {
+      if (values.rtol !== undefined || values.atol !== undefined) throw new UsageError('give --ulp or --rtol/--atol, not both', 'verify');
+      tolerance = { kind: 'ulp', ulp: nonNeg('ulp', values.ulp, true) };
+    } else if (values.rtol !== undefined || values.atol !== undefined) {
+      tolerance = {
+        kind: 'close',
+        rtol: values.rtol === undefined ? 0 : nonNeg('rtol', values.rtol, false),
+        atol: values.atol === undefined ? 0 : nonNeg('atol', values.atol, false),
+      };
+    }
+    const maxReport = values['max-report'] === undefined ? 5 : nonNeg('max-report', values['max-report'], true);
+    const [expectedDir, actualDir] = positionals as [string, string];
+
+    let attrs: GroupAttrs;
+    let inputs: (VerifyInputs | undefined)[] | undefined;
+    if (values.case !== undefined) {
+      const p = values.case;
+      const isDir = existsSync(p) && statSync(p).isDirectory();
+      if (isDir && (existsSync(join(p, rankFileName(0))) || existsSync(join(p, rankDirName(0))))) {
+        const c = await readCase(p);
+        attrs = c.attrs;
+        inputs = c.ranks.map((rc) => ({ expertIds: rc.expertIds, xActiveMask: rc.xActiveMask }));
+      } else {
+        attrs = await readCaseAttrs(isDir ? p : dirname(p));
+      }
+    } else {
+      const from = [expectedDir, actualDir].find((d) => existsSync(join(d, 'case.json')));
+      if (!from) {
+        throw caseError(join(expectedDir, 'case.json'), 'cannot read (no such file, nor in ACTUAL_DIR); expected the case attributes: pass --case CASE_DIR');
+      }
+      attrs = await readCaseAttrs(from);
+    }
+    const W = attrs.epWorldSize;
+    const expected = await readRun(expectedDir, W);
+    const actual = await readRun(actualDir, W);
+    if (!inputs && expected.tensors.every((t) => t.expert_ids?.dtype === 'int32')) {
+      inputs = expected.tensors.map((t) => ({ expertIds: t.expert_ids!, xActiveMask: t.x_active_mask?.dtype === 'bool' ? t.x_active_mask : undefined }));
+    }
+    const report = verifyRuns({
+      attrs,
+      expected: expected.tensors,
+      actual: actual.tensors,
+      expectedFiles: expected.files,
+      actualFiles: actual.files,
+      inputs,
+      tolerance,
+      maxReport,
+    });
+    io.stdout(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatVerify(report));
+    return report.equal ? EXIT_OK : EXIT_CASE;
+  },
+};
