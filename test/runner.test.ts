@@ -227,7 +227,7 @@ describe('CLI', () => {
   });
 
   test.each([
-    [[], /a command is required; expected one of run \(see moe-distribute --help\)/],
+    [[], /a command is required; expected one of run(, \w+)* \(see moe-distribute --help\)/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['run'], /run needs a CASE_DIR \(see moe-distribute run --help\)/],
     [['run', 'a'], /run needs --out OUT_DIR/],

@@ -127,8 +127,10 @@ export function checkDims(a: GroupAttrs, d: DataDims): MoeError[] {
 }
 
 /** The configured HCCL_BUFFSIZE against the documented requirement. */
-export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number): MoeError[] {
-  const { mb, source } = configuredBufferBytes(hcclBufferSizeMb);
+export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number, hcclSource?: string): MoeError[] {
+  const configured = configuredBufferBytes(hcclBufferSizeMb);
+  const mb = configured.mb;
+  const source = hcclSource ?? configured.source;
   if (!Number.isFinite(mb) || mb <= 0) {
     return [new MoeError('E_BUFFER', source, mb, 'HCCL_BUFFSIZE should be a positive number of MB')];
   }

@@ -114,7 +114,12 @@ function tensorsOf(lay: Layout, rank: number, bs: number): PlanTensor[] {
   return lay.S > 0 ? out.filter((x) => x.name !== 'sharedExpertX') : out;
 }
 
-export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: number): Plan {
+/**
+ * `hcclSource` names where hcclBufferSizeMb came from (e.g. '--hccl-buffsize', 'HCCL_BUFFSIZE')
+ * in the plan and its violation; without it, configuredBufferBytes decides (value, else the
+ * process environment, else the 200 MB default).
+ */
+export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: number, hcclSource?: string): Plan {
   const attrs = withDefaults(input);
   const errors: MoeError[] = [...checkAttrs(attrs), ...checkDims(attrs, dims)];
   const plan: Plan = { valid: false, violations: [], attrs, dims };
@@ -122,7 +127,7 @@ export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: num
   if (!errors.some((e) => ['epWorldSize', 'moeExpertNum', 'sharedExpertRankNum', 'sharedExpertNum'].includes(e.param))) {
     const lay = makeLayout(attrs, dims);
     if (lay.L > 0 && Number.isInteger(dims.h) && Number.isInteger(dims.k) && dims.h > 0 && dims.k > 0) {
-      errors.push(...checkBuffer(lay, hcclBufferSizeMb));
+      errors.push(...checkBuffer(lay, hcclBufferSizeMb, hcclSource));
       plan.layout = {
         L: lay.L,
         R: lay.R,
@@ -151,7 +156,9 @@ export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: num
       }
       plan.rankKinds = kinds;
       const need = hcclBufferNeeded(lay);
-      const { mb, source } = configuredBufferBytes(hcclBufferSizeMb);
+      const configured = configuredBufferBytes(hcclBufferSizeMb);
+      const mb = configured.mb;
+      const source = hcclSource ?? configured.source;
       const align = (x: number, n: number) => Math.ceil(x / n) * n;
       plan.hccl = {
         neededDocumented: need.documented,
