@@ -4,8 +4,11 @@
 import { MoeError } from '../errors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError } from './io.js';
 import { runCommand } from './run.js';
+import { planCommand } from './plan.js';
+import { genCommand } from './gen.js';
+import { verifyCommand } from './verify.js';
 
-export const COMMANDS: readonly Command[] = [runCommand];
+export const COMMANDS: readonly Command[] = [runCommand, planCommand, genCommand, verifyCommand];
 
 const PROG = 'moe-distribute';
 
