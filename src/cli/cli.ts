@@ -4,11 +4,12 @@
 import { MoeError } from '../errors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError } from './io.js';
 import { runCommand } from './run.js';
+import { inspectCommand } from './inspect.js';
 import { planCommand } from './plan.js';
 import { genCommand } from './gen.js';
 import { verifyCommand } from './verify.js';
 
-export const COMMANDS: readonly Command[] = [runCommand, planCommand, genCommand, verifyCommand];
+export const COMMANDS: readonly Command[] = [runCommand, inspectCommand, planCommand, genCommand, verifyCommand];
 
 const PROG = 'moe-distribute';
 
