@@ -164,6 +164,20 @@ describe('gen', () => {
     expect(v.out).toMatch(/^verify: equal \(bit-exact\)/);
   });
 
+  test('--format npy: rank{r}/ directories that plan and verify read', async () => {
+    const c = join(dir, 'npy');
+    expect((await cli('gen', c, ...BASE, '--format', 'npy', '--quant-mode', '2', '--seed', '4')).code).toBe(0);
+    expect((await readdir(c)).sort()).toEqual(['case.json', 'rank0', 'rank1', 'rank2', 'rank3']);
+    const p = await cli('plan', '--case', c, '--json');
+    expect(p.code).toBe(0);
+    expect(JSON.parse(p.out).dims).toEqual({ bs: 6, h: 1024, k: 3 });
+    expect((await cli('run', c, '--out', join(dir, 'npy-a'), '--backend', 'reference')).code).toBe(0);
+    expect((await cli('run', c, '--out', join(dir, 'npy-b'), '--backend', 'wasm', '--format', 'npy')).code).toBe(0);
+    const v = await cli('verify', join(dir, 'npy-a'), join(dir, 'npy-b'), '--case', c);
+    expect(v.err).toBe('');
+    expect(v.code).toBe(0);
+  });
+
   test('bad specs: every problem one line, exit 1, nothing written', async () => {
     const d = join(dir, 'bad');
     const r = await cli('gen', d, '--ep-world-size', '1', '--moe-expert-num', '8', '--bs', '6', '--h', '100', '--k', '3');
