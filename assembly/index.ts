@@ -5,5 +5,5 @@ export { bf16_to_f32, fp16_to_f32, f32_to_bf16, f32_to_fp16 } from './convert';
 export { quantize_row } from './quant';
 export { pack } from './pack';
 export { route, assist_and_token_nums } from './route';
-export { gather, send_back } from './gather';
+
 export { combine } from './combine';

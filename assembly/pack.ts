@@ -21,10 +21,10 @@ import { quantizeRow } from './quant';
 
 /**
  * x: (bs, H) 16-bit; ids, expandIdx: (bs·K) i32; scales: (E+SN, H) f32 or 0;
- * expertBlock: (E) u32 byte offsets, sharedBlock: (sharedSends) u32 byte offsets;
- * y: (bs·(K+SN), msgBytes) bytes, fully written here: the scratch region is reused between
- * calls, so padding bytes and the rows of inactive tokens are zeroed explicitly (only those, so
- * that no byte is written twice).
+ * expertBlock: (E) u32 byte offsets, sharedBlock: (sharedSends) u32 byte offsets.
+ * Each message is built once, in place in its window block (padding zeroed: window memory is
+ * reused between rounds); the wrapper then copies y's rows out of the blocks, so every message
+ * byte is written exactly twice (window, y) and never staged in scratch.
  */
 export function pack(
   x: usize,
@@ -34,7 +34,6 @@ export function pack(
   K: i32,
   SN: i32,
   sharedSends: i32,
-  bs: i32,
   activeBs: i32,
   ids: usize,
   expandIdx: usize,
@@ -43,36 +42,29 @@ export function pack(
   sharedBlock: usize,
   msgBytes: i32,
   scaleOffset: i32,
-  y: usize,
 ): void {
   const mb = <usize>msgBytes;
   const rowBytes = <usize>H << 1;
   const hp = <usize>H << 2;
-  // rows of inactive tokens, and every shared row past the sharedSends·activeBs written ones
-  memory.fill(y + <usize>(activeBs * K) * mb, 0, <usize>((bs - activeBs) * K) * mb);
-  memory.fill(y + <usize>(bs * K + sharedSends * activeBs) * mb, 0, <usize>(bs * SN - sharedSends * activeBs) * mb);
   for (let t = 0; t < activeBs; t++) {
     const xt = x + <usize>t * rowBytes;
-    // Without smooth scales every message of a token is the same: quantize once (row t·K)
+    // Without smooth scales every message of a token is the same: quantize once (for k = 0)
     // and copy; with scales each destination has its own scale row.
-    const first = y + <usize>(t * K) * mb;
+    let first: usize = 0;
     for (let k = 0; k < K; k++) {
       const i = t * K + k;
       const e = load<i32>(ids + (<usize>i << 2));
-      const row = y + <usize>i * mb;
-      if (quant == 0) message16(row, xt, rowBytes, mb);
-      else if (scales == 0 && k > 0) memory.copy(row, first, mb);
-      else messageQ(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, row, scaleOffset, mb, fp16);
       const dst = <usize>load<u32>(expertBlock + (<usize>e << 2)) + <usize>load<i32>(expandIdx + (<usize>i << 2)) * mb;
-      memory.copy(dst, row, mb);
+      if (quant == 0) message16(dst, xt, rowBytes, mb);
+      else if (scales == 0 && k > 0) memory.copy(dst, first, mb);
+      else messageQ(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, dst, scaleOffset, mb, fp16);
+      if (k == 0) first = dst;
     }
     for (let s = 0; s < sharedSends; s++) {
-      // shared rows start at bs·K with a stride of activeBs per shared expert, as the kernel does
-      const row = y + <usize>(bs * K + s * activeBs + t) * mb;
-      if (quant == 0) message16(row, xt, rowBytes, mb);
-      else if (scales == 0) memory.copy(row, first, mb);
-      else messageQ(xt, scales + <usize>s * hp, H, row, scaleOffset, mb, fp16);
-      memory.copy(<usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb, row, mb);
+      const dst = <usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb;
+      if (quant == 0) message16(dst, xt, rowBytes, mb);
+      else if (scales == 0 && K > 0) memory.copy(dst, first, mb);
+      else messageQ(xt, scales ? scales + <usize>s * hp : 0, H, dst, scaleOffset, mb, fp16);
     }
   }
 }

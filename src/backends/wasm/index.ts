@@ -1,7 +1,11 @@
 // The wasm backend: a thin wrapper over the AssemblyScript kernels (assembly/). Each method lays
 // its inputs out in this backend's scratch region of the group memory, calls the kernel of the
-// same name, and copies the outputs into fresh (non-shared) typed arrays. Window blocks are
-// written and read by the kernels themselves: the group hands over their byte offsets.
+// same name, and copies the outputs into fresh (non-shared) typed arrays. Kernels do the
+// arithmetic (quantization, combine, conversions) and write window blocks directly. Pure byte
+// moves between a window block and a JS-owned tensor (y out of the blocks, the gather into
+// expand_x, the rows combine_setup sends back) are one TypedArray.set each: routed through a
+// kernel they would be staged in scratch and cost a second copy (measured: dispatch_teardown
+// 19 ms -> see bench).
 import { type Layout, expandRows } from '../../contract/attrs.js';
 import { MoeError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
@@ -30,16 +34,11 @@ interface Kernels {
   quantize_row(x: Ptr, srow: Ptr, H: number, out: Ptr, scaleOffset: number, fp16: number): void;
   route(ids: Ptr, activeBs: number, bs: number, K: number, E: number, expandIdx: Ptr, counts: Ptr): void;
   pack(
-    x: Ptr, fp16: number, quant: number, H: number, K: number, SN: number, sharedSends: number, bs: number,
+    x: Ptr, fp16: number, quant: number, H: number, K: number, SN: number, sharedSends: number,
     activeBs: number, ids: Ptr, expandIdx: Ptr, scales: Ptr, expertBlock: Ptr, sharedBlock: Ptr,
-    msgBytes: number, scaleOffset: number, y: Ptr,
+    msgBytes: number, scaleOffset: number,
   ): void;
-  gather(
-    blockOffset: Ptr, blockCount: Ptr, blocks: number, msgBytes: number, rowBytes: number, quant: number,
-    scaleOffset: number, expandX: Ptr, scales: Ptr,
-  ): number;
   assist_and_token_nums(blockCount: Ptr, Lr: number, W: number, assist: Ptr, assistLen: number, etn: Ptr, perExpert: number): number;
-  send_back(expandX: Ptr, assist: Ptr, blockOffset: Ptr, blocks: number, rowBytes: number): void;
   combine(
     fp16: number, H: number, K: number, sharedSends: number, bs: number, activeBs: number, ids: Ptr,
     expandIdx: Ptr, weights: Ptr, expertBlock: Ptr, sharedBlock: Ptr, sharedX: Ptr, out: Ptr, tbl: Ptr,
@@ -127,22 +126,12 @@ const packRegions = (ar: Arena, lay: Layout, bs: number, scaled: boolean) => ({
   scales: scaled ? ar.take((lay.E + lay.SN) * lay.H * 4) : 0,
   expertBlock: ar.take(lay.E * 4),
   sharedBlock: ar.take(lay.sharedSends * 4),
-  y: ar.take(bs * (lay.K + lay.SN) * lay.msgBytes),
 });
 
-const gatherRegions = (ar: Arena, lay: Layout, rows: number, blocks: number, localExperts: number) => ({
-  blockOffset: ar.take(blocks * 4),
+const gatherRegions = (ar: Arena, rows: number, blocks: number, localExperts: number) => ({
   blockCount: ar.take(blocks * 4),
-  expandX: ar.take(rows * lay.H * lay.yElemBytes),
-  scales: ar.take(rows * 4),
   assist: ar.take(rows * 128 * 4),
   etn: ar.take(localExperts * 8),
-});
-
-const sendBackRegions = (ar: Arena, lay: Layout, rows: number, blocks: number) => ({
-  expandX: ar.take(rows * lay.H * 2),
-  assist: ar.take(blocks * 4),
-  blockOffset: ar.take(blocks * 4),
 });
 
 const combineRegions = (ar: Arena, lay: Layout, bs: number, withSharedX: boolean) => ({
@@ -189,8 +178,7 @@ export class WasmBackend implements Backend {
     return Math.max(
       size((ar) => routeRegions(ar, bs, lay.K, lay.E)),
       size((ar) => packRegions(ar, lay, bs, lay.attrs.quantMode === 2)),
-      size((ar) => gatherRegions(ar, lay, rows, blocks, Lr)),
-      size((ar) => sendBackRegions(ar, lay, rows, blocks)),
+      size((ar) => gatherRegions(ar, rows, blocks, Lr)),
       size((ar) => combineRegions(ar, lay, bs, lay.S === 0)),
     );
   }
@@ -226,57 +214,84 @@ export class WasmBackend implements Backend {
   }
 
   pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'> {
-    const { lay, x } = a;
+    const { lay, x, activeBs, expandIdx } = a;
     const bs = x.shape[0]!;
+    const K = lay.K;
+    const mb = lay.msgBytes;
     const quant = lay.attrs.quantMode === 2;
     const r = packRegions(this.arena(), lay, bs, a.scales !== undefined);
     this.u16.set(x.data, r.x >> 1);
-    this.i32.set(a.expertIds.subarray(0, bs * lay.K), r.ids >> 2);
-    this.i32.set(a.expandIdx.subarray(0, bs * lay.K), r.expandIdx >> 2);
+    this.i32.set(a.expertIds.subarray(0, bs * K), r.ids >> 2);
+    this.i32.set(expandIdx.subarray(0, bs * K), r.expandIdx >> 2);
     if (a.scales) this.f32.set(a.scales, r.scales >> 2);
     // offsets < 4 GiB: Int32Array.set wraps them to the u32 bits the kernel reads (-1: unused)
     this.i32.set(a.expertBlock, r.expertBlock >> 2);
     this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
     this.k.pack(
-      r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, lay.K, lay.SN, lay.sharedSends, bs, a.activeBs,
-      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.y,
+      r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, K, lay.SN, lay.sharedSends, activeBs,
+      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, mb, lay.scaleOffset,
     );
-    const shape = [bs * (lay.K + lay.SN), lay.tokenMsgSize];
-    const n = shape[0]! * shape[1]!;
-    if (quant) return { dtype: 'int8', shape, data: new Int8Array(this.u8.buffer, r.y, n).slice() };
-    return { dtype: x.dtype, shape, data: this.u16.slice(r.y >> 1, (r.y >> 1) + n) };
+    // y's rows are the messages just written to the window blocks; everything else stays zero
+    const shape = [bs * (K + lay.SN), lay.tokenMsgSize];
+    const y = quant ? new Int8Array(shape[0]! * shape[1]!) : new Uint16Array(shape[0]! * shape[1]!);
+    const yb = new Uint8Array(y.buffer);
+    const mem = this.u8;
+    for (let i = 0; i < activeBs * K; i++) {
+      const src = a.expertBlock[a.expertIds[i]!]! + expandIdx[i]! * mb;
+      yb.set(mem.subarray(src, src + mb), i * mb);
+    }
+    for (let s = 0; s < lay.sharedSends && activeBs > 0; s++) {
+      // a token's shared messages are consecutive both in y (stride activeBs) and in the block
+      const src = a.sharedBlock[s]!;
+      yb.set(mem.subarray(src, src + activeBs * mb), (bs * K + s * activeBs) * mb);
+    }
+    return quant
+      ? { dtype: 'int8', shape, data: y as Int8Array }
+      : { dtype: x.dtype, shape, data: y as Uint16Array };
   }
 
   gather(a: GatherArgs): GatherResult {
-    const { lay, rows, localExperts } = a;
+    const { lay, rows, localExperts, blockOffset, blockCount } = a;
     const quant = lay.attrs.quantMode === 2;
     const blocks = localExperts * lay.W;
-    const r = gatherRegions(this.arena(), lay, rows, blocks, localExperts);
-    this.i32.set(a.blockOffset, r.blockOffset >> 2);
-    this.i32.set(a.blockCount, r.blockCount >> 2);
-    const rowBytes = lay.H * lay.yElemBytes;
-    // the kernels write only the received rows / meaningful entries; fresh arrays are zero already
-    const got = this.k.gather(r.blockOffset, r.blockCount, blocks, lay.msgBytes, rowBytes, quant ? 1 : 0, lay.scaleOffset, r.expandX, r.scales);
+    const H = lay.H;
+    const mb = lay.msgBytes;
+    const rowBytes = H * lay.yElemBytes;
+    const expandX = quant ? new Int8Array(rows * H) : new Uint16Array(rows * H);
+    const xb = new Uint8Array(expandX.buffer);
+    const dynamicScales = new Float32Array(rows);
+    const scaleBits = new Uint32Array(dynamicScales.buffer); // copied as bits: NaN payloads kept
+    this.arena(); // refreshes the views
+    const mem = this.u8;
+    const mem32 = this.i32;
+    let n = 0;
+    for (let idx = 0; idx < blocks; idx++) {
+      const base = blockOffset[idx]!;
+      const c = blockCount[idx]!;
+      if (c === 0) continue;
+      if (!quant && mb === rowBytes) {
+        // H a multiple of 256: the block's messages are exactly consecutive expand_x rows
+        xb.set(mem.subarray(base, base + c * mb), n * rowBytes);
+        n += c;
+        continue;
+      }
+      for (let m = 0; m < c; m++, n++) {
+        const msg = base + m * mb;
+        xb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
+        if (quant) scaleBits[n] = mem32[(msg + lay.scaleOffset) >> 2]!;
+      }
+    }
+    const r = gatherRegions(this.arena(), rows, blocks, localExperts);
+    this.i32.set(blockCount, r.blockCount >> 2);
     const perExpert = lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? 1 : 0;
     const assistLen = rows * 128;
     this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, assistLen, r.etn, perExpert);
-    const H = lay.H;
-    let expandX: Tensor<'bf16' | 'fp16' | 'int8'>;
-    const dynamicScales = new Float32Array(rows);
-    if (quant) {
-      const data = new Int8Array(rows * H);
-      data.set(new Int8Array(this.u8.buffer, r.expandX, got * H));
-      dynamicScales.set(this.f32.subarray(r.scales >> 2, (r.scales >> 2) + got));
-      expandX = { dtype: 'int8', shape: [rows, H], data };
-    } else {
-      const data = new Uint16Array(rows * H);
-      data.set(this.u16.subarray(r.expandX >> 1, (r.expandX >> 1) + got * H));
-      expandX = { dtype: a.xDtype, shape: [rows, H], data };
-    }
     const assist = new Int32Array(assistLen);
     assist.set(this.i32.subarray(r.assist >> 2, (r.assist >> 2) + Math.min(blocks, assistLen)));
     return {
-      expandX,
+      expandX: quant
+        ? { dtype: 'int8', shape: [rows, H], data: expandX as Int8Array }
+        : { dtype: a.xDtype, shape: [rows, H], data: expandX as Uint16Array },
       dynamicScales: { dtype: 'f32', shape: [rows], data: dynamicScales },
       assistInfoForCombine: { dtype: 'int32', shape: [assistLen], data: assist },
       expertTokenNums: {
@@ -288,14 +303,16 @@ export class WasmBackend implements Backend {
   }
 
   sendBack({ lay, expandX, assist, blockOffset }: SendBackArgs): void {
-    const rows = expandX.shape[0]!;
-    const r = sendBackRegions(this.arena(), lay, rows, assist.length);
-    // only the rows that go back (the validated prefix sums end at their count) are copied in
-    const sent = assist.length > 0 ? assist[assist.length - 1]! : 0;
-    this.u16.set(expandX.data.subarray(0, sent * lay.H), r.expandX >> 1);
-    this.i32.set(assist, r.assist >> 2);
-    this.i32.set(blockOffset, r.blockOffset >> 2);
-    this.k.send_back(r.expandX, r.assist, r.blockOffset, assist.length, lay.H * 2);
+    // rows [assist[idx-1], assist[idx]) are consecutive in expand_x and in the block: one copy each
+    const rb = lay.H * 2;
+    const src = new Uint8Array(expandX.data.buffer, expandX.data.byteOffset, expandX.data.byteLength);
+    this.arena();
+    let pre = 0;
+    for (let idx = 0; idx < assist.length; idx++) {
+      const end = assist[idx]!;
+      if (end > pre) this.u8.set(src.subarray(pre * rb, end * rb), blockOffset[idx]!);
+      pre = end;
+    }
   }
 
   combine(a: CombineArgs): Tensor<XDtype> {
