@@ -361,6 +361,8 @@ describe('wasm backend vs reference backend, bit for bit', () => {
     ['expert_token_nums type 0, L = 4', { etnType: 0, E: 16 }],
     ['K = 16, W = 32, BS = 1', { W: 32, E: 64, K: 16, bs: Array(32).fill(1), active: Array(32).fill(null) }],
     ['E = 512 over W = 16 (L = 32), K = 1', { W: 16, E: 512, K: 1, bs: Array(16).fill(2), active: Array(16).fill(null) }],
+    // W·L = 512 entries of assist, but the tensor holds only A·128 = 2·1·128 = 256
+    ['E = 512 over W = 2 (L = 256), K = 1, BS = 1: assist shorter than W·L', { W: 2, E: 512, K: 1, bs: [1, 1], active: [null, null] }],
   ];
   test.each(fixed)('%s', async (_name, over) => {
     await compareRound({ ...base, seed: 4242, ...over });

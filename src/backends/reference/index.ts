@@ -110,23 +110,23 @@ export class ReferenceBackend implements Backend {
     const mem = this.bytes();
     const dv = this.view();
     let n = 0;
-    for (let idx = 0; idx < localExperts * lay.W; idx++) {
-      const base = blockOffset[idx]!;
-      for (let c = 0; c < blockCount[idx]!; c++) {
-        const msg = base + c * lay.msgBytes;
-        exb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
-        // copied as bits: a NaN read into a JS number need not keep its bit pattern
-        if (quant) scaleBits[n] = dv.getUint32(msg + lay.scaleOffset, true);
-        n++;
-      }
-      assist.data[idx] = n; // inclusive prefix sum in (j, r) order
-    }
-    let prev = 0;
     for (let j = 0; j < localExperts; j++) {
-      const end = assist.data[(j + 1) * lay.W - 1]!;
-      const own = end - prev;
-      etn.data[j] = BigInt(lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? own : end);
-      prev = end;
+      const before = n;
+      for (let r = 0; r < lay.W; r++) {
+        const idx = j * lay.W + r;
+        const base = blockOffset[idx]!;
+        for (let c = 0; c < blockCount[idx]!; c++) {
+          const msg = base + c * lay.msgBytes;
+          exb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
+          // copied as bits: a NaN read into a JS number need not keep its bit pattern
+          if (quant) scaleBits[n] = dv.getUint32(msg + lay.scaleOffset, true);
+          n++;
+        }
+        // inclusive prefix sum in (j, r) order; a tensor of A·128 entries may be shorter than W·Lr
+        if (idx < assist.data.length) assist.data[idx] = n;
+      }
+      // type 1 on a MoE rank: this expert's count; type 0 or a shared rank: the running total
+      etn.data[j] = BigInt(lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? n - before : n);
     }
     return { expandX, dynamicScales, assistInfoForCombine: assist, expertTokenNums: etn };
   }
