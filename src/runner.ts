@@ -59,6 +59,9 @@ export type ProgressFn = (done: number, total: number, phase: (typeof PHASES)[nu
 async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> | T, done?: (r: number) => void): Promise<T[]> {
   const settled = await Promise.allSettled(
     Array.from({ length: W }, async (_, r) => {
+      // With a progress reporter, each rank starts in its own event-loop turn, so that a rank's
+      // completion is reported as it happens rather than after every rank's synchronous work.
+      if (done) await new Promise<void>((resolve) => setImmediate(resolve));
       const v = await op(r);
       done?.(r);
       return v;

@@ -167,6 +167,19 @@ describe('progress bar', () => {
     expect(r.err).toMatch(/\r {10,}\rmoe-distribute: rank 1 dispatchSetup: expertIds\[0\]\[0\] = 99: /);
   });
 
+  it('runCase reports phases × ranks units, in phase order, each rank once per phase', async () => {
+    const seen: [number, number, string, number][] = [];
+    await runCase(caseDir, join(dir, 'units'), { backend: 'reference', onProgress: (d, t, p, r) => void seen.push([d, t, p, r]) });
+    expect(seen.map(([d]) => d)).toEqual(Array.from({ length: 5 * W }, (_, i) => i + 1));
+    expect(new Set(seen.map(([, t]) => t))).toEqual(new Set([5 * W]));
+    const phases = ['dispatchSetup', 'dispatchTeardown', 'expert', 'combineSetup', 'combineTeardown'];
+    phases.forEach((p, i) => {
+      const block = seen.slice(i * W, (i + 1) * W);
+      expect(block.every(([, , q]) => q === p), p).toBe(true);
+      expect(block.map(([, , , r]) => r).sort()).toEqual([0, 1, 2, 3]);
+    });
+  });
+
   it('redraws at most once per interval, and only after the delay', () => {
     let writes = 0;
     let t = 0;
