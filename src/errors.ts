@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'E_MISMATCH' // attributes that differ between ranks or ops
   | 'E_ORDER' // an op called out of the dispatch -> combine sequence
   | 'E_MISSING' // a teardown whose senders' status never arrived
+  | 'E_ABORTED' // another rank of the group failed (threw, or its worker died)
   | 'E_CASE'; // a case directory or tensor file that cannot be used
 
 export class MoeError extends Error {

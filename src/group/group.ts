@@ -31,7 +31,7 @@ import { type Tensor, zeros } from '../tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
-import { Half, Windows, createMemory, planMemory } from './memory.js';
+import { ATTR_WORDS, Half, type MemoryPlan, Windows, createMemory, planMemory } from './memory.js';
 
 export type BackendName = 'wasm' | 'reference';
 
@@ -114,11 +114,47 @@ interface RankState {
   received: Int32Array;
 }
 
+/** The attributes every rank must share, as int32 words (strings by hash). */
+const FINGERPRINT: { name: string; hashed?: boolean; of: (l: Layout) => number | string }[] = [
+  { name: 'epWorldSize', of: (l) => l.attrs.epWorldSize },
+  { name: 'moeExpertNum', of: (l) => l.attrs.moeExpertNum },
+  { name: 'expertShardType', of: (l) => l.attrs.expertShardType },
+  { name: 'sharedExpertNum', of: (l) => l.attrs.sharedExpertNum },
+  { name: 'sharedExpertRankNum', of: (l) => l.attrs.sharedExpertRankNum },
+  { name: 'quantMode', of: (l) => l.attrs.quantMode },
+  { name: 'globalBs', of: (l) => l.attrs.globalBs },
+  { name: 'commType', of: (l) => l.attrs.commType },
+  { name: 'expertTokenNumsType', of: (l) => l.attrs.expertTokenNumsType },
+  { name: 'commQuantMode', of: (l) => l.attrs.commQuantMode },
+  { name: 'groupEp', hashed: true, of: (l) => l.attrs.groupEp },
+  { name: 'commAlg', hashed: true, of: (l) => l.attrs.commAlg },
+  { name: 'H', of: (l) => l.H },
+  { name: 'K', of: (l) => l.K },
+  // with globalBs = 0 every rank has the same BS; with globalBs it is derived and always equal
+  { name: 'BS', of: (l) => l.maxBs },
+];
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+function fingerprintOf(l: Layout): Int32Array {
+  const out = new Int32Array(ATTR_WORDS);
+  FINGERPRINT.forEach((f, i) => {
+    const v = f.of(l);
+    out[i] = typeof v === 'string' ? fnv1a(v) : v;
+  });
+  return out;
+}
+
 function throwFirst(errors: MoeError[]): void {
   if (errors.length > 0) throw errors[0];
 }
 
-export async function createGroup(opts: GroupOptions): Promise<EpGroup> {
+/** Validates the options and derives the layout: everything a group needs before memory exists. */
+export function groupLayout(opts: GroupOptions): Layout {
   const attrs = withDefaults(opts);
   throwFirst(checkAttrs(attrs));
   const bs = opts.bs ?? (attrs.globalBs !== 0 ? Math.floor(attrs.globalBs / attrs.epWorldSize) : undefined);
@@ -128,12 +164,42 @@ export async function createGroup(opts: GroupOptions): Promise<EpGroup> {
   throwFirst(checkDims(attrs, { h: opts.h, k: opts.k, bs }));
   const lay = makeLayout(attrs, { h: opts.h, k: opts.k, bs });
   throwFirst(checkBuffer(lay, opts.hcclBufferSize));
+  return lay;
+}
+
+export async function createGroup(opts: GroupOptions): Promise<EpGroup> {
+  const lay = groupLayout(opts);
   const backend = await resolveBackend(opts.backend ?? 'wasm');
   const plan = planMemory(lay, backend.scratchBytes(lay));
   const { memory, shared, reason } = createMemory(plan);
   if (reason) opts.log?.(reason);
   await backend.attach({ memory, scratchBase: plan.scratchBase, scratchBytes: plan.scratchBytes });
-  return new EpGroup(lay, backend, new Windows(memory, plan, lay, shared), opts.timeoutMs ?? 60000);
+  const windows = new Windows(memory, plan, lay, shared);
+  windows.init();
+  return new EpGroup(lay, backend, windows, opts.timeoutMs ?? 60000);
+}
+
+/**
+ * A view of an existing group memory for one thread (a rank worker): the same windows, its own
+ * backend instance on scratch lane `lane`. Ranks hosted by other threads are seen only through
+ * the shared memory (status, progress, attribute fingerprints, abort).
+ */
+export async function attachGroup(a: {
+  layout: Layout;
+  memory: WebAssembly.Memory;
+  plan: MemoryPlan;
+  lane: number;
+  backend: BackendName;
+  timeoutMs?: number;
+}): Promise<EpGroup> {
+  const backend = await resolveBackend(a.backend);
+  const shared = typeof SharedArrayBuffer !== 'undefined' && a.memory.buffer instanceof SharedArrayBuffer;
+  await backend.attach({
+    memory: a.memory,
+    scratchBase: a.plan.scratchBase + a.lane * a.plan.scratchBytes,
+    scratchBytes: a.plan.scratchBytes,
+  });
+  return new EpGroup(a.layout, backend, new Windows(a.memory, a.plan, a.layout, shared), a.timeoutMs ?? 60000);
 }
 
 async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
@@ -167,6 +233,7 @@ export class EpGroup {
       expandIdx: new Int32Array(0),
       received: new Int32Array(0),
     }));
+    this.fingerprint = fingerprintOf(layout);
   }
 
   get backendName(): string {
@@ -182,6 +249,7 @@ export class EpGroup {
 
   private enter(op: OpName, rank: number, attrs: Partial<GroupAttrs> | undefined): RankState {
     if (this.closed) throw new MoeError('E_ORDER', 'op', op, 'the group is closed; create a new one');
+    this.checkAborted(op, rank);
     throwFirst(checkRank(this.attrs, rank));
     if (attrs) {
       for (const key of Object.keys(attrs) as (keyof GroupAttrs)[]) {
@@ -202,7 +270,61 @@ export class EpGroup {
       const last = st.lastOp < 0 ? 'none yet' : `${OPS[st.lastOp]} of round ${st.lastOp === 3 ? st.round - 1 : st.round}`;
       throw new MoeError('E_ORDER', 'op', op, `rank ${rank} must call ${expected} next (last completed: ${last})`);
     }
+    this.checkPeersAttrs(op, rank);
     return st;
+  }
+
+  /** A failure elsewhere in the group (a rank that threw, a worker that died) ends every op. */
+  private checkAborted(op: OpName, rank: number): void {
+    const ab = this.windows.aborted();
+    if (ab) {
+      throw new MoeError('E_ABORTED', `${op} on rank ${rank}`, `rank ${ab.rank}`, `the group was aborted: rank ${ab.rank} failed: ${ab.message}`);
+    }
+  }
+
+  /**
+   * Publishes this rank's attributes (and H, K, BS) once, then compares them with every rank that
+   * has published: ranks configured differently fail at the first op that sees both.
+   */
+  private checkPeersAttrs(op: OpName, rank: number): void {
+    const mine = this.fingerprint;
+    if (!this.published.has(rank)) {
+      this.windows.setAttrs(rank, mine);
+      this.published.add(rank);
+    }
+    for (let r = 0; r < this.layout.W; r++) {
+      if (r === rank) continue;
+      const theirs = this.windows.attrs(r);
+      if (!theirs) continue;
+      for (let i = 0; i < FINGERPRINT.length; i++) {
+        if (theirs[i] !== mine[i]) {
+          const name = FINGERPRINT[i]!.name;
+          const show = (v: number) => (FINGERPRINT[i]!.hashed ? `(string hash ${v >>> 0})` : String(v));
+          throw new MoeError(
+            'E_MISMATCH',
+            name,
+            mine[i],
+            `rank ${rank} has ${name} = ${show(mine[i]!)} at ${op} but rank ${r} has ${name} = ${show(theirs[i]!)}: every rank must use the same attributes`,
+          );
+        }
+      }
+    }
+  }
+
+  private readonly published = new Set<number>();
+  private readonly fingerprint: Int32Array;
+
+  /** Marks rank `rank`'s progress, in this thread and in shared memory for the diagnosis. */
+  private done(st: RankState, rank: number, op: number): void {
+    st.lastOp = op;
+    if (op === 3) st.round++;
+    this.windows.setProgress(rank, op, st.round);
+  }
+
+  private describeProgress(rank: number): string {
+    const p = this.windows.progress(rank);
+    if (p.lastOp < 0) return `rank ${rank}: no op yet`;
+    return `rank ${rank}: ${OPS[p.lastOp]} of round ${p.lastOp === 3 ? p.round - 1 : p.round}`;
   }
 
   private xShape(rank: number, x: Tensor | undefined, param = 'x'): { bs: number; dtype: XDtype } {
@@ -247,6 +369,8 @@ export class EpGroup {
     const deadline = Date.now() + this.timeoutMs;
     const flag = round + 1;
     for (;;) {
+      const seen = this.windows.doorbell();
+      this.checkAborted(op, receiver);
       const missing: number[] = [];
       for (let s = 0; s < lay.W; s++) {
         for (let j = 0; j < locals(s); j++) {
@@ -270,10 +394,7 @@ export class EpGroup {
       if (left <= 0) {
         const lastOps = missing
           .slice(0, 16)
-          .map((s) => {
-            const st = this.ranks[s]!;
-            return `rank ${s}: ${st.lastOp < 0 ? 'no op yet' : `${OPS[st.lastOp]} of round ${st.lastOp === 3 ? st.round - 1 : st.round}`}`;
-          })
+          .map((s) => this.describeProgress(s))
           .join('; ');
         throw new MoeError(
           'E_MISSING',
@@ -282,7 +403,7 @@ export class EpGroup {
           `waited ${this.timeoutMs} ms for the status of every sender; never arrived from ranks [${missing.join(', ')}] (last completed op: ${lastOps}${missing.length > 16 ? '; ...' : ''})`,
         );
       }
-      await this.windows.nextPublish(Math.min(left, 1000));
+      await this.windows.waitForRing(seen, Math.min(left, 1000));
     }
   }
 
@@ -307,7 +428,12 @@ export class EpGroup {
     }
     const activeBs = this.maskOf(inp.xActiveMask, bs);
     if (this.windows.consumedCount(Half.Dispatch) !== 0) {
-      const behind = this.ranks.map((s, i) => (s.lastOp === 0 && s.round === st.round - 1 ? i : -1)).filter((i) => i >= 0);
+      const behind = [];
+      for (let r = 0; r < this.layout.W; r++) {
+        const p = this.windows.progress(r);
+        const tornDown = p.round > st.round - 1 || (p.round === st.round - 1 && p.lastOp >= 1);
+        if (!tornDown) behind.push(r);
+      }
       throw new MoeError(
         'E_ORDER',
         'dispatchSetup',
@@ -371,7 +497,8 @@ export class EpGroup {
         putDescriptor(commCmdInfo.data, bs * lay.K + s * activeBs + t, KIND_DISPATCH, sharedHome(lay, rank, s), 0, t, rank, t, lay.K + s, lay.msgBytes);
       }
     }
-    Object.assign(st, { lastOp: 0, bs, activeBs, dtype, expertIds: ids.slice(), expandIdx });
+    Object.assign(st, { bs, activeBs, dtype, expertIds: ids.slice(), expandIdx });
+    this.done(st, rank, 0);
     return { y, expandIdx: { dtype: 'int32', shape: [bs * lay.K], data: expandIdx }, commCmdInfo };
   }
 
@@ -426,7 +553,7 @@ export class EpGroup {
     });
     this.windows.consumed(Half.Dispatch);
     st.received = blockCount;
-    st.lastOp = 1;
+    this.done(st, rank, 1);
     return out;
   }
 
@@ -482,7 +609,7 @@ export class EpGroup {
       });
       pre = assist[idx]!;
     }
-    st.lastOp = 2;
+    this.done(st, rank, 2);
     return { quantExpandX: zeros('int8', [A, lay.quantExpandXCols]), commCmdInfo };
   }
 
@@ -558,8 +685,7 @@ export class EpGroup {
       sharedExpertX,
     });
     this.windows.consumed(Half.Combine);
-    st.lastOp = 3;
-    st.round++;
+    this.done(st, rank, 3);
     return { x };
   }
 

@@ -24,8 +24,19 @@ export const enum Half {
 // control words (int32 index from ctlBase/4)
 const CTL_PTR = 0; // [half] arena bump pointer, in units
 const CTL_CONSUMED = 2; // [half] ranks that finished reading this half for the current round
-const CTL_DOORBELL = 4; // bumped and notified on every status publish
-const CTL_WORDS = 16;
+const CTL_DOORBELL = 4; // bumped and notified on every status publish and on abort
+const CTL_ABORT = 5; // rank + 1 of the first rank that failed; 0 while all are well
+const CTL_ABORT_LEN = 6; // bytes of its UTF-8 message
+const CTL_FIXED = 16;
+const ABORT_MSG_BYTES = 1024;
+/** per rank: last completed op index (-1 none), its round, then the attribute fingerprint */
+export const RANK_WORDS = 24;
+const RANK_LASTOP = 0;
+const RANK_ROUND = 1;
+const RANK_ATTRS = 2; // 1 when written, then ATTR_WORDS values
+export const ATTR_WORDS = 20;
+
+const ctlWords = (W: number): number => CTL_FIXED + ABORT_MSG_BYTES / 4 + W * RANK_WORDS;
 
 export interface StatusRecord {
   /** round + 1 of the sender when published; 0 never */
@@ -44,13 +55,15 @@ export interface MemoryPlan {
   statusBase: number;
   arenaBase: [number, number];
   arenaBytes: [number, number];
+  /** first scratch lane; lane i starts at scratchBase + i·scratchBytes */
   scratchBase: number;
   scratchBytes: number;
-  shared: boolean;
+  /** threads that run ranks on this memory, each with its own scratch lane */
+  lanes: number;
 }
 
 /** Sizes of the regions; throws E_MEMORY when the round cannot fit a wasm32 memory. */
-export function planMemory(lay: Layout, scratchBytes: number): MemoryPlan {
+export function planMemory(lay: Layout, scratchBytes: number, lanes = 1): MemoryPlan {
   const msgsPerRound = lay.W * lay.maxBs * (lay.K + lay.sharedSends);
   const alignUp = (n: number) => Math.ceil(n / UNIT) * UNIT;
   const dispatchBytes = alignUp(msgsPerRound * lay.msgBytes + lay.W * lay.lMax * UNIT);
@@ -59,12 +72,13 @@ export function planMemory(lay: Layout, scratchBytes: number): MemoryPlan {
   // alignUp(c·b) <= c·alignUp(b) keeps every round inside this bound.
   const combineBytes = alignUp(msgsPerRound * alignUp(lay.H * 2) + lay.W * lay.lMax * UNIT);
   const ctlBase = KERNEL_RESERVED;
-  const statusBase = ctlBase + alignUp(CTL_WORDS * 4);
+  const statusBase = ctlBase + alignUp(ctlWords(lay.W) * 4);
   const statusBytes = alignUp(lay.W * 2 * lay.W * lay.lMax * STATUS_WORDS * 4);
   const a0 = statusBase + statusBytes;
   const a1 = a0 + dispatchBytes;
   const scratchBase = a1 + combineBytes;
-  const total = scratchBase + alignUp(scratchBytes);
+  const laneBytes = alignUp(scratchBytes);
+  const total = scratchBase + laneBytes * lanes;
   if (Math.ceil(total / PAGE) > MAX_PAGES) {
     throw new MoeError(
       'E_MEMORY',
@@ -80,8 +94,8 @@ export function planMemory(lay: Layout, scratchBytes: number): MemoryPlan {
     arenaBase: [a0, a1],
     arenaBytes: [dispatchBytes, combineBytes],
     scratchBase,
-    scratchBytes,
-    shared: true,
+    scratchBytes: laneBytes,
+    lanes,
   };
 }
 
@@ -106,6 +120,66 @@ export class Windows {
     readonly shared: boolean,
   ) {
     this.i32 = new Int32Array(memory.buffer);
+  }
+
+  /** A fresh memory's control words: every rank before its first op. */
+  init(): void {
+    for (let r = 0; r < this.lay.W; r++) Atomics.store(this.i32, this.rankWord(r, RANK_LASTOP), -1);
+  }
+
+  private rankWord(rank: number, word: number): number {
+    return this.plan.ctlBase / 4 + CTL_FIXED + ABORT_MSG_BYTES / 4 + rank * RANK_WORDS + word;
+  }
+
+  /** A rank's progress, visible to every thread: the last op it completed and its round. */
+  progress(rank: number): { lastOp: number; round: number } {
+    return {
+      lastOp: Atomics.load(this.i32, this.rankWord(rank, RANK_LASTOP)),
+      round: Atomics.load(this.i32, this.rankWord(rank, RANK_ROUND)),
+    };
+  }
+
+  setProgress(rank: number, lastOp: number, round: number): void {
+    Atomics.store(this.i32, this.rankWord(rank, RANK_ROUND), round);
+    Atomics.store(this.i32, this.rankWord(rank, RANK_LASTOP), lastOp);
+  }
+
+  /** Publishes a rank's attribute fingerprint (ATTR_WORDS int32 values). */
+  setAttrs(rank: number, values: Int32Array): void {
+    const at = this.rankWord(rank, RANK_ATTRS);
+    for (let i = 0; i < ATTR_WORDS; i++) Atomics.store(this.i32, at + 1 + i, values[i] ?? 0);
+    Atomics.store(this.i32, at, 1);
+  }
+
+  /** A rank's attribute fingerprint, or undefined before that rank published it. */
+  attrs(rank: number): Int32Array | undefined {
+    const at = this.rankWord(rank, RANK_ATTRS);
+    if (Atomics.load(this.i32, at) !== 1) return undefined;
+    const out = new Int32Array(ATTR_WORDS);
+    for (let i = 0; i < ATTR_WORDS; i++) out[i] = Atomics.load(this.i32, at + 1 + i);
+    return out;
+  }
+
+  /** Records the first failure of the group (later ones are ignored) and wakes every waiter. */
+  abort(rank: number, message: string): void {
+    if (Atomics.compareExchange(this.i32, this.ctl(CTL_ABORT), 0, -1) !== 0) return;
+    const bytes = new TextEncoder().encode(message).subarray(0, ABORT_MSG_BYTES);
+    const at = this.plan.ctlBase + CTL_FIXED * 4;
+    new Uint8Array(this.memory.buffer).set(bytes, at);
+    Atomics.store(this.i32, this.ctl(CTL_ABORT_LEN), bytes.length);
+    Atomics.store(this.i32, this.ctl(CTL_ABORT), rank + 1);
+    this.ring();
+  }
+
+  /** The failed rank and its message, once the group is aborted. */
+  aborted(): { rank: number; message: string } | undefined {
+    const v = Atomics.load(this.i32, this.ctl(CTL_ABORT));
+    if (v <= 0) return undefined;
+    const len = Atomics.load(this.i32, this.ctl(CTL_ABORT_LEN));
+    const at = this.plan.ctlBase + CTL_FIXED * 4;
+    // copy out of shared memory: TextDecoder refuses views of a SharedArrayBuffer
+    const bytes = new Uint8Array(this.memory.buffer, at, len).slice();
+    return { rank: v - 1, message: new TextDecoder().decode(bytes) };
   }
 
   private ctl(word: number): number {
@@ -183,9 +257,25 @@ export class Windows {
 
   private waiters = new Set<() => void>();
 
-  /** Resolves at the next status publish (any rank), or after `ms`. */
-  nextPublish(ms: number): Promise<void> {
-    return new Promise((resolve) => {
+  /** The doorbell's value: read it before checking a condition, then wait for a change. */
+  doorbell(): number {
+    return Atomics.load(this.i32, this.ctl(CTL_DOORBELL));
+  }
+
+  /**
+   * Resolves when the doorbell moves past `seen` (a status published or an abort, by any thread),
+   * or after `ms`. Uses Atomics.waitAsync on shared memory, so a rank in another worker wakes it.
+   */
+  async waitForRing(seen: number, ms: number): Promise<void> {
+    const d = this.ctl(CTL_DOORBELL);
+    const waitAsync = (Atomics as unknown as { waitAsync?: AtomicsWaitAsync }).waitAsync;
+    if (this.shared && waitAsync) {
+      const r = waitAsync(this.i32, d, seen, ms);
+      if (r.async) await r.value;
+      return;
+    }
+    if (Atomics.load(this.i32, d) !== seen) return;
+    await new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.waiters.delete(done);
@@ -196,3 +286,10 @@ export class Windows {
     });
   }
 }
+
+type AtomicsWaitAsync = (
+  a: Int32Array,
+  index: number,
+  value: number,
+  timeout?: number,
+) => { async: false; value: string } | { async: true; value: Promise<string> };
