@@ -1,0 +1,258 @@
+// The case format without file system access (browser-safe): case.json's fields and checks, the
+// tensor names, and the checks of a whole case over tensors already read. case.ts reads and writes
+// case directories on disk with these.
+import { ATTR_DEFAULTS, type GroupAttrs, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
+import { checkAttrs } from '../contract/checks.js';
+import { MoeError, formatValue } from '../errors.js';
+import type { DType, Tensor } from '../tensor.js';
+import type { XDtype } from '../backends/types.js';
+import { caseError } from './safetensors-bytes.js';
+
+/** The two forms of a rank's tensors. */
+export type TensorFormat = 'safetensors' | 'npy';
+export const TENSOR_FORMATS: readonly TensorFormat[] = ['safetensors', 'npy'];
+
+/** Keys of case.json (GroupAttrs names), the attributes a case may set. */
+export const CASE_FIELDS = [
+  'epWorldSize',
+  'moeExpertNum',
+  'sharedExpertNum',
+  'sharedExpertRankNum',
+  'quantMode',
+  'globalBs',
+  'expertTokenNumsType',
+  'commQuantMode',
+  'expertShardType',
+  'groupEp',
+] as const satisfies readonly (keyof GroupAttrs)[];
+
+const REQUIRED_FIELDS = ['epWorldSize', 'moeExpertNum'] as const;
+
+/** Input tensors of a rank file. */
+export const INPUT_TENSORS = [
+  'x',
+  'expert_ids',
+  'expert_scales',
+  'scales',
+  'x_active_mask',
+  'shared_expert_x',
+  'expert_output',
+] as const;
+
+/** Output tensors of a rank file, in the order the ops produce them. */
+export const OUTPUT_TENSORS = [
+  'y',
+  'expand_idx',
+  'comm_cmd_info',
+  'expand_x',
+  'dynamic_scales',
+  'assist_info_for_combine',
+  'expert_token_nums',
+  'quant_expand_x',
+  'combine_comm_cmd_info',
+  'x_out',
+] as const;
+
+export interface RankCase {
+  rank: number;
+  file: string;
+  x: Tensor<XDtype>;
+  expertIds: Tensor<'int32'>;
+  expertScales: Tensor<'f32'>;
+  scales?: Tensor<'f32'>;
+  xActiveMask?: Tensor<'bool'>;
+  sharedExpertX?: Tensor<XDtype>;
+  /** the experts' output (A, H) in dispatch order; absent: the identity expert */
+  expertOutput?: Tensor<XDtype>;
+}
+
+export interface MoeCase {
+  dir: string;
+  attrs: GroupAttrs;
+  /** H, K from the tensors; bs the largest BS over the ranks */
+  h: number;
+  k: number;
+  bs: number;
+  dtype: XDtype;
+  ranks: RankCase[];
+}
+
+export const rankFileName = (r: number): string => `rank${r}.safetensors`;
+export const rankDirName = (r: number): string => `rank${r}`;
+
+/** A rank's tensors as read: where they came from (the file, or the directory of .npy files). */
+export interface RankSource {
+  path: string;
+  /** `rank0.safetensors` or `rank0/`, for messages that refer to another rank */
+  label: string;
+  format: TensorFormat;
+  tensors: Map<string, Tensor>;
+}
+
+/** What a case directory holds: the attributes as written to case.json and each rank's tensors. */
+export interface CaseSpec {
+  attrs: Partial<Record<(typeof CASE_FIELDS)[number], number | string>>;
+  ranks: readonly Partial<Record<(typeof INPUT_TENSORS)[number], Tensor>>[];
+}
+
+/** Checks the text of case.json (`file` names it in messages): known keys only, integer attributes,
+ * torch_npu defaults for absent ones, the attribute checks. */
+export function parseCaseAttrs(text: string, file: string): GroupAttrs {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw caseError(file, `is not valid JSON (${(e as Error).message}); expected an object of attributes`);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw caseError(file, `holds ${formatValue(doc)}; expected a JSON object of attributes`);
+  }
+  const obj = doc as Record<string, unknown>;
+  const unknown = Object.keys(obj).filter((k) => !(CASE_FIELDS as readonly string[]).includes(k));
+  if (unknown.length > 0) {
+    throw caseError(file, `unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; expected only ${CASE_FIELDS.join(', ')}`, unknown);
+  }
+  for (const k of REQUIRED_FIELDS) {
+    if (obj[k] === undefined) throw caseError(file, `${k} is missing; expected an integer (it has no default)`, undefined);
+  }
+  for (const k of CASE_FIELDS) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (k === 'groupEp') {
+      if (typeof v !== 'string') throw caseError(file, `groupEp is ${formatValue(v)}; expected a string`, v);
+    } else if (typeof v !== 'number' || !Number.isInteger(v)) {
+      throw caseError(file, `${k} is ${formatValue(v)}; expected an integer (default ${formatValue((ATTR_DEFAULTS as Record<string, unknown>)[k])})`, v);
+    }
+  }
+  const attrs = withDefaults(obj as Partial<GroupAttrs> as GroupAttrs);
+  const bad = checkAttrs(attrs)[0];
+  if (bad) throw withContext(bad, file);
+  return attrs;
+}
+
+/** Prefixes a MoeError's message with where it happened (same code, param, value and rule). */
+export function withContext(err: MoeError, where: string): MoeError {
+  const out = new MoeError(err.code, err.param, err.value, err.rule);
+  out.message = `${where}: ${err.message}`;
+  return out;
+}
+
+const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
+
+function expectTensor(
+  file: string,
+  tensors: Map<string, Tensor>,
+  name: string,
+  dtypes: readonly DType[],
+  shapes: readonly (readonly number[])[] | null,
+  why = '',
+): Tensor | undefined {
+  const t = tensors.get(name);
+  const want = `${dtypes.join(' or ')}${shapes ? ` ${shapes.map(shapeStr).join(' or ')}` : ''}${why}`;
+  if (!t) return undefined;
+  const okShape = !shapes || shapes.some((s) => s.length === t.shape.length && s.every((d, i) => d === t.shape[i]));
+  if (!dtypes.includes(t.dtype) || !okShape) {
+    throw caseError(file, `tensor ${name} is ${t.dtype}${shapeStr(t.shape)}; expected ${want}`, `${t.dtype}${shapeStr(t.shape)}`);
+  }
+  return t;
+}
+
+function requireTensor(
+  file: string,
+  tensors: Map<string, Tensor>,
+  name: string,
+  dtypes: readonly DType[],
+  shapes: readonly (readonly number[])[] | null,
+  why = '',
+): Tensor {
+  const t = expectTensor(file, tensors, name, dtypes, shapes, why);
+  if (!t) {
+    const have = [...tensors.keys()];
+    throw caseError(
+      file,
+      `tensor ${name} is missing; expected ${dtypes.join(' or ')}${shapes ? ` ${shapes.map(shapeStr).join(' or ')}` : ''}${why} (the ${file.endsWith('.safetensors') ? 'file' : 'directory'} has ${have.length ? have.join(', ') : 'no tensors'})`,
+      undefined,
+    );
+  }
+  return t;
+}
+
+/**
+ * Checks a case's rank tensors (every rank, in order, read by `readRank`) against each other and
+ * the attributes, as readCase does; `dir` names the case in the result.
+ */
+export async function assembleCase(dir: string, attrs: GroupAttrs, readRank: (r: number) => Promise<RankSource>): Promise<MoeCase> {
+  const W = attrs.epWorldSize;
+  const ranks: RankCase[] = [];
+  let h = 0;
+  let k = 0;
+  let dtype: XDtype = 'bf16';
+  let bs0 = 0;
+  let label0 = rankFileName(0);
+  for (let r = 0; r < W; r++) {
+    const src = await readRank(r);
+    const { tensors } = src;
+    const file = src.path;
+    if (r === 0) label0 = src.label;
+    const unknown = [...tensors.keys()].filter((n) => !(INPUT_TENSORS as readonly string[]).includes(n));
+    if (unknown.length > 0) {
+      throw caseError(file, `unknown tensor${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; expected only ${INPUT_TENSORS.join(', ')}`, unknown);
+    }
+    const from0 = r === 0 ? '' : ` (as in ${label0})`;
+    const x = requireTensor(file, tensors, 'x', r === 0 ? ['bf16', 'fp16'] : [dtype], null, ' (BS, H)');
+    if (x.shape.length !== 2 || (r > 0 && x.shape[1] !== h)) {
+      throw caseError(file, `tensor x is ${x.dtype}${shapeStr(x.shape)}; expected ${r === 0 ? '(BS, H)' : `(BS, ${h})`}${from0}`, x.shape);
+    }
+    const bs = x.shape[0]!;
+    if (r === 0) {
+      h = x.shape[1]!;
+      dtype = x.dtype as XDtype;
+      bs0 = bs;
+    } else if (attrs.globalBs === 0 && bs !== bs0) {
+      throw caseError(file, `tensor x has ${bs} rows; expected ${bs0} as in ${label0} (with globalBs = 0 every rank has the same BS)`, bs);
+    }
+    let expertIds: Tensor;
+    if (r === 0) {
+      expertIds = requireTensor(file, tensors, 'expert_ids', ['int32'], null, ` [${bs}, K]`);
+      if (expertIds.shape.length !== 2 || expertIds.shape[0] !== bs) {
+        throw caseError(file, `tensor expert_ids is int32${shapeStr(expertIds.shape)}; expected int32 [${bs}, K]`, expertIds.shape);
+      }
+      k = expertIds.shape[1]!;
+    } else {
+      expertIds = requireTensor(file, tensors, 'expert_ids', ['int32'], [[bs, k]], from0);
+    }
+    const expertScales = requireTensor(file, tensors, 'expert_scales', ['f32'], [[bs, k]]);
+    const SN = attrs.sharedExpertNum;
+    const scales = expectTensor(file, tensors, 'scales', ['f32'], [[attrs.moeExpertNum + SN, h]], ' (moeExpertNum + sharedExpertNum, H)');
+    const xActiveMask = expectTensor(file, tensors, 'x_active_mask', ['bool'], [[bs]]);
+    const sharedExpertX = tensors.get('shared_expert_x');
+    if (sharedExpertX) {
+      const s = sharedExpertX.shape;
+      const ok = sharedExpertX.dtype === dtype && ((s.length === 2 && s[0] === bs && s[1] === h) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === h));
+      if (!ok) {
+        throw caseError(file, `tensor shared_expert_x is ${sharedExpertX.dtype}${shapeStr(s)}; expected ${dtype} [${bs}, ${h}] or [a, b, ${h}] with a * b = ${bs}`, s);
+      }
+    }
+    ranks.push({
+      rank: r,
+      file,
+      x: x as Tensor<XDtype>,
+      expertIds: expertIds as Tensor<'int32'>,
+      expertScales: expertScales as Tensor<'f32'>,
+      scales: scales as Tensor<'f32'> | undefined,
+      xActiveMask: xActiveMask as Tensor<'bool'> | undefined,
+      sharedExpertX: sharedExpertX as Tensor<XDtype> | undefined,
+      expertOutput: tensors.get('expert_output') as Tensor<XDtype> | undefined,
+    });
+  }
+  const bs = Math.max(...ranks.map((rc) => rc.x.shape[0]!));
+  // expert_output is (A, H) with A from the layout, known only now that every rank is read.
+  const lay = makeLayout(attrs, { h, k, bs });
+  for (const rc of ranks) {
+    if (!rc.expertOutput) continue;
+    const tensors = new Map<string, Tensor>([['expert_output', rc.expertOutput]]);
+    const A = expandRows(lay, rc.rank);
+    expectTensor(rc.file, tensors, 'expert_output', [dtype], [[A, h]], ` (A, H), A = ${A} rows of expand_x on rank ${rc.rank}`);
+  }
+  return { dir, attrs, h, k, bs, dtype, ranks };
+}

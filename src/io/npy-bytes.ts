@@ -1,0 +1,356 @@
+// The npy format without file system access (browser-safe): parsing and serializing bytes held
+// in memory. See npy.ts for the format, the bf16 note and the readers/writers of files.
+import { DTYPE_BYTES, type DType, type Tensor, numel } from '../tensor.js';
+import { baseName, caseError, makeData } from './safetensors-bytes.js';
+
+/** The largest header accepted (numpy's own default limit is 10 000 characters). */
+export const MAX_NPY_HEADER = 1 << 20;
+/** The largest .dtype note read. */
+export const MAX_NOTE_BYTES = 64;
+const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+
+const DESCR_TO_DTYPE: Record<string, DType> = {
+  '<f4': 'f32',
+  '<f2': 'fp16',
+  '|i1': 'int8',
+  '<i4': 'int32',
+  '<i8': 'int64',
+  '|b1': 'bool',
+  '<u2': 'bf16', // only with a NAME.dtype note saying bf16
+};
+const DTYPE_TO_DESCR: Record<DType, string> = {
+  bf16: '<u2',
+  fp16: '<f2',
+  f32: '<f4',
+  int8: '|i1',
+  int32: '<i4',
+  int64: '<i8',
+  bool: '|b1',
+};
+const KNOWN_DESCRS = "'<f4', '<f2', '|i1', '<i4', '<i8', '|b1', or '<u2' with a NAME.dtype note saying bf16";
+const EXPECTED_HEADER = "{'descr': ..., 'fortran_order': False, 'shape': (...), }";
+
+function fail(file: string, what: string): never {
+  throw caseError(file, what);
+}
+
+/** The note file that marks NAME.npy as bf16. */
+export function dtypeNoteFile(npyFile: string): string {
+  return `${npyFile.endsWith('.npy') ? npyFile.slice(0, -4) : npyFile}.dtype`;
+}
+
+// ---- a strict parser of the Python literals a header can hold ---------------------------------
+
+type Py =
+  | { k: 'str'; v: string }
+  | { k: 'int'; text: string }
+  | { k: 'float'; text: string }
+  | { k: 'name'; v: 'True' | 'False' | 'None' }
+  | { k: 'tuple'; items: Py[] }
+  | { k: 'list'; items: Py[] }
+  | { k: 'dict'; entries: Map<string, Py> };
+
+const clip = (s: string, n = 48): string => (s.length > n ? `${s.slice(0, n)}…` : s);
+
+/** A short Python-like rendering of a value for messages (strings quoted JSON-style, so one line). */
+function show(v: Py | undefined): string {
+  if (v === undefined) return 'nothing';
+  switch (v.k) {
+    case 'str':
+      return JSON.stringify(clip(v.v)).replace(/^"|"$/g, "'");
+    case 'int':
+    case 'float':
+      return clip(v.text, 24);
+    case 'name':
+      return v.v;
+    case 'tuple':
+      return clip(`(${v.items.map(show).join(', ')}${v.items.length === 1 ? ',' : ''})`, 80);
+    case 'list':
+      return clip(`[${v.items.map(show).join(', ')}]`, 80);
+    case 'dict':
+      return 'a dict';
+  }
+}
+
+class PyParser {
+  private i = 0;
+  constructor(
+    private readonly s: string,
+    private readonly file: string,
+  ) {}
+
+  private err(what: string): never {
+    fail(this.file, `header is not a Python dict literal: ${what} at character ${this.i}; expected ${EXPECTED_HEADER}`);
+  }
+
+  private ws(): void {
+    for (;;) {
+      const c = this.s.charCodeAt(this.i);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d || c === 0x0c || c === 0x0b) this.i++;
+      else return;
+    }
+  }
+
+  parseDocument(): Py {
+    this.ws();
+    const v = this.value(0);
+    this.ws();
+    if (this.i !== this.s.length) this.err('unexpected text after the dict');
+    return v;
+  }
+
+  private value(depth: number): Py {
+    if (depth > 32) this.err('nesting deeper than 32');
+    this.ws();
+    const c = this.s[this.i];
+    if (c === '{') return this.dict(depth);
+    if (c === '(') return this.seq(depth, ')');
+    if (c === '[') return this.seq(depth, ']');
+    if (c === "'" || c === '"') return this.string();
+    if (c !== undefined && /[-+0-9.]/.test(c)) return this.number();
+    for (const word of ['True', 'False', 'None'] as const) {
+      if (this.s.startsWith(word, this.i) && !/[A-Za-z0-9_]/.test(this.s[this.i + word.length] ?? '')) {
+        this.i += word.length;
+        return { k: 'name', v: word };
+      }
+    }
+    this.err(c === undefined ? 'unexpected end' : `unexpected character ${JSON.stringify(c)}`);
+  }
+
+  private dict(depth: number): Py {
+    this.i++;
+    const entries = new Map<string, Py>();
+    for (;;) {
+      this.ws();
+      if (this.s[this.i] === '}') {
+        this.i++;
+        return { k: 'dict', entries };
+      }
+      const c = this.s[this.i];
+      if (c !== "'" && c !== '"') this.err('expected a string key');
+      const key = this.string().v;
+      if (entries.has(key)) fail(this.file, `header has the key ${show({ k: 'str', v: key })} twice; expected each key once`);
+      this.ws();
+      if (this.s[this.i] !== ':') this.err("expected ':'");
+      this.i++;
+      entries.set(key, this.value(depth + 1));
+      this.ws();
+      const d = this.s[this.i];
+      if (d === ',') this.i++;
+      else if (d !== '}') this.err("expected ',' or '}'");
+    }
+  }
+
+  /** A tuple `(...)` (a parenthesised single value without a comma is that value) or a list `[...]`. */
+  private seq(depth: number, close: ')' | ']'): Py {
+    this.i++;
+    const items: Py[] = [];
+    let comma = false;
+    for (;;) {
+      this.ws();
+      if (this.s[this.i] === close) {
+        this.i++;
+        if (close === ']') return { k: 'list', items };
+        if (items.length === 1 && !comma) return items[0]!;
+        return { k: 'tuple', items };
+      }
+      items.push(this.value(depth + 1));
+      this.ws();
+      const d = this.s[this.i];
+      comma = d === ',';
+      if (comma) this.i++;
+      else if (d !== close) this.err(`expected ',' or '${close}'`);
+    }
+  }
+
+  private string(): { k: 'str'; v: string } {
+    const q = this.s[this.i]!;
+    const start = ++this.i;
+    for (;;) {
+      const c = this.s[this.i];
+      if (c === undefined || c === '\n' || c === '\r') this.err('unterminated string');
+      if (c === '\\') this.err('escape sequence in a string (not used in npy headers)');
+      if (c === q) break;
+      this.i++;
+    }
+    const v = this.s.slice(start, this.i);
+    this.i++;
+    return { k: 'str', v };
+  }
+
+  private number(): Py {
+    const m = /^[-+]?[0-9.]*(?:[eE][-+]?[0-9]+)?[0-9A-Za-z_.]*/.exec(this.s.slice(this.i, this.i + 200));
+    const text = m![0];
+    if (/^[-+]?(0|[1-9][0-9]*)$/.test(text)) {
+      this.i += text.length;
+      return { k: 'int', text };
+    }
+    if (/^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/.test(text)) {
+      this.i += text.length;
+      return { k: 'float', text };
+    }
+    this.err(`bad number ${JSON.stringify(clip(text, 24))}`);
+  }
+}
+
+// ---- reading ----------------------------------------------------------------------------------
+
+export interface NpyHeader {
+  version: string;
+  descr: string;
+  shape: number[];
+  /** byte offset of the data */
+  dataStart: number;
+}
+
+/** Decodes bytes as latin-1 (each byte one code point), as numpy does for 1.0 and 2.0 headers. */
+export function latin1(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+  return s;
+}
+
+/** Checks the prelude and header of an in-memory .npy file. */
+export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
+  const head = Array.from(buf.subarray(0, 6));
+  if (head.length < 6 || head.some((b, i) => b !== MAGIC[i])) {
+    const hex = head.map((b) => b.toString(16).padStart(2, '0')).join(' ');
+    fail(file, `does not start with the npy magic (found ${hex ? `bytes ${hex}` : 'an empty file'}); expected 93 4e 55 4d 50 59 (\\x93NUMPY)`);
+  }
+  if (buf.length < 8) fail(file, `file has ${buf.length} bytes; expected at least 10 (magic, version, header length)`);
+  const major = buf[6]!;
+  const minor = buf[7]!;
+  const version = `${major}.${minor}`;
+  if (minor !== 0 || major < 1 || major > 3) fail(file, `npy format version is ${version}; expected 1.0, 2.0 or 3.0`);
+  const lenBytes = major === 1 ? 2 : 4;
+  if (buf.length < 8 + lenBytes) {
+    fail(file, `file has ${buf.length} bytes; expected at least ${8 + lenBytes} (magic, version ${version}, ${lenBytes}-byte header length)`);
+  }
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const hlen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
+  if (hlen > MAX_NPY_HEADER) fail(file, `header length is ${hlen} bytes; expected at most ${MAX_NPY_HEADER}`);
+  const start = 8 + lenBytes;
+  if (start + hlen > buf.length) {
+    fail(file, `header length is ${hlen} bytes but the file holds ${buf.length - start} after the length; expected the header inside the file`);
+  }
+  const raw = buf.subarray(start, start + hlen);
+  let text: string;
+  if (major === 3) {
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+    } catch {
+      fail(file, 'header is not valid UTF-8; expected a UTF-8 dict literal (version 3.0)');
+    }
+  } else {
+    text = latin1(raw);
+  }
+  const doc = new PyParser(text, file).parseDocument();
+  if (doc.k !== 'dict') fail(file, `header is ${show(doc)}, not a dict; expected ${EXPECTED_HEADER}`);
+  const keys = [...doc.entries.keys()];
+  const unknown = keys.filter((k) => k !== 'descr' && k !== 'fortran_order' && k !== 'shape');
+  if (unknown.length > 0) {
+    fail(file, `header has the unknown key ${show({ k: 'str', v: unknown[0]! })}; expected only 'descr', 'fortran_order' and 'shape'`);
+  }
+  for (const k of ['descr', 'fortran_order', 'shape']) {
+    if (!doc.entries.has(k)) fail(file, `header has no '${k}'; expected ${EXPECTED_HEADER}`);
+  }
+  const d = doc.entries.get('descr')!;
+  if (d.k !== 'str') {
+    const what = d.k === 'list' ? ' (a structured dtype)' : '';
+    fail(file, `descr is ${show(d)}${what}; expected a dtype string: ${KNOWN_DESCRS}`);
+  }
+  const descr = d.v;
+  if (!(descr in DESCR_TO_DTYPE)) {
+    if (descr.startsWith('>') && `<${descr.slice(1)}` in DESCR_TO_DTYPE) {
+      fail(file, `descr ${show(d)} is big-endian; expected little-endian '<${descr.slice(1)}' (a.astype(a.dtype.newbyteorder('<')))`);
+    }
+    fail(file, `descr ${show(d)} is not a dtype any op tensor uses; expected ${KNOWN_DESCRS}`);
+  }
+  const fo = doc.entries.get('fortran_order')!;
+  if (fo.k !== 'name' || fo.v === 'None') fail(file, `fortran_order is ${show(fo)}; expected False`);
+  if (fo.v === 'True') fail(file, 'fortran_order is True; expected False (C order: save np.ascontiguousarray(a))');
+  const sh = doc.entries.get('shape')!;
+  if (sh.k !== 'tuple') fail(file, `shape is ${show(sh)}; expected a tuple of non-negative integers such as (2, 3) or (3,)`);
+  const shape: number[] = [];
+  for (const item of sh.items) {
+    const n = item.k === 'int' && !item.text.startsWith('-') && !item.text.startsWith('+') ? Number(item.text) : Number.NaN;
+    if (!Number.isSafeInteger(n)) {
+      fail(file, `shape ${show(sh)} holds ${show(item)}; expected non-negative integers below 2^53`);
+    }
+    shape.push(n);
+  }
+  return { version, descr, shape, dataStart: start + hlen };
+}
+
+/**
+ * Parses a whole .npy file held in memory. `note` is the text of its NAME.dtype note, if it has one
+ * (`noteFile` names it in messages).
+ */
+export function parseNpy(buf: Uint8Array, file: string, note?: string, noteFile = dtypeNoteFile(file)): Tensor {
+  const h = parseNpyHeader(buf, file);
+  let dtype = DESCR_TO_DTYPE[h.descr]!;
+  if (note !== undefined) {
+    const word = note.trim();
+    if (word !== 'bf16') {
+      fail(noteFile, `holds ${JSON.stringify(clip(word))}; expected bf16 (the only dtype stored as raw '<u2' bits)`);
+    }
+    if (h.descr !== '<u2') {
+      fail(noteFile, `says bf16 but ${baseName(file)} has descr '${h.descr}'; expected '<u2' (raw bf16 bits), or no note`);
+    }
+  } else if (h.descr === '<u2') {
+    fail(file, `descr '<u2' (uint16) without a note; expected a file ${baseName(noteFile)} next to it holding bf16 (bf16 tensors are stored as raw '<u2' bits)`);
+  }
+  const size = DTYPE_BYTES[dtype];
+  let bytes = size;
+  for (const d of h.shape) {
+    bytes *= d;
+    if (bytes > Number.MAX_SAFE_INTEGER) break;
+  }
+  const have = buf.length - h.dataStart;
+  if (bytes !== have) {
+    const need = bytes > Number.MAX_SAFE_INTEGER ? 'more than 2^53 bytes' : `${bytes} bytes`;
+    fail(file, `'${h.descr}' shape (${h.shape.join(', ')}${h.shape.length === 1 ? ',' : ''}) needs ${need} (numel * ${size}) but the file holds ${have} after the header; expected exactly that many`);
+  }
+  const data = makeData(dtype, buf.subarray(h.dataStart), have);
+  if (dtype === 'bool') {
+    const bad = (data as Uint8Array).findIndex((b) => b > 1);
+    if (bad >= 0) fail(file, `'|b1' data holds byte ${(data as Uint8Array)[bad]} at element ${bad}; expected 0 or 1`);
+  }
+  dtype = note !== undefined ? 'bf16' : dtype;
+  return { dtype, shape: h.shape, data } as Tensor;
+}
+
+// ---- writing ----------------------------------------------------------------------------------
+
+/** numpy's repr of a shape tuple. */
+const shapeRepr = (s: readonly number[]): string => `(${s.join(', ')}${s.length === 1 ? ',' : ''})`;
+
+/**
+ * The bytes of a .npy file for `t` (version 1.0, or 2.0 if the header needs more than 65535
+ * bytes), and the note to write next to it (bf16 only).
+ */
+export function serializeNpy(t: Tensor): { bytes: Uint8Array; note?: string } {
+  if (!(t.dtype in DTYPE_TO_DESCR)) throw new TypeError(`unknown dtype ${String(t.dtype)}`);
+  if (t.data.length !== numel(t.shape)) {
+    throw new RangeError(`${t.data.length} elements for shape [${t.shape.join(', ')}]`);
+  }
+  const dict = `{'descr': '${DTYPE_TO_DESCR[t.dtype]}', 'fortran_order': False, 'shape': ${shapeRepr(t.shape)}, }`;
+  let prelude = 10;
+  let total = Math.ceil((prelude + dict.length + 1) / 64) * 64;
+  if (total - prelude > 0xffff) {
+    prelude = 12;
+    total = Math.ceil((prelude + dict.length + 1) / 64) * 64;
+  }
+  const hlen = total - prelude;
+  const out = new Uint8Array(total + t.data.byteLength);
+  out.set(MAGIC, 0);
+  out[6] = prelude === 10 ? 1 : 2;
+  out[7] = 0;
+  const dv = new DataView(out.buffer);
+  if (prelude === 10) dv.setUint16(8, hlen, true);
+  else dv.setUint32(8, hlen, true);
+  const header = `${dict}${' '.repeat(hlen - dict.length - 1)}\n`;
+  for (let i = 0; i < header.length; i++) out[prelude + i] = header.charCodeAt(i);
+  out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), total);
+  return t.dtype === 'bf16' ? { bytes: out, note: 'bf16\n' } : { bytes: out };
+}

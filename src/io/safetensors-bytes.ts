@@ -1,0 +1,411 @@
+// The safetensors format without file system access (browser-safe): parsing and serializing
+// bytes held in memory. See safetensors.ts for the format and the readers/writers of files.
+import { MoeError } from '../errors.js';
+import { DTYPE_BYTES, type DType, type Tensor, type TensorData, numel } from '../tensor.js';
+import { allocChecked } from './alloc.js';
+
+/** The last component of a path (POSIX, as node:path basename without a suffix). */
+export function baseName(p: string): string {
+  const s = p.replace(/\/+$/, '');
+  return s === '' ? (p.startsWith('/') ? '/' : '') : s.slice(s.lastIndexOf('/') + 1);
+}
+
+/** The Rust implementation's MAX_HEADER_SIZE. */
+export const MAX_HEADER_SIZE = 100_000_000;
+
+const TO_DTYPE: Record<string, DType> = {
+  BF16: 'bf16',
+  F16: 'fp16',
+  F32: 'f32',
+  I8: 'int8',
+  I32: 'int32',
+  I64: 'int64',
+  BOOL: 'bool',
+};
+const FROM_DTYPE: Record<DType, string> = {
+  bf16: 'BF16',
+  fp16: 'F16',
+  f32: 'F32',
+  int8: 'I8',
+  int32: 'I32',
+  int64: 'I64',
+  bool: 'BOOL',
+};
+const KNOWN_NAMES = Object.keys(TO_DTYPE).join(', ');
+/** safetensors dtypes that exist but that no op tensor uses. */
+const OTHER_SAFETENSORS_DTYPES = new Set(['F64', 'F8_E5M2', 'F8_E4M3', 'I16', 'U8', 'U16', 'U32', 'U64']);
+
+export interface SafetensorsFile {
+  tensors: Map<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * A MoeError('E_CASE') about a file: param is the path, value what was found, rule what is wrong
+ * and what was expected; the message reads `<path>: <rule>`.
+ */
+export function caseError(file: string, rule: string, value: unknown = baseName(file)): MoeError {
+  const err = new MoeError('E_CASE', file, value, rule);
+  err.message = `${file}: ${rule}`;
+  return err;
+}
+
+function fail(file: string, what: string): never {
+  throw caseError(file, what);
+}
+
+// ---- a strict JSON parser: standard JSON, but duplicate object keys are reported and numbers
+// keep their source text (so that 3.0 or 1e2 is not taken for a shape or an offset). -----------
+
+class JsonNumber {
+  constructor(
+    readonly text: string,
+    readonly value: number,
+  ) {}
+}
+type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | JsonObject;
+interface JsonObject {
+  kind: 'object';
+  entries: Map<string, JsonValue>;
+}
+
+class JsonParser {
+  private i = 0;
+  constructor(
+    private readonly s: string,
+    private readonly file: string,
+  ) {}
+
+  private err(what: string): never {
+    fail(this.file, `header is not valid JSON: ${what} at character ${this.i}; expected a JSON object`);
+  }
+
+  private ws(): void {
+    for (;;) {
+      const c = this.s.charCodeAt(this.i);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) this.i++;
+      else return;
+    }
+  }
+
+  parseDocument(): JsonValue {
+    this.ws();
+    const v = this.value(0);
+    this.ws();
+    if (this.i !== this.s.length) this.err('unexpected text after the JSON value');
+    return v;
+  }
+
+  private value(depth: number): JsonValue {
+    if (depth > 64) this.err('nesting deeper than 64');
+    this.ws();
+    const c = this.s[this.i];
+    if (c === '{') return this.object(depth);
+    if (c === '[') return this.array(depth);
+    if (c === '"') return this.string();
+    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return this.number();
+    for (const [word, v] of [
+      ['true', true],
+      ['false', false],
+      ['null', null],
+    ] as const) {
+      if (this.s.startsWith(word, this.i)) {
+        this.i += word.length;
+        return v;
+      }
+    }
+    this.err(c === undefined ? 'unexpected end' : `unexpected character ${JSON.stringify(c)}`);
+  }
+
+  private object(depth: number): JsonObject {
+    this.i++;
+    const entries = new Map<string, JsonValue>();
+    this.ws();
+    if (this.s[this.i] === '}') {
+      this.i++;
+      return { kind: 'object', entries };
+    }
+    for (;;) {
+      this.ws();
+      if (this.s[this.i] !== '"') this.err('expected a string key');
+      const key = this.string();
+      if (entries.has(key)) {
+        fail(this.file, `header names ${JSON.stringify(key)} twice; expected every name once`);
+      }
+      this.ws();
+      if (this.s[this.i] !== ':') this.err("expected ':'");
+      this.i++;
+      entries.set(key, this.value(depth + 1));
+      this.ws();
+      const c = this.s[this.i++];
+      if (c === '}') return { kind: 'object', entries };
+      if (c !== ',') this.err("expected ',' or '}'");
+    }
+  }
+
+  private array(depth: number): JsonValue[] {
+    this.i++;
+    const out: JsonValue[] = [];
+    this.ws();
+    if (this.s[this.i] === ']') {
+      this.i++;
+      return out;
+    }
+    for (;;) {
+      out.push(this.value(depth + 1));
+      this.ws();
+      const c = this.s[this.i++];
+      if (c === ']') return out;
+      if (c !== ',') this.err("expected ',' or ']'");
+    }
+  }
+
+  private string(): string {
+    const start = this.i;
+    this.i++;
+    for (;;) {
+      const c = this.s.charCodeAt(this.i);
+      if (Number.isNaN(c)) this.err('unterminated string');
+      if (c < 0x20) this.err('control character in string');
+      if (c === 0x22) break;
+      if (c === 0x5c) {
+        const e = this.s[this.i + 1];
+        if (e === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(this.s.slice(this.i + 2, this.i + 6))) this.err('bad \\u escape');
+          this.i += 6;
+        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) this.i += 2;
+        else this.err('bad escape');
+      } else this.i++;
+    }
+    this.i++;
+    return JSON.parse(this.s.slice(start, this.i)) as string;
+  }
+
+  private number(): JsonNumber {
+    const m = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(this.s.slice(this.i, this.i + 400));
+    if (!m) this.err('bad number');
+    this.i += m[0].length;
+    return new JsonNumber(m[0], Number(m[0]));
+  }
+}
+
+const isObject = (v: JsonValue | undefined): v is JsonObject =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof JsonNumber);
+
+function describeJson(v: JsonValue | undefined): string {
+  if (v === undefined) return 'nothing';
+  if (v instanceof JsonNumber) return v.text;
+  if (Array.isArray(v)) return `[${v.map(describeJson).join(', ')}]`;
+  if (isObject(v)) return 'an object';
+  return JSON.stringify(v);
+}
+
+/** A non-negative integer written as one (no fraction, no exponent), at most 2^53 - 1. */
+function asCount(v: JsonValue | undefined): number | undefined {
+  if (!(v instanceof JsonNumber) || !/^(0|[1-9][0-9]*)$/.test(v.text)) return undefined;
+  return Number.isSafeInteger(v.value) ? v.value : undefined;
+}
+
+interface Entry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** Parses and checks a header against a data buffer of `dataBytes` bytes. */
+function parseHeader(text: string, file: string, dataBytes: number): { entries: Entry[]; metadata: Record<string, string> } {
+  if (!text.startsWith('{')) {
+    fail(file, `header starts with ${JSON.stringify(text.slice(0, 12))}; expected a JSON object starting with '{'`);
+  }
+  const doc = new JsonParser(text, file).parseDocument();
+  if (!isObject(doc)) fail(file, 'header is not a JSON object; expected {name: {dtype, shape, data_offsets}}');
+  const metadata: Record<string, string> = {};
+  const entries: Entry[] = [];
+  for (const [name, v] of doc.entries) {
+    if (name === '__metadata__') {
+      if (!isObject(v)) fail(file, `__metadata__ is ${describeJson(v)}; expected an object of strings`);
+      for (const [k, mv] of v.entries) {
+        if (typeof mv !== 'string') {
+          fail(file, `__metadata__[${JSON.stringify(k)}] is ${describeJson(mv)}; expected a string`);
+        }
+        metadata[k] = mv;
+      }
+      continue;
+    }
+    const where = `tensor ${JSON.stringify(name)}`;
+    if (!isObject(v)) fail(file, `${where} is ${describeJson(v)}; expected {dtype, shape, data_offsets}`);
+    const dt = v.entries.get('dtype');
+    if (typeof dt !== 'string') fail(file, `${where} has dtype ${describeJson(dt)}; expected a dtype name (${KNOWN_NAMES})`);
+    const dtype = TO_DTYPE[dt];
+    if (!dtype) {
+      const known = OTHER_SAFETENSORS_DTYPES.has(dt) ? 'a safetensors dtype that no op tensor uses' : 'not a safetensors dtype';
+      fail(file, `${where} has dtype ${JSON.stringify(dt)} (${known}); expected one of ${KNOWN_NAMES}`);
+    }
+    const sh = v.entries.get('shape');
+    if (!Array.isArray(sh)) fail(file, `${where} has shape ${describeJson(sh)}; expected an array of non-negative integers`);
+    const shape: number[] = [];
+    for (const d of sh) {
+      const n = asCount(d);
+      if (n === undefined) {
+        fail(file, `${where} has shape ${describeJson(sh)}; expected non-negative integers, got ${describeJson(d)}`);
+      }
+      shape.push(n);
+    }
+    const off = v.entries.get('data_offsets');
+    const begin = Array.isArray(off) && off.length === 2 ? asCount(off[0]) : undefined;
+    const end = Array.isArray(off) && off.length === 2 ? asCount(off[1]) : undefined;
+    if (begin === undefined || end === undefined) {
+      fail(file, `${where} has data_offsets ${describeJson(off)}; expected [begin, end], two non-negative integers`);
+    }
+    if (end < begin) fail(file, `${where} has data_offsets [${begin}, ${end}]; expected begin <= end`);
+    if (end > dataBytes) {
+      fail(file, `${where} has data_offsets [${begin}, ${end}] past the data buffer; expected end <= ${dataBytes} (file data size)`);
+    }
+    // numel · size is multiplied out only while it stays an exact (safe) integer.
+    let bytes = DTYPE_BYTES[dtype];
+    for (const d of shape) {
+      bytes *= d;
+      if (bytes > Number.MAX_SAFE_INTEGER) break;
+    }
+    if (bytes !== end - begin) {
+      const need = bytes > Number.MAX_SAFE_INTEGER ? 'more than 2^53 bytes' : `${bytes} bytes`;
+      fail(
+        file,
+        `${where} ${dt}[${shape.join(', ')}] occupies ${end - begin} bytes (data_offsets [${begin}, ${end}]); expected ${need} (numel * ${DTYPE_BYTES[dtype]})`,
+      );
+    }
+    entries.push({ name, dtype, shape, begin, end });
+  }
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  for (const e of sorted) {
+    if (e.begin !== at) {
+      const prev = sorted[sorted.indexOf(e) - 1];
+      const after = prev ? `tensor ${JSON.stringify(prev.name)} ends at ${at}` : 'the data buffer starts at 0';
+      const how = e.begin < at ? 'overlaps' : 'leaves a gap before';
+      fail(
+        file,
+        `tensor ${JSON.stringify(e.name)} starts at data offset ${e.begin}, ${how} it (${after}); expected tensors contiguous and non-overlapping`,
+      );
+    }
+    at = e.end;
+  }
+  if (at !== dataBytes) {
+    fail(file, `tensors cover ${at} bytes of data but the file holds ${dataBytes} after the header; expected them to cover the data buffer exactly`);
+  }
+  return { entries, metadata };
+}
+
+/** The tensor's data copied out of `bytes`; `available` bounds the allocation (the input's data bytes). */
+export function makeData(dtype: DType, bytes: Uint8Array, available: number): TensorData {
+  // Copy into a fresh, aligned buffer (the file buffer's offsets need not be aligned).
+  const buf = allocChecked(bytes.byteLength, available);
+  new Uint8Array(buf).set(bytes);
+  switch (dtype) {
+    case 'bf16':
+    case 'fp16':
+      return new Uint16Array(buf);
+    case 'f32':
+      return new Float32Array(buf);
+    case 'int8':
+      return new Int8Array(buf);
+    case 'int32':
+      return new Int32Array(buf);
+    case 'int64':
+      return new BigInt64Array(buf);
+    case 'bool':
+      return new Uint8Array(buf);
+  }
+}
+
+/** Parses a whole safetensors file held in memory; `file` names it in messages. */
+export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile {
+  if (!littleEndian) fail(file, 'this host is big-endian; expected a little-endian host');
+  if (buf.byteLength < 8) {
+    fail(file, `file has ${buf.byteLength} bytes; expected at least 8 (the u64 header length)`);
+  }
+  const n = new DataView(buf.buffer, buf.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_SIZE)) {
+    fail(file, `header length is ${n} bytes; expected at most ${MAX_HEADER_SIZE}`);
+  }
+  const hlen = Number(n);
+  if (8 + hlen > buf.byteLength) {
+    fail(file, `header length is ${hlen} bytes but the file holds ${buf.byteLength - 8} after the length; expected the header inside the file`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + hlen));
+  } catch {
+    fail(file, 'header is not valid UTF-8; expected a UTF-8 JSON object');
+  }
+  const data = buf.subarray(8 + hlen);
+  const { entries, metadata } = parseHeader(text, file, data.byteLength);
+  const tensors = new Map<string, Tensor>();
+  for (const e of entries) {
+    const d = makeData(e.dtype, data.subarray(e.begin, e.end), data.byteLength);
+    if (e.dtype === 'bool') {
+      const bad = (d as Uint8Array).findIndex((b) => b > 1);
+      if (bad >= 0) {
+        fail(file, `BOOL tensor ${JSON.stringify(e.name)} holds byte ${(d as Uint8Array)[bad]} at element ${bad}; expected 0 or 1`);
+      }
+    }
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: d } as Tensor);
+  }
+  return { tensors, metadata };
+}
+
+export function ioReason(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EISDIR') return 'is a directory';
+  if (code === 'EACCES') return 'permission denied';
+  return typeof code === 'string' ? code : String((e as Error)?.message ?? e);
+}
+
+/**
+ * The bytes of a safetensors file: tensors sorted by name, laid out contiguously in that order,
+ * header JSON padded with spaces to a multiple of 8 bytes. Same input, same bytes.
+ */
+export function serializeSafetensors(
+  tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))] as [string, Tensor][];
+  list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) {
+    const m: Record<string, string> = {};
+    for (const k of Object.keys(metadata).sort()) {
+      if (typeof metadata[k] !== 'string') throw new TypeError(`metadata ${k} should be a string`);
+      m[k] = metadata[k];
+    }
+    header.__metadata__ = m;
+  }
+  let at = 0;
+  for (const [name, t] of list) {
+    if (name === '__metadata__') throw new TypeError('a tensor cannot be named __metadata__');
+    if (!(t.dtype in FROM_DTYPE)) throw new TypeError(`tensor ${name}: unknown dtype ${String(t.dtype)}`);
+    if (t.data.length !== numel(t.shape)) {
+      throw new RangeError(`tensor ${name}: ${t.data.length} elements for shape [${t.shape.join(', ')}]`);
+    }
+    const bytes = t.data.byteLength;
+    header[name] = { dtype: FROM_DTYPE[t.dtype], shape: [...t.shape], data_offsets: [at, at + bytes] };
+    at += bytes;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const hlen = Math.ceil(json.byteLength / 8) * 8;
+  const out = new Uint8Array(8 + hlen + at);
+  new DataView(out.buffer).setBigUint64(0, BigInt(hlen), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.byteLength, 8 + hlen);
+  let p = 8 + hlen;
+  for (const [, t] of list) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), p);
+    p += t.data.byteLength;
+  }
+  return out;
+}
