@@ -60,10 +60,36 @@ function decodeBase64(b64: string): Uint8Array {
 export function kernelModule(shared = true): Promise<WebAssembly.Module> {
   let m = compiled.get(shared);
   if (!m) {
-    m = WebAssembly.compile(decodeBase64(shared ? KERNELS_BASE64 : KERNELS_UNSHARED_BASE64) as BufferSource);
+    const src = sources.get(shared);
+    m = src !== undefined
+      ? compileFrom(src)
+      : WebAssembly.compile(decodeBase64(shared ? KERNELS_BASE64 : KERNELS_UNSHARED_BASE64) as BufferSource);
     compiled.set(shared, m);
   }
   return m;
+}
+
+/** Kernel bytes, or the URL of a .wasm file (build/out/kernels.wasm, kernels.unshared.wasm). */
+export type KernelSource = BufferSource | URL | string;
+const sources = new Map<boolean, KernelSource>();
+
+/**
+ * Where the kernels come from instead of the embedded base64 (the preview page loads them as .wasm
+ * assets): the shared and the unshared variant. Call before the first createGroup.
+ */
+export function setKernelSource(shared: KernelSource, unshared: KernelSource): void {
+  sources.set(true, shared);
+  sources.set(false, unshared);
+  compiled.clear();
+}
+
+async function compileFrom(src: KernelSource): Promise<WebAssembly.Module> {
+  if (typeof src !== 'string' && !(src instanceof URL)) return WebAssembly.compile(src);
+  const res = await fetch(src);
+  if (!res.ok) throw new Error(`wasm kernels: ${String(src)} answered HTTP ${res.status}`);
+  // compileStreaming needs the application/wasm type; a static host that sends another gets the bytes compiled
+  if (res.headers.get('content-type')?.split(';')[0]?.trim() === 'application/wasm') return WebAssembly.compileStreaming(res);
+  return WebAssembly.compile(await res.arrayBuffer());
 }
 
 const isShared = (memory: WebAssembly.Memory): boolean =>
