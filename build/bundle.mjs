@@ -8,7 +8,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const entries = {
   index: 'src/index.ts',
   cli: 'src/cli/main.ts',
-  'seed-example': 'examples/seed-example.ts',
+  'seed-example': 'examples/seed-example/index.ts',
+  'seed-example-rank': 'examples/seed-example/rank.ts',
+  'rank-worker': 'src/group/workers/rank-worker.ts',
   bench: 'bench/bench.ts',
 };
 const entryPoints = Object.fromEntries(

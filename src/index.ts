@@ -8,3 +8,7 @@ export * from './group/group.js';
 export type { Backend } from './backends/types.js';
 export { ReferenceBackend } from './backends/reference/index.js';
 export * from './contract/plan.js';
+export { RankGroup } from './group/rank-group.js';
+export { runSpmd, type SpmdOptions, type SpmdResult, type RankProgramContext } from './group/workers/spmd.js';
+export { Collective, type CollectiveOptions, toShared } from './group/workers/collective.js';
+export { threadSupport, activeWorkers, type ThreadSupport } from './group/workers/platform.js';

@@ -42,21 +42,32 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
+let makeBuffer: (bytes: number) => ArrayBufferLike = (bytes) => new ArrayBuffer(bytes);
+
+/**
+ * Where new tensors' bytes live. Rank workers set SharedArrayBuffer so that outputs reach the
+ * main thread without a copy (a SharedArrayBuffer is shared by postMessage, not cloned).
+ */
+export function setTensorBuffers(factory: (bytes: number) => ArrayBufferLike): void {
+  makeBuffer = factory;
+}
+
 function allocData<D extends DType>(dtype: D, n: number): DataOf<D> {
+  const buf = makeBuffer(n * (DTYPE_BYTES[dtype] ?? 1));
   switch (dtype) {
     case 'bf16':
     case 'fp16':
-      return new Uint16Array(n) as DataOf<D>;
+      return new Uint16Array(buf) as DataOf<D>;
     case 'f32':
-      return new Float32Array(n) as DataOf<D>;
+      return new Float32Array(buf) as DataOf<D>;
     case 'int8':
-      return new Int8Array(n) as DataOf<D>;
+      return new Int8Array(buf) as DataOf<D>;
     case 'int32':
-      return new Int32Array(n) as DataOf<D>;
+      return new Int32Array(buf) as DataOf<D>;
     case 'int64':
-      return new BigInt64Array(n) as DataOf<D>;
+      return new BigInt64Array(buf) as DataOf<D>;
     case 'bool':
-      return new Uint8Array(n) as DataOf<D>;
+      return new Uint8Array(buf) as DataOf<D>;
   }
   throw new TypeError(`unknown dtype ${String(dtype)}`);
 }

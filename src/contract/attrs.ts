@@ -32,14 +32,14 @@ export const ATTR_DEFAULTS = {
 
 export type AttrInput = Partial<GroupAttrs> & Pick<GroupAttrs, 'epWorldSize' | 'moeExpertNum'>;
 
+/** The attributes of `a` (other keys, such as a group's h, k or backend, are left out), defaults filled in. */
 export function withDefaults(a: AttrInput): GroupAttrs {
-  return { ...ATTR_DEFAULTS, ...stripUndefined(a) } as GroupAttrs;
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
+  const out: Record<string, unknown> = { ...ATTR_DEFAULTS };
+  for (const key of SHARED_ATTRS) {
+    const v = (a as Record<string, unknown>)[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out as unknown as GroupAttrs;
 }
 
 /** The attributes every rank and every op of a round must agree on. */

@@ -696,6 +696,11 @@ export class EpGroup {
     }
   }
 
+  /** Marks the group failed because of `rank`: every waiting and later op of any rank throws E_ABORTED. */
+  abort(rank: number, message: string): void {
+    this.windows.abort(rank, message);
+  }
+
   /** Frees the group's memory reference; the group cannot be used afterwards. */
   close(): void {
     this.closed = true;

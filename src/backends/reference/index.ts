@@ -39,7 +39,7 @@ export class ReferenceBackend implements Backend {
   }
 
   route({ expertIds, activeBs, bs, K, E }: RouteArgs): RouteResult {
-    const expandIdx = new Int32Array(bs * K);
+    const expandIdx = zeros('int32', [bs * K]).data;
     const counts = new Int32Array(E);
     // expand_idx[i] = number of j < i with flat[j] == flat[i]
     for (let i = 0; i < activeBs * K; i++) expandIdx[i] = counts[expertIds[i]!]!++;

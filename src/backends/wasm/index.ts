@@ -8,7 +8,7 @@
 // 19 ms -> see bench).
 import { type Layout, expandRows } from '../../contract/attrs.js';
 import { MoeError } from '../../errors.js';
-import type { Tensor } from '../../tensor.js';
+import { type Tensor, zeros } from '../../tensor.js';
 import type {
   Backend,
   CombineArgs,
@@ -110,6 +110,11 @@ export async function instantiateKernels(memory: WebAssembly.Memory): Promise<Ke
 }
 
 const align16 = (n: number): number => Math.ceil(n / 16) * 16;
+
+function copyOut<T extends { set(src: ArrayLike<bigint>): void }>(dst: T, src: ArrayLike<bigint>): T {
+  dst.set(src);
+  return dst;
+}
 
 /** Bump allocation of 16-byte aligned regions inside the scratch; reset at each call. */
 class Arena {
@@ -233,10 +238,9 @@ export class WasmBackend implements Backend {
     const r = routeRegions(this.arena(), bs, K, E);
     this.i32.set(expertIds.subarray(0, bs * K), r.ids >> 2);
     this.k.route(r.ids, activeBs, bs, K, E, r.expandIdx, r.counts);
-    return {
-      expandIdx: this.i32.slice(r.expandIdx >> 2, (r.expandIdx >> 2) + bs * K),
-      counts: this.i32.slice(r.counts >> 2, (r.counts >> 2) + E),
-    };
+    const expandIdx = zeros('int32', [bs * K]).data;
+    expandIdx.set(this.i32.subarray(r.expandIdx >> 2, (r.expandIdx >> 2) + bs * K));
+    return { expandIdx, counts: this.i32.slice(r.counts >> 2, (r.counts >> 2) + E) };
   }
 
   pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'> {
@@ -259,7 +263,7 @@ export class WasmBackend implements Backend {
     );
     // y's rows are the messages just written to the window blocks; everything else stays zero
     const shape = [bs * (K + lay.SN), lay.tokenMsgSize];
-    const y = quant ? new Int8Array(shape[0]! * shape[1]!) : new Uint16Array(shape[0]! * shape[1]!);
+    const y = zeros(quant ? 'int8' : x.dtype, shape).data;
     const yb = new Uint8Array(y.buffer);
     const mem = this.u8;
     for (let i = 0; i < activeBs * K; i++) {
@@ -283,9 +287,9 @@ export class WasmBackend implements Backend {
     const H = lay.H;
     const mb = lay.msgBytes;
     const rowBytes = H * lay.yElemBytes;
-    const expandX = quant ? new Int8Array(rows * H) : new Uint16Array(rows * H);
+    const expandX = zeros(quant ? 'int8' : a.xDtype, [rows, H]).data;
     const xb = new Uint8Array(expandX.buffer);
-    const dynamicScales = new Float32Array(rows);
+    const dynamicScales = zeros('f32', [rows]).data;
     const scaleBits = new Uint32Array(dynamicScales.buffer); // copied as bits: NaN payloads kept
     this.arena(); // refreshes the views
     const mem = this.u8;
@@ -312,7 +316,7 @@ export class WasmBackend implements Backend {
     const perExpert = lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? 1 : 0;
     const assistLen = rows * 128;
     this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, assistLen, r.etn, perExpert);
-    const assist = new Int32Array(assistLen);
+    const assist = zeros('int32', [assistLen]).data;
     assist.set(this.i32.subarray(r.assist >> 2, (r.assist >> 2) + Math.min(blocks, assistLen)));
     return {
       expandX: quant
@@ -323,7 +327,7 @@ export class WasmBackend implements Backend {
       expertTokenNums: {
         dtype: 'int64',
         shape: [localExperts],
-        data: new BigInt64Array(this.u8.buffer, r.etn, localExperts).slice(),
+        data: copyOut(zeros('int64', [localExperts]).data, new BigInt64Array(this.u8.buffer, r.etn, localExperts)),
       },
     };
   }
@@ -355,7 +359,9 @@ export class WasmBackend implements Backend {
       a.dtype === 'fp16' ? 1 : 0, lay.H, lay.K, lay.sharedSends, bs, a.activeBs, r.ids, r.expandIdx, r.weights,
       r.expertBlock, r.sharedBlock, r.sharedX, r.out, r.tbl,
     );
-    return { dtype: a.dtype, shape: [bs, lay.H], data: this.u16.slice(r.out >> 1, (r.out >> 1) + bs * lay.H) };
+    const out = zeros(a.dtype, [bs, lay.H]);
+    out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + bs * lay.H));
+    return out;
   }
 }
 

@@ -1,0 +1,45 @@
+// One rank's view of a group: the four ops without the rank argument, as a rank's program on
+// hardware calls them (torch_npu passes ep_rank_id on every call; here the view carries it).
+import type { GroupAttrs, Layout } from '../contract/attrs.js';
+import type {
+  CombineSetupInputs,
+  CombineSetupOutputs,
+  CombineTeardownInputs,
+  CombineTeardownOutputs,
+  DispatchSetupInputs,
+  DispatchSetupOutputs,
+  DispatchTeardownInputs,
+  DispatchTeardownOutputs,
+  EpGroup,
+} from './group.js';
+
+export class RankGroup {
+  constructor(
+    private readonly group: EpGroup,
+    readonly epRankId: number,
+  ) {}
+
+  get layout(): Layout {
+    return this.group.layout;
+  }
+
+  get attrs(): GroupAttrs {
+    return this.group.attrs;
+  }
+
+  dispatchSetup(inp: DispatchSetupInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchSetupOutputs> {
+    return this.group.dispatchSetup(this.epRankId, inp, attrs);
+  }
+
+  dispatchTeardown(inp: DispatchTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchTeardownOutputs> {
+    return this.group.dispatchTeardown(this.epRankId, inp, attrs);
+  }
+
+  combineSetup(inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs> {
+    return this.group.combineSetup(this.epRankId, inp, attrs);
+  }
+
+  combineTeardown(inp: CombineTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<CombineTeardownOutputs> {
+    return this.group.combineTeardown(this.epRankId, inp, attrs);
+  }
+}

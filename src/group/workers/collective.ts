@@ -1,0 +1,108 @@
+// The collective API: all ranks' four ops over a fixed pool of workers (default: one per core),
+// ranks multiplexed round-robin (rank r on worker r mod N). The main thread only sequences the
+// phases; inputs and outputs stay in SharedArrayBuffers that every worker maps.
+import { MoeError } from '../../errors.js';
+import { type GroupOptions, groupLayout } from '../group.js';
+import type { Layout } from '../../contract/attrs.js';
+import type { PhaseTimings, RankInputs, RankResult } from '../../runner.js';
+import type { Tensor } from '../../tensor.js';
+import { WorkerPool } from './pool.js';
+import { hardwareConcurrency } from './platform.js';
+import { PHASES } from './protocol.js';
+
+export interface CollectiveOptions extends GroupOptions {
+  /** worker threads (default: the number of cores, at most W) */
+  workers?: number;
+  workerUrl?: URL | string;
+}
+
+/** A tensor whose bytes live in a SharedArrayBuffer (copied once if they do not already). */
+export function toShared<T extends Tensor>(t: T): T {
+  if (typeof SharedArrayBuffer !== 'undefined' && t.data.buffer instanceof SharedArrayBuffer) return t;
+  const Ctor = t.data.constructor as new (b: ArrayBufferLike) => T['data'];
+  const data = new Ctor(new SharedArrayBuffer(t.data.byteLength));
+  (data as unknown as { set(a: ArrayLike<number | bigint>): void }).set(t.data as unknown as ArrayLike<number>);
+  return { ...t, data };
+}
+
+function sharedInputs(i: RankInputs): RankInputs {
+  const s = <T extends Tensor | null | undefined>(t: T): T => (t ? toShared(t as Tensor) : t) as T;
+  return {
+    x: s(i.x),
+    expertIds: s(i.expertIds),
+    expertScales: s(i.expertScales),
+    scales: s(i.scales),
+    xActiveMask: s(i.xActiveMask),
+    sharedExpertX: s(i.sharedExpertX),
+    expertOutput: s(i.expertOutput),
+  };
+}
+
+export class Collective {
+  private constructor(
+    readonly layout: Layout,
+    private readonly pool: WorkerPool,
+    readonly workers: number,
+  ) {}
+
+  static async create(opts: CollectiveOptions): Promise<Collective> {
+    const layout = groupLayout(opts);
+    const n = Math.max(1, Math.min(opts.workers ?? (await hardwareConcurrency()), layout.W));
+    if (!Number.isInteger(n)) throw new MoeError('E_ATTR', 'workers', opts.workers, 'workers should be a positive integer');
+    const backendName = typeof opts.backend === 'object' ? opts.backend.name : (opts.backend ?? 'wasm');
+    let scratch = 0;
+    if (backendName === 'wasm') {
+      const { WasmBackend } = await import('../../backends/wasm/index.js');
+      scratch = (await WasmBackend.create()).scratchBytes(layout);
+    }
+    const pool = await WorkerPool.start({
+      layout,
+      size: n,
+      backend: backendName,
+      timeoutMs: opts.timeoutMs ?? 60000,
+      workerUrl: opts.workerUrl,
+      scratchBytes: scratch,
+    });
+    const c = new Collective(layout, pool, n);
+    pool.ranksOfLane = (lane) => c.ranksOf(lane);
+    return c;
+  }
+
+  ranksOf(lane: number): number[] {
+    const out: number[] = [];
+    for (let r = lane; r < this.layout.W; r += this.workers) out.push(r);
+    return out;
+  }
+
+  /** One round of the four ops on every rank; the expert is expertOutput when given, else the identity. */
+  async runRound(inputs: readonly RankInputs[]): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
+    const W = this.layout.W;
+    if (inputs.length !== W) {
+      throw new MoeError('E_CASE', 'inputs.length', inputs.length, `one input per rank: epWorldSize = ${W}`);
+    }
+    const { pool } = this;
+    await Promise.all(
+      pool.members.map(async (m) => {
+        for (const r of this.ranksOf(m.lane)) await m.api.setInputs(r, sharedInputs(inputs[r]!));
+      }),
+    );
+    const timings = {} as PhaseTimings;
+    for (const phase of PHASES) {
+      const t0 = performance.now();
+      await pool.all(
+        pool.members.map((m) => m.api.phase(phase, this.ranksOf(m.lane))),
+        (i) => `worker ${i}`,
+      );
+      timings[phase] = performance.now() - t0;
+    }
+    const perLane = await Promise.all(pool.members.map((m) => m.api.results(this.ranksOf(m.lane))));
+    const results: RankResult[] = new Array(W);
+    pool.members.forEach((m, i) => this.ranksOf(m.lane).forEach((r, j) => (results[r] = perLane[i]![j]!)));
+    return { results, timings };
+  }
+
+  /** Stops every worker; the collective cannot be used afterwards. */
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}

@@ -1,0 +1,135 @@
+// Starting and stopping a set of rank workers on one group memory, with the failure policy of
+// both the SPMD and the collective API: the first rank that fails (throws, or whose worker dies)
+// aborts the group, so every waiting rank fails promptly with that rank's id and error; then
+// every worker is terminated, whatever happened.
+import { wrap, type Remote } from 'comlink/dist/esm/comlink.mjs';
+import type { Layout } from '../../contract/attrs.js';
+import { MoeError } from '../../errors.js';
+import type { BackendName } from '../group.js';
+import { type MemoryPlan, Windows, createMemory, planMemory } from '../memory.js';
+import { isNode, startWorker, type WorkerHandle } from './platform.js';
+import { type Outcome, type RankWorkerApi, fromWire } from './protocol.js';
+
+export interface PoolOptions {
+  layout: Layout;
+  /** threads (scratch lanes) */
+  size: number;
+  backend: BackendName;
+  timeoutMs: number;
+  workerUrl?: URL | string;
+  scratchBytes: number;
+}
+
+export interface PoolMember {
+  api: Remote<RankWorkerApi>;
+  handle: WorkerHandle;
+  lane: number;
+}
+
+/** The bundled worker script: next to the bundle that runs this code, or dist/ from the sources. */
+export async function defaultWorkerUrl(): Promise<URL> {
+  const here = import.meta.url;
+  const candidates = [
+    new URL('./rank-worker.js', here),
+    new URL('../rank-worker.js', here),
+    new URL('../../../dist/rank-worker.js', here),
+  ];
+  if (!isNode) return candidates[0]!;
+  const { existsSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const found = candidates.find((u) => u.protocol === 'file:' && existsSync(fileURLToPath(u)));
+  if (!found) {
+    throw new MoeError('E_MEMORY', 'workerUrl', candidates.map(String), 'the rank worker bundle (dist/rank-worker.js) is missing: run `npm run build`');
+  }
+  return found;
+}
+
+export class WorkerPool {
+  readonly windows: Windows;
+  readonly members: PoolMember[] = [];
+  private failure: Error | undefined;
+
+  private constructor(
+    readonly memory: WebAssembly.Memory,
+    readonly plan: MemoryPlan,
+    readonly layout: Layout,
+  ) {
+    this.windows = new Windows(memory, plan, layout, true);
+    this.windows.init();
+  }
+
+  static async start(o: PoolOptions): Promise<WorkerPool> {
+    const plan = planMemory(o.layout, o.scratchBytes, o.size);
+    const { memory, shared, reason } = createMemory(plan);
+    if (!shared) throw new MoeError('E_MEMORY', 'workers', o.size, reason ?? 'shared memory is unavailable');
+    const pool = new WorkerPool(memory, plan, o.layout);
+    const url = o.workerUrl ? new URL(String(o.workerUrl)) : await defaultWorkerUrl();
+    try {
+      for (let lane = 0; lane < o.size; lane++) {
+        const handle = await startWorker(url, `moe-rank-worker-${lane}`);
+        const member = { api: wrap<RankWorkerApi>(handle.endpoint), handle, lane };
+        pool.members.push(member);
+        handle.onExit((why) => pool.memberDied(lane, why));
+      }
+      const inits = await Promise.all(
+        pool.members.map((m) =>
+          m.api.init({ layout: o.layout, memory, plan, lane: m.lane, backend: o.backend, timeoutMs: o.timeoutMs }),
+        ),
+      );
+      inits.forEach((r: Outcome<true>) => pool.unwrap(r));
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  /** A worker that stops on its own before close(): abort the group on behalf of its ranks. */
+  private memberDied(lane: number, why: string): void {
+    if (this.closing) return;
+    const rank = this.ranksOfLane(lane)[0] ?? lane;
+    const err = new MoeError('E_ABORTED', `rank ${rank}`, why, `rank ${rank} failed: ${why}`);
+    this.failure ??= err;
+    this.windows.abort(rank, why);
+  }
+
+  /** Which ranks a lane hosts (set by the API on top: SPMD one per lane, collective round-robin). */
+  ranksOfLane: (lane: number) => number[] = (lane) => [lane];
+
+  unwrap<T>(o: Outcome<T>, context?: string): T {
+    if (o.ok) return o.value;
+    throw fromWire(o.error, context);
+  }
+
+  /** Settles every call; the first failure of the group (in time) is the one reported. */
+  async all<T>(calls: Promise<Outcome<T>>[], context: (i: number) => string): Promise<T[]> {
+    const settled = await Promise.allSettled(calls);
+    const values: T[] = [];
+    const errors: { i: number; err: Error }[] = [];
+    settled.forEach((s, i) => {
+      if (s.status === 'fulfilled' && s.value.ok) values[i] = s.value.value;
+      else {
+        const err = s.status === 'rejected' ? (s.reason as Error) : fromWire((s.value as { ok: false; error: never }).error, context(i));
+        errors.push({ i, err });
+      }
+    });
+    if (errors.length === 0 && !this.failure) return values;
+    // the root cause is the rank named by the abort record (the first to fail), not a rank that
+    // failed later because it was woken by that abort
+    const ab = this.windows.aborted();
+    const root =
+      this.failure ??
+      errors.find((e) => !(e.err instanceof MoeError && e.err.code === 'E_ABORTED'))?.err ??
+      errors[0]!.err;
+    if (ab && root instanceof MoeError && root.code === 'E_ABORTED') throw root;
+    throw root;
+  }
+
+  private closing = false;
+
+  /** Terminates every worker; safe to call more than once. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.members.map((m) => m.handle.terminate().catch(() => undefined)));
+  }
+}

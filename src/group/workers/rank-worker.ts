@@ -1,0 +1,123 @@
+// A rank worker: joins the group memory as one thread (its own backend on its scratch lane) and
+// either runs a rank's SPMD program or, for the collective API, the ops of the ranks it hosts.
+// Outputs are allocated in SharedArrayBuffers so that they reach the main thread uncopied.
+import { expose } from 'comlink/dist/esm/comlink.mjs';
+import { setTensorBuffers, type Tensor } from '../../tensor.js';
+import { attachGroup, type EpGroup } from '../group.js';
+import { RankGroup } from '../rank-group.js';
+import { identityExpert } from '../../expert.js';
+import type { RankInputs, RankResult } from '../../runner.js';
+import type { XDtype } from '../../backends/types.js';
+import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
+import { isNode } from './platform.js';
+
+setTensorBuffers((bytes) => new SharedArrayBuffer(bytes));
+
+let group: EpGroup | undefined;
+const inputs = new Map<number, RankInputs>();
+const partial = new Map<number, Partial<RankResult>>();
+
+async function guard<T>(rank: number | undefined, f: () => Promise<T>): Promise<Outcome<T>> {
+  try {
+    return { ok: true, value: await f() };
+  } catch (e) {
+    // the first failure of the group wakes every waiting rank, in every worker
+    if (group && rank !== undefined) group.abort(rank, e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+    return { ok: false, error: toWire(e) };
+  }
+}
+
+function need(): EpGroup {
+  if (!group) throw new Error('rank worker used before init');
+  return group;
+}
+
+async function runOne(g: EpGroup, name: Phase, rank: number): Promise<void> {
+  const i = inputs.get(rank);
+  if (!i) throw new Error(`rank ${rank} has no inputs in this worker`);
+  const p = partial.get(rank) ?? {};
+  partial.set(rank, p);
+  switch (name) {
+    case 'dispatchSetup':
+      p.dispatchSetup = await g.dispatchSetup(rank, { x: i.x, expertIds: i.expertIds, scales: i.scales, xActiveMask: i.xActiveMask });
+      return;
+    case 'dispatchTeardown':
+      p.dispatchTeardown = await g.dispatchTeardown(rank, {
+        x: i.x,
+        y: p.dispatchSetup!.y,
+        expertIds: i.expertIds,
+        commCmdInfo: p.dispatchSetup!.commCmdInfo,
+      });
+      return;
+    case 'expert':
+      p.expertOutput = i.expertOutput ?? identityExpert(g.layout, rank, p.dispatchTeardown!, i.x.dtype as XDtype);
+      return;
+    case 'combineSetup':
+      p.combineSetup = await g.combineSetup(rank, {
+        expandX: p.expertOutput as Tensor,
+        expertIds: i.expertIds,
+        assistInfoForCombine: p.dispatchTeardown!.assistInfoForCombine,
+      });
+      return;
+    case 'combineTeardown':
+      p.combineTeardown = await g.combineTeardown(rank, {
+        expandX: p.expertOutput as Tensor,
+        quantExpandX: p.combineSetup!.quantExpandX,
+        expertIds: i.expertIds,
+        expandIdx: p.dispatchSetup!.expandIdx,
+        expertScales: i.expertScales,
+        commCmdInfo: p.combineSetup!.commCmdInfo,
+        xActiveMask: i.xActiveMask,
+        sharedExpertX: i.sharedExpertX,
+      });
+  }
+}
+
+const api: RankWorkerApi = {
+  init(cfg: WorkerInit) {
+    return guard(undefined, async () => {
+      group = await attachGroup(cfg);
+      return true as const;
+    });
+  },
+  runProgram(programUrl: string, rank: number, args: unknown) {
+    return guard(rank, async () => {
+      const mod = (await import(/* @vite-ignore */ programUrl)) as { default?: unknown };
+      if (typeof mod.default !== 'function') {
+        throw new TypeError(`${programUrl} must export a default function (ctx: { rank, group, args }) => result`);
+      }
+      return await (mod.default as (ctx: unknown) => unknown)({ rank, group: new RankGroup(need(), rank), args });
+    });
+  },
+  async setInputs(rank: number, i: RankInputs) {
+    inputs.set(rank, i);
+    partial.delete(rank);
+  },
+  phase(name: Phase, ranks: number[]) {
+    return guard(ranks[0], async () => {
+      const g = need();
+      const t0 = performance.now();
+      for (const r of ranks) {
+        try {
+          await runOne(g, name, r);
+        } catch (e) {
+          if (e instanceof Error) e.message = `rank ${r} ${name}: ${e.message}`;
+          g.abort(r, e instanceof Error ? e.message : String(e));
+          throw e;
+        }
+      }
+      return performance.now() - t0;
+    });
+  },
+  async results(ranks: number[]) {
+    return ranks.map((r) => partial.get(r) as RankResult);
+  },
+};
+
+if (isNode) {
+  const { parentPort } = await import('node:worker_threads');
+  const { default: nodeEndpoint } = await import('comlink/dist/esm/node-adapter.mjs');
+  expose(api, nodeEndpoint(parentPort as unknown as Parameters<typeof nodeEndpoint>[0]));
+} else {
+  expose(api);
+}
