@@ -32,6 +32,7 @@ import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
 import { ATTR_WORDS, Half, type MemoryPlan, Windows, createMemory, planMemory } from './memory.js';
+import { type DeviceGroupOptions, type OpGroup, createDeviceGroup, isDeviceGroupOptions } from './create.js';
 
 export type BackendName = 'wasm' | 'reference';
 
@@ -167,7 +168,11 @@ export function groupLayout(opts: GroupOptions): Layout {
   return lay;
 }
 
-export async function createGroup(opts: GroupOptions): Promise<EpGroup> {
+/** backend 'npu' (Ascend NPUs, src/npu/) or 'auto' (npu when CANN is available, else wasm): see ./create.ts */
+export async function createGroup(opts: DeviceGroupOptions): Promise<OpGroup>;
+export async function createGroup(opts: GroupOptions): Promise<EpGroup>;
+export async function createGroup(opts: GroupOptions | DeviceGroupOptions): Promise<EpGroup | OpGroup> {
+  if (isDeviceGroupOptions(opts)) return createDeviceGroup(opts, createGroup);
   const lay = groupLayout(opts);
   const backend = await resolveBackend(opts.backend ?? 'wasm');
   const plan = planMemory(lay, backend.scratchBytes(lay));

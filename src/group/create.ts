@@ -1,0 +1,77 @@
+// Device backends of the facade: `createGroup({ backend: 'npu' | 'auto' })` lands here. The npu
+// group (src/npu/) forks processes and loads a native addon, so it registers itself from the Node
+// entry points (src/npu/index.ts); this module imports nothing Node-only, and the browser bundle
+// that contains the simulated group stays free of it.
+import type { GroupAttrs, Layout } from '../contract/attrs.js';
+import { MoeError } from '../errors.js';
+import type {
+  CombineSetupInputs,
+  CombineSetupOutputs,
+  CombineTeardownInputs,
+  CombineTeardownOutputs,
+  DispatchSetupInputs,
+  DispatchSetupOutputs,
+  DispatchTeardownInputs,
+  DispatchTeardownOutputs,
+  EpGroup,
+  GroupOptions,
+} from './group.js';
+
+export type DeviceBackendName = 'npu' | 'auto';
+
+/** Options of the npu backend (all optional on one Atlas host). */
+export interface NpuOptions {
+  /** CANN's install directory; default $ASCEND_HOME_PATH, else /usr/local/Ascend/ascend-toolkit/latest */
+  ascendHome?: string;
+  /** the ranks this process drives, one child process each; default every rank (one host) */
+  localRanks?: number[];
+  /** the device id of each local rank (same order); default 0, 1, 2, ... */
+  devices?: number[];
+  /**
+   * an HCCL rank table (JSON) describing the cluster: ranks join with HcclCommInitClusterInfo
+   * (several hosts, each driving its localRanks); without it, rank 0's HcclGetRootInfo is passed
+   * by this process to every rank for HcclCommInitRootInfo (one host)
+   */
+  rankTable?: string;
+  /** extra environment for the rank processes */
+  env?: Record<string, string>;
+}
+
+export type DeviceGroupOptions = Omit<GroupOptions, 'backend'> & { backend: DeviceBackendName; npu?: NpuOptions };
+
+/** What a caller of the four ops needs of a group: EpGroup and the npu group both provide it. */
+export interface OpGroup {
+  readonly layout: Layout;
+  readonly attrs: GroupAttrs;
+  readonly backendName: string;
+  dispatchSetup(rank: number, inp: DispatchSetupInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchSetupOutputs>;
+  dispatchTeardown(rank: number, inp: DispatchTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchTeardownOutputs>;
+  combineSetup(rank: number, inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs>;
+  combineTeardown(rank: number, inp: CombineTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<CombineTeardownOutputs>;
+  close(): void;
+}
+
+type Simulated = (opts: GroupOptions) => Promise<EpGroup>;
+export type DeviceGroupFactory = (opts: DeviceGroupOptions, simulated: Simulated) => Promise<OpGroup>;
+
+let factory: DeviceGroupFactory | undefined;
+
+/** Called once by src/npu/index.ts. */
+export function registerDeviceGroupFactory(f: DeviceGroupFactory): void {
+  factory = f;
+}
+
+export function isDeviceGroupOptions(o: GroupOptions | DeviceGroupOptions): o is DeviceGroupOptions {
+  return o.backend === 'npu' || o.backend === 'auto';
+}
+
+/** 'npu': the NPU group; 'auto': the NPU group when CANN is available, else the wasm group (logged). */
+export async function createDeviceGroup(opts: DeviceGroupOptions, simulated: Simulated): Promise<OpGroup> {
+  if (factory) return factory(opts, simulated);
+  if (opts.backend === 'auto') {
+    opts.log?.('backend auto: wasm, because the npu backend is not loaded here (it needs Node.js: import moe-distribute\'s Node entry)');
+    const { npu: _npu, ...rest } = opts;
+    return simulated({ ...rest, backend: 'wasm' });
+  }
+  throw new MoeError('E_ATTR', 'backend', 'npu', 'the npu backend needs Node.js and is registered by moe-distribute\'s Node entry (src/npu/index.ts); it is not loaded here');
+}
