@@ -1,3 +1,5 @@
-// npm install runs this (prepare): kernels first, then the bundles that embed them.
+// npm install runs this (prepare): kernels first, then the bundles that embed them, then the
+// optional NPU bridge (a failure there is a warning: the npu backend then reports itself unavailable).
 await import('./asc.mjs');
 await import('./bundle.mjs');
+await import('./addon.mjs');

@@ -1,0 +1,123 @@
+// Builds the optional NPU bridge (npu-bridge/, a node-addon-api addon that loads CANN at run time)
+// and bundles the per-rank child process of the npu backend (dist/npu-child.js).
+//
+//   node build/addon.mjs                 host build: npu-bridge/build/Release/moe_npu_bridge.node
+//   node build/addon.mjs --arch arm64    cross build with aarch64-linux-gnu-g++ into
+//                                        npu-bridge/prebuilds/linux-arm64/moe_npu_bridge.node
+//
+// The addon is optional: any failure is reported as a warning and the exit code stays 0, so that
+// `npm install` never fails because of it (set MOE_NPU_BRIDGE_STRICT=1 to make failures fatal).
+// MOE_NPU_BRIDGE_SKIP=1 skips the native build.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bridgeDir = join(root, 'npu-bridge');
+const strict = process.env.MOE_NPU_BRIDGE_STRICT === '1';
+const args = process.argv.slice(2);
+const arch = args.includes('--arch') ? args[args.indexOf('--arch') + 1] : process.arch;
+const cross = arch !== process.arch;
+
+function warn(msg) {
+  console.warn(`moe-distribute: warning: ${msg}`);
+  if (strict) process.exitCode = 1;
+}
+
+/** node-gyp: the one npm ships, else one on PATH. */
+function nodeGyp() {
+  const npmDir = process.env.npm_execpath ? dirname(dirname(process.env.npm_execpath)) : null;
+  const candidates = [];
+  if (npmDir) candidates.push(join(npmDir, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  candidates.push(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'));
+  try {
+    candidates.push(createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js'));
+  } catch {
+    // not installed locally
+  }
+  return candidates.find((c) => existsSync(c));
+}
+
+/** Node's headers: the installed ones (Debian/NodeSource put them in /usr/include/node), else node-gyp downloads them. */
+function nodeDir() {
+  for (const d of [join(dirname(process.execPath), '..'), '/usr', '/usr/local']) {
+    if (existsSync(join(d, 'include', 'node', 'node_api.h'))) return d;
+  }
+  return undefined;
+}
+
+function buildAddon() {
+  if (process.env.MOE_NPU_BRIDGE_SKIP === '1') {
+    console.log('npu-bridge: skipped (MOE_NPU_BRIDGE_SKIP=1)');
+    return;
+  }
+  if (process.platform !== 'linux') {
+    console.log(`npu-bridge: not built on ${process.platform} (Ascend hosts run Linux); the npu backend reports itself unavailable`);
+    return;
+  }
+  const gyp = nodeGyp();
+  if (!gyp) return warn('npu-bridge not built: node-gyp not found (the npu backend will report itself unavailable)');
+  const nd = nodeDir();
+  const env = { ...process.env };
+  let dir = bridgeDir;
+  let tmp;
+  if (cross) {
+    if (arch !== 'arm64') return warn(`npu-bridge: cross builds are for arm64 only, not ${arch}`);
+    const cxx = 'aarch64-linux-gnu-g++';
+    if (spawnSync(cxx, ['--version'], { stdio: 'ignore' }).status !== 0) {
+      return warn(`npu-bridge arm64 not built: ${cxx} not found (apt-get install g++-aarch64-linux-gnu)`);
+    }
+    Object.assign(env, { CXX: cxx, CC: 'aarch64-linux-gnu-gcc', LINK: cxx, AR: 'aarch64-linux-gnu-ar' });
+    // build in a copy so the host build in npu-bridge/build stays
+    tmp = mkdtempSync(join(tmpdir(), 'npu-bridge-arm64-'));
+    cpSync(join(bridgeDir, 'binding.gyp'), join(tmp, 'binding.gyp'));
+    cpSync(join(bridgeDir, 'src'), join(tmp, 'src'), { recursive: true });
+    dir = tmp;
+  }
+  const gypArgs = ['rebuild', '--release', `--arch=${arch === 'x64' ? 'x64' : arch}`];
+  if (nd) gypArgs.push(`--nodedir=${nd}`);
+  // node-addon-api's include dir is found from the project root
+  env.NODE_PATH = join(root, 'node_modules');
+  const r = spawnSync(process.execPath, [gyp, ...gypArgs], { cwd: dir, env, encoding: 'utf8' });
+  const out = join(dir, 'build', 'Release', 'moe_npu_bridge.node');
+  if (r.status !== 0 || !existsSync(out)) {
+    const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    return warn(`npu-bridge (${arch}) not built; the npu backend will report itself unavailable. node-gyp said:\n${tail}`);
+  }
+  if (cross) {
+    const dest = join(bridgeDir, 'prebuilds', `linux-${arch}`);
+    mkdirSync(dest, { recursive: true });
+    copyFileSync(out, join(dest, 'moe_npu_bridge.node'));
+    rmSync(tmp, { recursive: true, force: true });
+    console.log(`npu-bridge: built npu-bridge/prebuilds/linux-${arch}/moe_npu_bridge.node`);
+  } else {
+    console.log('npu-bridge: built npu-bridge/build/Release/moe_npu_bridge.node');
+  }
+}
+
+async function bundleChild() {
+  const entry = join(root, 'src', 'npu', 'child.ts');
+  if (!existsSync(entry)) return;
+  try {
+    const { build } = await import('esbuild');
+    await build({
+      entryPoints: { 'npu-child': entry },
+      outdir: join(root, 'dist'),
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      sourcemap: true,
+      logLevel: 'warning',
+    });
+  } catch (e) {
+    warn(`dist/npu-child.js not bundled: ${e?.message ?? e}`);
+  }
+}
+
+buildAddon();
+if (!cross) await bundleChild();

@@ -1,0 +1,515 @@
+// A fake CANN for the bridge's ABI contract tests: one shared library exporting the symbols the
+// bridge resolves from libascendcl, libnnopbase, libopapi and libhccl (the tests install it under
+// each of those names as symlinks, so all four share one state). "Device" memory is host memory.
+// It does not compute the ops: GetWorkspaceSize checks its tensors and records them, the launch
+// fills every output with a fixed byte pattern and records a checksum of every input, so the tests
+// can prove what crossed the ABI in both directions.
+//
+// Environment:
+//   FAKE_CANN_LOG=PATH   every call appended to PATH as one JSON line (O_APPEND: whole lines even
+//                        with several processes), each with "fn", "pid" and "device".
+//   FAKE_CANN_FAIL=fn:code[@device][,...]
+//                        the named function returns `code` (on every device, or only on `device`)
+//                        and aclGetRecentErrMsg() then says so.
+//   FAKE_CANN_WORKSPACE=BYTES  the workspace size every op asks for (default 1048576).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::mutex g_mu;
+int g_device = -1;
+std::map<uintptr_t, size_t> g_alloc;  // device allocations: address -> bytes
+thread_local std::string g_lastErr;
+int g_logFd = -2;
+uint64_t g_nextId = 1;
+
+struct FakeTensor {
+  uint64_t id;
+  std::vector<int64_t> dims, strides, storage;
+  int dtype, format;
+  int64_t offset;
+  void* data;
+};
+struct FakeExecutor {
+  uint64_t id;
+  std::string op;
+  uint64_t workspace;
+  std::vector<FakeTensor*> inputs, outputs;
+};
+struct FakeComm {
+  std::string name;
+  uint32_t rank, nRanks;
+};
+std::map<uintptr_t, FakeTensor*> g_tensors;
+std::map<uintptr_t, FakeExecutor*> g_execs;
+int g_streams = 0;
+
+void writeLog(const std::string& line) {
+  if (g_logFd == -2) {
+    const char* p = getenv("FAKE_CANN_LOG");
+    g_logFd = p && *p ? open(p, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+  }
+  if (g_logFd < 0) return;
+  std::string l = line + "\n";
+  ssize_t n = write(g_logFd, l.data(), l.size());
+  (void)n;
+}
+
+std::string jstr(const char* s) {
+  if (!s) return "null";
+  std::string o = "\"";
+  for (const char* p = s; *p; p++) {
+    if (*p == '"' || *p == '\\') o += '\\';
+    if (static_cast<unsigned char>(*p) < 0x20) {
+      char b[8];
+      snprintf(b, sizeof b, "\\u%04x", *p);
+      o += b;
+    } else {
+      o += *p;
+    }
+  }
+  return o + "\"";
+}
+
+std::string jarr(const std::vector<int64_t>& v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); i++) o += (i ? "," : "") + std::to_string(v[i]);
+  return o + "]";
+}
+
+// One log record: {"fn":..., "pid":..., "device":..., <fields>}
+void logCall(const char* fn, const std::string& fields, int status) {
+  std::ostringstream o;
+  o << "{\"fn\":\"" << fn << "\",\"pid\":" << getpid() << ",\"device\":" << g_device << ",\"status\":" << status;
+  if (!fields.empty()) o << "," << fields;
+  o << "}";
+  writeLog(o.str());
+}
+
+// The injected failure for `fn`, or 0.
+int injected(const char* fn) {
+  const char* spec = getenv("FAKE_CANN_FAIL");
+  if (!spec) return 0;
+  std::string s = spec;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(',', pos);
+    std::string item = s.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    size_t colon = item.find(':');
+    if (colon != std::string::npos && item.substr(0, colon) == fn) {
+      std::string rest = item.substr(colon + 1);
+      int dev = -1;
+      size_t at = rest.find('@');
+      if (at != std::string::npos) {
+        dev = atoi(rest.c_str() + at + 1);
+        rest = rest.substr(0, at);
+      }
+      if (dev < 0 || dev == g_device) {
+        int code = atoi(rest.c_str());
+        g_lastErr = std::string("EZ9999: fake CANN: injected error ") + std::to_string(code) + " in " + fn +
+                    " on device " + std::to_string(g_device);
+        return code;
+      }
+    }
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return 0;
+}
+
+bool isDevice(const void* p, size_t n) {
+  auto it = g_alloc.upper_bound(reinterpret_cast<uintptr_t>(p));
+  if (it == g_alloc.begin()) return false;
+  --it;
+  return reinterpret_cast<uintptr_t>(p) + n <= it->first + it->second;
+}
+
+std::string tensorJson(const FakeTensor* t) {
+  if (!t) return "null";
+  std::ostringstream o;
+  o << "{\"id\":" << t->id << ",\"dtype\":" << t->dtype << ",\"format\":" << t->format << ",\"shape\":" << jarr(t->dims)
+    << ",\"strides\":" << jarr(t->strides) << ",\"offset\":" << t->offset << ",\"storageShape\":" << jarr(t->storage)
+    << ",\"onDevice\":" << (t->data && isDevice(t->data, 1) ? "true" : "false") << "}";
+  return o.str();
+}
+
+FakeTensor* lookup(const void* t) {
+  auto it = g_tensors.find(reinterpret_cast<uintptr_t>(t));
+  return it == g_tensors.end() ? nullptr : it->second;
+}
+
+size_t elemBytes(int dtype) {
+  switch (dtype) {
+    case 0: case 3: return 4;
+    case 1: case 27: return 2;
+    case 2: case 12: return 1;
+    case 9: return 8;
+    default: return 0;
+  }
+}
+
+size_t tensorBytes(const FakeTensor* t) {
+  size_t n = elemBytes(t->dtype);
+  for (int64_t d : t->dims) n *= static_cast<size_t>(d);
+  return n;
+}
+
+uint64_t fnv1a(const void* p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// GetWorkspaceSize of every op: validates and records its tensors and attributes.
+int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins, const std::vector<const char*>& inNames,
+             const std::vector<bool>& optional, const std::vector<void*>& outs, const char* groupEp,
+             const std::vector<int64_t>& ints, const std::vector<const char*>& intNames, const char* commAlg,
+             uint64_t* ws, void** exec) {
+  std::lock_guard<std::mutex> l(g_mu);
+  std::ostringstream f;
+  f << "\"op\":\"" << op << "\",\"groupEp\":" << jstr(groupEp) << ",\"commAlg\":" << jstr(commAlg) << ",\"attrs\":{";
+  for (size_t i = 0; i < ints.size(); i++) f << (i ? "," : "") << "\"" << intNames[i] << "\":" << ints[i];
+  f << "},\"inputs\":{";
+  int status = injected(fn);
+  for (size_t i = 0; i < ins.size(); i++) {
+    FakeTensor* t = ins[i] ? lookup(ins[i]) : nullptr;
+    f << (i ? "," : "") << "\"" << inNames[i] << "\":" << tensorJson(t);
+    if (!status && !t && !optional[i]) {
+      status = 161001;
+      g_lastErr = std::string("fake CANN: ") + inNames[i] + " is a null pointer";
+    }
+  }
+  f << "},\"outputs\":[";
+  for (size_t i = 0; i < outs.size(); i++) {
+    FakeTensor* t = outs[i] ? lookup(outs[i]) : nullptr;
+    f << (i ? "," : "") << tensorJson(t);
+    if (!status && !t) {
+      status = 161001;
+      g_lastErr = "fake CANN: output " + std::to_string(i) + " is a null pointer";
+    }
+  }
+  f << "]";
+  if (!status && (!ws || !exec)) status = 161001;
+  if (!status) {
+    const char* w = getenv("FAKE_CANN_WORKSPACE");
+    auto* e = new FakeExecutor{g_nextId++, op, w ? strtoull(w, nullptr, 10) : 1048576ull, {}, {}};
+    for (const void* t : ins) e->inputs.push_back(t ? lookup(t) : nullptr);
+    for (void* t : outs) e->outputs.push_back(lookup(t));
+    g_execs[reinterpret_cast<uintptr_t>(e)] = e;
+    *ws = e->workspace;
+    *exec = e;
+    f << ",\"workspaceSize\":" << e->workspace << ",\"executor\":" << e->id;
+  }
+  logCall(fn, f.str(), status);
+  return status;
+}
+
+// The launch of every op: checks executor, workspace and stream, records input checksums and
+// fills the outputs with the pattern byte[i] = (outputIndex * 37 + i) & 0xff.
+int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, void* stream) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int status = injected(fn);
+  std::ostringstream f;
+  auto it = g_execs.find(reinterpret_cast<uintptr_t>(exec));
+  FakeExecutor* e = it == g_execs.end() ? nullptr : it->second;
+  f << "\"workspaceSize\":" << wsSize << ",\"workspaceOnDevice\":" << (workspace && isDevice(workspace, wsSize) ? "true" : "false")
+    << ",\"stream\":" << (stream ? "true" : "false");
+  if (!e) {
+    if (!status) status = 161002, g_lastErr = "fake CANN: unknown executor";
+  } else {
+    f << ",\"executor\":" << e->id << ",\"op\":\"" << e->op << "\"";
+    if (!status && wsSize != e->workspace) status = 161002, g_lastErr = "fake CANN: workspace size differs from GetWorkspaceSize's";
+    if (!status && e->workspace > 0 && !isDevice(workspace, e->workspace)) status = 161002, g_lastErr = "fake CANN: workspace is not device memory";
+    if (!status && !stream) status = 161001, g_lastErr = "fake CANN: null stream";
+    f << ",\"inputChecksums\":[";
+    for (size_t i = 0; i < e->inputs.size(); i++) {
+      FakeTensor* t = e->inputs[i];
+      f << (i ? "," : "");
+      if (t && t->data && isDevice(t->data, tensorBytes(t))) f << "\"" << std::hex << fnv1a(t->data, tensorBytes(t)) << std::dec << "\"";
+      else f << "null";
+    }
+    f << "]";
+    if (!status) {
+      for (size_t o = 0; o < e->outputs.size(); o++) {
+        FakeTensor* t = e->outputs[o];
+        if (!t || !t->data || !isDevice(t->data, tensorBytes(t))) {
+          status = 161002, g_lastErr = "fake CANN: output " + std::to_string(o) + " is not device memory";
+          break;
+        }
+        uint8_t* b = static_cast<uint8_t*>(t->data);
+        for (size_t i = 0, n = tensorBytes(t); i < n; i++) b[i] = static_cast<uint8_t>((o * 37 + i) & 0xff);
+      }
+    }
+    g_execs.erase(it);  // an executor runs once
+    delete e;
+  }
+  logCall(fn, f.str(), status);
+  return status;
+}
+
+}  // namespace
+
+extern "C" {
+
+// ---- libascendcl ------------------------------------------------------------------------------
+int aclInit(const char* config) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclInit");
+  logCall("aclInit", "\"config\":" + jstr(config) + ",\"HCCL_BUFFSIZE\":" + jstr(getenv("HCCL_BUFFSIZE")), s);
+  return s;
+}
+int aclFinalize() {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclFinalize");
+  logCall("aclFinalize", "\"liveAllocations\":" + std::to_string(g_alloc.size()) + ",\"liveTensors\":" +
+                             std::to_string(g_tensors.size()) + ",\"liveStreams\":" + std::to_string(g_streams), s);
+  return s;
+}
+int aclrtSetDevice(int32_t dev) {
+  std::lock_guard<std::mutex> l(g_mu);
+  g_device = dev;
+  int s = injected("aclrtSetDevice");
+  logCall("aclrtSetDevice", "\"deviceId\":" + std::to_string(dev), s);
+  return s;
+}
+int aclrtResetDevice(int32_t dev) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtResetDevice");
+  logCall("aclrtResetDevice", "\"deviceId\":" + std::to_string(dev), s);
+  return s;
+}
+int aclrtCreateStream(void** stream) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtCreateStream");
+  if (!s) {
+    *stream = malloc(16);
+    g_streams++;
+  }
+  logCall("aclrtCreateStream", "", s);
+  return s;
+}
+int aclrtDestroyStream(void* stream) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtDestroyStream");
+  if (!s && stream) {
+    free(stream);
+    g_streams--;
+  }
+  logCall("aclrtDestroyStream", "", s);
+  return s;
+}
+int aclrtSynchronizeStream(void* stream) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtSynchronizeStream");
+  if (!s && !stream) s = 107000;
+  logCall("aclrtSynchronizeStream", "", s);
+  return s;
+}
+int aclrtMalloc(void** p, size_t size, int policy) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtMalloc");
+  std::ostringstream f;
+  f << "\"size\":" << size << ",\"policy\":" << policy;
+  if (!s) {
+    *p = calloc(1, size ? size : 1);
+    g_alloc[reinterpret_cast<uintptr_t>(*p)] = size;
+    f << ",\"ptr\":\"" << *p << "\"";
+  }
+  logCall("aclrtMalloc", f.str(), s);
+  return s;
+}
+int aclrtFree(void* p) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtFree");
+  std::ostringstream f;
+  f << "\"ptr\":\"" << p << "\"";
+  auto it = g_alloc.find(reinterpret_cast<uintptr_t>(p));
+  if (!s && it == g_alloc.end()) s = 107000, g_lastErr = "fake CANN: aclrtFree of memory that is not a device allocation";
+  if (!s) {
+    g_alloc.erase(it);
+    free(p);
+  }
+  logCall("aclrtFree", f.str(), s);
+  return s;
+}
+int aclrtMemcpy(void* dst, size_t destMax, const void* src, size_t count, int kind) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtMemcpy");
+  std::ostringstream f;
+  f << "\"destMax\":" << destMax << ",\"count\":" << count << ",\"kind\":" << kind;
+  if (!s && count > destMax) s = 107000, g_lastErr = "fake CANN: count > destMax";
+  if (!s && kind == 1 && !isDevice(dst, count)) s = 107000, g_lastErr = "fake CANN: host-to-device copy into host memory";
+  if (!s && kind == 2 && !isDevice(src, count)) s = 107000, g_lastErr = "fake CANN: device-to-host copy from host memory";
+  if (!s && kind == 1) f << ",\"checksum\":\"" << std::hex << fnv1a(src, count) << std::dec << "\"";
+  if (!s) memcpy(dst, src, count);
+  logCall("aclrtMemcpy", f.str(), s);
+  return s;
+}
+const char* aclGetRecentErrMsg() { return g_lastErr.empty() ? nullptr : g_lastErr.c_str(); }
+
+// ---- libnnopbase ------------------------------------------------------------------------------
+void* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, int dataType, const int64_t* stride, int64_t offset,
+                      int format, const int64_t* storageDims, uint64_t storageDimsNum, void* data) {
+  std::lock_guard<std::mutex> l(g_mu);
+  auto* t = new FakeTensor{g_nextId++, std::vector<int64_t>(viewDims, viewDims + viewDimsNum),
+                           std::vector<int64_t>(stride, stride + viewDimsNum),
+                           std::vector<int64_t>(storageDims, storageDims + storageDimsNum), dataType, format, offset, data};
+  bool bad = injected("aclCreateTensor") != 0 || elemBytes(dataType) == 0;
+  logCall("aclCreateTensor", "\"tensor\":" + tensorJson(t), bad ? -1 : 0);
+  if (bad) {
+    delete t;
+    return nullptr;
+  }
+  g_tensors[reinterpret_cast<uintptr_t>(t)] = t;
+  return t;
+}
+int32_t aclDestroyTensor(const void* tensor) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclDestroyTensor");
+  auto it = g_tensors.find(reinterpret_cast<uintptr_t>(tensor));
+  if (!s && it == g_tensors.end()) s = 161002, g_lastErr = "fake CANN: unknown tensor";
+  std::string f = it == g_tensors.end() ? "\"id\":null" : "\"id\":" + std::to_string(it->second->id);
+  if (!s) {
+    delete it->second;
+    g_tensors.erase(it);
+  }
+  logCall("aclDestroyTensor", f, s);
+  return s;
+}
+
+// ---- libhccl ----------------------------------------------------------------------------------
+int HcclGetRootInfo(void* rootInfo) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("HcclGetRootInfo");
+  if (!s) {
+    memset(rootInfo, 0, 4108);
+    snprintf(static_cast<char*>(rootInfo), 4108, "fake-root-%d", static_cast<int>(getpid()));
+  }
+  logCall("HcclGetRootInfo", s ? "" : "\"root\":" + jstr(static_cast<char*>(rootInfo)), s);
+  return s;
+}
+int HcclCommInitRootInfo(uint32_t nRanks, const void* rootInfo, uint32_t rank, void** comm) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("HcclCommInitRootInfo");
+  std::string root(static_cast<const char*>(rootInfo), strnlen(static_cast<const char*>(rootInfo), 4108));
+  if (!s) *comm = new FakeComm{"fake_hccl_" + root, rank, nRanks};
+  logCall("HcclCommInitRootInfo",
+          "\"nRanks\":" + std::to_string(nRanks) + ",\"rank\":" + std::to_string(rank) + ",\"root\":" + jstr(root.c_str()), s);
+  return s;
+}
+int HcclCommInitClusterInfo(const char* clusterInfo, uint32_t rank, void** comm) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("HcclCommInitClusterInfo");
+  FILE* fp = clusterInfo ? fopen(clusterInfo, "rb") : nullptr;
+  long size = -1;
+  if (fp) {
+    fseek(fp, 0, SEEK_END);
+    size = ftell(fp);
+    fclose(fp);
+  }
+  if (!s && size < 0) s = 3, g_lastErr = std::string("fake HCCL: cannot read rank table ") + (clusterInfo ? clusterInfo : "(null)");
+  if (!s) *comm = new FakeComm{"fake_hccl_cluster", rank, 0};
+  logCall("HcclCommInitClusterInfo",
+          "\"clusterInfo\":" + jstr(clusterInfo) + ",\"rank\":" + std::to_string(rank) + ",\"fileBytes\":" + std::to_string(size), s);
+  return s;
+}
+int HcclGetCommName(void* comm, char* name) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("HcclGetCommName");
+  if (!s && (!comm || !name)) s = 2;
+  if (!s) snprintf(name, 128, "%s", static_cast<FakeComm*>(comm)->name.c_str());
+  logCall("HcclGetCommName", s ? "" : "\"name\":" + jstr(name), s);
+  return s;
+}
+int HcclCommDestroy(void* comm) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("HcclCommDestroy");
+  if (!s) delete static_cast<FakeComm*>(comm);
+  logCall("HcclCommDestroy", "", s);
+  return s;
+}
+
+// ---- libopapi: the four ops ---------------------------------------------------------------------
+int32_t aclnnMoeDistributeDispatchSetupGetWorkspaceSize(const void* x, const void* expertIds, const void* scales,
+                                                        const void* mask, const char* groupEp, int64_t W, int64_t rank,
+                                                        int64_t E, int64_t shard, int64_t SN, int64_t S, int64_t quant,
+                                                        int64_t gbs, int64_t commType, const char* commAlg, void* y,
+                                                        void* expandIdx, void* commCmdInfo, uint64_t* ws, void** exec) {
+  return opWs("aclnnMoeDistributeDispatchSetupGetWorkspaceSize", "dispatchSetup", {x, expertIds, scales, mask},
+              {"x", "expertIds", "scales", "xActiveMask"}, {false, false, true, true}, {y, expandIdx, commCmdInfo}, groupEp,
+              {W, rank, E, shard, SN, S, quant, gbs, commType},
+              {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
+               "quantMode", "globalBs", "commType"},
+              commAlg, ws, exec);
+}
+int32_t aclnnMoeDistributeDispatchSetup(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeDispatchSetup", ws, n, exec, stream);
+}
+int32_t aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(const void* x, const void* y, const void* expertIds,
+                                                           const void* commCmdInfo, const char* groupEp, int64_t W,
+                                                           int64_t rank, int64_t E, int64_t shard, int64_t SN, int64_t S,
+                                                           int64_t quant, int64_t gbs, int64_t entType, int64_t commType,
+                                                           char* commAlg, void* expandX, void* dynamicScales,
+                                                           void* assist, void* expertTokenNums, uint64_t* ws, void** exec) {
+  return opWs("aclnnMoeDistributeDispatchTeardownGetWorkspaceSize", "dispatchTeardown", {x, y, expertIds, commCmdInfo},
+              {"x", "y", "expertIds", "commCmdInfo"}, {false, false, false, false},
+              {expandX, dynamicScales, assist, expertTokenNums}, groupEp, {W, rank, E, shard, SN, S, quant, gbs, entType, commType},
+              {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
+               "quantMode", "globalBs", "expertTokenNumsType", "commType"},
+              commAlg, ws, exec);
+}
+int32_t aclnnMoeDistributeDispatchTeardown(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeDispatchTeardown", ws, n, exec, stream);
+}
+int32_t aclnnMoeDistributeCombineSetupGetWorkspaceSize(const void* expandX, const void* expertIds, const void* assist,
+                                                       const char* groupEp, int64_t W, int64_t rank, int64_t E,
+                                                       int64_t shard, int64_t SN, int64_t S, int64_t gbs, int64_t cqm,
+                                                       int64_t commType, const char* commAlg, void* quantExpandX,
+                                                       void* commCmdInfo, uint64_t* ws, void** exec) {
+  return opWs("aclnnMoeDistributeCombineSetupGetWorkspaceSize", "combineSetup", {expandX, expertIds, assist},
+              {"expandX", "expertIds", "assistInfoForCombine"}, {false, false, false}, {quantExpandX, commCmdInfo}, groupEp,
+              {W, rank, E, shard, SN, S, gbs, cqm, commType},
+              {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
+               "globalBs", "commQuantMode", "commType"},
+              commAlg, ws, exec);
+}
+int32_t aclnnMoeDistributeCombineSetup(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeCombineSetup", ws, n, exec, stream);
+}
+int32_t aclnnMoeDistributeCombineTeardownGetWorkspaceSize(const void* expandX, const void* quantExpandX,
+                                                          const void* expertIds, const void* expandIdx,
+                                                          const void* expertScales, const void* commCmdInfo,
+                                                          const void* mask, const void* sharedX, const char* groupEp,
+                                                          int64_t W, int64_t rank, int64_t E, int64_t shard, int64_t SN,
+                                                          int64_t S, int64_t gbs, int64_t cqm, int64_t commType,
+                                                          const char* commAlg, void* xOut, uint64_t* ws, void** exec) {
+  return opWs("aclnnMoeDistributeCombineTeardownGetWorkspaceSize", "combineTeardown",
+              {expandX, quantExpandX, expertIds, expandIdx, expertScales, commCmdInfo, mask, sharedX},
+              {"expandX", "quantExpandX", "expertIds", "expandIdx", "expertScales", "commCmdInfo", "xActiveMask",
+               "sharedExpertX"},
+              {false, false, false, false, false, false, true, true}, {xOut}, groupEp,
+              {W, rank, E, shard, SN, S, gbs, cqm, commType},
+              {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
+               "globalBs", "commQuantMode", "commType"},
+              commAlg, ws, exec);
+}
+int32_t aclnnMoeDistributeCombineTeardown(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeCombineTeardown", ws, n, exec, stream);
+}
+
+}  // extern "C"

@@ -1,0 +1,105 @@
+// The loader of the optional native NPU bridge (npu-bridge/). Never throws at import: when the
+// addon was not built, cannot be loaded, or CANN's libraries are absent, `loadBridge()` returns
+// `{ available: false, reason }`.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Integer codes of aclDataType (acl/acl_base.h). */
+export const ACL_DTYPE = { f32: 0, fp16: 1, int8: 2, int32: 3, int64: 9, bool: 12, bf16: 27 } as const;
+export type AclDtypeName = keyof typeof ACL_DTYPE;
+
+/** A tensor as the addon takes it: aclDataType code, shape, and for inputs the data. */
+export interface BridgeTensor {
+  dtype: number;
+  shape: number[];
+  data?: ArrayBufferView;
+}
+
+export type BridgeOp = 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
+
+/** The addon's exports (npu-bridge/src/bridge.cc). */
+export interface NativeBridge {
+  load(ascendHome?: string): { available: boolean; reason?: string; libraries: Record<string, string[]> };
+  init(deviceId: number): void;
+  getRootInfo(): Buffer;
+  commInitRootInfo(nRanks: number, rootInfo: Uint8Array, rank: number): Promise<string>;
+  commInitClusterInfo(rankTableFile: string, rank: number): Promise<string>;
+  commName(): string | null;
+  runOp(op: BridgeOp, inputs: (BridgeTensor | null)[], outputs: BridgeTensor[], ints: number[], groupEp: string): Promise<ArrayBuffer[]>;
+  finalize(): void;
+  readonly rootInfoBytes: number;
+}
+
+export type BridgeStatus =
+  | { available: true; addonPath: string; ascendHome: string; libraries: Record<string, string[]>; native: NativeBridge }
+  | { available: false; reason: string; addonPath?: string };
+
+const ADDON = 'moe_npu_bridge.node';
+
+/** npu-bridge/ of this package, from src/npu/ (sources) or dist/ and dist/chunks/ (bundles). */
+function bridgeDirs(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [resolve(here, '..', '..', 'npu-bridge'), resolve(here, '..', 'npu-bridge'), resolve(here, '..', '..', '..', 'npu-bridge')];
+}
+
+/** Where the addon is looked for: $MOE_NPU_BRIDGE_ADDON, then each npu-bridge/ build and prebuild. */
+export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+  const out: string[] = [];
+  if (env.MOE_NPU_BRIDGE_ADDON) out.push(resolve(env.MOE_NPU_BRIDGE_ADDON));
+  for (const d of bridgeDirs()) {
+    out.push(join(d, 'build', 'Release', ADDON), join(d, 'prebuilds', `${process.platform}-${process.arch}`, ADDON));
+  }
+  return [...new Set(out)];
+}
+
+/** ASCEND_HOME_PATH, else the CANN default install directory when it exists, else ''. */
+export function ascendHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.ASCEND_HOME_PATH) return env.ASCEND_HOME_PATH;
+  if (env.ASCEND_TOOLKIT_HOME) return env.ASCEND_TOOLKIT_HOME;
+  for (const d of ['/usr/local/Ascend/ascend-toolkit/latest', '/usr/local/Ascend/cann/latest']) {
+    if (existsSync(d)) return d;
+  }
+  return '';
+}
+
+let cached: { key: string; status: BridgeStatus } | undefined;
+
+/**
+ * Loads the addon and, through it, CANN (libascendcl, libnnopbase, libopapi, libhccl under
+ * `home`/lib64 or on the loader's path). The result is cached per (addon, home).
+ */
+export function loadBridge(opts: { ascendHome?: string; env?: NodeJS.ProcessEnv } = {}): BridgeStatus {
+  const env = opts.env ?? process.env;
+  const home = opts.ascendHome ?? ascendHome(env);
+  const candidates = addonCandidates(env);
+  const addonPath = candidates.find((p) => existsSync(p));
+  const key = `${addonPath}\0${home}`;
+  if (cached && cached.key === key) return cached.status;
+  let status: BridgeStatus;
+  if (!addonPath) {
+    status = {
+      available: false,
+      reason: `the native NPU bridge is not built (looked for ${candidates.join(', ')}; build it with \`node build/addon.mjs\`, which needs g++ and Node's headers)`,
+    };
+  } else {
+    let native: NativeBridge | undefined;
+    let loadError = '';
+    try {
+      native = createRequire(import.meta.url)(addonPath) as NativeBridge;
+    } catch (e) {
+      loadError = (e as Error).message?.split('\n')[0] ?? String(e);
+    }
+    if (!native) {
+      status = { available: false, addonPath, reason: `the native NPU bridge ${addonPath} cannot be loaded: ${loadError}` };
+    } else {
+      const r = native.load(home);
+      status = r.available
+        ? { available: true, addonPath, ascendHome: home, libraries: r.libraries, native }
+        : { available: false, addonPath, reason: r.reason ?? 'CANN is not available' };
+    }
+  }
+  cached = { key, status };
+  return status;
+}

@@ -1,0 +1,75 @@
+// Builds the fake CANN (npu-bridge/fake-cann/fake_cann.cc) with g++ into a temporary
+// ASCEND_HOME_PATH whose lib64/ holds it as libascendcl.so, libnnopbase.so, libopapi.so and
+// libhccl.so (symlinks to one library, so the four share one state), and reads its call log.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const FAKE_SOURCE = fileURLToPath(new URL('../npu-bridge/fake-cann/fake_cann.cc', import.meta.url));
+export const LIB_NAMES = ['libascendcl.so', 'libnnopbase.so', 'libopapi.so', 'libhccl.so'] as const;
+
+/** Builds (once per source version) and returns the fake's ASCEND_HOME_PATH; `only` limits the names installed. */
+export function fakeCannHome(only: readonly string[] = LIB_NAMES): string {
+  const src = readFileSync(FAKE_SOURCE);
+  const hash = createHash('sha256').update(src).digest('hex').slice(0, 16);
+  const base = join(tmpdir(), `moe-fake-cann-${hash}`);
+  const lib = join(base, 'libfakecann.so');
+  if (!existsSync(lib)) {
+    mkdirSync(base, { recursive: true });
+    const tmp = `${lib}.${process.pid}.tmp`;
+    execFileSync('g++', ['-std=c++17', '-O1', '-shared', '-fPIC', '-o', tmp, FAKE_SOURCE], { stdio: 'pipe' });
+    renameSync(tmp, lib); // atomic: test files build concurrently
+  }
+  const key = only.length === LIB_NAMES.length ? 'all' : only.join('+').replace(/[^a-z+]/gi, '');
+  const home = join(base, key);
+  const lib64 = join(home, 'lib64');
+  if (!only.every((n) => existsSync(join(lib64, n)))) {
+    mkdirSync(lib64, { recursive: true });
+    for (const n of only) {
+      try {
+        symlinkSync(lib, join(lib64, n));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+    }
+  }
+  return home;
+}
+
+export interface CallRecord {
+  fn: string;
+  pid: number;
+  device: number;
+  status: number;
+  [k: string]: unknown;
+}
+
+/** The fake's log: one record per call, in order per process. */
+export function readCalls(logFile: string): CallRecord[] {
+  if (!existsSync(logFile)) return [];
+  return readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as CallRecord);
+}
+
+export function freshLog(name: string): string {
+  const dir = join(tmpdir(), 'moe-fake-cann-logs');
+  mkdirSync(dir, { recursive: true });
+  const f = join(dir, `${name}-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.jsonl`);
+  rmSync(f, { force: true });
+  return f;
+}
+
+/** FNV-1a 64 of bytes, as the fake logs checksums (lower-case hex, no leading zeros). */
+export function fnv1a(bytes: Uint8Array): string {
+  let h = 0xcbf29ce484222325n;
+  for (const b of bytes) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16);
+}
