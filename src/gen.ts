@@ -7,7 +7,7 @@ import { checkAttrs, checkDims } from './contract/checks.js';
 import { MoeError } from './errors.js';
 import type { CaseSpec } from './io/case.js';
 import { f32ToBf16, f32ToFp16 } from './numbers.js';
-import { Rng, randn } from './random.js';
+import { Rng, randn, randnRows } from './random.js';
 import { type Tensor, zeros } from './tensor.js';
 import type { XDtype } from './backends/types.js';
 
@@ -233,54 +233,150 @@ function injectSpecial(rng: Rng, x: Tensor<XDtype>, t: number, kind: Special): v
 }
 
 /**
+ * What a per-rank draw fills. Absent fields: everything, as generateCase. Whatever is left out is
+ * still stepped over on the stream, so the tensors drawn have generateCase's bytes.
+ */
+export interface RankDraw {
+  /** rows of x to fill (the others stay 0); null: no x tensor at all */
+  xRows?: Iterable<number> | null;
+  /** rows of the smooth scales to fill (the others stay 0); null: no scales tensor */
+  scaleRows?: Iterable<number> | null;
+  /** false: no expert_scales tensor */
+  expertScales?: boolean;
+  /** false: no shared_expert_x tensor */
+  sharedExpertX?: boolean;
+}
+
+/** Only expert_ids and x_active_mask (the routing): the cheapest draw. */
+export const ROUTING_ONLY: RankDraw = { xRows: null, scaleRows: null, expertScales: false, sharedExpertX: false };
+
+interface Stream {
+  spec: GenSpec;
+  a: GroupAttrs;
+  zipfOrder: number[];
+  tickets: number[];
+}
+
+function openStream(spec: GenSpec): { rng: Rng; st: Stream } {
+  const errors = checkGenSpec(spec);
+  if (errors.length > 0) throw errors[0]!;
+  const a = attrsOf(spec);
+  const rng = new Rng(spec.seed);
+  const zipfOrder = rng.shuffle(Array.from({ length: a.moeExpertNum }, (_, e) => e));
+  return { rng, st: { spec, a, zipfOrder, tickets: zipfTickets(a.moeExpertNum, spec.zipfS ?? 1.2) } };
+}
+
+/** One rank's draws, in generateCase's order: x, expert_ids, expert_scales, scales, shared_expert_x, specials. */
+function drawRank(rng: Rng, st: Stream, bs: number, draw: RankDraw = {}): { rank: RankTensors; active: number } {
+  const { spec, a } = st;
+  const dtype = spec.dtype ?? 'bf16';
+  const H = spec.h;
+  let x: Tensor<XDtype> | undefined;
+  if (draw.xRows === undefined) x = randn(rng, dtype, [bs, H]) as Tensor<XDtype>;
+  else if (draw.xRows === null) rng.skipNormals(bs * H);
+  else x = randnRows(rng, dtype, [bs, H], draw.xRows) as Tensor<XDtype>;
+  const rank: RankTensors = { expert_ids: routeRows(rng, spec, a, bs, st.zipfOrder, st.tickets) };
+  if (x) rank.x = x;
+  if (draw.expertScales === false) rng.skipNormals(bs * spec.k);
+  else rank.expert_scales = randn(rng, 'f32', [bs, spec.k]);
+  if (spec.smoothScales) {
+    const rows = a.moeExpertNum + a.sharedExpertNum;
+    if (draw.scaleRows === undefined) rank.scales = randn(rng, 'f32', [rows, H]);
+    else if (draw.scaleRows === null) rng.skipNormals(rows * H);
+    else rank.scales = randnRows(rng, 'f32', [rows, H], draw.scaleRows);
+  }
+  if (spec.sharedExpertX) {
+    if (draw.sharedExpertX === false) rng.skipNormals(bs * H);
+    else rank.shared_expert_x = randn(rng, dtype, [bs, H]);
+  }
+  let active = bs;
+  if (spec.activeBs !== undefined || spec.activeFraction !== undefined) {
+    active = spec.activeBs !== undefined ? Math.min(spec.activeBs, bs) : Math.floor(spec.activeFraction! * bs);
+    const mask = zeros('bool', [bs]);
+    mask.data.fill(1, 0, active);
+    rank.x_active_mask = mask;
+  }
+  const specials = spec.specials ?? [];
+  if (specials.length > 0 && active > 0) {
+    const rows = rng.shuffle(Array.from({ length: active }, (_, t) => t));
+    // without x the draws still happen (they do not depend on x's values), on a row of scrap
+    const target = x ?? (zeros(dtype, [1, H]) as Tensor<XDtype>);
+    specials.forEach((kind, i) => injectSpecial(rng, target, x ? rows[i % rows.length]! : 0, kind));
+  }
+  return { rank, active };
+}
+
+/**
  * Generates a case. Throws a MoeError (the first of checkGenSpec's) for a bad spec. Draw order:
  * the zipf popularity order, then per rank: x, expert_ids, expert_scales, smooth scales,
  * shared_expert_x, special rows.
  */
 export function generateCase(spec: GenSpec): GeneratedCase {
-  const errors = checkGenSpec(spec);
-  if (errors.length > 0) throw errors[0]!;
-  const a = attrsOf(spec);
+  const { rng, st } = openStream(spec);
+  const a = st.a;
   const W = a.epWorldSize;
-  const E = a.moeExpertNum;
-  const dtype = spec.dtype ?? 'bf16';
   const bsPerRank = bsList(spec);
-  const rng = new Rng(spec.seed);
-  const zipfOrder = rng.shuffle(Array.from({ length: E }, (_, e) => e));
-  const tickets = zipfTickets(E, spec.zipfS ?? 1.2);
   const ranks: RankTensors[] = [];
   const activeBs: number[] = [];
   for (let r = 0; r < W; r++) {
-    const bs = bsPerRank[r]!;
-    const x = randn(rng, dtype, [bs, spec.h]) as Tensor<XDtype>;
-    const rank: RankTensors = {
-      x,
-      expert_ids: routeRows(rng, spec, a, bs, zipfOrder, tickets),
-      expert_scales: randn(rng, 'f32', [bs, spec.k]),
-    };
-    if (spec.smoothScales) rank.scales = randn(rng, 'f32', [E + a.sharedExpertNum, spec.h]);
-    if (spec.sharedExpertX) rank.shared_expert_x = randn(rng, dtype, [bs, spec.h]);
-    let active = bs;
-    if (spec.activeBs !== undefined || spec.activeFraction !== undefined) {
-      active = spec.activeBs !== undefined ? Math.min(spec.activeBs, bs) : Math.floor(spec.activeFraction! * bs);
-      const mask = zeros('bool', [bs]);
-      mask.data.fill(1, 0, active);
-      rank.x_active_mask = mask;
-    }
+    const { rank, active } = drawRank(rng, st, bsPerRank[r]!);
     activeBs.push(active);
-    const specials = spec.specials ?? [];
-    if (specials.length > 0 && active > 0) {
-      const rows = rng.shuffle(Array.from({ length: active }, (_, t) => t));
-      specials.forEach((kind, i) => injectSpecial(rng, x, rows[i % rows.length]!, kind));
-    }
     ranks.push(rank);
   }
-  const attrs: CaseSpec['attrs'] = { epWorldSize: W, moeExpertNum: E };
+  const attrs = caseAttrs(spec, a);
+  return { attrs, ranks, groupAttrs: a, bsPerRank, activeBs };
+}
+
+/** The case.json document of a spec. */
+function caseAttrs(spec: GenSpec, a: GroupAttrs): CaseSpec['attrs'] {
+  const attrs: CaseSpec['attrs'] = { epWorldSize: a.epWorldSize, moeExpertNum: a.moeExpertNum };
   if (a.sharedExpertRankNum !== 0 || spec.sharedExpertNum !== undefined) attrs.sharedExpertNum = a.sharedExpertNum;
   if (a.sharedExpertRankNum !== 0) attrs.sharedExpertRankNum = a.sharedExpertRankNum;
   attrs.quantMode = a.quantMode;
   if (a.globalBs !== 0) attrs.globalBs = a.globalBs;
   if (spec.expertTokenNumsType !== undefined) attrs.expertTokenNumsType = a.expertTokenNumsType;
   if (spec.groupEp !== undefined) attrs.groupEp = a.groupEp;
-  return { attrs, ranks, groupAttrs: a, bsPerRank, activeBs };
+  return attrs;
+}
+
+/**
+ * The same case as generateCase(spec), one rank at a time: rank r's tensors with generateCase's
+ * bytes, drawing only what `draw` asks for. The stream is shared by all ranks in order, so the
+ * state at the start of every rank is kept once reached (W small records); ranks asked for in
+ * order cost one pass over the stream, skipped tensors cost only the integer draws.
+ */
+export class CaseStream {
+  readonly attrs: CaseSpec['attrs'];
+  readonly groupAttrs: GroupAttrs;
+  readonly bsPerRank: number[];
+  private readonly st: Stream;
+  /** checkpoints[r]: the generator at the start of rank r */
+  private readonly checkpoints: (Rng | undefined)[];
+
+  constructor(readonly spec: GenSpec) {
+    const { rng, st } = openStream(spec);
+    this.st = st;
+    this.groupAttrs = st.a;
+    this.bsPerRank = bsList(spec);
+    this.checkpoints = new Array<Rng | undefined>(st.a.epWorldSize + 1);
+    this.checkpoints[0] = rng;
+    this.attrs = caseAttrs(spec, st.a);
+  }
+
+  /** Rank r's tensors; `draw` limits what is filled (default: everything, as generateCase). */
+  rank(r: number, draw?: RankDraw): RankTensors {
+    const W = this.groupAttrs.epWorldSize;
+    if (!Number.isInteger(r) || r < 0 || r >= W) throw new RangeError(`rank ${r} is not in [0, ${W})`);
+    let c = r;
+    while (this.checkpoints[c] === undefined) c--;
+    for (; c < r; c++) {
+      const rng = this.checkpoints[c]!.clone();
+      drawRank(rng, this.st, this.bsPerRank[c]!, ROUTING_ONLY);
+      this.checkpoints[c + 1] = rng;
+    }
+    const rng = this.checkpoints[r]!.clone();
+    const { rank } = drawRank(rng, this.st, this.bsPerRank[r]!, draw);
+    this.checkpoints[r + 1] ??= rng;
+    return rank;
+  }
 }

@@ -71,6 +71,31 @@ export class Rng {
     return r * Math.cos(2 * Math.PI * u2);
   }
 
+  /**
+   * Advances the stream exactly as `n` calls of normal() would, without computing the values
+   * (each Box-Muller pair is two nextU32 draws): per-rank generators skip the tensors they do not
+   * need and stay on the same stream.
+   */
+  skipNormals(n: number): void {
+    if (n > 0 && this.spare !== undefined) {
+      this.spare = undefined;
+      n--;
+    }
+    for (let i = 2 * Math.floor(n / 2); i > 0; i--) this.nextU32();
+    if (n % 2 === 1) this.normal();
+  }
+
+  /** An independent copy of the generator at its current state. */
+  clone(): Rng {
+    const c = new Rng(0);
+    c.s0 = this.s0;
+    c.s1 = this.s1;
+    c.s2 = this.s2;
+    c.s3 = this.s3;
+    c.spare = this.spare;
+    return c;
+  }
+
   /** In-place Fisher-Yates shuffle. */
   shuffle<T>(a: T[]): T[] {
     for (let i = a.length - 1; i > 0; i--) {
@@ -92,6 +117,34 @@ export function randn<D extends 'bf16' | 'fp16' | 'f32'>(rng: Rng, dtype: D, sha
   for (let i = 0; i < d.length; i++) {
     const v = Math.fround(rng.normal());
     d[i] = dtype === 'bf16' ? f32ToBf16(v) : dtype === 'fp16' ? f32ToFp16(v) : v;
+  }
+  return t;
+}
+
+/**
+ * randn drawing only some rows: the same stream as randn(rng, dtype, shape) (the skipped rows'
+ * normals are stepped over), rows not listed stay 0. Shape (rows, cols).
+ */
+export function randnRows<D extends 'bf16' | 'fp16' | 'f32'>(
+  rng: Rng,
+  dtype: D,
+  shape: readonly [number, number],
+  rows: Iterable<number>,
+): Tensor<D> {
+  const [n, cols] = shape;
+  const t = zeros(dtype, shape);
+  const d = t.data;
+  const want = new Uint8Array(n);
+  for (const r of rows) want[r] = 1;
+  for (let r = 0; r < n; r++) {
+    if (!want[r]) {
+      rng.skipNormals(cols);
+      continue;
+    }
+    for (let i = r * cols; i < (r + 1) * cols; i++) {
+      const v = Math.fround(rng.normal());
+      d[i] = dtype === 'bf16' ? f32ToBf16(v) : dtype === 'fp16' ? f32ToFp16(v) : v;
+    }
   }
   return t;
 }
