@@ -1,0 +1,650 @@
+// The single-rank view: the outputs of one rank ρ of a group (all four ops) computed by streaming
+// over the other ranks, without their windows. A full group holds every rank's window in one
+// memory (W² blocks per half); rank ρ's outputs depend on the others only through
+//   - the messages each sender r sends to ρ (dispatch_teardown): bytes that depend only on
+//     (r's token, the scale row of the destination), so r's inputs are loaded, those messages
+//     are packed with the backend's own kernel, and r's inputs are dropped;
+//   - the rows each expert rank σ returns to ρ (combine_teardown): σ's expert output at the rows
+//     where σ's dispatch_teardown placed ρ's messages, found from the routing of every rank
+//     (expert_ids and x_active_mask, small) — with identity experts, the dequantized messages ρ
+//     itself sent.
+// Every kernel call is the backend's (route, pack, gather, combine) on a memory of its own sized
+// for ρ's blocks, so the outputs are bit-identical to the full group's for that rank.
+import {
+  type AttrInput,
+  type Layout,
+  combineCommCmdInfoLen,
+  dispatchCommCmdInfoLen,
+  expandRows,
+  expertHome,
+  localExpertNum,
+  makeLayout,
+  sharedHome,
+  withDefaults,
+} from '../contract/attrs.js';
+import {
+  checkActiveMask,
+  checkAttrs,
+  checkBuffer,
+  checkDims,
+  checkExpertIds,
+  checkRank,
+  checkTensor,
+} from '../contract/checks.js';
+import { MoeError } from '../errors.js';
+import { identityExpert } from '../expert.js';
+import { type Tensor, zeros } from '../tensor.js';
+import type { Backend, XDtype } from '../backends/types.js';
+import { ReferenceBackend } from '../backends/reference/index.js';
+import type { RankInputs } from '../runner.js';
+import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
+import type {
+  BackendName,
+  CombineSetupOutputs,
+  CombineTeardownOutputs,
+  DispatchSetupOutputs,
+  DispatchTeardownOutputs,
+} from './group.js';
+import { KERNEL_RESERVED, MAX_PAGES, PAGE } from './memory.js';
+
+/** What the routing pass needs of a rank: its expert_ids and x_active_mask. */
+export type RankRouting = Pick<RankInputs, 'expertIds' | 'xActiveMask'>;
+
+/**
+ * What the caller will read of a rank's inputs (a hint): a source may return everything; rows
+ * not listed may hold anything (e.g. zeros), tensors not asked for may be absent.
+ */
+export interface InputNeed {
+  /** rows (tokens) of x that are read */
+  xRows: Int32Array;
+  /** rows of scales that are read */
+  scaleRows: Int32Array;
+  /** whether expert_output is read */
+  expertOutput: boolean;
+  /** whether expert_scales, shared_expert_x and every row of x and scales are read (rank ρ itself) */
+  all: boolean;
+}
+
+/** Each rank's inputs on demand: a case directory read rank by rank, or a generator. */
+export interface RankInputSource {
+  getInputs(rank: number, need?: InputNeed): Promise<RankInputs>;
+  /** the routing of a rank only; without it the routing pass uses getInputs */
+  getRouting?(rank: number): Promise<RankRouting>;
+}
+
+/** The group the rank belongs to: attributes and data shapes, as createGroup takes them. */
+export interface SingleRankSpec extends AttrInput {
+  h: number;
+  k: number;
+  /** BS of every rank; required when globalBs = 0 (with globalBs it defaults to globalBs / W) */
+  bs?: number;
+  /** HCCL_BUFFSIZE in MB; defaults to the HCCL_BUFFSIZE environment variable, else 200 */
+  hcclBufferSize?: number;
+}
+
+export type SingleRankStage = 'routing' | 'senders';
+
+export interface SingleRankOptions {
+  /** a backend name, or an instance (it is attached to the single-rank memory) */
+  backend?: BackendName | Backend;
+  /** called after each rank of the routing pass and of the senders pass */
+  onProgress?: (done: number, total: number, stage: SingleRankStage, rank: number) => void;
+}
+
+export interface SingleRankResult {
+  dispatchSetup: DispatchSetupOutputs;
+  dispatchTeardown: DispatchTeardownOutputs;
+  combineSetup: CombineSetupOutputs;
+  combineTeardown: CombineTeardownOutputs;
+  stats: {
+    /** bytes of the single-rank memory (kernels' low memory, blocks, scratch) */
+    memoryBytes: number;
+    /** rows of expand_x received */
+    receivedRows: number;
+    /** ranks whose full inputs were loaded in the senders pass */
+    ranksLoaded: number;
+  };
+}
+
+/** The output tensors of a rank file (src/io/case.ts OUTPUT_TENSORS) from a single-rank result. */
+export function singleRankTensors(res: SingleRankResult): Record<string, Tensor> {
+  return {
+    y: res.dispatchSetup.y,
+    expand_idx: res.dispatchSetup.expandIdx,
+    comm_cmd_info: res.dispatchSetup.commCmdInfo,
+    expand_x: res.dispatchTeardown.expandX,
+    dynamic_scales: res.dispatchTeardown.dynamicScales,
+    assist_info_for_combine: res.dispatchTeardown.assistInfoForCombine,
+    expert_token_nums: res.dispatchTeardown.expertTokenNums,
+    quant_expand_x: res.combineSetup.quantExpandX,
+    combine_comm_cmd_info: res.combineSetup.commCmdInfo,
+    x_out: res.combineTeardown.x,
+  };
+}
+
+const ALIGN = 64;
+const alignUp = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
+
+function throwFirst(errors: MoeError[], rank?: number): void {
+  const e = errors[0];
+  if (!e) return;
+  if (rank === undefined) throw e;
+  const out = new MoeError(e.code, e.param, e.value, e.rule);
+  out.message = `rank ${rank}: ${e.message}`;
+  throw out;
+}
+
+function rankError(rank: number, code: MoeError['code'], param: string, value: unknown, rule: string): MoeError {
+  return withRank(new MoeError(code, param, value, rule), rank);
+}
+
+function withRank(e: MoeError, rank: number): MoeError {
+  const out = new MoeError(e.code, e.param, e.value, e.rule);
+  out.message = `rank ${rank}: ${e.message}`;
+  return out;
+}
+
+async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
+  if (typeof b !== 'string') return b;
+  if (b === 'reference') return new ReferenceBackend();
+  if (b === 'wasm') {
+    const { WasmBackend } = await import('../backends/wasm/index.js');
+    return WasmBackend.create();
+  }
+  throw new MoeError('E_ATTR', 'backend', b, 'backend should be "wasm" or "reference"');
+}
+
+/** The routing of one rank, kept for the whole computation (W·BS·K int32 over all ranks). */
+interface Routed {
+  bs: number;
+  activeBs: number;
+  ids: Int32Array;
+}
+
+function routingOf(lay: Layout, rank: number, inp: RankRouting): Routed {
+  throwFirst(checkTensor('expertIds', inp.expertIds, ['int32'], null), rank);
+  const shape = inp.expertIds.shape;
+  if (shape.length !== 2 || shape[1] !== lay.K) {
+    throw rankError(rank, 'E_SHAPE', 'expertIds.shape', [...shape], `expertIds shape should be [BS, ${lay.K}]`);
+  }
+  const bs = shape[0]!;
+  throwFirst(checkDims(lay.attrs, { h: lay.H, k: lay.K, bs }), rank);
+  if (lay.attrs.globalBs === 0 && bs !== lay.maxBs) {
+    throw rankError(rank, 'E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${lay.maxBs} (rank ${rank})`);
+  }
+  const ids = inp.expertIds.data as Int32Array;
+  throwFirst(checkExpertIds(ids, bs, lay.K, lay.E), rank);
+  let activeBs = bs;
+  const mask = inp.xActiveMask;
+  if (mask !== undefined && mask !== null) {
+    throwFirst(checkTensor('xActiveMask', mask, ['bool'], [bs]), rank);
+    const m = checkActiveMask(mask.data as Uint8Array, bs);
+    throwFirst(m.errors, rank);
+    activeBs = m.activeBs;
+  }
+  return { bs, activeBs, ids };
+}
+
+/** x of a rank against its routing: 2-D, bf16/fp16, (BS, H). */
+function checkX(lay: Layout, rank: number, x: Tensor | undefined, bs: number): XDtype {
+  throwFirst(checkTensor('x', x, ['bf16', 'fp16'], null), rank);
+  throwFirst(checkTensor('x', x, [x!.dtype], [bs, lay.H]), rank);
+  return x!.dtype as XDtype;
+}
+
+function checkScales(lay: Layout, rank: number, scales: Tensor | null | undefined): Float32Array | undefined {
+  if (scales === undefined || scales === null) return undefined;
+  if (lay.attrs.quantMode !== 2) {
+    throw rankError(rank, 'E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
+  }
+  throwFirst(checkTensor('scales', scales, ['f32'], [lay.E + lay.SN, lay.H]), rank);
+  return scales.data as Float32Array;
+}
+
+/**
+ * The outputs of rank `rank` of the group `spec`, exactly as the full group (createGroup +
+ * one round, each rank's expert its expert_output or the identity) gives them, computed from
+ * `source` rank by rank. Two passes over the ranks: the routing of every rank (expert_ids and
+ * x_active_mask), then the full inputs of only the ranks that exchange data with `rank`.
+ */
+export async function computeRank(
+  rank: number,
+  spec: SingleRankSpec,
+  source: RankInputSource,
+  opts: SingleRankOptions = {},
+): Promise<SingleRankResult> {
+  // ---- the group's own checks (createGroup) -------------------------------------------------
+  const attrs = withDefaults(spec);
+  throwFirst(checkAttrs(attrs));
+  throwFirst(checkRank(attrs, rank));
+  const bsOpt = spec.bs ?? (attrs.globalBs !== 0 ? Math.floor(attrs.globalBs / attrs.epWorldSize) : undefined);
+  if (bsOpt === undefined) {
+    throw new MoeError('E_ATTR', 'bs', bsOpt, 'bs (rows of x on every rank) is required when globalBs = 0');
+  }
+  throwFirst(checkDims(attrs, { h: spec.h, k: spec.k, bs: bsOpt }));
+  const lay = makeLayout(attrs, { h: spec.h, k: spec.k, bs: bsOpt });
+  throwFirst(checkBuffer(lay, spec.hcclBufferSize));
+  const { W, E, K, H, S, L } = lay;
+  const rho = rank;
+  const mb = lay.msgBytes;
+  const rowBytes = H * 2;
+  const isShared = rho < S;
+  const Lr = localExpertNum(lay, rho);
+  const A = expandRows(lay, rho);
+  const e0 = isShared ? 0 : (rho - S) * L;
+  const sharedS = isShared ? Math.floor(rho / lay.R) : -1;
+
+  // ---- pass 1: the routing of every rank -----------------------------------------------------
+  const routes: Routed[] = [];
+  /** cnt[r·E + e]: copies rank r sends to expert e */
+  const cnt = new Int32Array(W * E);
+  for (let r = 0; r < W; r++) {
+    const inp = source.getRouting ? await source.getRouting(r) : await source.getInputs(r);
+    const rt = routingOf(lay, r, inp);
+    routes.push(rt);
+    for (let i = 0; i < rt.activeBs * K; i++) cnt[r * E + rt.ids[i]!]!++;
+    opts.onProgress?.(r + 1, W, 'routing', r);
+  }
+  if (attrs.globalBs !== 0) {
+    const seen = [...new Set(routes.map((rt) => rt.bs))].sort((a, b) => a - b);
+    const maxBs = seen[seen.length - 1]!;
+    if (seen.length > 1 && attrs.globalBs !== maxBs * W) {
+      throw new MoeError(
+        'E_ATTR',
+        'globalBs',
+        attrs.globalBs,
+        `with uneven BS across ranks (${seen.join(', ')}) globalBs should be maxBs * epWorldSize = ${maxBs * W}`,
+      );
+    }
+  }
+  const own = routes[rho]!;
+  const { bs, activeBs } = own;
+
+  /** (Lr·W) messages rank ρ receives per (local expert j, sender r) */
+  const received = new Int32Array(Lr * W);
+  for (let r = 0; r < W; r++) {
+    if (isShared) received[r] = sharedHome(lay, r, sharedS) === rho ? routes[r]!.activeBs : 0;
+    else for (let j = 0; j < L; j++) received[j * W + r] = cnt[r * E + e0 + j]!;
+  }
+  const receivedRows = received.reduce((s, c) => s + c, 0);
+
+  // ---- the memory: ρ's own messages or the received blocks (one region, used in turn), the
+  // rows returned to ρ, and the backend's scratch ----------------------------------------------
+  const backend = await resolveBackend(opts.backend ?? 'wasm');
+  let ownBytes = 0;
+  for (let e = 0; e < E; e++) ownBytes += alignUp(cnt[rho * E + e]! * mb);
+  ownBytes += lay.sharedSends * alignUp(activeBs * mb);
+  let recvBytes = 0;
+  for (const c of received) recvBytes += alignUp(c * mb);
+  let combBytes = 0;
+  for (let e = 0; e < E; e++) combBytes += alignUp(cnt[rho * E + e]! * rowBytes);
+  combBytes += lay.sharedSends * alignUp(activeBs * rowBytes);
+  // a sender's messages to ρ: at most maxBs·min(L, K) (MoE ρ) or maxBs (shared ρ), packed as
+  // tokens with one destination each (K = 1) among ρ's Lr experts
+  const subRows = Math.max(1, isShared ? lay.maxBs : lay.maxBs * Math.min(L, K));
+  const subLay: Layout = {
+    ...lay,
+    K: 1,
+    E: Lr,
+    L: Lr,
+    lMax: Lr,
+    S: 0,
+    R: 0,
+    W: 1,
+    sharedSends: 0,
+    gbs: subRows,
+    maxBs: subRows,
+  };
+  const scratchBytes = alignUp(Math.max(backend.scratchBytes(lay), backend.scratchBytes(subLay)));
+  const dataBase = alignUp(KERNEL_RESERVED);
+  const combBase = dataBase + alignUp(Math.max(ownBytes, recvBytes));
+  const scratchBase = combBase + alignUp(combBytes);
+  const total = scratchBase + scratchBytes;
+  const pages = Math.max(1, Math.ceil(total / PAGE));
+  if (pages > MAX_PAGES) {
+    throw new MoeError(
+      'E_MEMORY',
+      'epRankId',
+      rho,
+      `the single-rank view of rank ${rho} needs ${total} bytes (received blocks ${recvBytes}, returned rows ${combBytes}, scratch ${scratchBytes}) in one wasm32 memory, more than its 4 GiB limit (${MAX_PAGES * PAGE} bytes)`,
+    );
+  }
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  }
+  await backend.attach({ memory, scratchBase, scratchBytes });
+
+  // ---- rank ρ: dispatch_setup ------------------------------------------------------------------
+  const ownInputs = await source.getInputs(rho);
+  const ownRt = routingOf(lay, rho, ownInputs);
+  if (!sameInts(ownRt.ids, own.ids) || ownRt.activeBs !== activeBs) {
+    throw rankError(rho, 'E_CASE', 'expertIds', 'changed', 'getInputs and getRouting should give the same expert_ids and x_active_mask');
+  }
+  const dtype = checkX(lay, rho, ownInputs.x, bs);
+  const ownScales = checkScales(lay, rho, ownInputs.scales);
+  const { expandIdx, counts } = backend.route({ expertIds: own.ids, activeBs, bs, K, E });
+  const expertBlock = new Float64Array(E).fill(-1);
+  let at = dataBase;
+  for (let e = 0; e < E; e++) {
+    if (counts[e]! > 0) {
+      expertBlock[e] = at;
+      at += alignUp(counts[e]! * mb);
+    }
+  }
+  const sharedBlock = new Float64Array(lay.sharedSends).fill(-1);
+  for (let s = 0; s < lay.sharedSends; s++) {
+    if (activeBs > 0) {
+      sharedBlock[s] = at;
+      at += alignUp(activeBs * mb);
+    }
+  }
+  const y = backend.pack({
+    lay,
+    x: ownInputs.x as Tensor<XDtype>,
+    expertIds: own.ids,
+    scales: ownScales,
+    activeBs,
+    expandIdx,
+    expertBlock,
+    sharedBlock,
+  });
+  const dsCommCmdInfo = zeros('int32', [dispatchCommCmdInfoLen(lay, bs, rho)]);
+  for (let i = 0; i < activeBs * K; i++) {
+    const home = expertHome(lay, own.ids[i]!);
+    putDescriptor(dsCommCmdInfo.data, i, KIND_DISPATCH, home.rank, home.local, expandIdx[i]!, rho, Math.floor(i / K), i % K, mb);
+  }
+  for (let s = 0; s < lay.sharedSends; s++) {
+    for (let t = 0; t < activeBs; t++) {
+      putDescriptor(dsCommCmdInfo.data, bs * K + s * activeBs + t, KIND_DISPATCH, sharedHome(lay, rho, s), 0, t, rho, t, K + s, mb);
+    }
+  }
+  const dispatchSetup: DispatchSetupOutputs = {
+    y,
+    expandIdx: { dtype: 'int32', shape: [bs * K], data: expandIdx },
+    commCmdInfo: dsCommCmdInfo,
+  };
+
+  // combine's dtype: ρ's expert output (expand_x of combine), its expert_output or x's dtype
+  const ownOut = ownInputs.expertOutput;
+  if (ownOut !== undefined && ownOut !== null) {
+    throwFirst(checkTensor('expandX', ownOut, ['bf16', 'fp16'], [A, H]), rho);
+  }
+  const combDtype: XDtype = (ownOut?.dtype as XDtype | undefined) ?? dtype;
+  let sharedExpertX: Uint16Array | undefined;
+  const sx = ownInputs.sharedExpertX;
+  if (sx !== undefined && sx !== null) {
+    if (S !== 0) {
+      throw rankError(rho, 'E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${S})`);
+    }
+    throwFirst(checkTensor('sharedExpertX', sx, [combDtype], null), rho);
+    const s = sx.shape;
+    const ok = (s.length === 2 && s[0] === bs && s[1] === H) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === H);
+    if (!ok) {
+      throw rankError(rho, 'E_SHAPE', 'sharedExpertX.shape', [...s], `sharedExpertX shape should be [${bs}, ${H}] or [a, b, ${H}] with a * b = ${bs}`);
+    }
+    sharedExpertX = sx.data as Uint16Array;
+  }
+  throwFirst(checkTensor('expertScales', ownInputs.expertScales, ['f32'], [bs, K]), rho);
+
+  // ---- the blocks of dispatch_teardown, in (local expert j, sender r) order ----------------
+  const blockOffset = new Float64Array(Lr * W).fill(-1);
+  at = dataBase;
+  for (let idx = 0; idx < Lr * W; idx++) {
+    if (received[idx]! > 0) {
+      blockOffset[idx] = at;
+      at += alignUp(received[idx]! * mb);
+    }
+  }
+
+  // ---- the rows returned to ρ in combine: one block per expert ρ sends to, by slot ----------
+  const combExpertBlock = new Float64Array(E).fill(-1);
+  at = combBase;
+  for (let e = 0; e < E; e++) {
+    const c = cnt[rho * E + e]!;
+    if (c > 0) {
+      combExpertBlock[e] = at;
+      at += alignUp(c * rowBytes);
+    }
+  }
+  const combSharedBlock = new Float64Array(lay.sharedSends).fill(-1);
+  for (let s = 0; s < lay.sharedSends; s++) {
+    if (activeBs > 0) {
+      combSharedBlock[s] = at;
+      at += alignUp(activeBs * rowBytes);
+    }
+  }
+  // colSum[e]: copies expert e receives from all ranks (its rows in its rank's expand_x)
+  const colSum = new Float64Array(E);
+  for (let r = 0; r < W; r++) for (let e = 0; e < E; e++) colSum[e]! += cnt[r * E + e]!;
+  /** Expert ranks σ that return rows to ρ, with what they return. */
+  const returns = new Map<number, { e: number; first: number; count: number; block: number }[]>();
+  const addReturn = (sigma: number, part: { e: number; first: number; count: number; block: number }) => {
+    let list = returns.get(sigma);
+    if (!list) returns.set(sigma, (list = []));
+    list.push(part);
+  };
+  for (let e = 0; e < E; e++) {
+    const c = cnt[rho * E + e]!;
+    if (c === 0) continue;
+    const home = expertHome(lay, e);
+    // σ's expand_x: local experts j' < j first, then senders r < ρ of expert e
+    let first = 0;
+    for (let j = 0; j < home.local; j++) first += colSum[e - home.local + j]!;
+    for (let r = 0; r < rho; r++) first += cnt[r * E + e]!;
+    addReturn(home.rank, { e, first, count: c, block: combExpertBlock[e]! });
+  }
+  for (let s = 0; s < lay.sharedSends; s++) {
+    if (activeBs === 0) continue;
+    const sigma = sharedHome(lay, rho, s);
+    let first = 0;
+    for (let r = 0; r < rho; r++) if (sharedHome(lay, r, s) === sigma) first += routes[r]!.activeBs;
+    addReturn(sigma, { e: -1 - s, first, count: activeBs, block: combSharedBlock[s]! });
+  }
+
+  // ---- pass 2: the ranks that exchange data with ρ ------------------------------------------
+  const mem = (): Uint8Array => new Uint8Array(memory.buffer);
+  const identityFrom: number[] = [];
+  let ranksLoaded = 0;
+  for (let r = 0; r < W; r++) {
+    let sends = 0;
+    for (let j = 0; j < Lr; j++) sends += received[j * W + r]!;
+    const back = returns.get(r);
+    if (sends === 0 && !back) {
+      opts.onProgress?.(r + 1, W, 'senders', r);
+      continue;
+    }
+    const rt = routes[r]!;
+    // which tokens (flat indices) of r go to ρ
+    const flat: number[] = [];
+    if (sends > 0) {
+      if (isShared) for (let t = 0; t < rt.activeBs; t++) flat.push(t);
+      else for (let i = 0; i < rt.activeBs * K; i++) if (rt.ids[i]! >= e0 && rt.ids[i]! < e0 + L) flat.push(i);
+    }
+    let inp: RankInputs;
+    if (r === rho) inp = ownInputs;
+    else {
+      const xRows = Int32Array.from(isShared ? flat : flat.map((i) => Math.floor(i / K)));
+      const scaleRows = isShared ? Int32Array.of(sharedS) : Int32Array.from({ length: L }, (_, j) => e0 + j + lay.SN);
+      inp = await source.getInputs(r, { xRows, scaleRows, expertOutput: back !== undefined, all: false });
+      ranksLoaded++;
+      const again = routingOf(lay, r, inp);
+      if (!sameInts(again.ids, rt.ids) || again.activeBs !== rt.activeBs) {
+        throw rankError(r, 'E_CASE', 'expertIds', 'changed', 'getInputs and getRouting should give the same expert_ids and x_active_mask');
+      }
+    }
+    const xDtype = checkX(lay, r, inp.x, rt.bs);
+    if (sends > 0) {
+      if (xDtype !== dtype) {
+        throw new MoeError('E_MISMATCH', 'x.dtype', dtype, `rank ${r} sent ${xDtype} rows to rank ${rho}, whose x is ${dtype}: every rank must use the same dtype`);
+      }
+      packToRho(r, rt, flat, inp, xDtype);
+    }
+    if (back) {
+      const out = inp.expertOutput;
+      if (out !== undefined && out !== null) {
+        throwFirst(checkTensor('expandX', out, ['bf16', 'fp16'], [expandRows(lay, r), H]), r);
+        if (out.dtype !== combDtype) {
+          throw new MoeError('E_MISMATCH', 'expandX.dtype', combDtype, `rank ${r} sent ${out.dtype} rows to rank ${rho}, whose expandX is ${combDtype}: every rank must use the same dtype`);
+        }
+        const src = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength);
+        const m = mem();
+        for (const p of back) m.set(src.subarray(p.first * rowBytes, (p.first + p.count) * rowBytes), p.block);
+      } else {
+        if (xDtype !== combDtype) {
+          throw new MoeError('E_MISMATCH', 'expandX.dtype', combDtype, `rank ${r} sent ${xDtype} rows to rank ${rho}, whose expandX is ${combDtype}: every rank must use the same dtype`);
+        }
+        identityFrom.push(r);
+      }
+    }
+    opts.onProgress?.(r + 1, W, 'senders', r);
+  }
+
+  function packToRho(r: number, rt: Routed, flat: number[], inp: RankInputs, xDtype: XDtype): void {
+    // The messages of r to ρ as a problem of their own: one token per message (K = 1), expert
+    // ids 0 … Lr−1 for ρ's local experts, their smooth-scale rows moved to rows SN + j, and the
+    // slots r's routing gives them; pack writes each straight into its block (j, r).
+    const n = flat.length;
+    const x = inp.x as Tensor<XDtype>;
+    let subX: Uint16Array;
+    const subIds = new Int32Array(n);
+    const subIdx = new Int32Array(n);
+    let subScales: Float32Array | undefined;
+    const scales = checkScales(lay, r, inp.scales);
+    if (isShared) {
+      subX = (x.data as Uint16Array).subarray(0, n * H);
+      for (let t = 0; t < n; t++) subIdx[t] = t;
+      if (scales) {
+        subScales = new Float32Array((1 + lay.SN) * H);
+        subScales.set(scales.subarray(sharedS * H, (sharedS + 1) * H), lay.SN * H);
+      }
+    } else {
+      const { expandIdx: idx } = backend.route({ expertIds: rt.ids, activeBs: rt.activeBs, bs: rt.bs, K, E });
+      subX = new Uint16Array(n * H);
+      const xd = x.data as Uint16Array;
+      for (let m = 0; m < n; m++) {
+        const i = flat[m]!;
+        const t = Math.floor(i / K);
+        subX.set(xd.subarray(t * H, (t + 1) * H), m * H);
+        subIds[m] = rt.ids[i]! - e0;
+        subIdx[m] = idx[i]!;
+      }
+      if (scales) {
+        subScales = new Float32Array((L + lay.SN) * H);
+        subScales.set(scales.subarray((e0 + lay.SN) * H, (e0 + L + lay.SN) * H), lay.SN * H);
+      }
+    }
+    const subBlock = new Float64Array(Lr);
+    for (let j = 0; j < Lr; j++) subBlock[j] = blockOffset[j * W + r]!;
+    backend.pack({
+      lay: subLay,
+      x: { dtype: xDtype, shape: [n, H], data: subX },
+      expertIds: subIds,
+      scales: subScales,
+      activeBs: n,
+      expandIdx: subIdx,
+      expertBlock: subBlock,
+      sharedBlock: new Float64Array(0),
+    });
+  }
+
+  // ---- rank ρ: dispatch_teardown ---------------------------------------------------------------
+  const dispatchTeardown = backend.gather({
+    lay,
+    rows: A,
+    localExperts: Lr,
+    blockOffset,
+    blockCount: received,
+    sharedRank: isShared,
+    xDtype: dtype,
+  });
+
+  // ---- rows that identity experts return: the dequantized messages ρ sent ---------------------
+  if (identityFrom.length > 0) {
+    const want = new Set(identityFrom);
+    const yb = new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength);
+    const m = mem();
+    // message row of y -> byte offset of its row in the combine blocks
+    const rowsTo: [number, number][] = [];
+    for (let i = 0; i < activeBs * K; i++) {
+      const e = own.ids[i]!;
+      if (want.has(expertHome(lay, e).rank)) rowsTo.push([i, combExpertBlock[e]! + expandIdx[i]! * rowBytes]);
+    }
+    for (let s = 0; s < lay.sharedSends; s++) {
+      if (!want.has(sharedHome(lay, rho, s))) continue;
+      for (let t = 0; t < activeBs; t++) rowsTo.push([bs * K + s * activeBs + t, combSharedBlock[s]! + t * rowBytes]);
+    }
+    if (lay.attrs.quantMode === 0) {
+      for (const [i, off] of rowsTo) m.set(yb.subarray(i * mb, i * mb + rowBytes), off);
+    } else {
+      // identityExpert itself over the messages as expand_x rows (codes, then the scale bits)
+      const n = rowsTo.length;
+      const codes = new Int8Array(n * H);
+      const scaleBits = new Uint32Array(n);
+      const dv = new DataView(yb.buffer, yb.byteOffset, yb.byteLength);
+      rowsTo.forEach(([i], a) => {
+        codes.set(new Int8Array(yb.buffer, yb.byteOffset + i * mb, H), a * H);
+        scaleBits[a] = dv.getUint32(i * mb + lay.scaleOffset, true);
+      });
+      const assist = new Int32Array(W * Lr).fill(n);
+      const deq = identityExpert(
+        lay,
+        rho,
+        {
+          expandX: { dtype: 'int8', shape: [n, H], data: codes },
+          dynamicScales: { dtype: 'f32', shape: [n], data: new Float32Array(scaleBits.buffer) },
+          assistInfoForCombine: { dtype: 'int32', shape: [assist.length], data: assist },
+        },
+        combDtype,
+      );
+      const db = new Uint8Array(deq.data.buffer, deq.data.byteOffset, deq.data.byteLength);
+      rowsTo.forEach(([, off], a) => m.set(db.subarray(a * rowBytes, (a + 1) * rowBytes), off));
+    }
+  }
+
+  // ---- rank ρ: combine_setup ---------------------------------------------------------------------
+  const csCommCmdInfo = zeros('int32', [combineCommCmdInfoLen(lay, rho)]);
+  let pre = 0;
+  for (let idx = 0; idx < received.length; idx++) {
+    const j = Math.floor(idx / W);
+    const r = idx % W;
+    const c = received[idx]!;
+    for (let q = 0; q < c; q++) putDescriptor(csCommCmdInfo.data, pre + q, KIND_COMBINE, r, j, q, rho, pre + q, 0, rowBytes);
+    pre += c;
+  }
+  const combineSetup: CombineSetupOutputs = {
+    quantExpandX: zeros('int8', [A, lay.quantExpandXCols]),
+    commCmdInfo: csCommCmdInfo,
+  };
+
+  // ---- rank ρ: combine_teardown --------------------------------------------------------------------
+  const x = backend.combine({
+    lay,
+    dtype: combDtype,
+    bs,
+    activeBs,
+    expertIds: own.ids,
+    expandIdx,
+    expertScales: ownInputs.expertScales.data as Float32Array,
+    expertBlock: combExpertBlock,
+    sharedBlock: combSharedBlock,
+    sharedExpertX,
+  });
+
+  return {
+    dispatchSetup,
+    dispatchTeardown,
+    combineSetup,
+    combineTeardown: { x },
+    stats: { memoryBytes: memory.buffer.byteLength, receivedRows, ranksLoaded },
+  };
+}
+
+function sameInts(a: Int32Array, b: Int32Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
