@@ -166,11 +166,11 @@ size_t tensorBytes(const FakeTensor* t) {
 }
 
 uint64_t fnv1a(const void* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
   const uint8_t* b = static_cast<const uint8_t*>(p);
   for (size_t i = 0; i < n; i++) {
     h ^= b[i];
-    h *= 1099511628211ull;
+    h *= 0x100000001b3ull;  // FNV prime
   }
   return h;
 }
