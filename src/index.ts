@@ -12,3 +12,6 @@ export { RankGroup } from './group/rank-group.js';
 export { runSpmd, type SpmdOptions, type SpmdResult, type RankProgramContext } from './group/workers/spmd.js';
 export { Collective, type CollectiveOptions, toShared } from './group/workers/collective.js';
 export { threadSupport, activeWorkers, type ThreadSupport } from './group/workers/platform.js';
+// The npu backend (Node only): registers createGroup({ backend: 'npu' | 'auto' }).
+export type { DeviceBackendName, DeviceGroupOptions, NpuOptions, OpGroup } from './group/create.js';
+export { NpuGroup, NpuError, loadBridge, npuAvailability, type BridgeStatus } from './npu/index.js';

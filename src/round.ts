@@ -82,9 +82,9 @@ async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> |
   return out;
 }
 
-/** One round of the four ops on every rank of `group`, with `inputs[r]` for rank r. */
+/** One round of the four ops on every rank of `group` (EpGroup, or the npu group), with `inputs[r]` for rank r. */
 export async function runRound(
-  group: EpGroup,
+  group: Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'>,
   inputs: readonly RankInputs[],
   onProgress?: ProgressFn,
 ): Promise<{ results: RankResult[]; timings: PhaseTimings }> {

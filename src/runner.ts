@@ -1,6 +1,8 @@
 // `runCase`: one round of the four ops (src/round.ts) for a case directory, outputs written to disk.
 // The round itself lives in round.ts (browser-safe) and is re-exported here.
-import { type BackendName, type EpGroup, createGroup } from './group/group.js';
+import { type BackendName, createGroup } from './group/group.js';
+import type { DeviceBackendName, NpuOptions, OpGroup } from './group/create.js';
+import './npu/index.js'; // registers the npu backend (createGroup({ backend: 'npu' | 'auto' }))
 import { MoeError } from './errors.js';
 import { type MoeCase, type TensorFormat, readCase, withContext, writeCaseOutputs } from './io/case.js';
 import { type PhaseTimings, type ProgressFn, outputTensors, runRound } from './round.js';
@@ -8,7 +10,10 @@ import { type PhaseTimings, type ProgressFn, outputTensors, runRound } from './r
 export * from './round.js';
 
 export interface RunCaseOptions {
-  backend?: BackendName;
+  /** wasm (default), reference, npu (Ascend NPUs through CANN) or auto (npu when available, else wasm) */
+  backend?: BackendName | DeviceBackendName;
+  /** options of the npu backend */
+  npu?: NpuOptions;
   /** notes such as a backend fallback */
   log?: (msg: string) => void;
   /** the ranks whose outputs are written (default all); every rank still runs */
@@ -40,9 +45,11 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
   if (bad !== undefined) {
     throw new MoeError('E_VALUE', 'ranks', [...ranks], `ranks should be distinct integers in [0, epWorldSize) = [0, ${W})`);
   }
-  let group: EpGroup;
+  let group: OpGroup;
   try {
-    group = await createGroup({ ...c.attrs, h: c.h, k: c.k, bs: c.bs, backend: opts.backend ?? 'wasm', log: opts.log });
+    const base = { ...c.attrs, h: c.h, k: c.k, bs: c.bs, log: opts.log };
+    const b = opts.backend ?? 'wasm';
+    group = b === 'npu' || b === 'auto' ? await createGroup({ ...base, backend: b, npu: opts.npu }) : await createGroup({ ...base, backend: b });
   } catch (e) {
     throw e instanceof MoeError ? withContext(e, caseDir) : e;
   }

@@ -232,7 +232,7 @@ describe('CLI', () => {
     [['run'], /run needs a CASE_DIR \(see moe-distribute run --help\)/],
     [['run', 'a'], /run needs --out OUT_DIR/],
     [['run', 'a', 'b', '--out', 'o'], /run takes one CASE_DIR, got 2/],
-    [['run', 'a', '--out', 'o', '--backend', 'gpu'], /--backend should be wasm or reference, got "gpu"/],
+    [['run', 'a', '--out', 'o', '--backend', 'gpu'], /--backend should be wasm, reference, npu or auto, got "gpu"/],
     [['run', 'a', '--out', 'o', '--fast'], /Unknown option '--fast'.*\(see moe-distribute run --help\)/],
     [['run', '.', '--out', '.'], /--out must not be CASE_DIR/],
   ])('usage error %j: one line, exit 2', async (argv, pattern) => {

@@ -1,17 +1,18 @@
-// `moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference] [--ranks LIST]
+// `moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference|npu|auto] [--ranks LIST]
 //  [--format safetensors|npy]`
 import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BackendName } from '../group/group.js';
+import type { DeviceBackendName } from '../group/create.js';
 import { TENSOR_FORMATS, type TensorFormat, readCaseAttrs } from '../io/case.js';
 import { runCase } from '../runner.js';
 import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
 import { ProgressBar } from './progress.js';
 
-const BACKENDS: readonly BackendName[] = ['wasm', 'reference'];
+const BACKENDS: readonly (BackendName | DeviceBackendName)[] = ['wasm', 'reference', 'npu', 'auto'];
 
-const HELP = `Usage: moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference] [--ranks LIST]
+const HELP = `Usage: moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference|npu|auto] [--ranks LIST]
                           [--format safetensors|npy]
 
 Runs one round of the four ops (dispatch_setup, dispatch_teardown, the experts, combine_setup,
@@ -37,7 +38,10 @@ every op on every rank succeeds.
 
 Options:
   --out OUT_DIR        where to write the outputs (created if missing; not CASE_DIR)
-  --backend NAME       wasm (default) or reference (the plain TypeScript oracle)
+  --backend NAME       wasm (default), reference (the plain TypeScript oracle), npu (the real
+                        aclnn ops on this host's Ascend NPUs through CANN, one process per rank;
+                        see docs/ascend.md) or auto (npu when CANN is available, else wasm; a
+                        note on stderr says which and why)
   --ranks LIST         write only these ranks' outputs, e.g. 0,3 (every rank still runs: the
                         outputs of one depend on all)
   --format FORMAT      safetensors (default) or npy, the form of the outputs
@@ -47,6 +51,8 @@ A run that lasts more than a second shows a progress bar on stderr when stderr i
 
 Environment:
   HCCL_BUFFSIZE        the per-rank window size in MB (default 200), checked as on hardware
+                        (and given to the NPU ranks as checked)
+  ASCEND_HOME_PATH     CANN's install directory for --backend npu|auto (set by CANN's set_env.sh)
 
 Exit codes: 0 success, 1 bad case (one line on stderr), 2 usage error, 70 internal error.
 `;
@@ -95,9 +101,9 @@ export const runCommand: Command = {
     if (positionals.length === 0) throw new UsageError('run needs a CASE_DIR', 'run');
     if (positionals.length > 1) throw new UsageError(`run takes one CASE_DIR, got ${positionals.length}: ${positionals.join(' ')}`, 'run');
     if (values.out === undefined || values.out === '') throw new UsageError('run needs --out OUT_DIR', 'run');
-    const backend = values.backend as BackendName;
+    const backend = values.backend as BackendName | DeviceBackendName;
     if (!BACKENDS.includes(backend)) {
-      throw new UsageError(`--backend should be ${BACKENDS.join(' or ')}, got ${JSON.stringify(values.backend)}`, 'run');
+      throw new UsageError(`--backend should be ${BACKENDS.slice(0, -1).join(', ')} or ${BACKENDS.at(-1)}, got ${JSON.stringify(values.backend)}`, 'run');
     }
     const format = values.format as TensorFormat;
     if (!TENSOR_FORMATS.includes(format)) {
