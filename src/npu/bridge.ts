@@ -70,10 +70,10 @@ let cached: { key: string; status: BridgeStatus } | undefined;
  * Loads the addon and, through it, CANN (libascendcl, libnnopbase, libopapi, libhccl under
  * `home`/lib64 or on the loader's path). The result is cached per (addon, home).
  */
-export function loadBridge(opts: { ascendHome?: string; env?: NodeJS.ProcessEnv } = {}): BridgeStatus {
+export function loadBridge(opts: { ascendHome?: string; env?: NodeJS.ProcessEnv; addonPaths?: string[] } = {}): BridgeStatus {
   const env = opts.env ?? process.env;
   const home = opts.ascendHome ?? ascendHome(env);
-  const candidates = addonCandidates(env);
+  const candidates = opts.addonPaths ?? addonCandidates(env);
   const addonPath = candidates.find((p) => existsSync(p));
   const key = `${addonPath}\0${home}`;
   if (cached && cached.key === key) return cached.status;
