@@ -81,8 +81,26 @@ export class Rng {
       this.spare = undefined;
       n--;
     }
-    for (let i = 2 * Math.floor(n / 2); i > 0; i--) this.nextU32();
+    this.skipU32(2 * Math.floor(n / 2));
     if (n % 2 === 1) this.normal();
+  }
+
+  /** Advances the stream by `n` nextU32 draws (the same steps, on locals: no result computed). */
+  skipU32(n: number): void {
+    let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
+    for (let i = 0; i < n; i++) {
+      const t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+    }
+    this.s0 = s0;
+    this.s1 = s1;
+    this.s2 = s2;
+    this.s3 = s3;
   }
 
   /** An independent copy of the generator at its current state. */
