@@ -121,10 +121,10 @@ export async function runCaseSingleRank(
   outDir: string,
   ranks: readonly number[],
   opts: SingleRankCaseOptions = {},
-): Promise<{ files: string[]; results: Map<number, SingleRankResult['stats']>; W: number; h: number; k: number; dtype: string; quantMode: number }> {
+): Promise<{ files: string[]; results: Map<number, SingleRankResult['stats']>; W: number; h: number; k: number; quantMode: number }> {
   const files: string[] = [];
   const results = new Map<number, SingleRankResult['stats']>();
-  let info = { W: 0, h: 0, k: 0, dtype: '', quantMode: 0 };
+  let info = { W: 0, h: 0, k: 0, quantMode: 0 };
   for (const rank of ranks) {
     let res: SingleRankResult;
     try {
@@ -133,13 +133,7 @@ export async function runCaseSingleRank(
         backend: opts.backend ?? 'wasm',
         onProgress: (done, total, stage, r) => opts.onProgress?.(done, total, `rank ${rank}: ${stage} ${r}`),
       });
-      info = {
-        W: spec.epWorldSize,
-        h: spec.h,
-        k: spec.k,
-        dtype: res.dispatchSetup.y.dtype === 'int8' ? (res.combineTeardown.x.dtype as string) : res.dispatchSetup.y.dtype,
-        quantMode: spec.quantMode ?? 0,
-      };
+      info = { W: spec.epWorldSize, h: spec.h, k: spec.k, quantMode: spec.quantMode ?? 0 };
     } catch (e) {
       throw e instanceof MoeError ? withContext(e, caseDir) : e;
     }

@@ -309,3 +309,54 @@ describe('single-rank view: errors the full group would raise', () => {
     expect([big.code, big.param]).toEqual(['E_BUFFER', 'hcclBufferSize']);
   });
 });
+
+describe('run --single-rank', () => {
+  test('--ranks 4,0 --single-rank writes the bytes of the full run (safetensors and npy); without --ranks: usage error', async () => {
+    const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { main } = await import('../src/cli/cli.js');
+    const { readRankTensors, writeCase } = await import('../src/io/case.js');
+    const { runCase } = await import('../src/runner.js');
+    const dir = await mkdtemp(join(tmpdir(), 'moe-single-'));
+    try {
+      const cfg: Config = {
+        spec: { epWorldSize: 5, moeExpertNum: 6, sharedExpertRankNum: 2, sharedExpertNum: 2, bs: [2, 3, 1, 3, 2], h: 1024, k: 2, quantMode: 2, smoothScales: true, activeFraction: 0.7, seed: 31 },
+        withOutput: [false, true, false, true, true],
+        ranks: [],
+      };
+      const gc = generateCase(cfg.spec);
+      const inputs = inputsOf(cfg);
+      const caseDir = join(dir, 'case');
+      await writeCase(caseDir, {
+        attrs: gc.attrs,
+        ranks: gc.ranks.map((t, r) => (inputs[r]!.expertOutput ? { ...t, expert_output: inputs[r]!.expertOutput! } : t)),
+      });
+      const full = join(dir, 'full');
+      await runCase(caseDir, full, { backend: 'reference' });
+      const io = () => {
+        const o = { out: '', err: '' };
+        return { o, io: { stdout: (t: string) => void (o.out += t), stderr: (t: string) => void (o.err += t), env: {} } };
+      };
+      for (const format of ['safetensors', 'npy'] as const) {
+        const out = join(dir, `single-${format}`);
+        const c = io();
+        const code = await main(['run', caseDir, '--out', out, '--ranks', '4,0', '--single-rank', '--format', format], c.io);
+        expect([code, c.o.err]).toEqual([0, '']);
+        expect(c.o.out).toMatch(/^wrote 2 rank (files|directories) \(ranks 4, 0 of 5, single-rank view\)/);
+        expect((await readdir(out)).sort()).toEqual(format === 'npy' ? ['rank0', 'rank4'] : ['rank0.safetensors', 'rank4.safetensors']);
+        for (const rank of [0, 4]) {
+          const got = await readRankTensors(out, rank);
+          const want = await readRankTensors(full, rank);
+          expect(Object.keys(got).sort()).toEqual(Object.keys(want).sort());
+          for (const k of Object.keys(want)) expect(bytes(got[k]!).equals(bytes(want[k]!)), `${format} rank ${rank} ${k}`).toBe(true);
+        }
+      }
+      const c = io();
+      expect(await main(['run', caseDir, '--out', join(dir, 'x'), '--single-rank'], c.io)).toBe(2);
+      expect(c.o.err).toContain('--single-rank needs --ranks');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

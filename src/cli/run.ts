@@ -7,13 +7,14 @@ import type { BackendName } from '../group/group.js';
 import type { DeviceBackendName } from '../group/create.js';
 import { TENSOR_FORMATS, type TensorFormat, readCaseAttrs } from '../io/case.js';
 import { runCase } from '../runner.js';
+import { runCaseSingleRank } from '../single-rank-sources.js';
 import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
 import { ProgressBar } from './progress.js';
 
 const BACKENDS: readonly (BackendName | DeviceBackendName)[] = ['wasm', 'reference', 'npu', 'auto'];
 
 const HELP = `Usage: moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference|npu|auto] [--ranks LIST]
-                          [--format safetensors|npy]
+                          [--format safetensors|npy] [--single-rank]
 
 Runs one round of the four ops (dispatch_setup, dispatch_teardown, the experts, combine_setup,
 combine_teardown) on every rank of the case in CASE_DIR and writes OUT_DIR/rank{r}.safetensors
@@ -45,6 +46,11 @@ Options:
   --ranks LIST         write only these ranks' outputs, e.g. 0,3 (every rank still runs: the
                         outputs of one depend on all)
   --format FORMAT      safetensors (default) or npy, the form of the outputs
+  --single-rank        with --ranks: compute only those ranks (wasm or reference), one after the
+                        other, reading the other ranks' inputs from CASE_DIR one at a time (no
+                        group windows): the same bytes as the full run, with memory that follows
+                        what each rank receives; for groups up to epWorldSize 384 whose full
+                        round does not fit one memory
   -h, --help           show this help
 
 A run that lasts more than a second shows a progress bar on stderr when stderr is a terminal.
@@ -91,6 +97,7 @@ export const runCommand: Command = {
         backend: { type: 'string', default: 'wasm' },
         ranks: { type: 'string' },
         format: { type: 'string', default: 'safetensors' },
+        'single-rank': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -120,7 +127,32 @@ export const runCommand: Command = {
       const out = ranks.find((r) => r >= W);
       if (out !== undefined) throw new UsageError(`--ranks: rank ${out} is not in [0, ${W}) (epWorldSize ${W} in case.json)`, 'run');
     }
+    if (values['single-rank']) {
+      if (!ranks) throw new UsageError('--single-rank needs --ranks LIST (the ranks to compute)', 'run');
+      if (backend !== 'wasm' && backend !== 'reference') {
+        throw new UsageError(`--single-rank runs on the wasm or reference backend, got --backend ${backend}`, 'run');
+      }
+    }
     const bar = new ProgressBar({ write: (t) => io.stderr(t), isTTY: io.stderrIsTTY === true, now: io.now });
+    if (values['single-rank']) {
+      let sr;
+      try {
+        sr = await runCaseSingleRank(caseDir, values.out, ranks!, {
+          backend: backend as BackendName,
+          format,
+          onProgress: (done, total, what) => bar.update(done, total, what),
+        });
+      } finally {
+        bar.finish();
+      }
+      const n = sr.files.length;
+      io.stdout(
+        `wrote ${n} ${format === 'npy' ? `rank ${n === 1 ? 'directory' : 'directories'}` : `rank ${n === 1 ? 'file' : 'files'}`} ` +
+          `(ranks ${ranks!.join(', ')} of ${sr.W}, single-rank view) to ${values.out} (backend ${backend}, epWorldSize ${sr.W}, ` +
+          `H ${sr.h}, K ${sr.k}, quantMode ${sr.quantMode})\n`,
+      );
+      return EXIT_OK;
+    }
     let res;
     try {
       res = await runCase(caseDir, values.out, {
