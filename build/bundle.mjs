@@ -12,6 +12,7 @@ const entries = {
   'seed-example-rank': 'examples/seed-example/rank.ts',
   'rank-worker': 'src/group/workers/rank-worker.ts',
   bench: 'bench/bench.ts',
+  'bench-single-rank': 'bench/single-rank.ts',
 };
 const entryPoints = Object.fromEntries(
   Object.entries(entries)
