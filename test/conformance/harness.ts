@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
+import { npuFakeBackend } from './npu-fake.js';
 import {
   createGroup,
   fromF32,
@@ -47,6 +48,8 @@ export interface BackendUnderTest {
   make(opts: GroupSpec): Promise<GroupLike>;
   /** why the backend is skipped; undefined when it runs */
   skipReason?: string;
+  /** why one case (by title) is skipped on this backend; undefined when it runs */
+  skipCase?: (title: string) => string | undefined;
 }
 
 /** Every backend the suite runs on; a new one (e.g. the NPU bridge's fake CANN) is one more entry. */
@@ -79,13 +82,20 @@ async function probe(name: (typeof BACKENDS)[number]): Promise<BackendUnderTest>
   }
 }
 
-export const BACKENDS_UNDER_TEST: BackendUnderTest[] = await Promise.all(BACKENDS.map(probe));
+export const BACKENDS_UNDER_TEST: BackendUnderTest[] = [...(await Promise.all(BACKENDS.map(probe))), await npuFakeBackend()];
 
 /** `describe.each` rows: [name, backend]. */
 export const backendRows = (): [string, BackendUnderTest][] => BACKENDS_UNDER_TEST.map((b) => [b.name, b]);
 
 /** `it`, or (tfjs-style) a skipped case whose title states why it is skipped. */
 export function itFor(b: BackendUnderTest) {
+  const skipCase = b.skipCase;
+  if (!b.skipReason && skipCase) {
+    return (title: string, fn: () => unknown, timeout?: number) => {
+      const why = skipCase(title);
+      return why ? it.skip(`${title} [skipped: ${why}]`, fn) : it(title, fn, timeout);
+    };
+  }
   if (!b.skipReason) return it;
   const reason = b.skipReason;
   return (title: string, fn: () => unknown, _timeout?: number) => it.skip(`${title} [skipped: ${reason}]`, fn);
