@@ -267,7 +267,13 @@ function openStream(spec: GenSpec): { rng: Rng; st: Stream } {
 }
 
 /** One rank's draws, in generateCase's order: x, expert_ids, expert_scales, scales, shared_expert_x, specials. */
-function drawRank(rng: Rng, st: Stream, bs: number, draw: RankDraw = {}): { rank: RankTensors; active: number } {
+function drawRank(
+  rng: Rng,
+  st: Stream,
+  bs: number,
+  draw: RankDraw = {},
+  routed?: Routed,
+): { rank: RankTensors; active: number; routed: Routed } {
   const { spec, a } = st;
   const dtype = spec.dtype ?? 'bf16';
   const H = spec.h;
@@ -275,7 +281,14 @@ function drawRank(rng: Rng, st: Stream, bs: number, draw: RankDraw = {}): { rank
   if (draw.xRows === undefined) x = randn(rng, dtype, [bs, H]) as Tensor<XDtype>;
   else if (draw.xRows === null) rng.skipNormals(bs * H);
   else x = randnRows(rng, dtype, [bs, H], draw.xRows) as Tensor<XDtype>;
-  const rank: RankTensors = { expert_ids: routeRows(rng, spec, a, bs, st.zipfOrder, st.tickets) };
+  // expert_ids: drawn, or (drawn before for this rank) copied and the stream moved past them
+  let ids: Tensor<'int32'>;
+  if (routed) {
+    ids = { ...routed.ids, data: routed.ids.data.slice() };
+    rng.assign(routed.after);
+  } else ids = routeRows(rng, spec, a, bs, st.zipfOrder, st.tickets);
+  const after = routed?.after ?? rng.clone();
+  const rank: RankTensors = { expert_ids: ids };
   if (x) rank.x = x;
   if (draw.expertScales === false) rng.skipNormals(bs * spec.k);
   else rank.expert_scales = randn(rng, 'f32', [bs, spec.k]);
@@ -303,7 +316,13 @@ function drawRank(rng: Rng, st: Stream, bs: number, draw: RankDraw = {}): { rank
     const target = x ?? (zeros(dtype, [1, H]) as Tensor<XDtype>);
     specials.forEach((kind, i) => injectSpecial(rng, target, x ? rows[i % rows.length]! : 0, kind));
   }
-  return { rank, active };
+  return { rank, active, routed: { ids: routed?.ids ?? { ...ids, data: ids.data.slice() }, after } };
+}
+
+/** A rank's expert_ids and the generator just after drawing them (routing draws are costly). */
+interface Routed {
+  ids: Tensor<'int32'>;
+  after: Rng;
 }
 
 /**
@@ -352,6 +371,8 @@ export class CaseStream {
   private readonly st: Stream;
   /** checkpoints[r]: the generator at the start of rank r */
   private readonly checkpoints: (Rng | undefined)[];
+  /** routed[r]: rank r's expert_ids once drawn, and the generator after them */
+  private readonly routed: (Routed | undefined)[];
 
   constructor(readonly spec: GenSpec) {
     const { rng, st } = openStream(spec);
@@ -360,6 +381,7 @@ export class CaseStream {
     this.bsPerRank = bsList(spec);
     this.checkpoints = new Array<Rng | undefined>(st.a.epWorldSize + 1);
     this.checkpoints[0] = rng;
+    this.routed = new Array<Routed | undefined>(st.a.epWorldSize);
     this.attrs = caseAttrs(spec, st.a);
   }
 
@@ -371,12 +393,14 @@ export class CaseStream {
     while (this.checkpoints[c] === undefined) c--;
     for (; c < r; c++) {
       const rng = this.checkpoints[c]!.clone();
-      drawRank(rng, this.st, this.bsPerRank[c]!, ROUTING_ONLY);
+      this.routed[c] = drawRank(rng, this.st, this.bsPerRank[c]!, ROUTING_ONLY, this.routed[c]).routed;
       this.checkpoints[c + 1] = rng;
     }
     const rng = this.checkpoints[r]!.clone();
-    const { rank } = drawRank(rng, this.st, this.bsPerRank[r]!, draw);
+    const d = drawRank(rng, this.st, this.bsPerRank[r]!, draw, this.routed[r]);
+    this.routed[r] = d.routed;
     this.checkpoints[r + 1] ??= rng;
+    const rank = d.rank;
     return rank;
   }
 }

@@ -103,6 +103,15 @@ export class Rng {
     this.s3 = s3;
   }
 
+  /** Puts this generator in `other`'s state. */
+  assign(other: Rng): void {
+    this.s0 = other.s0;
+    this.s1 = other.s1;
+    this.s2 = other.s2;
+    this.s3 = other.s3;
+    this.spare = other.spare;
+  }
+
   /** An independent copy of the generator at its current state. */
   clone(): Rng {
     const c = new Rng(0);
