@@ -4,9 +4,10 @@
 import { MoeError } from '../../errors.js';
 import { type GroupOptions, groupLayout } from '../group.js';
 import type { Layout } from '../../contract/attrs.js';
-import type { PhaseTimings, RankInputs, RankResult } from '../../runner.js';
+import type { PhaseTimings, RankInputs, RankResult } from '../../round.js';
 import type { Tensor } from '../../tensor.js';
 import { WorkerPool } from './pool.js';
+import { graceMs } from './spmd.js';
 import { hardwareConcurrency } from './platform.js';
 import { PHASES } from './protocol.js';
 
@@ -43,6 +44,7 @@ export class Collective {
     readonly layout: Layout,
     private readonly pool: WorkerPool,
     readonly workers: number,
+    private readonly timeoutMs: number,
   ) {}
 
   static async create(opts: CollectiveOptions): Promise<Collective> {
@@ -63,7 +65,7 @@ export class Collective {
       workerUrl: opts.workerUrl,
       scratchBytes: scratch,
     });
-    const c = new Collective(layout, pool, n);
+    const c = new Collective(layout, pool, n, opts.timeoutMs ?? 60000);
     pool.ranksOfLane = (lane) => c.ranksOf(lane);
     return c;
   }
@@ -89,10 +91,7 @@ export class Collective {
     const timings = {} as PhaseTimings;
     for (const phase of PHASES) {
       const t0 = performance.now();
-      await pool.all(
-        pool.members.map((m) => m.api.phase(phase, this.ranksOf(m.lane))),
-        (i) => `worker ${i}`,
-      );
+      await pool.all((m) => m.api.phase(phase, this.ranksOf(m.lane)), graceMs(this.timeoutMs));
       timings[phase] = performance.now() - t0;
     }
     const perLane = await Promise.all(pool.members.map((m) => m.api.results(this.ranksOf(m.lane))));

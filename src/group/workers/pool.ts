@@ -24,6 +24,8 @@ export interface PoolMember {
   api: Remote<RankWorkerApi>;
   handle: WorkerHandle;
   lane: number;
+  /** settles with a failure when the worker stops (died or terminated): no call waits forever */
+  dead: Promise<Outcome<never>>;
 }
 
 /** The bundled worker script: next to the bundle that runs this code, or dist/ from the sources. */
@@ -67,13 +69,20 @@ export class WorkerPool {
     try {
       for (let lane = 0; lane < o.size; lane++) {
         const handle = await startWorker(url, `moe-rank-worker-${lane}`);
-        const member = { api: wrap<RankWorkerApi>(handle.endpoint), handle, lane };
+        let died!: (o: Outcome<never>) => void;
+        const dead = new Promise<Outcome<never>>((resolve) => (died = resolve));
+        const member = { api: wrap<RankWorkerApi>(handle.endpoint), handle, lane, dead };
         pool.members.push(member);
-        handle.onExit((why) => pool.memberDied(lane, why));
+        handle.onExit((why) => {
+          const rank = pool.ranksOfLane(lane)[0] ?? lane;
+          const message = `rank ${rank} failed: ${why}`;
+          died({ ok: false, error: { name: 'MoeError', message, code: 'E_ABORTED', param: `rank ${rank}`, value: why, rule: message } });
+          pool.memberDied(lane, why);
+        });
       }
       const inits = await Promise.all(
         pool.members.map((m) =>
-          m.api.init({ layout: o.layout, memory, plan, lane: m.lane, backend: o.backend, timeoutMs: o.timeoutMs }),
+          pool.guarded(m, m.api.init({ layout: o.layout, memory, plan, lane: m.lane, backend: o.backend, timeoutMs: o.timeoutMs })),
         ),
       );
       inits.forEach((r: Outcome<true>) => pool.unwrap(r));
@@ -96,33 +105,43 @@ export class WorkerPool {
   /** Which ranks a lane hosts (set by the API on top: SPMD one per lane, collective round-robin). */
   ranksOfLane: (lane: number) => number[] = (lane) => [lane];
 
-  unwrap<T>(o: Outcome<T>, context?: string): T {
-    if (o.ok) return o.value;
-    throw fromWire(o.error, context);
+  /** A call to a member that gives up when the member stops. */
+  guarded<T>(m: PoolMember, call: Promise<Outcome<T>>): Promise<Outcome<T>> {
+    return Promise.race([call, m.dead]);
   }
 
-  /** Settles every call; the first failure of the group (in time) is the one reported. */
-  async all<T>(calls: Promise<Outcome<T>>[], context: (i: number) => string): Promise<T[]> {
-    const settled = await Promise.allSettled(calls);
+  unwrap<T>(o: Outcome<T>): T {
+    if (o.ok) return o.value;
+    throw fromWire(o.error);
+  }
+
+  /**
+   * Runs one call per member and settles them all. After the first failure the others get
+   * `graceMs` to fail on their own (the abort wakes every waiting rank); members still busy then
+   * (a rank stuck in user code) are terminated. The root cause is reported: the rank named by the
+   * abort record, not the ranks that failed because the abort woke them.
+   */
+  async all<T>(call: (m: PoolMember) => Promise<Outcome<T>>, graceMs: number): Promise<T[]> {
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const calls = this.members.map((m) =>
+      this.guarded(m, call(m)).then((o) => {
+        if (!o.ok && grace === undefined) {
+          grace = setTimeout(() => void this.close(), graceMs);
+        }
+        return o;
+      }),
+    );
+    const settled = await Promise.all(calls);
+    if (grace !== undefined) clearTimeout(grace);
     const values: T[] = [];
-    const errors: { i: number; err: Error }[] = [];
-    settled.forEach((s, i) => {
-      if (s.status === 'fulfilled' && s.value.ok) values[i] = s.value.value;
-      else {
-        const err = s.status === 'rejected' ? (s.reason as Error) : fromWire((s.value as { ok: false; error: never }).error, context(i));
-        errors.push({ i, err });
-      }
+    const errors: Error[] = [];
+    settled.forEach((o, i) => {
+      if (o.ok) values[i] = o.value;
+      else errors.push(fromWire(o.error));
     });
     if (errors.length === 0 && !this.failure) return values;
-    // the root cause is the rank named by the abort record (the first to fail), not a rank that
-    // failed later because it was woken by that abort
-    const ab = this.windows.aborted();
-    const root =
-      this.failure ??
-      errors.find((e) => !(e.err instanceof MoeError && e.err.code === 'E_ABORTED'))?.err ??
-      errors[0]!.err;
-    if (ab && root instanceof MoeError && root.code === 'E_ABORTED') throw root;
-    throw root;
+    const isAbort = (e: Error) => e instanceof MoeError && e.code === 'E_ABORTED';
+    throw errors.find((e) => !isAbort(e)) ?? this.failure ?? errors[0]!;
   }
 
   private closing = false;

@@ -4,7 +4,7 @@ import type { Layout } from '../../contract/attrs.js';
 import { MoeError, type ErrorCode } from '../../errors.js';
 import type { BackendName } from '../group.js';
 import type { MemoryPlan } from '../memory.js';
-import type { RankInputs, RankResult } from '../../runner.js';
+import type { RankInputs, RankResult } from '../../round.js';
 
 export interface WorkerInit {
   layout: Layout;
@@ -55,14 +55,10 @@ export function toWire(e: unknown): WireError {
   return { name: 'Error', message: String(e) };
 }
 
-export function fromWire(w: WireError, context?: string): Error {
-  const prefix = context ? `${context}: ` : '';
-  if (w.code) {
-    const err = new MoeError(w.code, w.param ?? '', w.value, w.rule ?? w.message);
-    if (prefix) Object.defineProperty(err, 'message', { value: prefix + err.message });
-    return err;
-  }
-  const err = new Error(prefix + w.message);
-  err.name = w.name;
+/** The error again on this side, its message as the worker wrote it (which names the rank). */
+export function fromWire(w: WireError): Error {
+  const err = w.code ? new MoeError(w.code, w.param ?? '', w.value, w.rule ?? w.message) : new Error(w.message);
+  Object.defineProperty(err, 'message', { value: w.message, writable: true, configurable: true });
+  if (!w.code) err.name = w.name;
   return err;
 }

@@ -6,7 +6,7 @@ import { setTensorBuffers, type Tensor } from '../../tensor.js';
 import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
 import { identityExpert } from '../../expert.js';
-import type { RankInputs, RankResult } from '../../runner.js';
+import type { RankInputs, RankResult } from '../../round.js';
 import type { XDtype } from '../../backends/types.js';
 import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
 import { isNode } from './platform.js';
@@ -73,6 +73,14 @@ async function runOne(g: EpGroup, name: Phase, rank: number): Promise<void> {
   }
 }
 
+async function runProgram(programUrl: string, rank: number, args: unknown): Promise<unknown> {
+  const mod = (await import(/* @vite-ignore */ programUrl)) as { default?: unknown };
+  if (typeof mod.default !== 'function') {
+    throw new TypeError(`${programUrl} must export a default function (ctx: { rank, group, args }) => result`);
+  }
+  return await (mod.default as (ctx: unknown) => unknown)({ rank, group: new RankGroup(need(), rank), args });
+}
+
 const api: RankWorkerApi = {
   init(cfg: WorkerInit) {
     return guard(undefined, async () => {
@@ -82,13 +90,15 @@ const api: RankWorkerApi = {
   },
   runProgram(programUrl: string, rank: number, args: unknown) {
     return guard(rank, async () => {
-      const mod = (await import(/* @vite-ignore */ programUrl)) as { default?: unknown };
-      if (typeof mod.default !== 'function') {
-        throw new TypeError(`${programUrl} must export a default function (ctx: { rank, group, args }) => result`);
+      try {
+        return await runProgram(programUrl, rank, args);
+      } catch (e) {
+        if (e instanceof Error && !e.message.startsWith(`rank ${rank}`)) e.message = `rank ${rank}: ${e.message}`;
+        throw e;
       }
-      return await (mod.default as (ctx: unknown) => unknown)({ rank, group: new RankGroup(need(), rank), args });
     });
   },
+
   async setInputs(rank: number, i: RankInputs) {
     inputs.set(rank, i);
     partial.delete(rank);

@@ -51,10 +51,7 @@ export async function runSpmd<T = unknown>(program: URL | string, opts: SpmdOpti
     });
     try {
       const url = String(program);
-      const results = await pool.all(
-        pool.members.map((m) => m.api.runProgram(url, m.lane, opts.args)),
-        (i) => `rank ${i}`,
-      );
+      const results = await pool.all((m) => m.api.runProgram(url, m.lane, opts.args), graceMs(opts.timeoutMs));
       return { results: results as T[], mode: 'threads', ms: performance.now() - t0 };
     } finally {
       await pool.close();
@@ -86,6 +83,11 @@ export async function runSpmd<T = unknown>(program: URL | string, opts: SpmdOpti
   } finally {
     group.close();
   }
+}
+
+/** How long ranks get to fail on their own after the first failure before their workers are stopped. */
+export function graceMs(timeoutMs = 60000): number {
+  return Math.min(timeoutMs, 3000);
 }
 
 function isAbortedError(e: unknown): boolean {
