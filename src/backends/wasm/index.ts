@@ -92,8 +92,10 @@ async function compileFrom(src: KernelSource): Promise<WebAssembly.Module> {
   return WebAssembly.compile(await res.arrayBuffer());
 }
 
+// By the buffer's tag, not instanceof: a page without cross-origin isolation may still create a
+// shared WebAssembly.Memory (Chromium does) while the SharedArrayBuffer global is hidden.
 const isShared = (memory: WebAssembly.Memory): boolean =>
-  typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+  Object.prototype.toString.call(memory.buffer) === '[object SharedArrayBuffer]';
 
 /** Instantiates the kernels over `memory` (the variant matching its sharedness). */
 export async function instantiateKernels(memory: WebAssembly.Memory): Promise<Kernels> {
