@@ -8,8 +8,9 @@ import { inspectCommand } from './inspect.js';
 import { planCommand } from './plan.js';
 import { genCommand } from './gen.js';
 import { verifyCommand } from './verify.js';
+import { serveCommand } from './serve.js';
 
-export const COMMANDS: readonly Command[] = [runCommand, inspectCommand, planCommand, genCommand, verifyCommand];
+export const COMMANDS: readonly Command[] = [runCommand, inspectCommand, planCommand, genCommand, verifyCommand, serveCommand];
 
 const PROG = 'moe-distribute';
 
