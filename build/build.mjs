@@ -3,3 +3,4 @@
 await import('./asc.mjs');
 await import('./bundle.mjs');
 await import('./addon.mjs');
+await import('./bundle-web.mjs');

@@ -1,0 +1,375 @@
+// The page's model, free of DOM: the configuration read from the form, the inputs of a round
+// (generated from a seed, the seed example's, or a case opened from files), and what the routing
+// implies before anything runs: token counts per (rank, expert), traffic per (sender, receiver),
+// expert loads, each receiver's blocks, and where each token lands.
+import {
+  type AttrInput,
+  type DataDims,
+  type GroupAttrs,
+  type Layout,
+  expandRows,
+  expertHome,
+  localExpertNum,
+  makeLayout,
+  sharedHome,
+  withDefaults,
+} from '../contract/attrs.js';
+import { type Plan, planFor } from '../contract/plan.js';
+import type { XDtype } from '../backends/types.js';
+import { MoeError } from '../errors.js';
+import { type GenSpec, ROUTINGS, checkGenSpec, generateCase } from '../gen.js';
+import { assembleCase, parseCaseAttrs, type RankSource } from '../io/case-format.js';
+import { parseNpy } from '../io/npy-bytes.js';
+import { parseSafetensors } from '../io/safetensors-bytes.js';
+import { Rng, randn, uniqueTopK } from '../random.js';
+import type { RankInputs } from '../round.js';
+import type { Tensor } from '../tensor.js';
+
+/** The routings of the generator, and the seed example's own (torch_npu documentation). */
+export const PAGE_ROUTINGS = [...ROUTINGS, 'seed-example'] as const;
+export type PageRouting = (typeof PAGE_ROUTINGS)[number];
+
+/** Everything the form holds, as typed values (NaN for a number field that is not a number). */
+export interface Config {
+  attrs: GroupAttrs;
+  dims: DataDims;
+  hcclMb: number;
+  dtype: XDtype;
+  routing: PageRouting;
+  zipfS: number;
+  hotExpert: number;
+  seed: number;
+  /** x_active_mask prefix length; undefined: no mask */
+  activeBs?: number;
+  smoothScales: boolean;
+}
+
+/** The seed example of `npm start` (examples/seed-example.ts). */
+export const SEED_EXAMPLE: Config = {
+  attrs: withDefaults({ epWorldSize: 16, moeExpertNum: 16, sharedExpertRankNum: 0, quantMode: 2, globalBs: 64 * 16 }),
+  dims: { bs: 64, h: 1024, k: 8 },
+  hcclMb: 200,
+  dtype: 'bf16',
+  routing: 'seed-example',
+  zipfS: 1.2,
+  hotExpert: 0,
+  seed: 0,
+  smoothScales: true,
+};
+
+export function genSpecOf(c: Config): GenSpec {
+  const a = c.attrs;
+  return {
+    epWorldSize: a.epWorldSize,
+    moeExpertNum: a.moeExpertNum,
+    sharedExpertNum: a.sharedExpertNum,
+    sharedExpertRankNum: a.sharedExpertRankNum,
+    quantMode: a.quantMode,
+    globalBs: a.globalBs === 0 ? undefined : a.globalBs,
+    expertTokenNumsType: a.expertTokenNumsType,
+    groupEp: a.groupEp,
+    bs: c.dims.bs,
+    h: c.dims.h,
+    k: c.dims.k,
+    dtype: c.dtype,
+    smoothScales: c.smoothScales,
+    routing: c.routing === 'seed-example' ? 'uniform' : c.routing,
+    zipfS: c.zipfS,
+    hotExpert: c.hotExpert,
+    activeBs: c.activeBs,
+    seed: c.seed,
+  };
+}
+
+export interface Validation {
+  plan: Plan;
+  /** every problem: the plan's (contract §7) then the generator's, one per message */
+  problems: { param: string; message: string; code: string }[];
+}
+
+/** The library's checks on a configuration: planFor (attributes, shapes, HCCL_BUFFSIZE) and the generator's. */
+export function validate(c: Config): Validation {
+  const plan = planFor(c.attrs as AttrInput, c.dims, c.hcclMb, 'hcclBufferSize');
+  const problems = plan.violations.map((v) => ({ param: v.param, message: v.message, code: v.code }));
+  const seen = new Set(problems.map((p) => p.message));
+  for (const e of checkGenSpec(genSpecOf(c))) {
+    if (!seen.has(e.message)) {
+      seen.add(e.message);
+      problems.push({ param: e.param, message: e.message, code: e.code });
+    }
+  }
+  if (c.routing === 'seed-example') {
+    if (c.attrs.sharedExpertRankNum !== 0) {
+      problems.push({ param: 'routing', code: 'E_VALUE', message: 'routing = "seed-example": the seed example has no shared experts (sharedExpertRankNum = 0)' });
+    }
+    if (c.attrs.quantMode !== 2 && c.smoothScales) {
+      problems.push({ param: 'smoothScales', code: 'E_VALUE', message: 'routing = "seed-example": smooth scales need quantMode = 2' });
+    }
+  }
+  return { plan, problems };
+}
+
+/** The inputs of one round and where they came from. */
+export interface RoundInputs {
+  label: string;
+  attrs: GroupAttrs;
+  dims: DataDims;
+  dtype: XDtype;
+  inputs: RankInputs[];
+  /** the seed example's check applies (identity experts, no expert_output) */
+  identity: boolean;
+}
+
+/**
+ * The seed example's inputs (examples/seed-example.ts): rank r draws from Rng(seed + r) x (BS, H),
+ * expert_ids (the first K of a shuffle of [0, E) per row), expert_scales (BS, K) and, with
+ * smooth scales, scales (E + 1, H) f32.
+ */
+export function seedExampleInputs(c: Config): RankInputs[] {
+  const { epWorldSize: W, moeExpertNum: E } = c.attrs;
+  const { bs, h, k } = c.dims;
+  return Array.from({ length: W }, (_, rank) => {
+    const rng = new Rng(c.seed + rank);
+    const inp: RankInputs = {
+      x: randn(rng, c.dtype, [bs, h]),
+      expertIds: uniqueTopK(rng, bs, k, 0, E),
+      expertScales: randn(rng, 'f32', [bs, k]),
+    };
+    if (c.smoothScales) inp.scales = randn(rng, 'f32', [E + c.attrs.sharedExpertNum, h]);
+    return inp;
+  });
+}
+
+/** Inputs from the configuration: the seed example's, or the generator's (src/gen.ts). */
+export function generateInputs(c: Config): RoundInputs {
+  const v = validate(c);
+  if (v.problems.length > 0) throw new MoeError(v.problems[0]!.code as MoeError['code'], v.problems[0]!.param, undefined, v.problems[0]!.message);
+  if (c.routing === 'seed-example') {
+    return { label: `seed example, seed ${c.seed}`, attrs: c.attrs, dims: c.dims, dtype: c.dtype, inputs: seedExampleInputs(c), identity: true };
+  }
+  const g = generateCase(genSpecOf(c));
+  const inputs = g.ranks.map(
+    (r): RankInputs => ({
+      x: r.x as Tensor<XDtype>,
+      expertIds: r.expert_ids as Tensor<'int32'>,
+      expertScales: r.expert_scales as Tensor<'f32'>,
+      scales: (r.scales as Tensor<'f32'> | undefined) ?? null,
+      xActiveMask: (r.x_active_mask as Tensor<'bool'> | undefined) ?? null,
+      sharedExpertX: (r.shared_expert_x as Tensor<XDtype> | undefined) ?? null,
+    }),
+  );
+  const routing = c.routing === 'zipf' ? `zipf s = ${c.zipfS}` : c.routing === 'hot' ? `hot expert ${c.hotExpert}` : c.routing;
+  return { label: `generated: ${routing}, seed ${c.seed}`, attrs: g.groupAttrs, dims: c.dims, dtype: c.dtype, inputs, identity: true };
+}
+
+/** A file picked in the page: its path inside the picked directory (or its name) and its bytes. */
+export interface PickedFile {
+  path: string;
+  bytes: Uint8Array;
+}
+
+/**
+ * A case from picked files (case.json, rank{r}.safetensors or rank{r}/NAME.npy [+ NAME.dtype]),
+ * checked exactly as `moe-distribute run` checks a case directory (src/io/case-format.ts).
+ */
+export async function openCase(files: readonly PickedFile[]): Promise<RoundInputs> {
+  const rel = (p: string): string => {
+    const parts = p.split('/').filter((s) => s !== '');
+    // a picked directory: drop its own name so that paths read case.json, rank0/x.npy, ...
+    const i = parts.findIndex((s) => s === 'case.json' || /^rank\d+(\.safetensors)?$/.test(s));
+    return (i >= 0 ? parts.slice(i) : parts.slice(-1)).join('/');
+  };
+  const byPath = new Map(files.map((f) => [rel(f.path), f.bytes]));
+  const caseJson = byPath.get('case.json');
+  if (!caseJson) throw new MoeError('E_CASE', 'case.json', undefined, 'case.json: missing; pick a case directory (or case.json with its rank files)');
+  const attrs = parseCaseAttrs(new TextDecoder().decode(caseJson), 'case.json');
+  const readRank = async (r: number): Promise<RankSource> => {
+    const st = byPath.get(`rank${r}.safetensors`);
+    const npys = [...byPath.keys()].filter((p) => p.startsWith(`rank${r}/`));
+    if (st && npys.length > 0) {
+      throw new MoeError('E_CASE', `rank${r}`, undefined, `rank${r}/ and rank${r}.safetensors both exist; expected one form per rank`);
+    }
+    if (st) return { path: `rank${r}.safetensors`, label: `rank${r}.safetensors`, format: 'safetensors', tensors: parseSafetensors(st, `rank${r}.safetensors`).tensors };
+    if (npys.length === 0) {
+      throw new MoeError('E_CASE', `rank${r}.safetensors`, undefined, `rank${r}.safetensors: missing; expected a safetensors file or a directory rank${r}/ of .npy files`);
+    }
+    const tensors = new Map<string, Tensor>();
+    for (const p of npys.filter((q) => q.endsWith('.npy')).sort()) {
+      const note = byPath.get(`${p.slice(0, -4)}.dtype`);
+      tensors.set(p.slice(`rank${r}/`.length, -4), parseNpy(byPath.get(p)!, p, note === undefined ? undefined : new TextDecoder('latin1').decode(note)));
+    }
+    return { path: `rank${r}`, label: `rank${r}/`, format: 'npy', tensors };
+  };
+  const c = await assembleCase('(opened files)', attrs, readRank);
+  const inputs = c.ranks.map(
+    (rc): RankInputs => ({
+      x: rc.x,
+      expertIds: rc.expertIds,
+      expertScales: rc.expertScales,
+      scales: rc.scales ?? null,
+      xActiveMask: rc.xActiveMask ?? null,
+      sharedExpertX: rc.sharedExpertX ?? null,
+      expertOutput: rc.expertOutput ?? null,
+    }),
+  );
+  return {
+    label: `opened case (${files.length} files)`,
+    attrs: c.attrs,
+    dims: { h: c.h, k: c.k, bs: c.bs },
+    dtype: c.dtype,
+    inputs,
+    identity: c.ranks.every((rc) => !rc.expertOutput),
+  };
+}
+
+/** What the routing implies, computed once per set of inputs. */
+export interface Routing {
+  lay: Layout;
+  W: number;
+  E: number;
+  K: number;
+  /** active tokens of each rank */
+  activeBs: Int32Array;
+  /** (W·E): tokens of rank r routed to MoE expert e */
+  counts: Int32Array;
+  /** (W·W): messages from sender s to receiver d (MoE and shared) */
+  traffic: Float64Array;
+  /** (E): tokens per MoE expert over all ranks */
+  load: Float64Array;
+  /** (W): rows of expand_x each receiver gets, and its A */
+  received: Float64Array;
+  A: Int32Array;
+  /** (W·L): the largest block (local expert j, any sender) of each receiver */
+  maxCount: number;
+  maxTraffic: number;
+}
+
+function activeOf(inp: RankInputs, bs: number): number {
+  const m = inp.xActiveMask?.data as Uint8Array | undefined;
+  if (!m) return bs;
+  let a = 0;
+  while (a < bs && m[a]) a++;
+  return a;
+}
+
+export function analyse(ri: RoundInputs): Routing {
+  const lay = makeLayout(ri.attrs, ri.dims);
+  const { W, E, K } = lay;
+  const counts = new Int32Array(W * E);
+  const traffic = new Float64Array(W * W);
+  const load = new Float64Array(E);
+  const received = new Float64Array(W);
+  const activeBs = new Int32Array(W);
+  for (let r = 0; r < W; r++) {
+    const inp = ri.inputs[r]!;
+    const bs = inp.x.shape[0]!;
+    const act = activeOf(inp, bs);
+    activeBs[r] = act;
+    const ids = inp.expertIds.data as Int32Array;
+    for (let i = 0; i < act * K; i++) counts[r * E + ids[i]!]!++;
+    for (let s = 0; s < lay.sharedSends; s++) {
+      const d = sharedHome(lay, r, s);
+      traffic[r * W + d]! += act;
+      received[d]! += act;
+    }
+  }
+  let maxCount = 0;
+  for (let r = 0; r < W; r++) {
+    for (let e = 0; e < E; e++) {
+      const c = counts[r * E + e]!;
+      if (c === 0) continue;
+      const d = expertHome(lay, e).rank;
+      traffic[r * W + d]! += c;
+      received[d]! += c;
+      load[e]! += c;
+      if (c > maxCount) maxCount = c;
+    }
+  }
+  let maxTraffic = 0;
+  for (const t of traffic) if (t > maxTraffic) maxTraffic = t;
+  const A = new Int32Array(W);
+  for (let r = 0; r < W; r++) A[r] = expandRows(lay, r);
+  return { lay, W, E, K, activeBs, counts, traffic, load, received, A, maxCount, maxTraffic };
+}
+
+/** Block counts of receiver d in (local expert j, sender s) order: what dispatch_teardown gathers. */
+export function blocksOf(rt: Routing, d: number): Int32Array {
+  const { lay, W, E } = rt;
+  const Lr = localExpertNum(lay, d);
+  const out = new Int32Array(Lr * W);
+  if (d < lay.S) {
+    // a shared rank: one block per sender, the sender's active tokens for its shared expert
+    for (let s = 0; s < W; s++) {
+      for (let x = 0; x < lay.sharedSends; x++) if (sharedHome(lay, s, x) === d) out[s] = out[s]! + rt.activeBs[s]!;
+    }
+    return out;
+  }
+  for (let j = 0; j < Lr; j++) {
+    const e = (d - lay.S) * lay.L + j;
+    if (e >= E) break;
+    for (let s = 0; s < W; s++) out[j * W + s] = rt.counts[s * E + e]!;
+  }
+  return out;
+}
+
+/** One copy of a token: where it comes from and where it lands. */
+export interface Placement {
+  srcRank: number;
+  token: number;
+  k: number;
+  expert: number;
+  /** expand_idx[token·K + k]: its slot in the (src rank → expert) block */
+  expandIdx: number;
+  dstRank: number;
+  local: number;
+  /** its row of expand_x on the receiver */
+  row: number;
+  /** index j·W + src of assist_info_for_combine and its value (rows through that block) */
+  assistIndex: number;
+  assistValue: number;
+}
+
+/** The copies of rank `src`'s tokens to MoE expert `e`, in expand_idx order. */
+export function placements(rt: Routing, ri: RoundInputs, src: number, e: number): Placement[] {
+  const { lay, W, K } = rt;
+  const home = expertHome(lay, e);
+  const blocks = blocksOf(rt, home.rank);
+  const idx = home.local * W + src;
+  let before = 0;
+  for (let i = 0; i < idx; i++) before += blocks[i]!;
+  const ids = ri.inputs[src]!.expertIds.data as Int32Array;
+  const out: Placement[] = [];
+  const act = rt.activeBs[src]!;
+  for (let i = 0; i < act * K; i++) {
+    if (ids[i] !== e) continue;
+    const slot = out.length;
+    out.push({
+      srcRank: src,
+      token: Math.floor(i / K),
+      k: i % K,
+      expert: e,
+      expandIdx: slot,
+      dstRank: home.rank,
+      local: home.local,
+      row: before + slot,
+      assistIndex: idx,
+      assistValue: before + blocks[idx]!,
+    });
+  }
+  return out;
+}
+
+export function imbalance(load: Float64Array): { max: number; mean: number; ratio: number; argmax: number } {
+  let max = 0;
+  let sum = 0;
+  let argmax = 0;
+  load.forEach((v, e) => {
+    sum += v;
+    if (v > max) {
+      max = v;
+      argmax = e;
+    }
+  });
+  const mean = load.length ? sum / load.length : 0;
+  return { max, mean, ratio: mean > 0 ? max / mean : 0, argmax };
+}
