@@ -1,0 +1,334 @@
+// The packing preview page in a real browser: Debian's headless Chromium driven by playwright-core
+// (no browser download). The page is served in-process by `moe-distribute serve`'s server, with the
+// COOP/COEP headers and without them (single-threaded fallback). Screenshots go to test-artifacts/.
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AttrInput, withDefaults } from '../src/contract/attrs.js';
+import { planFor } from '../src/contract/plan.js';
+import { generateCase } from '../src/gen.js';
+import { createGroup } from '../src/group/group.js';
+import { Rng, randn, uniqueTopK } from '../src/random.js';
+import { type RankInputs, outputTensors, runRound } from '../src/round.js';
+import type { Tensor } from '../src/tensor.js';
+import { type RunningServer, resolveUnder, startServer } from '../src/cli/serve.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(root, 'test-artifacts');
+const haveChromium = existsSync(CHROMIUM);
+const inCI = !!process.env.CI;
+
+/** Node's side of the determinism check: SHA-256 of each output tensor of each rank. */
+async function nodeHashes(attrs: AttrInput, dims: { h: number; k: number; bs: number }, inputs: RankInputs[]): Promise<Record<string, string>[]> {
+  const group = await createGroup({ ...attrs, ...dims, hcclBufferSize: 200, backend: 'wasm' });
+  try {
+    const { results } = await runRound(group, inputs);
+    return results.map((res) =>
+      Object.fromEntries(
+        Object.entries(outputTensors(res)).map(([name, t]: [string, Tensor]) => [
+          name,
+          createHash('sha256').update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)).digest('hex'),
+        ]),
+      ),
+    );
+  } finally {
+    group.close();
+  }
+}
+
+/** The seed example's inputs exactly as examples/seed-example.ts draws them. */
+function seedExampleInputs(): RankInputs[] {
+  return Array.from({ length: 16 }, (_, rank) => {
+    const rng = new Rng(0 + rank);
+    return {
+      x: randn(rng, 'bf16', [64, 1024]),
+      expertIds: uniqueTopK(rng, 64, 8, 0, 16),
+      expertScales: randn(rng, 'f32', [64, 8]),
+      scales: randn(rng, 'f32', [17, 1024]),
+    };
+  });
+}
+
+describe('serve: path resolution', () => {
+  it('keeps every request under the root', () => {
+    expect(resolveUnder('/srv/web', '/')).toBe('/srv/web/index.html');
+    expect(resolveUnder('/srv/web', '/app.js?x=1')).toBe('/srv/web/app.js');
+    expect(resolveUnder('/srv/web', '/views/../app.js')).toBe('/srv/web/app.js');
+    expect(resolveUnder('/srv/web', '/../etc/passwd')).toBeUndefined();
+    expect(resolveUnder('/srv/web', '/%2e%2e/%2e%2e/etc/passwd')).toBeUndefined();
+    expect(resolveUnder('/srv/web', '/a/..%2f..%2f..%2fetc')).toBeUndefined();
+    expect(resolveUnder('/srv/web', '/..')).toBeUndefined();
+    expect(resolveUnder('/srv/web', '/..%5c..%5cetc')).toBeUndefined();
+    expect(resolveUnder('/srv/web', '/%00')).toBeUndefined();
+    expect(resolveUnder('/srv/web', '/%E0%A4%A')).toBeUndefined();
+  });
+});
+
+if (!haveChromium && inCI) {
+  describe('preview page (Chromium)', () => {
+    it('needs Debian chromium at /usr/bin/chromium', () => {
+      throw new Error(`${CHROMIUM} is missing: .ci/run installs it (apt-get install -y chromium); the browser tests cannot run without it`);
+    });
+  });
+}
+
+describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` — skipped: ${CHROMIUM} is missing (apt-get install chromium); CI fails instead`}`, () => {
+  let isolated: RunningServer;
+  let plain: RunningServer;
+  let ctx: BrowserContext;
+  let userDir: string;
+  const timings: Record<string, number> = {};
+
+  beforeAll(async () => {
+    if (!existsSync(join(root, 'dist', 'web', 'index.html')) || !existsSync(join(root, 'dist', 'web', 'app.js'))) {
+      execFileSync(process.execPath, [join(root, 'build', 'bundle-web.mjs')], { cwd: root, stdio: 'inherit' });
+    }
+    await mkdir(ARTIFACTS, { recursive: true });
+    isolated = await startServer({ port: 0, isolation: true });
+    plain = await startServer({ port: 0, isolation: false });
+    userDir = await mkdtemp(join(tmpdir(), 'moe-preview-chromium-'));
+    ctx = await chromium.launchPersistentContext(userDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1440, height: 900 },
+    });
+  });
+
+  afterAll(async () => {
+    await ctx?.close();
+    await isolated?.close();
+    await plain?.close();
+    if (userDir) await rm(userDir, { recursive: true, force: true });
+    await writeFile(join(ARTIFACTS, 'web-timings.json'), `${JSON.stringify(timings, null, 2)}\n`).catch(() => undefined);
+  });
+
+  /** A fresh page at `url`, collecting console errors and page errors. */
+  async function open(url: string): Promise<{ page: Page; errors: string[] }> {
+    const page = await ctx.newPage();
+    const errors: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => (globalThis as unknown as { moePreview?: { ready: boolean } }).moePreview?.ready === true, undefined, { timeout: 10000 });
+    return { page, errors };
+  }
+
+  async function fill(page: Page, key: string, value: string): Promise<void> {
+    await page.fill(`#f-${key}`, value);
+  }
+
+  async function runAndHashes(page: Page): Promise<Record<string, string>[]> {
+    await page.click('#tab-run');
+    await page.click('#btn-run');
+    await page.waitForSelector('#run-digest', { timeout: 30000 });
+    const json = await page.textContent('#run-hashes');
+    return JSON.parse(json!) as Record<string, string>[];
+  }
+
+  it('loads with no console error, cross-origin isolated, validates as the library does, plans as planFor', async () => {
+    const { page, errors } = await open(isolated.url);
+    expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
+    expect(await page.evaluate(() => typeof SharedArrayBuffer)).toBe('function');
+    expect(await page.textContent('#isolation')).toContain('cross-origin isolated · shared memory');
+    await page.screenshot({ path: join(ARTIFACTS, 'web-plan.png'), fullPage: true });
+
+    // a bad attribute: the library's message next to the field
+    await fill(page, 'epWorldSize', '999');
+    const w999 = planFor({ ...withDefaults({ epWorldSize: 999, moeExpertNum: 16, quantMode: 2, globalBs: 1024 }) }, { bs: 64, h: 1024, k: 8 }, 200, 'hcclBufferSize');
+    const msgW = w999.violations.find((v) => v.param === 'epWorldSize')!.message;
+    expect(msgW).toBe('epWorldSize = 999: epWorldSize should be [2, 384]');
+    expect((await page.textContent('#err-epWorldSize'))!.trim()).toBe(msgW);
+    expect(await page.getAttribute('#f-epWorldSize', 'aria-invalid')).toBe('true');
+    expect(await page.isDisabled('#btn-generate')).toBe(true);
+    await fill(page, 'epWorldSize', '16');
+    expect((await page.textContent('#err-epWorldSize'))!.trim()).toBe('');
+    await fill(page, 'k', '17');
+    expect((await page.textContent('#err-k'))!.trim()).toBe('K = 17: K should be in (0, min(16, moeExpertNum)] = (0, 16]');
+    await fill(page, 'k', '8');
+    await fill(page, 'hcclBufferSize', '1');
+    const small = planFor(withDefaults({ epWorldSize: 16, moeExpertNum: 16, quantMode: 2, globalBs: 1024 }), { bs: 64, h: 1024, k: 8 }, 1, 'hcclBufferSize');
+    expect((await page.textContent('#err-hcclBufferSize'))!.trim()).toBe(small.violations[0]!.message);
+    await page.locator('#config').screenshot({ path: join(ARTIFACTS, 'web-configure-invalid.png') });
+
+    // the plan of another configuration, number for number
+    const cfg = { epWorldSize: 8, moeExpertNum: 24, sharedExpertNum: 1, sharedExpertRankNum: 2, quantMode: 2, globalBs: 0 };
+    for (const [k, v] of Object.entries(cfg)) await fill(page, k, String(v));
+    await fill(page, 'bs', '16');
+    await fill(page, 'h', '7168');
+    await fill(page, 'k', '8');
+    await fill(page, 'hcclBufferSize', '300');
+    await page.click('#tab-plan');
+    const plan = planFor(cfg, { bs: 16, h: 7168, k: 8 }, 300, 'hcclBufferSize');
+    expect(plan.valid).toBe(true);
+    const shown = await page.$$eval('[data-plan]', (els) => Object.fromEntries(els.map((e) => [e.getAttribute('data-plan'), e.getAttribute('data-value')])));
+    const moe = plan.rankKinds!.find((k) => k.kind === 'moe')!;
+    const shared = plan.rankKinds!.find((k) => k.kind === 'shared')!;
+    const expected: Record<string, number | boolean> = {
+      L: plan.layout!.L,
+      R: plan.layout!.R,
+      'A.moe': moe.A,
+      'A.shared': shared.A,
+      tokenMsgSize: plan.layout!.tokenMsgSize,
+      msgBytes: plan.layout!.msgBytes,
+      gbs: plan.layout!.gbs,
+      maxBs: plan.layout!.maxBs,
+      neededDocumented: plan.hccl!.neededDocumented,
+      neededTiling: plan.hccl!.neededTiling,
+      dispatchAreaBytes: plan.hccl!.dispatchAreaBytes,
+      combineAreaBytes: plan.hccl!.combineAreaBytes,
+      configuredMb: 300,
+      enough: plan.hccl!.enough,
+      'bytes.moe': moe.bytes,
+      'bytes.shared': shared.bytes,
+    };
+    for (const t of moe.tensors) expected[`bytes.moe.${t.op}.${t.name}`] = t.bytes;
+    for (const [k, v] of Object.entries(expected)) expect([k, shown[k]]).toEqual([k, String(v)]);
+    // and the text a reader sees carries the same numbers
+    expect(await page.textContent('[data-plan="neededDocumented"]')).toContain(String(plan.hccl!.neededDocumented));
+    expect(await page.textContent('#plan-status')).toContain('valid');
+    await page.screenshot({ path: join(ARTIFACTS, 'web-plan-shared.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it("runs the seed example with output hashes identical to Node's, and lists a cell's tokens", async () => {
+    const { page, errors } = await open(isolated.url);
+    await page.click('#btn-seed');
+    await page.waitForSelector('#see-views:not([hidden])');
+    timings.seedRenderMs = Number(await page.getAttribute('#see-timing', 'data-render-ms'));
+    await page.screenshot({ path: join(ARTIFACTS, 'web-see-seed.png'), fullPage: true });
+    const t0 = Date.now();
+    const pageHashes = await runAndHashes(page);
+    timings.seedRunWallMs = Date.now() - t0;
+    timings.seedRunMs = Number(await page.getAttribute('#run-total-ms', 'data-value'));
+    expect(await page.getAttribute('#run-check', 'data-pass')).toBe('true');
+    expect(await page.textContent('#run-out')).toContain('group memory shared, ranks interleaved in this thread');
+    await page.screenshot({ path: join(ARTIFACTS, 'web-run-seed.png'), fullPage: true });
+    const node = await nodeHashes({ epWorldSize: 16, moeExpertNum: 16, quantMode: 2, globalBs: 1024 }, { h: 1024, k: 8, bs: 64 }, seedExampleInputs());
+    expect(pageHashes.length).toBe(16);
+    expect(Object.keys(pageHashes[0]!).sort()).toEqual(Object.keys(node[0]!).sort());
+    expect(pageHashes).toEqual(node);
+
+    // a heatmap cell: rank 3 → expert 5 lists its tokens; after the run every row agrees with the outputs
+    await page.click('#tab-see');
+    const box = (await page.locator('#cv-heat').boundingBox())!;
+    const g = await page.evaluate(() => ({ ...(document.getElementById('cv-heat') as HTMLCanvasElement).dataset }));
+    await page.mouse.click(box.x + Number(g.left) + Number(g.cw) * 5.5, box.y + Number(g.top) + Number(g.ch) * 3.5);
+    await page.waitForSelector('#cell-table');
+    expect(await page.textContent('#cell-title')).toMatch(/^rank 3 → expert 5: \d+ token cop/);
+    const rows = await page.$$eval('#cell-table tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    const ids = seedExampleInputs()[3]!.expertIds.data as Int32Array;
+    const want = [...ids].map((e, i) => [e, i] as const).filter(([e]) => e === 5);
+    expect(rows.length).toBe(want.length);
+    rows.forEach((r, i) => {
+      expect(r[0]).toBe('3');
+      expect(Number(r[1]) * 8 + Number(r[2])).toBe(want[i]![1]);
+      expect(r[4]).toBe(String(i)); // expand_idx: slot in the block
+      expect(r[8]).toBe('✓');
+    });
+    await page.screenshot({ path: join(ARTIFACTS, 'web-see-cell.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it("a generated zipf case (quant 2, smooth scales, mask, shared experts) hashes as Node's", async () => {
+    const { page, errors } = await open(isolated.url);
+    const spec = { epWorldSize: 8, moeExpertNum: 24, sharedExpertNum: 1, sharedExpertRankNum: 2, quantMode: 2, bs: 16, h: 1024, k: 4 };
+    for (const k of ['epWorldSize', 'moeExpertNum', 'sharedExpertNum', 'sharedExpertRankNum', 'quantMode', 'bs', 'h', 'k'] as const) await fill(page, k, String(spec[k]));
+    await fill(page, 'globalBs', '0');
+    await page.selectOption('#f-routing', 'zipf');
+    await fill(page, 'zipfS', '1.5');
+    await fill(page, 'seed', '7');
+    await fill(page, 'activeBs', '12');
+    await page.check('#f-smoothScales');
+    await page.click('#btn-generate');
+    await page.waitForSelector('#see-views:not([hidden])');
+    expect(await page.textContent('#inputs-label')).toBe('generated: zipf s = 1.5, seed 7');
+    const pageHashes = await runAndHashes(page);
+    expect(await page.getAttribute('#run-check', 'data-pass')).toBe('true');
+    const g = generateCase({ ...spec, routing: 'zipf', zipfS: 1.5, seed: 7, activeBs: 12, smoothScales: true, expertTokenNumsType: 1, groupEp: 'moe_ep_group' });
+    const inputs = g.ranks.map((r) => ({
+      x: r.x!,
+      expertIds: r.expert_ids!,
+      expertScales: r.expert_scales!,
+      scales: r.scales ?? null,
+      xActiveMask: r.x_active_mask ?? null,
+    })) as RankInputs[];
+    const node = await nodeHashes(g.groupAttrs, { h: 1024, k: 4, bs: 16 }, inputs);
+    expect(pageHashes).toEqual(node);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('renders W = 384, E = 512 and stays responsive', async () => {
+    const { page, errors } = await open(isolated.url);
+    const t0 = Date.now();
+    await page.click('#btn-large');
+    await page.waitForSelector('#see-views:not([hidden])', { timeout: 30000 });
+    timings.largeClickToViewsMs = Date.now() - t0;
+    const m = await page.evaluate(() => (globalThis as unknown as { moePreview: { state: { metrics: Record<string, number> } } }).moePreview.state.metrics);
+    timings.largeGenerateMs = m.generateMs!;
+    timings.largeAnalyseMs = m.analyseMs!;
+    timings.largeDrawMs = m.drawMs!;
+    expect(await page.textContent('#see-summary')).toContain('W 384 ranks, E 512 experts');
+    // responsive: a hover answers with its tooltip within a frame or two
+    const box = (await page.locator('#cv-heat').boundingBox())!;
+    const h0 = Date.now();
+    await page.mouse.move(box.x + 100, box.y + 100);
+    await page.waitForSelector('#tip:not([hidden])');
+    timings.largeHoverMs = Date.now() - h0;
+    expect(await page.textContent('#tip')).toMatch(/^rank \d+ → expert \d+: \d+ tokens/);
+    expect(m.analyseMs! + m.drawMs!).toBeLessThan(3000);
+    expect(timings.largeHoverMs).toBeLessThan(1000);
+    await page.screenshot({ path: join(ARTIFACTS, 'web-see-large.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('works without COOP/COEP: single-threaded, same hashes, and says so', async () => {
+    const { page, errors } = await open(plain.url);
+    expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(false);
+    expect(await page.evaluate(() => typeof SharedArrayBuffer)).toBe('undefined');
+    expect(await page.textContent('#isolation')).toContain('not cross-origin isolated · single-threaded');
+    await page.click('#btn-seed');
+    await page.waitForSelector('#see-views:not([hidden])');
+    const pageHashes = await runAndHashes(page);
+    // Chromium still creates a shared WebAssembly.Memory without isolation (it only hides the
+    // SharedArrayBuffer global and refuses to post it to workers); browsers that refuse it fall
+    // back to a plain memory. Either way the ranks run in this one thread.
+    expect(await page.textContent('#run-out')).toMatch(/group memory (shared|plain \(no shared memory here\)), ranks interleaved in this thread/);
+    expect(await page.getAttribute('#run-check', 'data-pass')).toBe('true');
+    const node = await nodeHashes({ epWorldSize: 16, moeExpertNum: 16, quantMode: 2, globalBs: 1024 }, { h: 1024, k: 8, bs: 64 }, seedExampleInputs());
+    expect(pageHashes).toEqual(node);
+    await page.screenshot({ path: join(ARTIFACTS, 'web-run-no-isolation.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('serves the kernels as application/wasm with the isolation headers, and refuses traversal', async () => {
+    const res = await fetch(`${isolated.url}kernels.wasm`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/wasm');
+    expect(res.headers.get('cross-origin-opener-policy')).toBe('same-origin');
+    expect(res.headers.get('cross-origin-embedder-policy')).toBe('require-corp');
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    expect([...bytes.subarray(0, 4)]).toEqual([0, 0x61, 0x73, 0x6d]);
+    const noIso = await fetch(plain.url);
+    expect(noIso.headers.get('cross-origin-opener-policy')).toBeNull();
+    expect(noIso.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect((await fetch(`${isolated.url}..%2f..%2fpackage.json`)).status).toBe(403);
+    expect((await fetch(`${isolated.url}nothing-here.js`)).status).toBe(404);
+    expect((await fetch(`${isolated.url}%2e%2e%5cpackage.json`)).status).toBe(403);
+    expect((await fetch(`${isolated.url}app.js`, { method: 'POST' })).status).toBe(405);
+  });
+});
