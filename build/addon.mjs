@@ -9,7 +9,7 @@
 // `npm install` never fails because of it (set MOE_NPU_BRIDGE_STRICT=1 to make failures fatal).
 // MOE_NPU_BRIDGE_SKIP=1 skips the native build.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -62,8 +62,6 @@ function buildAddon() {
   if (!gyp) return warn('npu-bridge not built: node-gyp not found (the npu backend will report itself unavailable)');
   const nd = nodeDir();
   const env = { ...process.env };
-  let dir = bridgeDir;
-  let tmp;
   if (cross) {
     if (arch !== 'arm64') return warn(`npu-bridge: cross builds are for arm64 only, not ${arch}`);
     const cxx = 'aarch64-linux-gnu-g++';
@@ -71,12 +69,13 @@ function buildAddon() {
       return warn(`npu-bridge arm64 not built: ${cxx} not found (apt-get install g++-aarch64-linux-gnu)`);
     }
     Object.assign(env, { CXX: cxx, CC: 'aarch64-linux-gnu-gcc', LINK: cxx, AR: 'aarch64-linux-gnu-ar' });
-    // build in a copy so the host build in npu-bridge/build stays
-    tmp = mkdtempSync(join(tmpdir(), 'npu-bridge-arm64-'));
-    cpSync(join(bridgeDir, 'binding.gyp'), join(tmp, 'binding.gyp'));
-    cpSync(join(bridgeDir, 'src'), join(tmp, 'src'), { recursive: true });
-    dir = tmp;
   }
+  // Build in a copy: a failed build leaves the previous addon in place, and concurrent builds
+  // (two npm runs) do not share node-gyp's build directory.
+  const tmp = mkdtempSync(join(tmpdir(), `npu-bridge-${arch}-`));
+  cpSync(join(bridgeDir, 'binding.gyp'), join(tmp, 'binding.gyp'));
+  cpSync(join(bridgeDir, 'src'), join(tmp, 'src'), { recursive: true });
+  const dir = tmp;
   const gypArgs = ['rebuild', '--release', `--arch=${arch === 'x64' ? 'x64' : arch}`];
   if (nd) gypArgs.push(`--nodedir=${nd}`);
   // node-addon-api's include dir is found from the project root
@@ -85,18 +84,17 @@ function buildAddon() {
   const out = join(dir, 'build', 'Release', 'moe_npu_bridge.node');
   if (r.status !== 0 || !existsSync(out)) {
     const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-    return warn(`npu-bridge (${arch}) not built; the npu backend will report itself unavailable. node-gyp said:\n${tail}`);
-  }
-  if (cross) {
-    const dest = join(bridgeDir, 'prebuilds', `linux-${arch}`);
-    mkdirSync(dest, { recursive: true });
-    copyFileSync(out, join(dest, 'moe_npu_bridge.node'));
     rmSync(tmp, { recursive: true, force: true });
-    console.log(`npu-bridge: built npu-bridge/prebuilds/linux-${arch}/moe_npu_bridge.node`);
-  } else {
-    console.log('npu-bridge: built npu-bridge/build/Release/moe_npu_bridge.node');
+    return warn(`npu-bridge (${arch}) not built (a previous build, if any, stays; without one the npu backend reports itself unavailable). node-gyp said:\n${tail}`);
   }
+  const rel = cross ? join('prebuilds', `linux-${arch}`) : join('build', 'Release');
+  const dest = join(bridgeDir, rel);
+  mkdirSync(dest, { recursive: true });
+  const staged = join(dest, `moe_npu_bridge.node.${process.pid}.tmp`);
+  copyFileSync(out, staged);
+  renameSync(staged, join(dest, 'moe_npu_bridge.node')); // atomic: a loading process sees the old or the new file
+  rmSync(tmp, { recursive: true, force: true });
+  console.log(`npu-bridge: built npu-bridge/${rel}/moe_npu_bridge.node`);
 }
 
 async function bundleChild() {

@@ -222,7 +222,7 @@ describe('CLI', () => {
     expect(t.out).toMatch(/\n {2}run +run the four ops/);
     const r = await cli('run', '--help');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^Usage: moe-distribute run CASE_DIR --out OUT_DIR \[--backend wasm\|reference\]/);
+    expect(r.out).toMatch(/^Usage: moe-distribute run CASE_DIR --out OUT_DIR \[--backend wasm\|reference\|npu\|auto\]/);
     expect((await cli('help', 'run')).out).toBe(r.out);
   });
 
