@@ -6,6 +6,9 @@ import './npu/index.js'; // registers the npu backend (createGroup({ backend: 'n
 import { MoeError } from './errors.js';
 import { type MoeCase, type TensorFormat, readCase, withContext, writeCaseOutputs } from './io/case.js';
 import { type PhaseTimings, type ProgressFn, outputTensors, runRound } from './round.js';
+import { Collective } from './group/workers/collective.js';
+import { threadSupport } from './group/workers/platform.js';
+import { findWorkerUrl } from './group/workers/pool.js';
 
 export * from './round.js';
 
@@ -20,6 +23,11 @@ export interface RunCaseOptions {
   ranks?: readonly number[];
   /** safetensors (default): OUT_DIR/rank{r}.safetensors; npy: OUT_DIR/rank{r}/NAME.npy */
   format?: TensorFormat;
+  /**
+   * rank workers of the collective API (default: one per core, at most epWorldSize); 0 runs every
+   * rank in this thread. Ignored by the npu backend, which has a process per rank.
+   */
+  workers?: number;
   /** progress of the round, unit by unit (phases × ranks) */
   onProgress?: ProgressFn;
 }
@@ -29,6 +37,8 @@ export interface RunCaseResult {
   files: string[];
   timings: PhaseTimings;
   backend: string;
+  /** rank workers the round ran on (0: in this thread) */
+  workers: number;
 }
 
 /**
@@ -45,10 +55,31 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
   if (bad !== undefined) {
     throw new MoeError('E_VALUE', 'ranks', [...ranks], `ranks should be distinct integers in [0, epWorldSize) = [0, ${W})`);
   }
+  const b = opts.backend ?? 'wasm';
+  const base = { ...c.attrs, h: c.h, k: c.k, bs: c.bs, log: opts.log };
+  const threads = threadSupport();
+  const workerUrl = threads.threads ? await findWorkerUrl() : undefined;
+  const wantWorkers = (b === 'wasm' || b === 'reference') && (opts.workers ?? 1) > 0;
+  if (wantWorkers && !workerUrl) {
+    opts.log?.(`ranks run in one thread: ${threads.reason ?? 'the rank worker bundle (rank-worker.js) is not next to this bundle'}`);
+  }
+  if (wantWorkers && workerUrl) {
+    let col: Collective;
+    try {
+      col = await Collective.create({ ...base, backend: b, workers: opts.workers, workerUrl });
+    } catch (e) {
+      throw e instanceof MoeError ? withContext(e, caseDir) : e;
+    }
+    try {
+      const { results, timings } = await col.runRound(c.ranks, opts.onProgress);
+      const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks });
+      return { case: c, files, timings, backend: b, workers: col.workers };
+    } finally {
+      await col.close();
+    }
+  }
   let group: OpGroup;
   try {
-    const base = { ...c.attrs, h: c.h, k: c.k, bs: c.bs, log: opts.log };
-    const b = opts.backend ?? 'wasm';
     group = b === 'npu' || b === 'auto' ? await createGroup({ ...base, backend: b, npu: opts.npu }) : await createGroup({ ...base, backend: b });
   } catch (e) {
     throw e instanceof MoeError ? withContext(e, caseDir) : e;
@@ -56,7 +87,7 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
   try {
     const { results, timings } = await runRound(group, c.ranks, opts.onProgress);
     const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks });
-    return { case: c, files, timings, backend: group.backendName };
+    return { case: c, files, timings, backend: group.backendName, workers: 0 };
   } finally {
     group.close();
   }

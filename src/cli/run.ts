@@ -46,6 +46,9 @@ Options:
   --ranks LIST         write only these ranks' outputs, e.g. 0,3 (every rank still runs: the
                         outputs of one depend on all)
   --format FORMAT      safetensors (default) or npy, the form of the outputs
+  --workers N          rank workers (threads) that run the ranks, multiplexed round-robin over
+                        one shared group memory (default: one per core); 0 runs every rank in
+                        this thread. The outputs are the same bytes either way
   --single-rank        with --ranks: compute only those ranks (wasm or reference), one after the
                         other, reading the other ranks' inputs from CASE_DIR one at a time (no
                         group windows): the same bytes as the full run, with memory that follows
@@ -98,6 +101,7 @@ export const runCommand: Command = {
         ranks: { type: 'string' },
         format: { type: 'string', default: 'safetensors' },
         'single-rank': { type: 'boolean', default: false },
+        workers: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -117,6 +121,10 @@ export const runCommand: Command = {
       throw new UsageError(`--format should be ${TENSOR_FORMATS.join(' or ')}, got ${JSON.stringify(values.format)}`, 'run');
     }
     const ranks = values.ranks === undefined ? undefined : parseRanks(values.ranks);
+    const workers = values.workers === undefined ? undefined : Number(values.workers);
+    if (workers !== undefined && (!Number.isInteger(workers) || workers < 0 || !/^\d+$/.test(values.workers!))) {
+      throw new UsageError(`--workers should be a whole number (0: every rank in one thread), got ${JSON.stringify(values.workers)}`, 'run');
+    }
     const caseDir = positionals[0]!;
     if (samePath(caseDir, values.out)) {
       throw new UsageError('--out must not be CASE_DIR: the outputs would overwrite the inputs', 'run');
@@ -158,6 +166,7 @@ export const runCommand: Command = {
       res = await runCase(caseDir, values.out, {
         backend,
         ranks,
+        workers,
         format,
         log: (m) => io.stderr(`moe-distribute: note: ${m}\n`),
         onProgress: (done, total, phase, rank) => bar.update(done, total, `${phase} rank ${rank}`),
@@ -172,7 +181,7 @@ export const runCommand: Command = {
     const W = res.case.attrs.epWorldSize;
     const which = ranks ? ` (ranks ${ranks.join(', ')} of ${W})` : '';
     io.stdout(
-      `wrote ${n} ${what}${which} to ${values.out} (backend ${res.backend}, epWorldSize ${W}, ` +
+      `wrote ${n} ${what}${which} to ${values.out} (backend ${res.backend}, ${res.workers > 0 ? `${res.workers} rank worker${res.workers > 1 ? "s" : ""}` : "one thread"}, epWorldSize ${W}, ` +
         `H ${res.case.h}, K ${res.case.k}, ${res.case.dtype}, quantMode ${res.case.attrs.quantMode})\n` +
         `dispatchSetup ${ms(t.dispatchSetup)}, dispatchTeardown ${ms(t.dispatchTeardown)}, expert ${ms(t.expert)}, ` +
         `combineSetup ${ms(t.combineSetup)}, combineTeardown ${ms(t.combineTeardown)}\n`,

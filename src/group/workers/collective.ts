@@ -4,7 +4,7 @@
 import { MoeError } from '../../errors.js';
 import { type GroupOptions, groupLayout } from '../group.js';
 import type { Layout } from '../../contract/attrs.js';
-import type { PhaseTimings, RankInputs, RankResult } from '../../round.js';
+import type { PhaseTimings, ProgressFn, RankInputs, RankResult } from '../../round.js';
 import type { Tensor } from '../../tensor.js';
 import { WorkerPool } from './pool.js';
 import { graceMs } from './spmd.js';
@@ -77,7 +77,7 @@ export class Collective {
   }
 
   /** One round of the four ops on every rank; the expert is expertOutput when given, else the identity. */
-  async runRound(inputs: readonly RankInputs[]): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
+  async runRound(inputs: readonly RankInputs[], onProgress?: ProgressFn): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
     const W = this.layout.W;
     if (inputs.length !== W) {
       throw new MoeError('E_CASE', 'inputs.length', inputs.length, `one input per rank: epWorldSize = ${W}`);
@@ -89,9 +89,18 @@ export class Collective {
       }),
     );
     const timings = {} as PhaseTimings;
-    for (const phase of PHASES) {
+    for (const [p, phase] of PHASES.entries()) {
       const t0 = performance.now();
-      await pool.all((m) => m.api.phase(phase, this.ranksOf(m.lane)), graceMs(this.timeoutMs));
+      let done = p * W;
+      // one call per rank, so that progress moves rank by rank
+      await pool.all(async (m) => {
+        for (const r of this.ranksOf(m.lane)) {
+          const o = await m.api.phase(phase, [r]);
+          if (!o.ok) return o;
+          onProgress?.(++done, PHASES.length * W, phase, r);
+        }
+        return { ok: true as const, value: 0 };
+      }, graceMs(this.timeoutMs));
       timings[phase] = performance.now() - t0;
     }
     const perLane = await Promise.all(pool.members.map((m) => m.api.results(this.ranksOf(m.lane))));

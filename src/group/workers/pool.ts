@@ -29,7 +29,7 @@ export interface PoolMember {
 }
 
 /** The bundled worker script: next to the bundle that runs this code, or dist/ from the sources. */
-export async function defaultWorkerUrl(): Promise<URL> {
+export async function findWorkerUrl(): Promise<URL | undefined> {
   const here = import.meta.url;
   const candidates = [
     new URL('./rank-worker.js', here),
@@ -39,9 +39,13 @@ export async function defaultWorkerUrl(): Promise<URL> {
   if (!isNode) return candidates[0]!;
   const { existsSync } = await import('node:fs');
   const { fileURLToPath } = await import('node:url');
-  const found = candidates.find((u) => u.protocol === 'file:' && existsSync(fileURLToPath(u)));
+  return candidates.find((u) => u.protocol === 'file:' && existsSync(fileURLToPath(u)));
+}
+
+export async function defaultWorkerUrl(): Promise<URL> {
+  const found = await findWorkerUrl();
   if (!found) {
-    throw new MoeError('E_MEMORY', 'workerUrl', candidates.map(String), 'the rank worker bundle (dist/rank-worker.js) is missing: run `npm run build`');
+    throw new MoeError('E_MEMORY', 'workerUrl', 'dist/rank-worker.js', 'the rank worker bundle (dist/rank-worker.js) is missing: run `npm run build`');
   }
   return found;
 }
