@@ -18,6 +18,7 @@ import { Rng, randn, uniqueTopK } from '../src/random.js';
 import { type RankInputs, outputTensors, runRound } from '../src/round.js';
 import type { Tensor } from '../src/tensor.js';
 import { type RunningServer, resolveUnder, startServer } from '../src/cli/serve.js';
+import { readCase, writeCase } from '../src/io/case.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CHROMIUM = '/usr/bin/chromium';
@@ -221,9 +222,9 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` â
 
     // a heatmap cell: rank 3 â†’ expert 5 lists its tokens; after the run every row agrees with the outputs
     await page.click('#tab-see');
-    const box = (await page.locator('#cv-heat').boundingBox())!;
+    await page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
     const g = await page.evaluate(() => ({ ...(document.getElementById('cv-heat') as HTMLCanvasElement).dataset }));
-    await page.mouse.click(box.x + Number(g.left) + Number(g.cw) * 5.5, box.y + Number(g.top) + Number(g.ch) * 3.5);
+    await page.locator('#cv-heat').click({ position: { x: Number(g.left) + Number(g.cw) * 5.5, y: Number(g.top) + Number(g.ch) * 3.5 } });
     await page.waitForSelector('#cell-table');
     expect(await page.textContent('#cell-title')).toMatch(/^rank 3 â†’ expert 5: \d+ token cop/);
     const rows = await page.$$eval('#cell-table tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
@@ -270,6 +271,37 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` â
     await page.close();
   });
 
+  it('opens a case directory (npy and safetensors ranks) locally, runs it as Node does, and reports a bad case.json', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'moe-preview-case-'));
+    try {
+      const g = generateCase({ epWorldSize: 4, moeExpertNum: 8, quantMode: 0, bs: 8, h: 1024, k: 2, routing: 'hot', hotExpert: 3, seed: 11 });
+      await writeCase(join(dir, 'npy'), g, 'npy');
+      await writeCase(join(dir, 'st'), g, 'safetensors');
+      const c = await readCase(join(dir, 'st'));
+      const node = await nodeHashes(c.attrs, { h: c.h, k: c.k, bs: c.bs }, c.ranks);
+      for (const form of ['npy', 'st']) {
+        const { page, errors } = await open(isolated.url);
+        await page.setInputFiles('#file-dir', join(dir, form));
+        await page.waitForSelector('#see-views:not([hidden])');
+        expect(await page.textContent('#inputs-label')).toMatch(/^opened case \(\d+ files\)$/);
+        expect(await page.inputValue('#f-epWorldSize')).toBe('4');
+        expect(await page.inputValue('#f-k')).toBe('2');
+        expect(await page.textContent('#see-imbalance')).toContain('on expert 3');
+        expect(await runAndHashes(page)).toEqual(node);
+        expect(errors).toEqual([]);
+        await page.close();
+      }
+      await writeFile(join(dir, 'st', 'case.json'), '{"epWorldSize": 999, "moeExpertNum": 8}');
+      const { page } = await open(isolated.url);
+      await page.setInputFiles('#file-dir', join(dir, 'st'));
+      await page.waitForSelector('#status.bad');
+      expect(await page.textContent('#status')).toBe('open case: case.json: epWorldSize = 999: epWorldSize should be [2, 384]');
+      await page.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('renders W = 384, E = 512 and stays responsive', async () => {
     const { page, errors } = await open(isolated.url);
     const t0 = Date.now();
@@ -282,9 +314,9 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` â
     timings.largeDrawMs = m.drawMs!;
     expect(await page.textContent('#see-summary')).toContain('W 384 ranks, E 512 experts');
     // responsive: a hover answers with its tooltip within a frame or two
-    const box = (await page.locator('#cv-heat').boundingBox())!;
+    await page.locator('#cv-heat').scrollIntoViewIfNeeded();
     const h0 = Date.now();
-    await page.mouse.move(box.x + 100, box.y + 100);
+    await page.locator('#cv-heat').hover({ position: { x: 100, y: 100 } });
     await page.waitForSelector('#tip:not([hidden])');
     timings.largeHoverMs = Date.now() - h0;
     expect(await page.textContent('#tip')).toMatch(/^rank \d+ â†’ expert \d+: \d+ tokens/);

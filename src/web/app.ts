@@ -154,7 +154,8 @@ async function run(): Promise<void> {
     const all = new TextEncoder().encode(hashes.map((x) => Object.values(x).join(',')).join(';'));
     const digest = crypto?.subtle ? [...new Uint8Array(await crypto.subtle.digest('SHA-256', all))].map((b) => b.toString(16).padStart(2, '0')).join('') : 'crypto.subtle unavailable (not a secure context)';
     renderRun(r, hashes, digest, state.inputs.attrs.epWorldSize);
-    if (state.routing) renderSee({ ri: state.inputs, rt: state.routing, run: r });
+    // (the See panel draws itself with the run when it is shown: selectTab)
+    if (state.routing && !$('panel-see').hidden) renderSee({ ri: state.inputs, rt: state.routing, run: r });
     status(`ran ${state.inputs.label} in ${ms(r.totalMs)}${r.check ? ` — check ${r.check.pass ? 'PASS' : 'FAIL'}` : ''}`, r.check && !r.check.pass ? 'bad' : 'ok');
   } catch (e) {
     fail(e, 'run');

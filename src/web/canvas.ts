@@ -83,7 +83,7 @@ export interface MatrixSpec {
   height?: number;
 }
 
-const M = { left: 56, top: 10, right: 16, bottom: 40, legend: 64 };
+const M = { left: 56, top: 10, right: 16, bottom: 40, legend: 72 };
 
 /**
  * A matrix view on `canvas`: cells coloured by value/max (0 grey), axes with ticks and titles, a
@@ -118,11 +118,11 @@ export function matrixView(canvas: HTMLCanvasElement, spec: MatrixSpec): () => v
     // cells as square as the space allows, never taller than 28 px nor narrower than half a pixel
     const cw = Math.max(0.5, Math.min(28, plotW / cols));
     const ch = Math.max(0.5, Math.min(28, (spec.height ?? 420) / rows, Math.max(cw, 12)));
-    return { cw, ch, w: cols * cw, h: rows * ch, lh: Math.max(80, Math.min(rows * ch, 260)) };
+    return { cw, ch, w: cols * cw, h: rows * ch, lh: Math.max(60, Math.min(rows * ch, 260)) };
   };
   const draw = (): void => {
     const g = geom();
-    const ctx = fit(canvas, M.left + g.w + M.right + M.legend, M.top + Math.max(g.h, g.lh + 24) + M.bottom);
+    const ctx = fit(canvas, M.left + g.w + M.right + M.legend, M.top + Math.max(g.h, g.lh + 36) + M.bottom);
     // the geometry, for tools that click cells (the browser test)
     canvas.dataset.left = String(M.left);
     canvas.dataset.top = String(M.top);
@@ -150,12 +150,18 @@ export function matrixView(canvas: HTMLCanvasElement, spec: MatrixSpec): () => v
       ctx.fillRect(M.left - 4, y, 4, 1);
       ctx.fillText(String(r), M.left - 6, y);
     }
-    ctx.save();
-    ctx.translate(14, M.top + g.h / 2);
-    ctx.rotate(-Math.PI / 2);
-    ctx.textAlign = 'center';
-    ctx.fillText(spec.rowAxis, 0, 0);
-    ctx.restore();
+    // the row axis title: rotated along a tall plot, written above the ticks of a flat one
+    if (g.h >= ctx.measureText(spec.rowAxis).width + 8) {
+      ctx.save();
+      ctx.translate(14, M.top + g.h / 2);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = 'center';
+      ctx.fillText(spec.rowAxis, 0, 0);
+      ctx.restore();
+    } else {
+      ctx.textAlign = 'left';
+      ctx.fillText(`↓ ${spec.rowAxis}`, 2, M.top + Math.max(g.h, g.lh) + 30);
+    }
     legend(ctx, M.left + g.w + M.right + 6, M.top, g.lh, spec.max, spec.unit);
     if (cursor) {
       ctx.strokeStyle = '#e4002b';
@@ -227,10 +233,6 @@ export function legend(ctx: CanvasRenderingContext2D, x: number, y: number, h: n
   ctx.fillText(String(+(max / 2).toFixed(1)), x + w + 4, y + h / 2);
   ctx.fillText('>0', x + w + 4, y + h - 4);
   ctx.fillText('0', x + w + 4, y + h + 13);
-  ctx.save();
-  ctx.translate(x + w + 38, y + h / 2);
-  ctx.rotate(Math.PI / 2);
-  ctx.textAlign = 'center';
-  ctx.fillText(unit, 0, 0);
-  ctx.restore();
+  ctx.fillStyle = '#5b6270';
+  ctx.fillText(unit, x, y + h + 30);
 }

@@ -228,7 +228,7 @@ function drawBlocks(ctx: SeeContext, d: number): void {
     max: lay.maxBs,
     rowAxis: 'local expert',
     colAxis: 'sender rank',
-    unit: `tokens of maxBS ${lay.maxBs}`,
+    unit: 'tokens',
     height: Math.min(260, Math.max(40, Lr * 14)),
     describe: (j, s) => {
       const i = j * W + s;
@@ -262,6 +262,7 @@ function drawMessage(rt: Routing): void {
       ];
   const width = Math.max(320, (canvas.parentElement?.clientWidth ?? 640) - 8);
   const height = 96;
+  for (let i = segs.length - 1; i >= 0; i--) if (segs[i]!.to <= segs[i]!.from) segs.splice(i, 1);
   const pw = width - 32;
   const minW = 8;
   // widths proportional to bytes, with a visible minimum for the 4-byte scale
