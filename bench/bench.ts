@@ -4,6 +4,10 @@
 // ratios measured in one run are meaningful.
 import { parseArgs } from 'node:util';
 import { createGroup, type EpGroup } from '../src/group/group.js';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Collective, toShared } from '../src/group/workers/collective.js';
 import { Rng, randn, uniqueTopK } from '../src/random.js';
 import { type RankInputs, runRound } from '../src/runner.js';
 
@@ -79,10 +83,61 @@ function memcpyMs(bytes: number, reps: number): { warm: number; fresh: number } 
   return { warm: median(warm), fresh: median(fresh) };
 }
 
+/** ms of whole rounds of every rank over `workers` rank workers (collective API), median of `reps`. */
+async function collectiveRoundMs(c: CaseSpec, inputs: RankInputs[], workers: number, reps: number): Promise<number> {
+  const col = await Collective.create({ epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: 300, workers });
+  try {
+    await col.runRound(inputs); // warm-up: each worker's JIT and first touch of its pages
+    const ts: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      await col.runRound(inputs);
+      ts.push(performance.now() - t0);
+    }
+    return median(ts);
+  } finally {
+    await col.close();
+  }
+}
+
+function vmHwm(): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : Number.NaN;
+}
+
+/** W 384, BS 8, H 1024, K 8 (E 384): the full group in one thread; run in a process of its own for its peak memory. */
+async function w384Full(): Promise<{ case: string; roundMs: number; createMs: number; memoryBytes: number; vmHwmBytes: number }> {
+  const c: CaseSpec = { name: 'W384-E384-BS8-H1024-K8-bf16-quant2', W: 384, E: 384, BS: 8, H: 1024, K: 8, quantMode: 2 };
+  const inputs = makeInputs(c, 384);
+  const t0 = performance.now();
+  const g = await createGroup({ epWorldSize: c.W, moeExpertNum: c.E, quantMode: 2, h: c.H, k: c.K, bs: c.BS, backend: 'wasm' });
+  const createMs = performance.now() - t0;
+  const t1 = performance.now();
+  await runRound(g, inputs);
+  const roundMs = performance.now() - t1;
+  return { case: c.name, roundMs, createMs, memoryBytes: g.memoryBytes, vmHwmBytes: vmHwm() };
+}
+
+/** Runs `args` of a bundled script in a child process and parses the JSON it prints. */
+function child(script: string, args: string[]): unknown {
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL(script, import.meta.url)), ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${script} ${args.join(' ')} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
 async function main() {
   const { values } = parseArgs({
-    options: { json: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, reps: { type: 'string' } },
+    options: {
+      json: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      reps: { type: 'string' },
+      scenario: { type: 'string' },
+    },
   });
+  if (values.scenario === 'w384-full') {
+    console.log(JSON.stringify(await w384Full()));
+    return;
+  }
   const reps = Number(values.reps ?? (values.quick ? 2 : 5));
   const base = values.quick ? { W: 4, E: 16, BS: 32, H: 1024, K: 8 } : { W: 8, E: 32, BS: 256, H: 7168, K: 8 };
   const cases: CaseSpec[] = [0, 2].map((q) => ({ name: `W${base.W}-E${base.E}-BS${base.BS}-H${base.H}-K${base.K}-bf16-quant${q}`, ...base, quantMode: q as 0 | 2 }));
@@ -101,6 +156,9 @@ async function main() {
     const refRound = OPS.reduce((s, op) => s + refRun[op], 0);
     const bytes = roundBytes(c, wasm);
     const copy = memcpyMs(bytes, reps);
+    const shared = inputs.map((i) => ({ ...i, x: toShared(i.x), expertIds: toShared(i.expertIds), expertScales: toShared(i.expertScales), scales: i.scales ? toShared(i.scales) : null }));
+    const oneWorker = await collectiveRoundMs(c, shared, 1, reps);
+    const twoWorkers = await collectiveRoundMs(c, shared, 2, reps);
     results.push({
       case: c.name,
       msPerOpPerRank: { wasm: wasmMs, reference: refRun },
@@ -112,10 +170,22 @@ async function main() {
       freshMemcpyMs: copy.fresh,
       roundOverMemcpy: wasmRound / copy.warm,
       roundOverFreshMemcpy: wasmRound / copy.fresh,
+      collectiveRoundMs: { workers1: oneWorker, workers2: twoWorkers },
+      workerSpeedup2: oneWorker / twoWorkers,
     });
   }
+  const scale = values.quick
+    ? undefined
+    : {
+        w384Full: child('./bench.js', ['--scenario', 'w384-full']) as Awaited<ReturnType<typeof w384Full>>,
+        w384SingleRank: child('./bench-single-rank.js', ['--json']) as {
+          config: Record<string, number>;
+          ms: { total: number };
+          vmHwmAfter: number;
+        },
+      };
   if (values.json) {
-    console.log(JSON.stringify({ node: process.version, reps, results }, null, 2));
+    console.log(JSON.stringify({ node: process.version, reps, results, ...scale }, null, 2));
     return;
   }
   for (const r of results) {
@@ -129,6 +199,16 @@ async function main() {
     console.log(`  round              ${r.roundMsPerRank.wasm.toFixed(3).padStart(12)}   ${r.roundMsPerRank.reference.toFixed(3).padStart(17)}   ${r.speedupVsReference.toFixed(1).padStart(6)}x  (goal >= 5x)`);
     console.log(`  memcpy of the ${(r.roundBytesPerRank / 2 ** 20).toFixed(1)} MiB one rank's round writes: ${r.memcpyMs.toFixed(3)} ms into touched memory, ${r.freshMemcpyMs.toFixed(3)} ms into fresh memory`);
     console.log(`  round / memcpy = ${r.roundOverMemcpy.toFixed(2)} (touched; goal <= 2), ${r.roundOverFreshMemcpy.toFixed(2)} (fresh, as new output tensors are)`);
+    console.log(
+      `  all ${base.W} ranks over rank workers (collective): ${r.collectiveRoundMs.workers1.toFixed(1)} ms with 1, ${r.collectiveRoundMs.workers2.toFixed(1)} ms with 2; workerSpeedup2 = ${r.workerSpeedup2.toFixed(2)} (goal >= 1.7 on 2 cores)`,
+    );
+  }
+  if (scale) {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    const f = scale.w384Full;
+    console.log(`\n${f.case}, full group in one thread: round ${f.roundMs.toFixed(0)} ms (createGroup ${f.createMs.toFixed(0)} ms), group memory ${mib(f.memoryBytes)}, peak resident ${mib(f.vmHwmBytes)}`);
+    const s1 = scale.w384SingleRank;
+    console.log(`W384-E384-BS512-H7168-K8 single-rank view of rank ${s1.config.rank}: ${(s1.ms.total / 1000).toFixed(1)} s, peak resident ${mib(s1.vmHwmAfter)}`);
   }
 }
 
