@@ -52,10 +52,22 @@ export function identityExpert(
     const codes = td.expandX.data as Int8Array;
     const ds = td.dynamicScales.data as Float32Array;
     const row = new Float32Array(H);
+    const bits = new Uint32Array(row.buffer);
+    const o = out.data;
     for (let a = 0; a < n; a++) {
       const s = ds[a]!;
-      for (let h = 0; h < H; h++) row[h] = codes[a * H + h]! * s; // the store rounds to f32
-      for (let h = 0; h < H; h++) out.data[a * H + h] = fromF32(dtype, row[h]!);
+      const base = a * H;
+      // code·scale is exact in f64 (8 + 24 bits); the store into a Float32Array rounds it once
+      for (let h = 0; h < H; h++) row[h] = codes[base + h]! * s;
+      if (dtype === 'bf16') {
+        // f32ToBf16 inlined on the row's bits (this loop is the expert step's whole cost)
+        for (let h = 0; h < H; h++) {
+          const b = bits[h]!;
+          o[base + h] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+        }
+      } else {
+        for (let h = 0; h < H; h++) o[base + h] = fromF32(dtype, row[h]!);
+      }
     }
   } else {
     if (td.expandX.dtype !== dtype) {

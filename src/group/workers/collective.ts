@@ -9,7 +9,7 @@ import type { Tensor } from '../../tensor.js';
 import { WorkerPool } from './pool.js';
 import { graceMs } from './spmd.js';
 import { hardwareConcurrency } from './platform.js';
-import { PHASES } from './protocol.js';
+import { PHASES, fromWire } from './protocol.js';
 
 export interface CollectiveOptions extends GroupOptions {
   /** worker threads (default: the number of cores, at most W) */
@@ -92,15 +92,18 @@ export class Collective {
     for (const [p, phase] of PHASES.entries()) {
       const t0 = performance.now();
       let done = p * W;
-      // one call per rank, so that progress moves rank by rank
+      // one call per rank, so that progress moves rank by rank; every rank of the phase runs, and
+      // the lowest failing rank is reported (the in-thread round reports the same)
+      const failures: { rank: number; error: Error }[] = [];
       await pool.all(async (m) => {
         for (const r of this.ranksOf(m.lane)) {
-          const o = await m.api.phase(phase, [r]);
-          if (!o.ok) return o;
-          onProgress?.(++done, PHASES.length * W, phase, r);
+          const o = await pool.guarded(m, m.api.phase(phase, [r]));
+          if (o.ok) onProgress?.(++done, PHASES.length * W, phase, r);
+          else failures.push({ rank: r, error: fromWire(o.error) });
         }
         return { ok: true as const, value: 0 };
       }, graceMs(this.timeoutMs));
+      if (failures.length > 0) throw failures.sort((a, b) => a.rank - b.rank)[0]!.error;
       timings[phase] = performance.now() - t0;
     }
     const perLane = await Promise.all(pool.members.map((m) => m.api.results(this.ranksOf(m.lane))));

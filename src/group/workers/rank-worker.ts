@@ -1,8 +1,9 @@
 // A rank worker: joins the group memory as one thread (its own backend on its scratch lane) and
 // either runs a rank's SPMD program or, for the collective API, the ops of the ranks it hosts.
-// Outputs are allocated in SharedArrayBuffers so that they reach the main thread uncopied.
-import { expose } from 'comlink/dist/esm/comlink.mjs';
-import { setTensorBuffers, type Tensor } from '../../tensor.js';
+// Results go back by transfer of their buffers (moved, not copied). Outputs are not allocated in
+// SharedArrayBuffers: V8 frees those late, and a round's fresh outputs then cost twice the time.
+import { expose, transfer } from 'comlink/dist/esm/comlink.mjs';
+import type { Tensor } from '../../tensor.js';
 import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
 import { identityExpert } from '../../expert.js';
@@ -11,7 +12,17 @@ import type { XDtype } from '../../backends/types.js';
 import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
 import { isNode } from './platform.js';
 
-setTensorBuffers((bytes) => new SharedArrayBuffer(bytes));
+/** The non-shared buffers of the typed arrays inside `value` (each once), to transfer with it. */
+function buffersIn(value: unknown, out = new Set<ArrayBuffer>(), seen = new Set<unknown>()): ArrayBuffer[] {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return [...out];
+  seen.add(value);
+  if (ArrayBuffer.isView(value)) {
+    if (value.buffer instanceof ArrayBuffer) out.add(value.buffer);
+  } else {
+    for (const v of Object.values(value)) buffersIn(v, out, seen);
+  }
+  return [...out];
+}
 
 let group: EpGroup | undefined;
 const inputs = new Map<number, RankInputs>();
@@ -91,7 +102,8 @@ const api: RankWorkerApi = {
   runProgram(programUrl: string, rank: number, args: unknown) {
     return guard(rank, async () => {
       try {
-        return await runProgram(programUrl, rank, args);
+        const value = await runProgram(programUrl, rank, args);
+        return transfer(value, buffersIn(value));
       } catch (e) {
         if (e instanceof Error && !e.message.startsWith(`rank ${rank}`)) e.message = `rank ${rank}: ${e.message}`;
         throw e;
@@ -103,8 +115,11 @@ const api: RankWorkerApi = {
     inputs.set(rank, i);
     partial.delete(rank);
   },
+  // The collective runs phase by phase with a barrier between them, so no op here ever waits for
+  // a rank that has not run: a failing rank does not abort the group, and the main thread reports
+  // the lowest failing rank, as the in-thread round does.
   phase(name: Phase, ranks: number[]) {
-    return guard(ranks[0], async () => {
+    return guard(undefined, async () => {
       const g = need();
       const t0 = performance.now();
       for (const r of ranks) {
@@ -112,7 +127,6 @@ const api: RankWorkerApi = {
           await runOne(g, name, r);
         } catch (e) {
           if (e instanceof Error) e.message = `rank ${r} ${name}: ${e.message}`;
-          g.abort(r, e instanceof Error ? e.message : String(e));
           throw e;
         }
       }
@@ -120,7 +134,9 @@ const api: RankWorkerApi = {
     });
   },
   async results(ranks: number[]) {
-    return ranks.map((r) => partial.get(r) as RankResult);
+    const out = ranks.map((r) => partial.get(r) as RankResult);
+    for (const r of ranks) partial.delete(r);
+    return transfer(out, buffersIn(out));
   },
 };
 
