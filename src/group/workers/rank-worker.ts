@@ -103,7 +103,8 @@ const api: RankWorkerApi = {
     return guard(rank, async () => {
       try {
         const value = await runProgram(programUrl, rank, args);
-        return transfer(value, buffersIn(value));
+        // comlink keys its transfer list by the value: only objects can carry one
+        return value !== null && typeof value === 'object' ? transfer(value, buffersIn(value)) : value;
       } catch (e) {
         if (e instanceof Error && !e.message.startsWith(`rank ${rank}`)) e.message = `rank ${rank}: ${e.message}`;
         throw e;
