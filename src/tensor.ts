@@ -42,18 +42,8 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-let makeBuffer: (bytes: number) => ArrayBufferLike = (bytes) => new ArrayBuffer(bytes);
-
-/**
- * Where new tensors' bytes live. Rank workers set SharedArrayBuffer so that outputs reach the
- * main thread without a copy (a SharedArrayBuffer is shared by postMessage, not cloned).
- */
-export function setTensorBuffers(factory: (bytes: number) => ArrayBufferLike): void {
-  makeBuffer = factory;
-}
-
 function allocData<D extends DType>(dtype: D, n: number): DataOf<D> {
-  const buf = makeBuffer(n * (DTYPE_BYTES[dtype] ?? 1));
+  const buf = new ArrayBuffer(n * (DTYPE_BYTES[dtype] ?? 1));
   switch (dtype) {
     case 'bf16':
     case 'fp16':
