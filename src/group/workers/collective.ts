@@ -9,12 +9,14 @@ import type { Tensor } from '../../tensor.js';
 import { WorkerPool } from './pool.js';
 import { graceMs } from './spmd.js';
 import { hardwareConcurrency } from './platform.js';
-import { PHASES, fromWire } from './protocol.js';
+import { type KernelUrls, PHASES, fromWire } from './protocol.js';
 
 export interface CollectiveOptions extends GroupOptions {
   /** worker threads (default: the number of cores, at most W) */
   workers?: number;
   workerUrl?: URL | string;
+  /** the kernels' .wasm URLs, for workers whose bundle does not embed them (the preview page) */
+  kernelSource?: KernelUrls;
 }
 
 /** A tensor whose bytes live in a SharedArrayBuffer (copied once if they do not already). */
@@ -64,6 +66,7 @@ export class Collective {
       timeoutMs: opts.timeoutMs ?? 60000,
       workerUrl: opts.workerUrl,
       scratchBytes: scratch,
+      kernelSource: opts.kernelSource,
     });
     const c = new Collective(layout, pool, n, opts.timeoutMs ?? 60000);
     pool.ranksOfLane = (lane) => c.ranksOf(lane);

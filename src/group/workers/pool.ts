@@ -8,7 +8,7 @@ import { MoeError } from '../../errors.js';
 import type { BackendName } from '../group.js';
 import { type MemoryPlan, Windows, createMemory, planMemory } from '../memory.js';
 import { isNode, startWorker, type WorkerHandle } from './platform.js';
-import { type Outcome, type RankWorkerApi, fromWire } from './protocol.js';
+import { type KernelUrls, type Outcome, type RankWorkerApi, fromWire } from './protocol.js';
 
 export interface PoolOptions {
   layout: Layout;
@@ -18,6 +18,7 @@ export interface PoolOptions {
   timeoutMs: number;
   workerUrl?: URL | string;
   scratchBytes: number;
+  kernelSource?: KernelUrls;
 }
 
 export interface PoolMember {
@@ -86,7 +87,10 @@ export class WorkerPool {
       }
       const inits = await Promise.all(
         pool.members.map((m) =>
-          pool.guarded(m, m.api.init({ layout: o.layout, memory, plan, lane: m.lane, backend: o.backend, timeoutMs: o.timeoutMs })),
+          pool.guarded(
+            m,
+            m.api.init({ layout: o.layout, memory, plan, lane: m.lane, backend: o.backend, timeoutMs: o.timeoutMs, kernelSource: o.kernelSource }),
+          ),
         ),
       );
       inits.forEach((r: Outcome<true>) => pool.unwrap(r));

@@ -13,6 +13,13 @@ export interface WorkerInit {
   lane: number;
   backend: BackendName;
   timeoutMs: number;
+  /** where the worker loads the kernels from when its bundle does not embed them (the page) */
+  kernelSource?: KernelUrls;
+}
+
+export interface KernelUrls {
+  shared: string;
+  unshared: string;
 }
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: WireError };

@@ -7,6 +7,7 @@ import type { Tensor } from '../../tensor.js';
 import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
 import { identityExpert } from '../../expert.js';
+import { setKernelSource } from '../../backends/wasm/index.js';
 import type { RankInputs, RankResult } from '../../round.js';
 import type { XDtype } from '../../backends/types.js';
 import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
@@ -95,6 +96,7 @@ async function runProgram(programUrl: string, rank: number, args: unknown): Prom
 const api: RankWorkerApi = {
   init(cfg: WorkerInit) {
     return guard(undefined, async () => {
+      if (cfg.kernelSource) setKernelSource(new URL(cfg.kernelSource.shared), new URL(cfg.kernelSource.unshared));
       group = await attachGroup(cfg);
       return true as const;
     });
