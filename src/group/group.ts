@@ -6,7 +6,6 @@ import {
   type AttrInput,
   type GroupAttrs,
   type Layout,
-  SHARED_ATTRS,
   combineCommCmdInfoLen,
   dispatchCommCmdInfoLen,
   expandRows,
@@ -15,22 +14,19 @@ import {
   makeLayout,
   sharedHome,
   withDefaults,
-  yRows,
 } from '../contract/attrs.js';
 import {
-  checkActiveMask,
   checkAttrs,
   checkBuffer,
   checkDims,
-  checkExpertIds,
   checkRank,
-  checkTensor,
 } from '../contract/checks.js';
-import { MoeError, formatValue } from '../errors.js';
+import { MoeError } from '../errors.js';
 import { type Tensor, zeros } from '../tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
+import { OpChecks, type OpName, type RankState, describeLastOp, newRankState, throwFirst } from './op-checks.js';
 import { ATTR_WORDS, Half, type MemoryPlan, Windows, createMemory, planMemory } from './memory.js';
 import { type DeviceGroupOptions, type OpGroup, createDeviceGroup, isDeviceGroupOptions } from './create.js';
 
@@ -98,22 +94,7 @@ export interface CombineTeardownOutputs {
   x: Tensor<XDtype>;
 }
 
-const OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;
-type OpName = (typeof OPS)[number];
 const DTYPE_CODE: Record<XDtype, number> = { bf16: 1, fp16: 2 };
-
-interface RankState {
-  round: number;
-  /** index in OPS of the last completed op, -1 before the first */
-  lastOp: number;
-  bs: number;
-  activeBs: number;
-  dtype: XDtype;
-  expertIds: Int32Array;
-  expandIdx: Int32Array;
-  /** (Lr·W) counts received in dispatch, in (j, r) order */
-  received: Int32Array;
-}
 
 /** The attributes every rank must share, as int32 words (strings by hash). */
 const FINGERPRINT: { name: string; hashed?: boolean; of: (l: Layout) => number | string }[] = [
@@ -148,10 +129,6 @@ function fingerprintOf(l: Layout): Int32Array {
     out[i] = typeof v === 'string' ? fnv1a(v) : v;
   });
   return out;
-}
-
-function throwFirst(errors: MoeError[]): void {
-  if (errors.length > 0) throw errors[0];
 }
 
 /** Validates the options and derives the layout: everything a group needs before memory exists. */
@@ -220,6 +197,7 @@ async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
 export class EpGroup {
   readonly attrs: GroupAttrs;
   private readonly ranks: RankState[];
+  private readonly checks: OpChecks;
 
   constructor(
     readonly layout: Layout,
@@ -228,16 +206,8 @@ export class EpGroup {
     private readonly timeoutMs: number,
   ) {
     this.attrs = layout.attrs;
-    this.ranks = Array.from({ length: layout.W }, () => ({
-      round: 0,
-      lastOp: -1,
-      bs: 0,
-      activeBs: 0,
-      dtype: 'bf16' as XDtype,
-      expertIds: new Int32Array(0),
-      expandIdx: new Int32Array(0),
-      received: new Int32Array(0),
-    }));
+    this.ranks = Array.from({ length: layout.W }, newRankState);
+    this.checks = new OpChecks(layout);
     this.fingerprint = fingerprintOf(layout);
   }
 
@@ -256,25 +226,8 @@ export class EpGroup {
     if (this.closed) throw new MoeError('E_ORDER', 'op', op, 'the group is closed; create a new one');
     this.checkAborted(op, rank);
     throwFirst(checkRank(this.attrs, rank));
-    if (attrs) {
-      for (const key of Object.keys(attrs) as (keyof GroupAttrs)[]) {
-        if (!SHARED_ATTRS.includes(key) || attrs[key] === undefined) continue;
-        if (attrs[key] !== this.attrs[key]) {
-          throw new MoeError(
-            'E_MISMATCH',
-            key,
-            attrs[key],
-            `rank ${rank} passes ${key} = ${formatValue(attrs[key])} to ${op}, but the group (and every other rank and op) uses ${formatValue(this.attrs[key])}`,
-          );
-        }
-      }
-    }
     const st = this.ranks[rank]!;
-    const expected = OPS[(st.lastOp + 1) % 4]!;
-    if (op !== expected) {
-      const last = st.lastOp < 0 ? 'none yet' : `${OPS[st.lastOp]} of round ${st.lastOp === 3 ? st.round - 1 : st.round}`;
-      throw new MoeError('E_ORDER', 'op', op, `rank ${rank} must call ${expected} next (last completed: ${last})`);
-    }
+    this.checks.enter(st, op, rank, attrs);
     this.checkPeersAttrs(op, rank);
     return st;
   }
@@ -321,51 +274,13 @@ export class EpGroup {
 
   /** Marks rank `rank`'s progress, in this thread and in shared memory for the diagnosis. */
   private done(st: RankState, rank: number, op: number): void {
-    st.lastOp = op;
-    if (op === 3) st.round++;
+    this.checks.done(st, op);
     this.windows.setProgress(rank, op, st.round);
   }
 
   private describeProgress(rank: number): string {
     const p = this.windows.progress(rank);
-    if (p.lastOp < 0) return `rank ${rank}: no op yet`;
-    return `rank ${rank}: ${OPS[p.lastOp]} of round ${p.lastOp === 3 ? p.round - 1 : p.round}`;
-  }
-
-  private xShape(rank: number, x: Tensor | undefined, param = 'x'): { bs: number; dtype: XDtype } {
-    throwFirst(checkTensor(param, x, ['bf16', 'fp16'], null));
-    if (x!.shape.length !== 2) {
-      throw new MoeError('E_SHAPE', `${param}.shape`, [...x!.shape], `${param} should be 2-D (BS, H)`);
-    }
-    const [bs, h] = x!.shape as [number, number];
-    throwFirst(checkDims(this.attrs, { h, k: this.layout.K, bs }));
-    if (h !== this.layout.H) {
-      throw new MoeError('E_SHAPE', `${param}.shape[1]`, h, `H should be the group's H = ${this.layout.H}`);
-    }
-    if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
-      throw new MoeError(
-        'E_SHAPE',
-        `${param}.shape[0]`,
-        bs,
-        `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`,
-      );
-    }
-    return { bs, dtype: x!.dtype as XDtype };
-  }
-
-  private idsOf(param: string, t: Tensor | undefined, bs: number): Int32Array {
-    throwFirst(checkTensor(param, t, ['int32'], [bs, this.layout.K]));
-    const ids = t!.data as Int32Array;
-    throwFirst(checkExpertIds(ids, bs, this.layout.K, this.layout.E));
-    return ids;
-  }
-
-  private maskOf(t: Tensor | null | undefined, bs: number): number {
-    if (t === undefined || t === null) return bs;
-    throwFirst(checkTensor('xActiveMask', t, ['bool'], [bs]));
-    const { errors, activeBs } = checkActiveMask(t.data as Uint8Array, bs);
-    throwFirst(errors);
-    return activeBs;
+    return `rank ${rank}: ${p.lastOp < 0 ? 'no op yet' : describeLastOp(p.lastOp, p.round)}`;
   }
 
   /** Waits until every (sender, local expert) record of `receiver`'s half carries `flag`. */
@@ -421,17 +336,7 @@ export class EpGroup {
   ): Promise<DispatchSetupOutputs> {
     const st = this.enter('dispatchSetup', rank, attrs);
     const lay = this.layout;
-    const { bs, dtype } = this.xShape(rank, inp.x);
-    const ids = this.idsOf('expertIds', inp.expertIds, bs);
-    let scales: Float32Array | undefined;
-    if (inp.scales !== undefined && inp.scales !== null) {
-      if (this.attrs.quantMode !== 2) {
-        throw new MoeError('E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
-      }
-      throwFirst(checkTensor('scales', inp.scales, ['f32'], [lay.E + lay.SN, lay.H]));
-      scales = inp.scales.data as Float32Array;
-    }
-    const activeBs = this.maskOf(inp.xActiveMask, bs);
+    const { bs, dtype, ids, scales, activeBs } = this.checks.dispatchSetup(rank, inp);
     if (this.windows.consumedCount(Half.Dispatch) !== 0) {
       const behind = [];
       for (let r = 0; r < this.layout.W; r++) {
@@ -514,14 +419,7 @@ export class EpGroup {
   ): Promise<DispatchTeardownOutputs> {
     const st = this.enter('dispatchTeardown', rank, attrs);
     const lay = this.layout;
-    const { bs, dtype } = this.xShape(rank, inp.x);
-    const yDtype = this.attrs.quantMode === 2 ? 'int8' : dtype;
-    throwFirst(checkTensor('y', inp.y, [yDtype], [yRows(lay, bs), lay.tokenMsgSize]));
-    this.idsOf('expertIds', inp.expertIds, bs);
-    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [dispatchCommCmdInfoLen(lay, bs, rank)]));
-    if (bs !== st.bs || dtype !== st.dtype) {
-      throw new MoeError('E_MISMATCH', 'x', `${dtype}[${bs}, ${lay.H}]`, `x should be the tensor given to dispatchSetup on rank ${rank} (${st.dtype}[${st.bs}, ${lay.H}])`);
-    }
+    const { dtype } = this.checks.dispatchTeardown(rank, st, inp);
     const Lr = localExpertNum(lay, rank);
     await this.awaitStatus('dispatchTeardown', rank, Half.Dispatch, st.round, () => Lr);
 
@@ -557,7 +455,9 @@ export class EpGroup {
       xDtype: dtype,
     });
     this.windows.consumed(Half.Dispatch);
-    st.received = blockCount;
+    // the W·Lr inclusive prefix sums, which combineSetup checks and uses (all of them, Decision 16)
+    st.assist = new Int32Array(blockCount.length);
+    blockCount.reduce((n, c, i) => (st.assist[i] = n + c), 0);
     this.done(st, rank, 1);
     return out;
   }
@@ -565,28 +465,9 @@ export class EpGroup {
   async combineSetup(rank: number, inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs> {
     const st = this.enter('combineSetup', rank, attrs);
     const lay = this.layout;
-    const A = expandRows(lay, rank);
-    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
-    this.idsOf('expertIds', inp.expertIds, st.bs);
-    throwFirst(checkTensor('assistInfoForCombine', inp.assistInfoForCombine, ['int32'], [A * 128]));
-    // Decision: when W·Lr exceeds the A·128 entries of the tensor (e.g. E 512, W 2, K 1, BS 1), the
-    // entries past its end exist only in the group, which keeps the counts it delivered.
-    const given = inp.assistInfoForCombine.data as Int32Array;
-    const assist = new Int32Array(st.received.length);
-    let n = 0;
-    for (let idx = 0; idx < st.received.length; idx++) {
-      n += st.received[idx]!;
-      assist[idx] = n;
-      if (idx < given.length && given[idx] !== n) {
-        throw new MoeError(
-          'E_VALUE',
-          `assistInfoForCombine[${idx}]`,
-          given[idx],
-          `should be ${n}, the inclusive prefix sum that dispatchTeardown returned on rank ${rank} this round`,
-        );
-      }
-    }
-    const dtype = inp.expandX.dtype as XDtype;
+    const { A, dtype } = this.checks.combineSetup(rank, st, inp);
+    // all W·Lr prefix sums, also those past the end of a tensor shorter than W·Lr (Decision 16)
+    const assist = st.assist;
     const blockOffset = new Float64Array(assist.length).fill(-1);
     let pre = 0;
     for (let idx = 0; idx < assist.length; idx++) {
@@ -625,42 +506,8 @@ export class EpGroup {
   ): Promise<CombineTeardownOutputs> {
     const st = this.enter('combineTeardown', rank, attrs);
     const lay = this.layout;
-    const A = expandRows(lay, rank);
     const bs = st.bs;
-    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
-    const dtype = inp.expandX.dtype as XDtype;
-    throwFirst(checkTensor('quantExpandX', inp.quantExpandX, ['int8'], [A, lay.quantExpandXCols]));
-    const ids = this.idsOf('expertIds', inp.expertIds, bs);
-    throwFirst(checkTensor('expandIdx', inp.expandIdx, ['int32'], [bs * lay.K]));
-    throwFirst(checkTensor('expertScales', inp.expertScales, ['f32'], [bs, lay.K]));
-    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [combineCommCmdInfoLen(lay, rank)]));
-    for (let i = 0; i < st.activeBs * lay.K; i++) {
-      if (ids[i] !== st.expertIds[i]) {
-        throw new MoeError('E_VALUE', `expertIds[${Math.floor(i / lay.K)}][${i % lay.K}]`, ids[i], `should be ${st.expertIds[i]}, as given to dispatchSetup on rank ${rank} this round`);
-      }
-      const ei = (inp.expandIdx.data as Int32Array)[i];
-      if (ei !== st.expandIdx[i]) {
-        throw new MoeError('E_VALUE', `expandIdx[${i}]`, ei, `should be ${st.expandIdx[i]}, as dispatchSetup returned on rank ${rank} this round`);
-      }
-    }
-    const activeBs = this.maskOf(inp.xActiveMask, bs);
-    if (activeBs !== st.activeBs) {
-      throw new MoeError('E_MISMATCH', 'xActiveMask', `${activeBs} active rows`, `should have the ${st.activeBs} active rows given to dispatchSetup on rank ${rank}`);
-    }
-    let sharedExpertX: Uint16Array | undefined;
-    if (inp.sharedExpertX !== undefined && inp.sharedExpertX !== null) {
-      if (lay.S !== 0) {
-        throw new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${lay.S})`);
-      }
-      const t = inp.sharedExpertX;
-      throwFirst(checkTensor('sharedExpertX', t, [dtype], null));
-      const s = t.shape;
-      const ok = (s.length === 2 && s[0] === bs && s[1] === lay.H) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === lay.H);
-      if (!ok) {
-        throw new MoeError('E_SHAPE', 'sharedExpertX.shape', [...s], `sharedExpertX shape should be [${bs}, ${lay.H}] or [a, b, ${lay.H}] with a * b = ${bs}`);
-      }
-      sharedExpertX = t.data as Uint16Array;
-    }
+    const { dtype, ids, activeBs, sharedExpertX } = this.checks.combineTeardown(rank, st, inp);
     await this.awaitStatus('combineTeardown', rank, Half.Combine, st.round, (s) => localExpertNum(lay, s));
     const expertBlock = new Float64Array(lay.E).fill(-1);
     for (let rho = lay.S; rho < lay.W; rho++) {

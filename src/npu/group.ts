@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import {
   type GroupAttrs,
   type Layout,
-  SHARED_ATTRS,
   combineCommCmdInfoLen,
   configuredBufferBytes,
   dispatchCommCmdInfoLen,
@@ -19,8 +18,8 @@ import {
   localExpertNum,
   yRows,
 } from '../contract/attrs.js';
-import { checkActiveMask, checkDims, checkExpertIds, checkRank, checkTensor } from '../contract/checks.js';
-import { MoeError, formatValue } from '../errors.js';
+import { checkRank } from '../contract/checks.js';
+import { MoeError } from '../errors.js';
 import type { DType, Tensor, TensorData } from '../tensor.js';
 import type { XDtype } from '../backends/types.js';
 import {
@@ -37,9 +36,8 @@ import {
 import type { DeviceGroupOptions, NpuOptions, OpGroup } from '../group/create.js';
 import { ACL_DTYPE, type BridgeOp, type BridgeTensor, ascendHome as defaultAscendHome, loadBridge } from './bridge.js';
 import type { ChildReply, ChildRequest, WireError } from './protocol.js';
+import { OpChecks, type OpName, type RankState, newRankState, throwFirst } from '../group/op-checks.js';
 
-const OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;
-type OpName = (typeof OPS)[number];
 
 /** A failed CANN call on a rank: the API, its status code and aclGetRecentErrMsg's text. */
 export class NpuError extends Error {
@@ -59,9 +57,7 @@ export class NpuError extends Error {
   }
 }
 
-function throwFirst(errors: MoeError[]): void {
-  if (errors.length > 0) throw errors[0];
-}
+
 
 /** dist/npu-child.js, from src/npu/ (sources), dist/ or dist/chunks/ (bundles); $MOE_NPU_CHILD first. */
 export function childScript(): string | undefined {
@@ -142,18 +138,6 @@ class RankProcess {
   }
 }
 
-interface RankState {
-  round: number;
-  lastOp: number;
-  bs: number;
-  activeBs: number;
-  dtype: XDtype;
-  expertIds: Int32Array;
-  expandIdx: Int32Array;
-  /** assist_info_for_combine as dispatchTeardown returned it */
-  assist: Int32Array;
-}
-
 const dataOf = (dtype: DType, b: ArrayBuffer): TensorData => {
   switch (dtype) {
     case 'bf16':
@@ -186,6 +170,7 @@ export class NpuGroup implements OpGroup {
   readonly attrs: GroupAttrs;
   readonly backendName = 'npu';
   private readonly ranks: RankState[];
+  private readonly checks: OpChecks;
   private closed = false;
 
   private constructor(
@@ -197,16 +182,8 @@ export class NpuGroup implements OpGroup {
     readonly libraries: Record<string, string[]>,
   ) {
     this.attrs = layout.attrs;
-    this.ranks = Array.from({ length: layout.W }, () => ({
-      round: 0,
-      lastOp: -1,
-      bs: 0,
-      activeBs: 0,
-      dtype: 'bf16' as XDtype,
-      expertIds: new Int32Array(0),
-      expandIdx: new Int32Array(0),
-      assist: new Int32Array(0),
-    }));
+    this.ranks = Array.from({ length: layout.W }, newRankState);
+    this.checks = new OpChecks(layout);
   }
 
   /** The ranks this process drives. */
@@ -284,53 +261,9 @@ export class NpuGroup implements OpGroup {
     if (!this.procs.has(rank)) {
       throw new MoeError('E_VALUE', 'epRankId', rank, `rank ${rank} runs on another host; this process drives ranks [${this.localRanks.join(', ')}]`);
     }
-    if (attrs) {
-      for (const key of Object.keys(attrs) as (keyof GroupAttrs)[]) {
-        if (!SHARED_ATTRS.includes(key) || attrs[key] === undefined) continue;
-        if (attrs[key] !== this.attrs[key]) {
-          throw new MoeError(
-            'E_MISMATCH',
-            key,
-            attrs[key],
-            `rank ${rank} passes ${key} = ${formatValue(attrs[key])} to ${op}, but the group (and every other rank and op) uses ${formatValue(this.attrs[key])}`,
-          );
-        }
-      }
-    }
     const st = this.ranks[rank]!;
-    const expected = OPS[(st.lastOp + 1) % 4]!;
-    if (op !== expected) {
-      const last = st.lastOp < 0 ? 'none yet' : `${OPS[st.lastOp]} of round ${st.lastOp === 3 ? st.round - 1 : st.round}`;
-      throw new MoeError('E_ORDER', 'op', op, `rank ${rank} must call ${expected} next (last completed: ${last})`);
-    }
+    this.checks.enter(st, op, rank, attrs);
     return st;
-  }
-
-  private xShape(rank: number, x: Tensor | undefined): { bs: number; dtype: XDtype } {
-    throwFirst(checkTensor('x', x, ['bf16', 'fp16'], null));
-    if (x!.shape.length !== 2) throw new MoeError('E_SHAPE', 'x.shape', [...x!.shape], 'x should be 2-D (BS, H)');
-    const [bs, h] = x!.shape as [number, number];
-    throwFirst(checkDims(this.attrs, { h, k: this.layout.K, bs }));
-    if (h !== this.layout.H) throw new MoeError('E_SHAPE', 'x.shape[1]', h, `H should be the group's H = ${this.layout.H}`);
-    if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
-      throw new MoeError('E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`);
-    }
-    return { bs, dtype: x!.dtype as XDtype };
-  }
-
-  private idsOf(t: Tensor | undefined, bs: number): Int32Array {
-    throwFirst(checkTensor('expertIds', t, ['int32'], [bs, this.layout.K]));
-    const ids = t!.data as Int32Array;
-    throwFirst(checkExpertIds(ids, bs, this.layout.K, this.layout.E));
-    return ids;
-  }
-
-  private maskOf(t: Tensor | null | undefined, bs: number): number {
-    if (t === undefined || t === null) return bs;
-    throwFirst(checkTensor('xActiveMask', t, ['bool'], [bs]));
-    const { errors, activeBs } = checkActiveMask(t.data as Uint8Array, bs);
-    throwFirst(errors);
-    return activeBs;
   }
 
   /** Common attributes in the order of the aclnn prototypes. */
@@ -352,13 +285,7 @@ export class NpuGroup implements OpGroup {
   async dispatchSetup(rank: number, inp: DispatchSetupInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchSetupOutputs> {
     const st = this.enter('dispatchSetup', rank, attrs);
     const lay = this.layout;
-    const { bs, dtype } = this.xShape(rank, inp.x);
-    const ids = this.idsOf(inp.expertIds, bs);
-    if (inp.scales !== undefined && inp.scales !== null) {
-      if (this.attrs.quantMode !== 2) throw new MoeError('E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
-      throwFirst(checkTensor('scales', inp.scales, ['f32'], [lay.E + lay.SN, lay.H]));
-    }
-    const activeBs = this.maskOf(inp.xActiveMask, bs);
+    const { bs, dtype, ids, activeBs } = this.checks.dispatchSetup(rank, inp);
     const a = this.attrs;
     const [y, expandIdx, commCmdInfo] = await this.run(
       rank,
@@ -371,21 +298,16 @@ export class NpuGroup implements OpGroup {
       ],
       [...this.head(rank), a.quantMode, a.globalBs, a.commType],
     );
-    Object.assign(st, { lastOp: 0, bs, activeBs, dtype, expertIds: ids.slice(), expandIdx: (expandIdx!.data as Int32Array).slice() });
+    Object.assign(st, { bs, activeBs, dtype, expertIds: ids.slice(), expandIdx: (expandIdx!.data as Int32Array).slice() });
+    this.checks.done(st, 0);
     return { y: y as DispatchSetupOutputs['y'], expandIdx: expandIdx as Tensor<'int32'>, commCmdInfo: commCmdInfo as Tensor<'int32'> };
   }
 
   async dispatchTeardown(rank: number, inp: DispatchTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchTeardownOutputs> {
     const st = this.enter('dispatchTeardown', rank, attrs);
     const lay = this.layout;
-    const { bs, dtype } = this.xShape(rank, inp.x);
+    const { dtype } = this.checks.dispatchTeardown(rank, st, inp);
     const yDtype = this.attrs.quantMode === 2 ? 'int8' : dtype;
-    throwFirst(checkTensor('y', inp.y, [yDtype], [yRows(lay, bs), lay.tokenMsgSize]));
-    this.idsOf(inp.expertIds, bs);
-    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [dispatchCommCmdInfoLen(lay, bs, rank)]));
-    if (bs !== st.bs || dtype !== st.dtype) {
-      throw new MoeError('E_MISMATCH', 'x', `${dtype}[${bs}, ${lay.H}]`, `x should be the tensor given to dispatchSetup on rank ${rank} (${st.dtype}[${st.bs}, ${lay.H}])`);
-    }
     const A = expandRows(lay, rank);
     const a = this.attrs;
     const [expandX, dynamicScales, assist, expertTokenNums] = await this.run(
@@ -400,8 +322,9 @@ export class NpuGroup implements OpGroup {
       ],
       [...this.head(rank), a.quantMode, a.globalBs, a.expertTokenNumsType, a.commType],
     );
-    st.assist = (assist!.data as Int32Array).slice();
-    st.lastOp = 1;
+    // the W·Lr meaningful entries, which combineSetup must be given back
+    st.assist = (assist!.data as Int32Array).slice(0, lay.W * localExpertNum(lay, rank));
+    this.checks.done(st, 1);
     return {
       expandX: expandX as DispatchTeardownOutputs['expandX'],
       dynamicScales: dynamicScales as Tensor<'f32'>,
@@ -413,22 +336,7 @@ export class NpuGroup implements OpGroup {
   async combineSetup(rank: number, inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs> {
     const st = this.enter('combineSetup', rank, attrs);
     const lay = this.layout;
-    const A = expandRows(lay, rank);
-    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
-    this.idsOf(inp.expertIds, st.bs);
-    throwFirst(checkTensor('assistInfoForCombine', inp.assistInfoForCombine, ['int32'], [A * 128]));
-    const given = inp.assistInfoForCombine.data as Int32Array;
-    const meaningful = Math.min(lay.W * localExpertNum(lay, rank), given.length);
-    for (let idx = 0; idx < meaningful; idx++) {
-      if (given[idx] !== st.assist[idx]) {
-        throw new MoeError(
-          'E_VALUE',
-          `assistInfoForCombine[${idx}]`,
-          given[idx],
-          `should be ${st.assist[idx]}, the inclusive prefix sum that dispatchTeardown returned on rank ${rank} this round`,
-        );
-      }
-    }
+    const { A } = this.checks.combineSetup(rank, st, inp);
     const a = this.attrs;
     const [quantExpandX, commCmdInfo] = await this.run(
       rank,
@@ -440,47 +348,15 @@ export class NpuGroup implements OpGroup {
       ],
       [...this.head(rank), a.globalBs, a.commQuantMode, a.commType],
     );
-    st.lastOp = 2;
+    this.checks.done(st, 2);
     return { quantExpandX: quantExpandX as Tensor<'int8'>, commCmdInfo: commCmdInfo as Tensor<'int32'> };
   }
 
   async combineTeardown(rank: number, inp: CombineTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<CombineTeardownOutputs> {
     const st = this.enter('combineTeardown', rank, attrs);
     const lay = this.layout;
-    const A = expandRows(lay, rank);
     const bs = st.bs;
-    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
-    const dtype = inp.expandX.dtype as XDtype;
-    throwFirst(checkTensor('quantExpandX', inp.quantExpandX, ['int8'], [A, lay.quantExpandXCols]));
-    const ids = this.idsOf(inp.expertIds, bs);
-    throwFirst(checkTensor('expandIdx', inp.expandIdx, ['int32'], [bs * lay.K]));
-    throwFirst(checkTensor('expertScales', inp.expertScales, ['f32'], [bs, lay.K]));
-    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [combineCommCmdInfoLen(lay, rank)]));
-    for (let i = 0; i < st.activeBs * lay.K; i++) {
-      if (ids[i] !== st.expertIds[i]) {
-        throw new MoeError('E_VALUE', `expertIds[${Math.floor(i / lay.K)}][${i % lay.K}]`, ids[i], `should be ${st.expertIds[i]}, as given to dispatchSetup on rank ${rank} this round`);
-      }
-      const ei = (inp.expandIdx.data as Int32Array)[i];
-      if (ei !== st.expandIdx[i]) {
-        throw new MoeError('E_VALUE', `expandIdx[${i}]`, ei, `should be ${st.expandIdx[i]}, as dispatchSetup returned on rank ${rank} this round`);
-      }
-    }
-    const activeBs = this.maskOf(inp.xActiveMask, bs);
-    if (activeBs !== st.activeBs) {
-      throw new MoeError('E_MISMATCH', 'xActiveMask', `${activeBs} active rows`, `should have the ${st.activeBs} active rows given to dispatchSetup on rank ${rank}`);
-    }
-    if (inp.sharedExpertX !== undefined && inp.sharedExpertX !== null) {
-      if (lay.S !== 0) {
-        throw new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${lay.S})`);
-      }
-      const t = inp.sharedExpertX;
-      throwFirst(checkTensor('sharedExpertX', t, [dtype], null));
-      const s = t.shape;
-      const ok = (s.length === 2 && s[0] === bs && s[1] === lay.H) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === lay.H);
-      if (!ok) {
-        throw new MoeError('E_SHAPE', 'sharedExpertX.shape', [...s], `sharedExpertX shape should be [${bs}, ${lay.H}] or [a, b, ${lay.H}] with a * b = ${bs}`);
-      }
-    }
+    const { dtype } = this.checks.combineTeardown(rank, st, inp);
     const a = this.attrs;
     const [x] = await this.run(
       rank,
@@ -489,8 +365,7 @@ export class NpuGroup implements OpGroup {
       [[dtype, [bs, lay.H]]],
       [...this.head(rank), a.globalBs, a.commQuantMode, a.commType],
     );
-    st.lastOp = 3;
-    st.round++;
+    this.checks.done(st, 3);
     return { x: x as Tensor<XDtype> };
   }
 
