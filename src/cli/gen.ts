@@ -7,7 +7,7 @@ import { MoeError } from '../errors.js';
 import { type GenSpec, ROUTINGS, type Routing, SPECIALS, type Special, checkGenSpec, generateCase } from '../gen.js';
 import { TENSOR_FORMATS, type TensorFormat, writeCase } from '../io/case.js';
 import { caseError } from '../io/safetensors.js';
-import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError } from './io.js';
+import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
 const HELP = `Usage: moe-distribute gen CASE_DIR --ep-world-size W --moe-expert-num E --bs BS --h H --k K [options]
 
@@ -55,18 +55,9 @@ CASE_DIR must not exist or be empty; it is written completely or not at all.
 Exit codes: 0 written, 1 invalid spec (one line per problem), 2 usage error.
 `;
 
-function int(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v.trim())) throw new UsageError(`--${name} should be an integer, got ${JSON.stringify(v)}`, 'gen');
-  return Number(v);
-}
-
-function num(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} should be a number, got ${JSON.stringify(v)}`, 'gen');
-  return n;
-}
+const int = (name: string, v: string | undefined): number | undefined =>
+  v === undefined ? undefined : numberFlag('gen', name, v, { integer: true });
+const num = (name: string, v: string | undefined): number | undefined => (v === undefined ? undefined : numberFlag('gen', name, v));
 
 export const genCommand: Command = {
   name: 'gen',

@@ -37,3 +37,17 @@ export const EXIT_CASE = 1;
 export const EXIT_USAGE = 2;
 /** EX_SOFTWARE (sysexits.h): an internal error */
 export const EXIT_INTERNAL = 70;
+
+/**
+ * The value of a numeric flag: a finite number, an integer when `integer`, at least `min` when
+ * given; otherwise one usage error naming the flag, the value and the rule.
+ */
+export function numberFlag(command: string, name: string, v: string, o: { integer?: boolean; min?: number } = {}): number {
+  const n = Number(v);
+  const ok = v.trim() !== '' && Number.isFinite(n) && (!o.integer || /^\s*-?\d+\s*$/.test(v)) && (o.min === undefined || n >= o.min);
+  if (!ok) {
+    const what = `${o.min === 0 ? 'non-negative ' : o.min !== undefined ? `>= ${o.min} ` : ''}${o.integer ? 'integer' : 'number'}`;
+    throw new UsageError(`--${name} should be ${/^[aeiou]/.test(what) ? 'an' : 'a'} ${what}, got ${JSON.stringify(v)}`, command);
+  }
+  return n;
+}

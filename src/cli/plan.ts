@@ -8,7 +8,7 @@ import { type Plan, type PlanRank, planFor } from '../contract/plan.js';
 import { formatValue } from '../errors.js';
 import { CASE_FIELDS, rankPath, readRankTensors } from '../io/case.js';
 import { caseError } from '../io/safetensors.js';
-import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError } from './io.js';
+import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
 const HELP = `Usage: moe-distribute plan [--case CASE_DIR|case.json] [attribute flags] --bs BS --h H --k K [options]
 
@@ -53,10 +53,7 @@ const ATTR_FLAGS = {
   'expert-shard-type': 'expertShardType',
 } as const;
 
-function intFlag(name: string, v: string): number {
-  if (!/^\s*-?\d+\s*$/.test(v)) throw new UsageError(`--${name} should be an integer, got ${JSON.stringify(v)}`, 'plan');
-  return Number(v);
-}
+const intFlag = (name: string, v: string): number => numberFlag('plan', name, v, { integer: true });
 
 /**
  * case.json read for planning: known keys and their types are checked here (one line, E_CASE),

@@ -8,7 +8,7 @@ import type { DeviceBackendName } from '../group/create.js';
 import { TENSOR_FORMATS, type TensorFormat, readCaseAttrs } from '../io/case.js';
 import { runCase } from '../runner.js';
 import { runCaseSingleRank } from '../single-rank-sources.js';
-import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
+import { type CliIo, type Command, EXIT_OK, UsageError, numberFlag } from './io.js';
 import { ProgressBar } from './progress.js';
 
 const BACKENDS: readonly (BackendName | DeviceBackendName)[] = ['wasm', 'reference', 'npu', 'auto'];
@@ -121,10 +121,7 @@ export const runCommand: Command = {
       throw new UsageError(`--format should be ${TENSOR_FORMATS.join(' or ')}, got ${JSON.stringify(values.format)}`, 'run');
     }
     const ranks = values.ranks === undefined ? undefined : parseRanks(values.ranks);
-    const workers = values.workers === undefined ? undefined : Number(values.workers);
-    if (workers !== undefined && (!Number.isInteger(workers) || workers < 0 || !/^\d+$/.test(values.workers!))) {
-      throw new UsageError(`--workers should be a whole number (0: every rank in one thread), got ${JSON.stringify(values.workers)}`, 'run');
-    }
+    const workers = values.workers === undefined ? undefined : numberFlag('run', 'workers', values.workers, { integer: true, min: 0 });
     const caseDir = positionals[0]!;
     if (samePath(caseDir, values.out)) {
       throw new UsageError('--out must not be CASE_DIR: the outputs would overwrite the inputs', 'run');

@@ -7,7 +7,7 @@ import { rankDirName, rankFileName, readCase, readCaseAttrs, readRankTensors } f
 import { caseError } from '../io/safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { type Tolerance, type VerifyInputs, formatVerify, verifyRuns } from '../verify.js';
-import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError } from './io.js';
+import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
 const HELP = `Usage: moe-distribute verify EXPECTED_DIR ACTUAL_DIR [--case CASE_DIR] [--ulp N | --rtol R --atol A] [options]
 
@@ -43,13 +43,7 @@ Options:
 Exit codes: 0 equal, 1 different or a bad file (one line), 2 usage error.
 `;
 
-function nonNeg(name: string, v: string, integer: boolean): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${name} should be a non-negative ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`, 'verify');
-  }
-  return n;
-}
+const nonNeg = (name: string, v: string, integer: boolean): number => numberFlag('verify', name, v, { integer, min: 0 });
 
 async function readRun(dir: string, W: number): Promise<{ tensors: Record<string, Tensor>[]; files: string[] }> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw caseError(dir, 'is not a directory; expected the rank{r}.safetensors files (or rank{r}/ directories) of a run');
