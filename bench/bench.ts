@@ -84,25 +84,33 @@ function memcpyMs(bytes: number, reps: number): { warm: number; fresh: number } 
 }
 
 /**
- * ms of rounds of every rank over `workers` rank workers (collective API), median of `reps`: the
- * four ops (the sum of their phases) and the whole round with the identity expert between them.
+ * ms of rounds of every rank over 1 and over 2 rank workers (collective API), medians of `reps`:
+ * the four ops (the sum of their phases) and the whole round with the identity expert. The two
+ * pools run alternately, round by round, so that drift on a noisy machine hits both alike.
  */
-async function collectiveRoundMs(c: CaseSpec, inputs: RankInputs[], workers: number, reps: number): Promise<{ ops: number; round: number }> {
-  const col = await Collective.create({ epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: 300, workers });
+async function collectiveRoundMs(c: CaseSpec, inputs: RankInputs[], reps: number): Promise<Record<'workers1' | 'workers2', { ops: number; round: number }>> {
+  const make = (workers: number) =>
+    Collective.create({ epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: 300, workers });
+  const pools = [await make(1), await make(2)];
+  const ops: number[][] = [[], []];
+  const rounds: number[][] = [[], []];
   try {
-    await col.runRound(inputs); // warm-up: each worker's JIT and first touch of its pages
-    const ops: number[] = [];
-    const rounds: number[] = [];
+    for (const col of pools) await col.runRound(inputs); // warm-up: each worker's JIT and first touch of its pages
     for (let i = 0; i < reps; i++) {
-      const t0 = performance.now();
-      const { timings } = await col.runRound(inputs);
-      rounds.push(performance.now() - t0);
-      ops.push(OPS.reduce((s, op) => s + timings[op], 0));
+      for (const [j, col] of pools.entries()) {
+        const t0 = performance.now();
+        const { timings } = await col.runRound(inputs);
+        rounds[j]!.push(performance.now() - t0);
+        ops[j]!.push(OPS.reduce((s, op) => s + timings[op], 0));
+      }
     }
-    return { ops: median(ops), round: median(rounds) };
   } finally {
-    await col.close();
+    await Promise.all(pools.map((p) => p.close()));
   }
+  return {
+    workers1: { ops: median(ops[0]!), round: median(rounds[0]!) },
+    workers2: { ops: median(ops[1]!), round: median(rounds[1]!) },
+  };
 }
 
 function vmHwm(): number {
@@ -162,8 +170,7 @@ async function main() {
     const bytes = roundBytes(c, wasm);
     const copy = memcpyMs(bytes, reps);
     const shared = inputs.map((i) => ({ ...i, x: toShared(i.x), expertIds: toShared(i.expertIds), expertScales: toShared(i.expertScales), scales: i.scales ? toShared(i.scales) : null }));
-    const oneWorker = await collectiveRoundMs(c, shared, 1, reps);
-    const twoWorkers = await collectiveRoundMs(c, shared, 2, reps);
+    const { workers1: oneWorker, workers2: twoWorkers } = await collectiveRoundMs(c, shared, reps);
     results.push({
       case: c.name,
       msPerOpPerRank: { wasm: wasmMs, reference: refRun },
