@@ -151,8 +151,8 @@ export async function runRound(
   };
 }
 
-/** The output tensors of a rank file (names of src/io/case.ts OUTPUT_TENSORS). */
-export function outputTensors(res: RankResult): Record<string, Tensor> {
+/** The output tensors of a rank file (names of src/io/case.ts OUTPUT_TENSORS): the four ops' outputs. */
+export function outputTensors(res: Pick<RankResult, 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'>): Record<string, Tensor> {
   return {
     y: res.dispatchSetup.y,
     expand_idx: res.dispatchSetup.expandIdx,

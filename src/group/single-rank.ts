@@ -36,7 +36,7 @@ import { identityExpert } from '../expert.js';
 import { type Tensor, zeros } from '../tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
-import type { RankInputs } from '../runner.js';
+import { type RankInputs, outputTensors } from '../round.js';
 import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
 import type {
   BackendName,
@@ -107,20 +107,7 @@ export interface SingleRankResult {
 }
 
 /** The output tensors of a rank file (src/io/case.ts OUTPUT_TENSORS) from a single-rank result. */
-export function singleRankTensors(res: SingleRankResult): Record<string, Tensor> {
-  return {
-    y: res.dispatchSetup.y,
-    expand_idx: res.dispatchSetup.expandIdx,
-    comm_cmd_info: res.dispatchSetup.commCmdInfo,
-    expand_x: res.dispatchTeardown.expandX,
-    dynamic_scales: res.dispatchTeardown.dynamicScales,
-    assist_info_for_combine: res.dispatchTeardown.assistInfoForCombine,
-    expert_token_nums: res.dispatchTeardown.expertTokenNums,
-    quant_expand_x: res.combineSetup.quantExpandX,
-    combine_comm_cmd_info: res.combineSetup.commCmdInfo,
-    x_out: res.combineTeardown.x,
-  };
-}
+export const singleRankTensors = (res: SingleRankResult): Record<string, Tensor> => outputTensors(res);
 
 const ALIGN = 64;
 const alignUp = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
