@@ -3,10 +3,10 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ATTR_DEFAULTS, type AttrInput, type DataDims, MB, align } from '../contract/attrs.js';
+import { type AttrInput, type DataDims, MB, align } from '../contract/attrs.js';
 import { type Plan, type PlanRank, planFor } from '../contract/plan.js';
 import { formatValue } from '../errors.js';
-import { CASE_FIELDS, rankPath, readRankTensors } from '../io/case.js';
+import { parseCaseDocument, rankPath, readRankTensors } from '../io/case.js';
 import { caseError } from '../io/safetensors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
@@ -78,28 +78,7 @@ async function readPlanCase(path: string): Promise<{ attrs: Partial<AttrInput>; 
     const code = (e as { code?: string }).code;
     throw caseError(file, `cannot read (${code === 'ENOENT' ? 'no such file' : (code ?? String(e))}); expected the case attributes as JSON`);
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw caseError(file, `is not valid JSON (${(e as Error).message}); expected an object of attributes`);
-  }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw caseError(file, `holds ${formatValue(doc)}; expected a JSON object of attributes`);
-  }
-  const obj = doc as Record<string, unknown>;
-  const unknown = Object.keys(obj).filter((k) => !(CASE_FIELDS as readonly string[]).includes(k));
-  if (unknown.length > 0) {
-    throw caseError(file, `unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; expected only ${CASE_FIELDS.join(', ')}`);
-  }
-  for (const k of CASE_FIELDS) {
-    const v = obj[k];
-    if (v === undefined) continue;
-    if (k === 'groupEp' ? typeof v !== 'string' : typeof v !== 'number' || !Number.isInteger(v)) {
-      throw caseError(file, `${k} is ${formatValue(v)}; expected ${k === 'groupEp' ? 'a string' : `an integer (default ${formatValue((ATTR_DEFAULTS as Record<string, unknown>)[k])})`}`);
-    }
-  }
-  return { attrs: obj as Partial<AttrInput>, dir };
+  return { attrs: parseCaseDocument(text, file) as Partial<AttrInput>, dir };
 }
 
 /** BS (largest), H and K from the rank files of a case directory, when it has them. */

@@ -95,9 +95,11 @@ export interface CaseSpec {
   ranks: readonly Partial<Record<(typeof INPUT_TENSORS)[number], Tensor>>[];
 }
 
-/** Checks the text of case.json (`file` names it in messages): known keys only, integer attributes,
- * torch_npu defaults for absent ones, the attribute checks. */
-export function parseCaseAttrs(text: string, file: string): GroupAttrs {
+/**
+ * The text of case.json as written (`file` names it in messages): a JSON object with known keys
+ * only, integer attributes and a string groupEp. Ranges are not checked here.
+ */
+export function parseCaseDocument(text: string, file: string): Partial<GroupAttrs> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -112,9 +114,6 @@ export function parseCaseAttrs(text: string, file: string): GroupAttrs {
   if (unknown.length > 0) {
     throw caseError(file, `unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; expected only ${CASE_FIELDS.join(', ')}`, unknown);
   }
-  for (const k of REQUIRED_FIELDS) {
-    if (obj[k] === undefined) throw caseError(file, `${k} is missing; expected an integer (it has no default)`, undefined);
-  }
   for (const k of CASE_FIELDS) {
     const v = obj[k];
     if (v === undefined) continue;
@@ -124,7 +123,16 @@ export function parseCaseAttrs(text: string, file: string): GroupAttrs {
       throw caseError(file, `${k} is ${formatValue(v)}; expected an integer (default ${formatValue((ATTR_DEFAULTS as Record<string, unknown>)[k])})`, v);
     }
   }
-  const attrs = withDefaults(obj as Partial<GroupAttrs> as GroupAttrs);
+  return obj as Partial<GroupAttrs>;
+}
+
+/** case.json for a run: the document, the required fields, torch_npu defaults for absent ones, the attribute checks. */
+export function parseCaseAttrs(text: string, file: string): GroupAttrs {
+  const doc = parseCaseDocument(text, file);
+  for (const k of REQUIRED_FIELDS) {
+    if (doc[k] === undefined) throw caseError(file, `${k} is missing; expected an integer (it has no default)`, undefined);
+  }
+  const attrs = withDefaults(doc as GroupAttrs);
   const bad = checkAttrs(attrs)[0];
   if (bad) throw withContext(bad, file);
   return attrs;
