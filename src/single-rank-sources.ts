@@ -1,7 +1,6 @@
 // Where the single-rank view (src/group/single-rank.ts) gets each rank's inputs: an array in
 // memory, the case generator (rank by rank, only the rows asked for), or a case directory read
 // rank by rank from disk; and `runCaseSingleRank`, the CLI's `run --single-rank`.
-import { constants } from 'node:buffer';
 import type { XDtype } from './backends/types.js';
 import { MoeError } from './errors.js';
 import { CaseStream, type GenSpec, ROUTING_ONLY } from './gen.js';
@@ -25,7 +24,6 @@ import {
 import type { RankInputs } from './runner.js';
 import type { Tensor } from './tensor.js';
 
-const MAX_LENGTH = constants.MAX_LENGTH;
 
 /** A source over inputs already in memory (need hints are ignored). */
 export function inputsSource(inputs: readonly RankInputs[]): RankInputSource {
@@ -143,17 +141,6 @@ export async function runCaseSingleRank(
     const perRank: Record<string, Tensor>[] = [];
     perRank.length = info.W;
     perRank[rank] = singleRankTensors(res);
-    // a safetensors file is serialized into one buffer: past the engine's typed-array limit
-    // (4 GiB in Node 20) it cannot be, while npy writes a file per tensor
-    const total = Object.values(perRank[rank]).reduce((n, t) => n + t.data.byteLength, 0);
-    if ((opts.format ?? 'safetensors') === 'safetensors' && total > MAX_LENGTH) {
-      throw new MoeError(
-        'E_MEMORY',
-        'format',
-        'safetensors',
-        `rank ${rank}'s outputs hold ${total} bytes, more than one buffer can (${MAX_LENGTH}) and a safetensors file is serialized in one; use --format npy (one file per tensor)`,
-      );
-    }
     files.push(...(await writeCaseOutputs(outDir, perRank, { format: opts.format, ranks: [rank] })));
     results.set(rank, res.stats);
   }

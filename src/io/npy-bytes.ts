@@ -326,10 +326,10 @@ export function parseNpy(buf: Uint8Array, file: string, note?: string, noteFile 
 const shapeRepr = (s: readonly number[]): string => `(${s.join(', ')}${s.length === 1 ? ',' : ''})`;
 
 /**
- * The bytes of a .npy file for `t` (version 1.0, or 2.0 if the header needs more than 65535
- * bytes), and the note to write next to it (bf16 only).
+ * A .npy file for `t` as its parts: the header (version 1.0, or 2.0 if it needs more than 65535
+ * bytes) and the tensor's own bytes (a view, not a copy); and the note to write next to it (bf16).
  */
-export function serializeNpy(t: Tensor): { bytes: Uint8Array; note?: string } {
+export function npyParts(t: Tensor): { parts: [Uint8Array, Uint8Array]; note?: string } {
   if (!(t.dtype in DTYPE_TO_DESCR)) throw new TypeError(`unknown dtype ${String(t.dtype)}`);
   if (t.data.length !== numel(t.shape)) {
     throw new RangeError(`${t.data.length} elements for shape [${t.shape.join(', ')}]`);
@@ -342,15 +342,24 @@ export function serializeNpy(t: Tensor): { bytes: Uint8Array; note?: string } {
     total = Math.ceil((prelude + dict.length + 1) / 64) * 64;
   }
   const hlen = total - prelude;
-  const out = new Uint8Array(total + t.data.byteLength);
-  out.set(MAGIC, 0);
-  out[6] = prelude === 10 ? 1 : 2;
-  out[7] = 0;
-  const dv = new DataView(out.buffer);
+  const head = new Uint8Array(total);
+  head.set(MAGIC, 0);
+  head[6] = prelude === 10 ? 1 : 2;
+  head[7] = 0;
+  const dv = new DataView(head.buffer);
   if (prelude === 10) dv.setUint16(8, hlen, true);
   else dv.setUint32(8, hlen, true);
   const header = `${dict}${' '.repeat(hlen - dict.length - 1)}\n`;
-  for (let i = 0; i < header.length; i++) out[prelude + i] = header.charCodeAt(i);
-  out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), total);
-  return t.dtype === 'bf16' ? { bytes: out, note: 'bf16\n' } : { bytes: out };
+  for (let i = 0; i < header.length; i++) head[prelude + i] = header.charCodeAt(i);
+  const parts: [Uint8Array, Uint8Array] = [head, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)];
+  return t.dtype === 'bf16' ? { parts, note: 'bf16\n' } : { parts };
+}
+
+/** The bytes of a .npy file for `t` (its parts joined), and the note to write next to it (bf16). */
+export function serializeNpy(t: Tensor): { bytes: Uint8Array; note?: string } {
+  const { parts, note } = npyParts(t);
+  const bytes = new Uint8Array(parts[0].byteLength + parts[1].byteLength);
+  bytes.set(parts[0]);
+  bytes.set(parts[1], parts[0].byteLength);
+  return note === undefined ? { bytes } : { bytes, note };
 }

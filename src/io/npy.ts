@@ -12,10 +12,11 @@
 // every size is checked against the bytes actually present before anything is allocated. Every
 // failure is a MoeError('E_CASE') worded `<path>: <what is wrong>; expected <what>`.
 import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { MoeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { MAX_NOTE_BYTES, dtypeNoteFile, latin1, parseNpy, serializeNpy } from './npy-bytes.js';
+import { MAX_NOTE_BYTES, dtypeNoteFile, latin1, npyParts, parseNpy } from './npy-bytes.js';
+import { atomicWrite, tempName, writeParts } from './atomic.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
 
 export * from './npy-bytes.js';
@@ -88,30 +89,16 @@ export async function readNpyDir(dir: string): Promise<Map<string, Tensor>> {
   return out;
 }
 
-let tempCounter = 0;
-const tempName = (p: string): string => join(dirname(p), `.${basename(p)}.${process.pid}.${tempCounter++}.tmp`);
-
-async function atomicWrite(file: string, bytes: Uint8Array | string): Promise<void> {
-  const tmp = tempName(file);
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-}
-
 /**
  * Writes NAME.npy atomically (a temporary name, then renamed), with its NAME.dtype note for bf16;
  * a stale note next to a tensor of another dtype is removed.
  */
 export async function writeNpy(file: string, t: Tensor): Promise<void> {
-  const { bytes, note } = serializeNpy(t);
+  const { parts, note } = npyParts(t);
   const noteFile = dtypeNoteFile(file);
-  if (note !== undefined) await atomicWrite(noteFile, note);
+  if (note !== undefined) await atomicWrite(noteFile, [note]);
   else await unlink(noteFile).catch((e: { code?: string }) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
-  await atomicWrite(file, bytes);
+  await atomicWrite(file, parts);
 }
 
 function checkName(name: string): void {
@@ -126,9 +113,9 @@ export async function fillNpyDir(dir: string, tensors: ReadonlyMap<string, Tenso
   for (const [name] of list) checkName(name);
   await mkdir(dir, { recursive: true });
   for (const [name, t] of list) {
-    const { bytes, note } = serializeNpy(t);
+    const { parts, note } = npyParts(t);
     if (note !== undefined) await writeFile(join(dir, `${name}.dtype`), note);
-    await writeFile(join(dir, `${name}.npy`), bytes);
+    await writeParts(join(dir, `${name}.npy`), parts);
   }
 }
 

@@ -367,13 +367,14 @@ export function ioReason(e: unknown): string {
 }
 
 /**
- * The bytes of a safetensors file: tensors sorted by name, laid out contiguously in that order,
- * header JSON padded with spaces to a multiple of 8 bytes. Same input, same bytes.
+ * A safetensors file as its parts, in file order: the 8-byte header length and the JSON header
+ * (padded with spaces to a multiple of 8), then each tensor's own bytes (views, not copies), sorted
+ * by name. Deterministic. Writers stream the parts; `serializeSafetensors` joins them.
  */
-export function serializeSafetensors(
+export function safetensorsParts(
   tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
   metadata?: Record<string, string>,
-): Uint8Array {
+): Uint8Array[] {
   const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))] as [string, Tensor][];
   list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const header: Record<string, unknown> = {};
@@ -398,14 +399,28 @@ export function serializeSafetensors(
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
   const hlen = Math.ceil(json.byteLength / 8) * 8;
-  const out = new Uint8Array(8 + hlen + at);
-  new DataView(out.buffer).setBigUint64(0, BigInt(hlen), true);
-  out.set(json, 8);
-  out.fill(0x20, 8 + json.byteLength, 8 + hlen);
-  let p = 8 + hlen;
-  for (const [, t] of list) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), p);
-    p += t.data.byteLength;
+  const head = new Uint8Array(8 + hlen);
+  new DataView(head.buffer).setBigUint64(0, BigInt(hlen), true);
+  head.set(json, 8);
+  head.fill(0x20, 8 + json.byteLength);
+  return [head, ...list.map(([, t]) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
+}
+
+/** The bytes of a safetensors file (its parts joined; see safetensorsParts). */
+export function serializeSafetensors(
+  tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  return joinParts(safetensorsParts(tensors, metadata));
+}
+
+/** One buffer holding `parts` one after the other. */
+export function joinParts(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
   }
   return out;
 }

@@ -5,11 +5,11 @@
 // tile the data buffer exactly, byte length = numel · dtype size) plus duplicate names, and never
 // allocates from a size it has not checked against the file's real length. Every failure is a
 // MoeError('E_CASE') that names the file, what is wrong and what was expected.
-import { open, rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { MoeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { type SafetensorsFile, caseError, ioReason, parseSafetensors, serializeSafetensors } from './safetensors-bytes.js';
+import { type SafetensorsFile, caseError, ioReason, parseSafetensors, safetensorsParts } from './safetensors-bytes.js';
+import { atomicWrite } from './atomic.js';
 
 export * from './safetensors-bytes.js';
 
@@ -44,21 +44,11 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
   }
 }
 
-let tempCounter = 0;
-
-/** Writes a safetensors file atomically: to a temporary name in the same directory, then renamed. */
+/** Writes a safetensors file atomically (a temporary name, then renamed), streamed from its parts. */
 export async function writeSafetensors(
   file: string,
   tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const bytes = serializeSafetensors(tensors, metadata);
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${tempCounter++}.tmp`);
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
+  await atomicWrite(file, safetensorsParts(tensors, metadata));
 }
