@@ -268,6 +268,20 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` �
     })) as RankInputs[];
     const node = await nodeHashes(g.groupAttrs, { h: 1024, k: 4, bs: 16 }, inputs);
     expect(pageHashes).toEqual(node);
+
+    // a traffic cell into a shared rank: rank 3 → shared rank 1 (S 2, SN 1: R 2, (3 mod 2) + 0·2 = 1)
+    // lists rank 3's 12 active tokens in token order, rows after ranks 1's block; all check ✓
+    await page.click('#tab-see');
+    await page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
+    const t = await page.evaluate(() => ({ ...(document.getElementById('cv-traffic') as HTMLCanvasElement).dataset }));
+    await page.locator('#cv-traffic').click({ position: { x: Number(t.left) + Number(t.cw) * 1.5, y: Number(t.top) + Number(t.ch) * 3.5 } });
+    await page.waitForSelector('#cell-table');
+    expect(await page.textContent('#cell-title')).toBe('rank 3 → shared rank 1: 12 token copies');
+    const rows = await page.$$eval('#cell-table tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    expect(rows.map((r) => [r[0], r[1], r[2], r[3]])).toEqual(Array.from({ length: 12 }, (_, i) => ['3', String(i), '4', 'shared 0']));
+    // shared rank 1 receives from ranks 1, 3, 5, 7: rank 1's 12 tokens come first
+    expect(rows.map((r) => r[6])).toEqual(Array.from({ length: 12 }, (_, i) => String(12 + i)));
+    expect(rows.every((r) => r[8] === '✓')).toBe(true);
     expect(errors).toEqual([]);
     await page.close();
   });

@@ -327,6 +327,8 @@ export interface Placement {
   /** index j·W + src of assist_info_for_combine and its value (rows through that block) */
   assistIndex: number;
   assistValue: number;
+  /** the shared expert s, for a copy to a shared rank (expert and expandIdx do not apply: k = K + s) */
+  shared?: number;
 }
 
 /** The copies of rank `src`'s tokens to MoE expert `e`, in expand_idx order. */
@@ -357,6 +359,32 @@ export function placements(rt: Routing, ri: RoundInputs, src: number, e: number)
     });
   }
   return out;
+}
+
+/**
+ * The copies of rank `src`'s tokens on shared rank `d`: every active token of `src`, in token
+ * order, when `src` sends to `d` (rank (src mod R) + s·R holds shared expert s); none otherwise.
+ */
+export function sharedPlacements(rt: Routing, src: number, d: number): Placement[] {
+  const { lay, K } = rt;
+  const s = Math.floor(d / lay.R);
+  if (d >= lay.S || sharedHome(lay, src, s) !== d) return [];
+  const blocks = blocksOf(rt, d);
+  let before = 0;
+  for (let i = 0; i < src; i++) before += blocks[i]!;
+  return Array.from({ length: rt.activeBs[src]! }, (_, t) => ({
+    srcRank: src,
+    token: t,
+    k: K + s,
+    expert: -1,
+    expandIdx: t,
+    dstRank: d,
+    local: 0,
+    row: before + t,
+    assistIndex: src,
+    assistValue: before + blocks[src]!,
+    shared: s,
+  }));
 }
 
 export function imbalance(load: Float64Array): { max: number; mean: number; ratio: number; argmax: number } {

@@ -5,7 +5,7 @@ import { expertHome, localExpertNum } from '../../contract/attrs.js';
 import { fit, matrixView, rgb, scaleRgb, ticks, tip } from '../canvas.js';
 import { $, bytesText, h, pct } from '../dom.js';
 import type { PageRun } from '../engine.js';
-import { type Placement, type RoundInputs, type Routing, blocksOf, imbalance, placements } from '../model.js';
+import { type Placement, sharedPlacements, type RoundInputs, type Routing, blocksOf, imbalance, placements } from '../model.js';
 
 export interface SeeContext {
   ri: RoundInputs;
@@ -55,7 +55,7 @@ export function renderSee(ctx: SeeContext): void {
     },
     onPick: (s, d) => {
       if (d < lay.S) {
-        showTokens(ctx, `rank ${s} → shared rank ${d}`, [], `rank ${d} holds a shared expert: it receives every active token of its senders (${rt.traffic[s * W + d]} from rank ${s}), in token order.`);
+        showTokens(ctx, `rank ${s} → shared rank ${d}`, sharedPlacements(rt, s, d), `rank ${d} holds shared expert ${Math.floor(d / lay.R)}: it receives every active token of its senders, in token order (y rows BS·K + s·activeBs + t of the sender).`);
         return;
       }
       const list: Placement[] = [];
@@ -237,7 +237,7 @@ function drawBlocks(ctx: SeeContext, d: number): void {
       return `block ${i} = (local expert ${j}${e !== undefined ? ` = expert ${e}` : ', shared'}, sender ${s}): ${c} of maxBS ${lay.maxBs} slots (${pct(c / Math.max(1, lay.maxBs))}), ${bytesText(c * lay.msgBytes)}\nexpand_x rows ${prefix[i]! - c} … ${prefix[i]! - 1}; assist_info_for_combine[${i}] = ${prefix[i]}`;
     },
     onPick: (j, s) => {
-      if (d < lay.S) showTokens(ctx, `rank ${s} → shared rank ${d}`, [], `a shared block holds every active token of rank ${s} (${blocks[j * W + s]}) in token order.`);
+      if (d < lay.S) showTokens(ctx, `rank ${s} → shared rank ${d}`, sharedPlacements(rt, s, d), `a shared block holds every active token of rank ${s} in token order.`);
       else showTokens(ctx, `block (local expert ${j}, sender ${s}) of rank ${d}`, placements(rt, ri, s, (d - lay.S) * lay.L + j));
     },
   });
@@ -326,7 +326,8 @@ function showTokens(ctx: SeeContext, title: string, list: Placement[], note?: st
     if (!run) return '';
     const ei = run.results[p.srcRank]!.dispatchSetup.expandIdx.data as Int32Array;
     const assist = run.results[p.dstRank]!.dispatchTeardown.assistInfoForCombine.data as Int32Array;
-    const okIdx = ei[p.token * K + p.k] === p.expandIdx;
+    // a shared copy has no expand_idx entry: only its block's assist entry can be checked
+    const okIdx = p.shared !== undefined || ei[p.token * K + p.k] === p.expandIdx;
     const okAssist = p.assistIndex >= assist.length || assist[p.assistIndex] === p.assistValue;
     return okIdx && okAssist ? '✓' : '✗';
   };
@@ -337,8 +338,8 @@ function showTokens(ctx: SeeContext, title: string, list: Placement[], note?: st
       h('td', { text: p.srcRank }),
       h('td', { text: p.token }),
       h('td', { text: p.k }),
-      h('td', { text: p.expert }),
-      h('td', { text: p.expandIdx }),
+      h('td', { text: p.shared !== undefined ? `shared ${p.shared}` : p.expert }),
+      h('td', { text: p.shared !== undefined ? `— (slot ${p.expandIdx})` : p.expandIdx }),
       h('td', { text: `rank ${p.dstRank}, local ${p.local}` }),
       h('td', { text: p.row }),
       h('td', { text: `[${p.assistIndex}] = ${p.assistValue}` }),
