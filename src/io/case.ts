@@ -5,7 +5,8 @@
 // the tensor, what it got and what was expected. Outputs go to `OUT_DIR/rank{r}.safetensors` or
 // `OUT_DIR/rank{r}/`, all or nothing.
 import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { tempName } from './atomic.js';
 import type { GroupAttrs } from '../contract/attrs.js';
 import type { Tensor } from '../tensor.js';
 import { fillNpyDir, readNpyDir, replaceDir, writeNpyDir } from './npy.js';
@@ -103,7 +104,6 @@ export interface WriteOutputsOptions {
   ranks?: readonly number[];
 }
 
-let tempCounter = 0;
 
 /**
  * Writes `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank in
@@ -139,7 +139,7 @@ export async function writeCaseOutputs(
     const staged: [string, string][] = [];
     for (const r of ranks) {
       const final = rankPath(outDir, r, format);
-      const tmp = join(dirname(final), `.${basename(final)}.${process.pid}.${tempCounter++}.tmp`);
+      const tmp = tempName(final);
       temps.push(tmp);
       try {
         if (format === 'npy') await fillNpyDir(tmp, perRank[r]!);
