@@ -2,7 +2,6 @@
 // through byte offsets: no allocation, no managed objects, no validation (the group and the
 // TypeScript wrapper in src/backends/wasm validate and lay out every region first).
 export { bf16_to_f32, fp16_to_f32, f32_to_bf16, f32_to_fp16 } from './convert';
-export { quantize_row } from './quant';
 export { pack } from './pack';
 export { route, assist_and_token_nums } from './route';
 

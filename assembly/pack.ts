@@ -13,15 +13,16 @@ import { quantizeRow } from './quant';
 
 // quant 2 message: H codes, zeros up to the scale at scaleOffset, the scale, zeros to msgBytes.
 // @ts-ignore: decorator
-@inline function messageQ(xt: usize, srow: usize, H: i32, row: usize, scaleOffset: i32, mb: usize, fp16: i32): void {
-  quantizeRow(xt, srow, H, row, scaleOffset, fp16 != 0);
+@inline function messageQ(xt: usize, srow: usize, H: i32, row: usize, scaleOffset: i32, mb: usize, xf: usize, fp16: i32): void {
+  quantizeRow(xt, srow, H, row, scaleOffset, xf, fp16 != 0);
   memory.fill(row + <usize>H, 0, <usize>(scaleOffset - H));
   memory.fill(row + <usize>scaleOffset + 4, 0, mb - <usize>scaleOffset - 4);
 }
 
 /**
  * x: (bs, H) 16-bit; ids, expandIdx: (bs·K) i32; scales: (E+SN, H) f32 or 0;
- * expertBlock: (E) u32 byte offsets, sharedBlock: (sharedSends) u32 byte offsets.
+ * expertBlock: (E) u32 byte offsets, sharedBlock: (sharedSends) u32 byte offsets; xf: H f32 of
+ * scratch for quantization (quant 2).
  * Each message is built once, in place in its window block (padding zeroed: window memory is
  * reused between rounds); the wrapper then copies y's rows out of the blocks, so every message
  * byte is written exactly twice (window, y) and never staged in scratch.
@@ -42,6 +43,7 @@ export function pack(
   sharedBlock: usize,
   msgBytes: i32,
   scaleOffset: i32,
+  xf: usize,
 ): void {
   const mb = <usize>msgBytes;
   const rowBytes = <usize>H << 1;
@@ -57,14 +59,14 @@ export function pack(
       const dst = <usize>load<u32>(expertBlock + (<usize>e << 2)) + <usize>load<i32>(expandIdx + (<usize>i << 2)) * mb;
       if (quant == 0) message16(dst, xt, rowBytes, mb);
       else if (scales == 0 && k > 0) memory.copy(dst, first, mb);
-      else messageQ(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, dst, scaleOffset, mb, fp16);
+      else messageQ(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, dst, scaleOffset, mb, xf, fp16);
       if (k == 0) first = dst;
     }
     for (let s = 0; s < sharedSends; s++) {
       const dst = <usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb;
       if (quant == 0) message16(dst, xt, rowBytes, mb);
       else if (scales == 0 && K > 0) memory.copy(dst, first, mb);
-      else messageQ(xt, scales ? scales + <usize>s * hp : 0, H, dst, scaleOffset, mb, fp16);
+      else messageQ(xt, scales ? scales + <usize>s * hp : 0, H, dst, scaleOffset, mb, xf, fp16);
     }
   }
 }

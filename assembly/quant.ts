@@ -39,23 +39,33 @@ const CANONICAL_NAN: u32 = 0x7fc00000;
 
 /**
  * One message: H codes at `out`, the f32 scale at `out + scaleOffset`. `x` points at the token's
- * H 16-bit elements, `srow` at the smooth-scale row (H f32) or 0 when there are no scales.
+ * H 16-bit elements, `srow` at the smooth-scale row (H f32) or 0 when there are no scales; `xf` at
+ * H f32 of scratch that holds step 1-2's values between the two passes (a row of 4·H bytes stays
+ * in cache, and reloading it is cheaper than converting and scaling again).
  */
 // @ts-ignore: decorator
-@inline function quantizeRowT(x: usize, srow: usize, H: i32, out: usize, scaleOffset: usize, fp16: bool, scaled: bool): void {
-  // pass 1: abs-max. f32x4.max and f32.max both propagate NaN, as Math.max does.
+@inline function quantizeRowT(x: usize, srow: usize, H: i32, out: usize, scaleOffset: usize, xf: usize, fp16: bool, scaled: bool): void {
+  // pass 1: xf and its abs-max. f32x4.max and f32.max both propagate NaN, as Math.max does.
   let mv = f32x4.splat(0);
   let h = 0;
   for (; h + 8 <= H; h += 8) {
     const xv = v128.load(x + (<usize>h << 1));
-    mv = f32x4.max(mv, f32x4.abs(xfLo(xv, srow, h, fp16, scaled)));
-    mv = f32x4.max(mv, f32x4.abs(xfHi(xv, srow, h, fp16, scaled)));
+    const lo = xfLo(xv, srow, h, fp16, scaled);
+    const hi = xfHi(xv, srow, h, fp16, scaled);
+    v128.store(xf + (<usize>h << 2), lo);
+    v128.store(xf + (<usize>h << 2), hi, 16);
+    mv = f32x4.max(mv, f32x4.abs(lo));
+    mv = f32x4.max(mv, f32x4.abs(hi));
   }
   let m = max<f32>(
     max<f32>(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)),
     max<f32>(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)),
   );
-  for (; h < H; h++) m = max<f32>(m, abs<f32>(xfAt(x, srow, h, fp16, scaled)));
+  for (; h < H; h++) {
+    const v = xfAt(x, srow, h, fp16, scaled);
+    store<f32>(xf + (<usize>h << 2), v);
+    m = max<f32>(m, abs<f32>(v));
+  }
 
   // m = 0 gives ds = inf and scale 0; m = inf gives ds = 0 and scale inf (contract Decision).
   const ds: f32 = <f32>127 / m;
@@ -65,15 +75,14 @@ const CANONICAL_NAN: u32 = 0x7fc00000;
   // (NaN -> 0), then two signed saturating narrows i32 -> i16 -> i8.
   h = 0;
   for (; h + 16 <= H; h += 16) {
-    const xa = v128.load(x + (<usize>h << 1));
-    const xb = v128.load(x + (<usize>h << 1), 16);
-    const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(xfLo(xa, srow, h, fp16, scaled), dsv)));
-    const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(xfHi(xa, srow, h, fp16, scaled), dsv)));
-    const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(xfLo(xb, srow, h + 8, fp16, scaled), dsv)));
-    const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(xfHi(xb, srow, h + 8, fp16, scaled), dsv)));
+    const p = xf + (<usize>h << 2);
+    const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), dsv)));
+    const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), dsv)));
+    const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), dsv)));
+    const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), dsv)));
     v128.store(out + <usize>h, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
   }
-  for (; h < H; h++) store<i8>(out + <usize>h, <i8>code(xfAt(x, srow, h, fp16, scaled) * ds));
+  for (; h < H; h++) store<i8>(out + <usize>h, <i8>code(load<f32>(xf + (<usize>h << 2)) * ds));
 
   const scale: f32 = <f32>1 / ds;
   store<u32>(out + scaleOffset, scale != scale ? CANONICAL_NAN : reinterpret<u32>(scale));
@@ -81,17 +90,12 @@ const CANONICAL_NAN: u32 = 0x7fc00000;
 
 // The dtype and the presence of smooth scales are fixed per message: dispatching once here lets
 // each of the four inlined bodies fold its conditions away instead of testing them per vector.
-export function quantizeRow(x: usize, srow: usize, H: i32, out: usize, scaleOffset: usize, fp16: bool): void {
+export function quantizeRow(x: usize, srow: usize, H: i32, out: usize, scaleOffset: usize, xf: usize, fp16: bool): void {
   if (fp16) {
-    if (srow) quantizeRowT(x, srow, H, out, scaleOffset, true, true);
-    else quantizeRowT(x, srow, H, out, scaleOffset, true, false);
+    if (srow) quantizeRowT(x, srow, H, out, scaleOffset, xf, true, true);
+    else quantizeRowT(x, srow, H, out, scaleOffset, xf, true, false);
   } else {
-    if (srow) quantizeRowT(x, srow, H, out, scaleOffset, false, true);
-    else quantizeRowT(x, srow, H, out, scaleOffset, false, false);
+    if (srow) quantizeRowT(x, srow, H, out, scaleOffset, xf, false, true);
+    else quantizeRowT(x, srow, H, out, scaleOffset, xf, false, false);
   }
-}
-
-/** Kernel entry for tests and single messages: quantize one token row. */
-export function quantize_row(x: usize, srow: usize, H: i32, out: usize, scaleOffset: usize, fp16: i32): void {
-  quantizeRow(x, srow, H, out, scaleOffset, fp16 != 0);
 }

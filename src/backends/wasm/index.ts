@@ -31,12 +31,11 @@ interface Kernels {
   fp16_to_f32(src: Ptr, dst: Ptr, n: number): void;
   f32_to_bf16(src: Ptr, dst: Ptr, n: number): void;
   f32_to_fp16(src: Ptr, dst: Ptr, n: number): void;
-  quantize_row(x: Ptr, srow: Ptr, H: number, out: Ptr, scaleOffset: number, fp16: number): void;
   route(ids: Ptr, activeBs: number, bs: number, K: number, E: number, expandIdx: Ptr, counts: Ptr): void;
   pack(
     x: Ptr, fp16: number, quant: number, H: number, K: number, SN: number, sharedSends: number,
     activeBs: number, ids: Ptr, expandIdx: Ptr, scales: Ptr, expertBlock: Ptr, sharedBlock: Ptr,
-    msgBytes: number, scaleOffset: number,
+    msgBytes: number, scaleOffset: number, xf: Ptr,
   ): void;
   assist_and_token_nums(blockCount: Ptr, Lr: number, W: number, assist: Ptr, assistLen: number, etn: Ptr, perExpert: number): number;
   combine(
@@ -159,6 +158,7 @@ const packRegions = (ar: Arena, lay: Layout, bs: number, scaled: boolean) => ({
   scales: scaled ? ar.take((lay.E + lay.SN) * lay.H * 4) : 0,
   expertBlock: ar.take(lay.E * 4),
   sharedBlock: ar.take(lay.sharedSends * 4),
+  xf: ar.take(lay.H * 4),
 });
 
 const gatherRegions = (ar: Arena, rows: number, blocks: number, localExperts: number) => ({
@@ -261,7 +261,7 @@ export class WasmBackend implements Backend {
     this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
     this.k.pack(
       r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, K, lay.SN, lay.sharedSends, activeBs,
-      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, mb, lay.scaleOffset,
+      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, mb, lay.scaleOffset, r.xf,
     );
     // y's rows are the messages just written to the window blocks; everything else stays zero
     const shape = [bs * (K + lay.SN), lay.tokenMsgSize];
