@@ -5,6 +5,7 @@
 import { type GroupAttrs, withDefaults } from './contract/attrs.js';
 import { checkAttrs, checkDims } from './contract/checks.js';
 import { MoeError } from './errors.js';
+import { detExp, detLog } from './detmath.js';
 import type { CaseSpec } from './io/case.js';
 import { f32ToBf16, f32ToFp16 } from './numbers.js';
 import { Rng, randn, randnRows } from './random.js';
@@ -148,7 +149,7 @@ export function checkGenSpec(spec: GenSpec): MoeError[] {
 
 /** Integer weights n^-s · 2^24 (at least 1) of popularity ranks 1 … E: sampling stays integer. */
 function zipfTickets(E: number, s: number): number[] {
-  return Array.from({ length: E }, (_, n) => Math.max(1, Math.round(Math.exp(-s * Math.log(n + 1)) * 16777216)));
+  return Array.from({ length: E }, (_, n) => Math.max(1, Math.round(detExp(-s * detLog(n + 1)) * 16777216)));
 }
 
 /** k distinct experts drawn by integer weights, without replacement. */

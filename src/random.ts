@@ -1,7 +1,8 @@
 // A small seeded PRNG for examples, cases and tests: xoshiro128** seeded through splitmix32, all
 // 32-bit integer arithmetic (Math.imul, >>>), so the uniform stream is the same on every platform.
-// Normals come from Box-Muller; Math.log/sqrt/cos are V8's fdlibm ports, the same on every
-// platform Node runs on, and the results are rounded to the tensor's dtype anyway.
+// Normals come from Box-Muller over src/detmath.ts (log, cos, sin from +, −, ×, ÷ only) and the
+// correctly rounded Math.sqrt, so the same seed gives the same bits on every platform.
+import { detCosSin2Pi, detLog } from './detmath.js';
 import { f32ToBf16, f32ToFp16 } from './numbers.js';
 import { type Tensor, zeros } from './tensor.js';
 
@@ -66,9 +67,10 @@ export class Rng {
     }
     const u1 = 1 - this.uniform(); // (0, 1]: log never sees 0
     const u2 = this.uniform();
-    const r = Math.sqrt(-2 * Math.log(u1));
-    this.spare = r * Math.sin(2 * Math.PI * u2);
-    return r * Math.cos(2 * Math.PI * u2);
+    const r = Math.sqrt(-2 * detLog(u1));
+    const [c, sn] = detCosSin2Pi(u2);
+    this.spare = r * sn;
+    return r * c;
   }
 
   /**
