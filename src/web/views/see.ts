@@ -70,6 +70,27 @@ export function renderSee(ctx: SeeContext): void {
   $('see-imbalance').textContent = `imbalance max/mean = ${imb.ratio.toFixed(2)} (max ${imb.max} tokens on expert ${imb.argmax}, mean ${imb.mean.toFixed(2)})`;
 }
 
+/**
+ * The labels of a bar chart in PLOT's margins: y ticks at fractions of the height, x ticks at bar
+ * centres (at most one per 48 px), and both axis titles.
+ */
+function barAxes(c: CanvasRenderingContext2D, pw: number, ph: number, yTicks: [number, string][], bars: number, xTitle: string, yTitle: string): void {
+  const bw = pw / bars;
+  c.fillStyle = '#222';
+  c.textAlign = 'right';
+  c.textBaseline = 'middle';
+  for (const [f, label] of yTicks) c.fillText(label, PLOT.left - 6, PLOT.top + ph - f * ph);
+  c.textAlign = 'center';
+  c.textBaseline = 'top';
+  for (const i of ticks(bars, Math.floor(pw / 48))) c.fillText(String(i), PLOT.left + (i + 0.5) * bw, PLOT.top + ph + 6);
+  c.fillText(xTitle, PLOT.left + pw / 2, PLOT.top + ph + 22);
+  c.save();
+  c.translate(14, PLOT.top + ph / 2);
+  c.rotate(-Math.PI / 2);
+  c.fillText(yTitle, 0, 0);
+  c.restore();
+}
+
 function drawLoads(rt: Routing, imb: ReturnType<typeof imbalance>): void {
   const canvas = $<HTMLCanvasElement>('cv-load');
   const { E, lay } = rt;
@@ -107,19 +128,7 @@ function drawLoads(rt: Routing, imb: ReturnType<typeof imbalance>): void {
     c.textAlign = 'right';
     c.textBaseline = 'bottom';
     c.fillText(`mean ${imb.mean.toFixed(1)}`, PLOT.left + pw, my - 2);
-    c.fillStyle = '#222';
-    c.textAlign = 'right';
-    c.textBaseline = 'middle';
-    for (const v of [0, Math.round(max / 2), max]) c.fillText(String(v), PLOT.left - 6, PLOT.top + ph - (v / max) * ph);
-    c.textAlign = 'center';
-    c.textBaseline = 'top';
-    for (const e of ticks(E, Math.floor(pw / 48))) c.fillText(String(e), PLOT.left + (e + 0.5) * bw, PLOT.top + ph + 6);
-    c.fillText('MoE expert id', PLOT.left + pw / 2, PLOT.top + ph + 22);
-    c.save();
-    c.translate(14, PLOT.top + ph / 2);
-    c.rotate(-Math.PI / 2);
-    c.fillText('tokens', 0, 0);
-    c.restore();
+    barAxes(c, pw, ph, [0, Math.round(max / 2), max].map((v) => [v / max, String(v)]), E, 'MoE expert id', 'tokens');
   };
   draw();
   canvas.tabIndex = 0;
@@ -159,19 +168,7 @@ function drawWindows(ctx: SeeContext): void {
     c.lineWidth = 2;
     c.strokeRect(PLOT.left + cursor * bw, PLOT.top, Math.max(bw, 2), ph);
     c.lineWidth = 1;
-    c.fillStyle = '#222';
-    c.textAlign = 'right';
-    c.textBaseline = 'middle';
-    for (const v of [0, 0.5, 1]) c.fillText(pct(v), PLOT.left - 6, PLOT.top + ph - v * ph);
-    c.textAlign = 'center';
-    c.textBaseline = 'top';
-    for (const d of ticks(W, Math.floor(pw / 48))) c.fillText(String(d), PLOT.left + (d + 0.5) * bw, PLOT.top + ph + 6);
-    c.fillText('receiver rank (shared ranks in purple)', PLOT.left + pw / 2, PLOT.top + ph + 22);
-    c.save();
-    c.translate(14, PLOT.top + ph / 2);
-    c.rotate(-Math.PI / 2);
-    c.fillText('rows of A used', 0, 0);
-    c.restore();
+    barAxes(c, pw, ph, [0, 0.5, 1].map((f) => [f, pct(f)]), W, 'receiver rank (shared ranks in purple)', 'rows of A used');
   };
   draw();
   const describe = (d: number): string =>
