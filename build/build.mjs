@@ -4,3 +4,4 @@ await import('./asc.mjs');
 await import('./bundle.mjs');
 await import('./addon.mjs');
 await import('./bundle-web.mjs');
+await import('./types.mjs');
