@@ -133,7 +133,7 @@ describe('SPMD: one worker per rank running a rank program', () => {
         expect(hashes(run.results)).toEqual(await singleThread(spec));
         expect(activeWorkers()).toBe(0);
       }),
-      { numRuns: 8, seed: 4711 },
+      { numRuns: 16, seed: 4711 },
     );
   });
 
@@ -160,7 +160,7 @@ describe('collective: all ranks over a pool of workers', () => {
         }
         expect(activeWorkers()).toBe(0);
       }),
-      { numRuns: 8, seed: 99 },
+      { numRuns: 16, seed: 99 },
     );
   });
 
