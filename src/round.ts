@@ -166,3 +166,16 @@ export function outputTensors(res: Pick<RankResult, 'dispatchSetup' | 'dispatchT
     x_out: res.combineTeardown.x,
   };
 }
+
+/** Case-file tensor names (expert_ids, …) to RankInputs fields. */
+export function rankInputsOf(t: Partial<Record<string, Tensor>>): RankInputs {
+  return {
+    x: t.x as Tensor<XDtype>,
+    expertIds: t.expert_ids as Tensor<'int32'>,
+    expertScales: t.expert_scales as Tensor<'f32'>,
+    scales: (t.scales as Tensor<'f32'> | undefined) ?? null,
+    xActiveMask: (t.x_active_mask as Tensor<'bool'> | undefined) ?? null,
+    sharedExpertX: (t.shared_expert_x as Tensor<XDtype> | undefined) ?? null,
+    expertOutput: (t.expert_output as Tensor<XDtype> | undefined) ?? null,
+  };
+}

@@ -1,7 +1,6 @@
 // Where the single-rank view (src/group/single-rank.ts) gets each rank's inputs: an array in
 // memory, the case generator (rank by rank, only the rows asked for), or a case directory read
 // rank by rank from disk; and `runCaseSingleRank`, the CLI's `run --single-rank`.
-import type { XDtype } from './backends/types.js';
 import { MoeError } from './errors.js';
 import { CaseStream, type GenSpec, ROUTING_ONLY } from './gen.js';
 import type { BackendName } from './group/group.js';
@@ -21,7 +20,8 @@ import {
   withContext,
   writeCaseOutputs,
 } from './io/case.js';
-import type { RankInputs } from './runner.js';
+import { type RankInputs, rankInputsOf } from './round.js';
+export { rankInputsOf };
 import type { Tensor } from './tensor.js';
 
 
@@ -36,18 +36,6 @@ export function inputsSource(inputs: readonly RankInputs[]): RankInputSource {
   };
 }
 
-/** Case-file tensor names (expert_ids, …) to RankInputs fields. */
-export function rankInputsOf(t: Partial<Record<string, Tensor>>): RankInputs {
-  return {
-    x: t.x as Tensor<XDtype>,
-    expertIds: t.expert_ids as Tensor<'int32'>,
-    expertScales: t.expert_scales as Tensor<'f32'>,
-    scales: (t.scales as Tensor<'f32'> | undefined) ?? null,
-    xActiveMask: (t.x_active_mask as Tensor<'bool'> | undefined) ?? null,
-    sharedExpertX: (t.shared_expert_x as Tensor<XDtype> | undefined) ?? null,
-    expertOutput: (t.expert_output as Tensor<XDtype> | undefined) ?? null,
-  };
-}
 
 /**
  * The generated case of `spec` (the bytes of generateCase(spec)) as a source: each rank drawn

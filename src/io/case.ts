@@ -6,7 +6,7 @@
 // `OUT_DIR/rank{r}/`, all or nothing.
 import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempName } from './atomic.js';
+import { tempName } from './files.js';
 import type { GroupAttrs } from '../contract/attrs.js';
 import type { Tensor } from '../tensor.js';
 import { fillNpyDir, readNpyDir, replaceDir, writeNpyDir } from './npy.js';

@@ -11,46 +11,17 @@
 // The header is parsed by a small strict parser of the literals it can hold (never evaluated), and
 // every size is checked against the bytes actually present before anything is allocated. Every
 // failure is a MoeError('E_CASE') worded `<path>: <what is wrong>; expected <what>`.
-import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MoeError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { MAX_NOTE_BYTES, dtypeNoteFile, latin1, npyParts, parseNpy } from './npy-bytes.js';
-import { atomicWrite, tempName, writeParts } from './atomic.js';
+import { atomicWrite, readWhole, tempName, writeParts } from './files.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
 
 export * from './npy-bytes.js';
 
 function fail(file: string, what: string): never {
   throw caseError(file, what);
-}
-
-async function readWhole(file: string, what: string, limit?: number): Promise<Uint8Array | undefined> {
-  let fh;
-  try {
-    fh = await open(file, 'r');
-  } catch (e) {
-    if (limit !== undefined && (e as { code?: string }).code === 'ENOENT') return undefined;
-    fail(file, `cannot open (${ioReason(e)}); expected ${what}`);
-  }
-  try {
-    const { size } = await fh.stat();
-    if (limit !== undefined && size > limit) fail(file, `is ${size} bytes; expected ${what} (at most ${limit} bytes)`);
-    // The size is the file's real length, so this allocation is bounded by what exists on disk.
-    const buf = new Uint8Array(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return buf.subarray(0, got);
-  } catch (e) {
-    if (e instanceof MoeError) throw e;
-    fail(file, `cannot read (${ioReason(e)}); expected ${what}`);
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Reads and checks a .npy file and its NAME.dtype note, if any. */

@@ -22,7 +22,7 @@ import { assembleCase, parseCaseAttrs, type RankSource } from '../io/case-format
 import { parseNpy } from '../io/npy-bytes.js';
 import { parseSafetensors } from '../io/safetensors-bytes.js';
 import { Rng, randn, uniqueTopK } from '../random.js';
-import type { RankInputs } from '../round.js';
+import { type RankInputs, rankInputsOf } from '../round.js';
 import type { Tensor } from '../tensor.js';
 
 /** The routings of the generator, and the seed example's own (torch_npu documentation). */
@@ -148,16 +148,7 @@ export function generateInputs(c: Config): RoundInputs {
     return { label: `seed example, seed ${c.seed}`, attrs: c.attrs, dims: c.dims, dtype: c.dtype, inputs: seedExampleInputs(c), identity: true };
   }
   const g = generateCase(genSpecOf(c));
-  const inputs = g.ranks.map(
-    (r): RankInputs => ({
-      x: r.x as Tensor<XDtype>,
-      expertIds: r.expert_ids as Tensor<'int32'>,
-      expertScales: r.expert_scales as Tensor<'f32'>,
-      scales: (r.scales as Tensor<'f32'> | undefined) ?? null,
-      xActiveMask: (r.x_active_mask as Tensor<'bool'> | undefined) ?? null,
-      sharedExpertX: (r.shared_expert_x as Tensor<XDtype> | undefined) ?? null,
-    }),
-  );
+  const inputs = g.ranks.map(rankInputsOf);
   const routing = c.routing === 'zipf' ? `zipf s = ${c.zipfS}` : c.routing === 'hot' ? `hot expert ${c.hotExpert}` : c.routing;
   return { label: `generated: ${routing}, seed ${c.seed}`, attrs: g.groupAttrs, dims: c.dims, dtype: c.dtype, inputs, identity: true };
 }
@@ -201,17 +192,8 @@ export async function openCase(files: readonly PickedFile[]): Promise<RoundInput
     return { path: `rank${r}`, label: `rank${r}/`, format: 'npy', tensors };
   };
   const c = await assembleCase('(opened files)', attrs, readRank);
-  const inputs = c.ranks.map(
-    (rc): RankInputs => ({
-      x: rc.x,
-      expertIds: rc.expertIds,
-      expertScales: rc.expertScales,
-      scales: rc.scales ?? null,
-      xActiveMask: rc.xActiveMask ?? null,
-      sharedExpertX: rc.sharedExpertX ?? null,
-      expertOutput: rc.expertOutput ?? null,
-    }),
-  );
+  // a case's ranks are the facade's inputs already (the runner passes them as they are)
+  const inputs: RankInputs[] = c.ranks;
   return {
     label: `opened case (${files.length} files)`,
     attrs: c.attrs,
