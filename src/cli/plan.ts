@@ -3,8 +3,9 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type AttrInput, type DataDims, MB, align } from '../contract/attrs.js';
+import { type AttrInput, type DataDims, MB } from '../contract/attrs.js';
 import { type Plan, type PlanRank, planFor } from '../contract/plan.js';
+import { type WarningUsage, warningText } from '../contract/warnings.js';
 import { formatValue } from '../errors.js';
 import { parseCaseDocument, rankPath, readRankTensors } from '../io/case.js';
 import { caseError } from '../io/safetensors.js';
@@ -14,9 +15,10 @@ const HELP = `Usage: moe-distribute plan [--case CASE_DIR|case.json] [attribute 
 
 Runs every check of the op contract (§7) at once and prints what a deployment needs: L (local
 experts per MoE rank), A (rows of expand_x) on MoE and shared ranks, tokenMsgSize, every
-tensor's dtype, shape and bytes per rank, the HCCL_BUFFSIZE needed (the documented formula and
-the open tiling code's variant), whether the configured buffer is enough, and how full the
-window is.
+tensor's dtype, shape and bytes per rank, the HCCL_BUFFSIZE needed by each tiling that checks it
+(the documented formula, also dispatch_teardown's; the A3 setup tilings' with L' = E/(W − SN))
+and which one binds, whether the configured buffer is enough, how full the window is, and the
+traps (contract §8) the configuration sets, as warnings that do not change the exit code.
 
 Attributes (torch_npu defaults when absent; flags override --case):
   --ep-world-size W              --moe-expert-num E
@@ -82,17 +84,19 @@ async function readPlanCase(path: string): Promise<{ attrs: Partial<AttrInput>; 
 }
 
 /** BS (largest), H and K from the rank files of a case directory, when it has them. */
-async function caseDims(dir: string, W: number | undefined): Promise<Partial<DataDims>> {
+async function caseDims(dir: string, W: number | undefined): Promise<{ dims: Partial<DataDims>; usage: WarningUsage }> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
-    return {};
+    return { dims: {}, usage: {} };
   }
   const ranks = names.map((n) => /^rank(\d+)(\.safetensors)?$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
-  if (ranks.length === 0) return {};
+  if (ranks.length === 0) return { dims: {}, usage: {} };
   const count = W !== undefined && Number.isInteger(W) && W > 0 ? Math.min(W, 384) : Math.max(...ranks) + 1;
   const dims: Partial<DataDims> = {};
+  const bsPerRank: number[] = [];
+  let sharedExpertX = false;
   for (let r = 0; r < count; r++) {
     if (!ranks.includes(r)) continue;
     const tensors = await readRankTensors(dir, r);
@@ -106,8 +110,10 @@ async function caseDims(dir: string, W: number | undefined): Promise<Partial<Dat
     dims.bs = Math.max(dims.bs ?? 0, x.shape[0]!);
     dims.h ??= x.shape[1]!;
     dims.k ??= ids.shape[1]!;
+    bsPerRank.push(x.shape[0]!);
+    if (tensors.shared_expert_x) sharedExpertX = true;
   }
-  return dims;
+  return { dims, usage: { bsPerRank, sharedExpertX } };
 }
 
 export const planCommand: Command = {
@@ -140,10 +146,11 @@ export const planCommand: Command = {
     if (positionals.length > 0) throw new UsageError(`plan takes no positional arguments, got ${positionals.join(' ')} (use --case PATH)`, 'plan');
     let attrs: Partial<AttrInput> = {};
     let dims: Partial<DataDims> = {};
+    let usage: WarningUsage = {};
     if (typeof v.case === 'string') {
       const c = await readPlanCase(v.case);
       attrs = c.attrs;
-      dims = await caseDims(c.dir, (attrs as AttrInput).epWorldSize);
+      ({ dims, usage } = await caseDims(c.dir, (attrs as AttrInput).epWorldSize));
     }
     for (const [flag, key] of Object.entries(ATTR_FLAGS)) {
       const f = v[flag];
@@ -177,7 +184,7 @@ export const planCommand: Command = {
       mb = 200;
       source = 'default';
     }
-    const plan = planFor(attrs as AttrInput, dims as DataDims, mb, source);
+    const plan = planFor(attrs as AttrInput, dims as DataDims, mb, source, usage);
     io.stdout(v.json ? `${JSON.stringify(plan, null, 2)}\n` : formatPlan(plan));
     return plan.valid ? EXIT_OK : EXIT_CASE;
   },
@@ -238,26 +245,25 @@ export function formatPlan(p: Plan): string {
   }
   if (p.hccl && p.layout) {
     const h = p.hccl;
-    const L = p.layout.L;
-    const sn = p.attrs.sharedExpertRankNum > 0 ? p.attrs.sharedExpertNum : 0;
-    out.push('HCCL_BUFFSIZE:');
+    const l = p.layout;
+    const al = Math.ceil((Math.ceil((2 * p.dims.h) / 32) * 32 + 44) / 512) * 512;
+    out.push('HCCL_BUFFSIZE (shared_expert_num counts as passed, as every setup/teardown tiling counts it):');
+    out.push(`  dispatch area  L·maxBS·W·Align512(Align32(2H) + 44) = ${l.L}·${l.maxBs}·${p.attrs.epWorldSize}·${al} = ${bytesText(h.dispatchAreaBytes)}`);
     out.push(
-      `  dispatch area  L·maxBS·W·Align512(Align32(2H) + 44) = ${L}·${p.layout.maxBs}·${p.attrs.epWorldSize}·${align(align(2 * p.dims.h, 32) + 44, 512)} = ${bytesText(h.dispatchAreaBytes)}`,
+      `  combine area   (K + SN)·maxBS·Align512(2H) = (${p.dims.k} + ${p.attrs.sharedExpertNum})·${l.maxBs}·${Math.ceil((2 * p.dims.h) / 512) * 512} = ${bytesText(h.combineAreaBytes)}`,
     );
+    for (const f of h.figures) {
+      const what = f.id === 'documented' ? `2·(dispatch + combine), L = ${f.localExperts}` : `2·dispatch(L') + combine, L' = floor(E / (W − SN)) = ${f.localExperts}`;
+      out.push(`  needed         ${bytesText(f.bytes)} = ${what}: ${f.label}${f.id === h.binding ? '  <- binds' : ''}`);
+    }
     out.push(
-      `  combine area   (K + SN)·maxBS·Align512(2H) = (${p.dims.k} + ${sn})·${p.layout.maxBs}·${align(2 * p.dims.h, 512)} = ${bytesText(h.combineAreaBytes)}` +
-        (p.attrs.sharedExpertRankNum === 0 ? ' (SN counts only when shared experts are deployed)' : ''),
-    );
-    out.push(`  needed         ${bytesText(h.neededDocumented)} = 2·(dispatch + combine), documented; ${Math.ceil(h.neededDocumented / MB)} MB`);
-    out.push(`  needed         ${bytesText(h.neededTiling)} = 2·dispatch + combine, open tiling code; ${Math.ceil(h.neededTiling / MB)} MB`);
-    out.push(
-      `  configured     ${h.configuredMb} MB (${h.source}) = ${bytesText(h.configuredBytes)}: ` +
-        `${h.enough ? 'enough' : 'NOT enough'} by the documented formula, ${h.enoughTiling ? 'enough' : 'NOT enough'} by the tiling code`,
+      `  configured     ${h.configuredMb} MB (${h.source}) = ${bytesText(h.configuredBytes)}: ${h.enough ? 'enough' : 'NOT enough'} for the largest figure, ${bytesText(h.needed)} (${Math.ceil(h.needed / MB)} MB)`,
     );
     out.push(
       `  occupancy      ${Number.isFinite(h.occupancy) ? `${+(h.occupancy * 100).toFixed(2)}%` : '-'} of the window: each half (dispatch, combine alternately) ` +
         `${bytesText(h.configuredBytes / 2)} holds dispatch + combine = ${bytesText(h.dispatchAreaBytes + h.combineAreaBytes)}`,
     );
   }
+  for (const w of p.warnings) out.push(warningText(w));
   return `${out.join('\n')}\n`;
 }

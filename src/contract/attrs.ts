@@ -145,8 +145,31 @@ export function localExpertNum(lay: Layout, rank: number): number {
 
 /** A: rows of expand_x on a rank. Shared rank: Decision maxBS·ceil(W/R). */
 export function expandRows(lay: Layout, rank: number): number {
-  if (rank < lay.S) return lay.maxBs * Math.ceil(lay.W / lay.R);
+  if (rank < lay.S) return sharedRankA(lay, lay.maxBs)!.arrive;
   return lay.gbs * Math.min(lay.L, lay.K);
+}
+
+/** The A of a shared rank by each source that fixes one (contract §8); the simulation uses `arrive`. */
+export interface SharedRankA {
+  /** the A3 dispatch_teardown tiling demands exactly BS·W·SN/S (integer division) */
+  tiling: number;
+  /** op-plugin allocates global_bs / S */
+  opPlugin: number;
+  /** the torch_npu docs: global_bs · SN / S */
+  documented: number;
+  /** the most rows that can arrive: maxBS · ceil(W / R) (Decision 1) */
+  arrive: number;
+}
+
+/** Shared-rank A figures for a rank whose x has `bs` rows; undefined without shared ranks. */
+export function sharedRankA(lay: Layout, bs: number): SharedRankA | undefined {
+  if (lay.S === 0 || lay.R === 0) return undefined;
+  return {
+    tiling: Math.floor((bs * lay.W * lay.SN) / lay.S),
+    opPlugin: Math.floor(lay.gbs / lay.S),
+    documented: Math.floor((lay.gbs * lay.SN) / lay.S),
+    arrive: lay.maxBs * Math.ceil(lay.W / lay.R),
+  };
 }
 
 /** MoE expert e -> (rank, local expert). */
@@ -172,16 +195,71 @@ export function combineCommCmdInfoLen(lay: Layout, rank: number): number {
 }
 
 /**
- * HCCL_BUFFSIZE needed, in bytes. `documented`: the torch_npu formula, 2 · (both terms);
- * `tiling`: the open A3 tiling code, which doubles only the first term. shared_expert_num counts
- * only when shared experts are deployed (S > 0): with S = 0 no shared message exists, and
- * W = 8, E = 32, BS = 512, H = 7168, K = 8 then needs the 576 MiB users quote.
+ * L' = floor(E / (W − SN)): the local expert count the A3 dispatch_setup and combine_setup tilings
+ * compute on a MoE rank (1 on a shared rank). The tilings divide by W − SN, not W − S (contract §7;
+ * moe_distribute_dispatch_setup_tiling_arch32.cpp, GetComplexAttrAndSetTilingData). 0 when
+ * W − SN ≤ 0, where the tiling's unsigned arithmetic wraps or divides by zero.
  */
-export function hcclBufferNeeded(lay: Layout): { documented: number; tiling: number } {
-  const H = lay.H;
-  const first = lay.L * lay.maxBs * lay.W * align(align(2 * H, 32) + 44, 512);
-  const second = (lay.K + lay.sharedSends) * lay.maxBs * align(2 * H, 512);
-  return { documented: 2 * (first + second), tiling: 2 * first + second };
+export function setupTilingLocalExperts(lay: Layout): number {
+  const d = lay.W - lay.SN;
+  return d > 0 ? Math.floor(lay.E / d) : 0;
+}
+
+export type BufferFigureId = 'documented' | 'setupTilings';
+
+/** One tiling's HCCL_BUFFSIZE requirement (contract §7). */
+export interface BufferFigure {
+  id: BufferFigureId;
+  /** who computes it */
+  label: string;
+  formula: string;
+  /** the local expert count in the formula: L, or L' for the setup tilings */
+  localExperts: number;
+  bytes: number;
+}
+
+export interface BufferNeed {
+  figures: BufferFigure[];
+  /** the largest figure: a buffer below it fails on hardware */
+  needed: number;
+  /** the figure that sets `needed` */
+  binding: BufferFigure;
+  /** Align512(Align32(2H) + 44): window bytes per dispatched message */
+  dispatchMsgBytes: number;
+  /** (K + SN) · maxBS · Align512(2H): the combine term, SN as passed */
+  combineAreaBytes: number;
+}
+
+/**
+ * HCCL_BUFFSIZE needed, in bytes, by every tiling that checks it (contract §7). shared_expert_num
+ * counts as passed, also when no shared expert is deployed (S = 0): every setup/teardown tiling
+ * does so. `documented`: the torch_npu docs and the dispatch_teardown tiling, 2·(L·maxBS·W·al + b);
+ * `setupTilings`: the A3 dispatch_setup and combine_setup tilings, 2·L'·maxBS·W·al + b with
+ * L' = floor(E/(W − SN)) on MoE ranks, 1 on shared ranks. The need is the largest.
+ */
+export function hcclBufferNeeded(lay: Layout): BufferNeed {
+  const al = align(align(2 * lay.H, 32) + 44, 512);
+  const b = (lay.K + lay.SN) * lay.maxBs * align(2 * lay.H, 512);
+  const perExpert = lay.maxBs * lay.W * al;
+  const lSetup = Math.max(lay.W > lay.S ? setupTilingLocalExperts(lay) : 0, lay.S > 0 ? 1 : 0);
+  const figures: BufferFigure[] = [
+    {
+      id: 'documented',
+      label: 'torch_npu docs and the dispatch_teardown tiling',
+      formula: '2 * (L * maxBs * epWorldSize * Align512(Align32(2 * H) + 44) + (K + sharedExpertNum) * maxBs * Align512(2 * H))',
+      localExperts: lay.L,
+      bytes: 2 * (lay.L * perExpert + b),
+    },
+    {
+      id: 'setupTilings',
+      label: 'the A3 dispatch_setup and combine_setup tilings',
+      formula: "2 * L' * maxBs * epWorldSize * Align512(Align32(2 * H) + 44) + (K + sharedExpertNum) * maxBs * Align512(2 * H), L' = floor(moeExpertNum / (epWorldSize - sharedExpertNum))",
+      localExperts: lSetup,
+      bytes: 2 * lSetup * perExpert + b,
+    },
+  ];
+  const binding = figures.reduce((m, f) => (f.bytes > m.bytes ? f : m));
+  return { figures, needed: binding.bytes, binding, dispatchMsgBytes: al, combineAreaBytes: b };
 }
 
 export const MB = 1024 * 1024;

@@ -126,7 +126,11 @@ export function checkDims(a: GroupAttrs, d: DataDims): MoeError[] {
   return out;
 }
 
-/** The configured HCCL_BUFFSIZE against the documented requirement. */
+/**
+ * The configured HCCL_BUFFSIZE against every tiling's requirement (contract §7): below the largest
+ * figure the op fails on hardware, so the message gives each figure and the one that binds, and
+ * ends with the tiling's own wording.
+ */
 export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number, hcclSource?: string): MoeError[] {
   const configured = configuredBufferBytes(hcclBufferSizeMb);
   const mb = configured.mb;
@@ -134,15 +138,22 @@ export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number, hcclSource?:
   if (!Number.isFinite(mb) || mb <= 0) {
     return [new MoeError('E_BUFFER', source, mb, 'HCCL_BUFFSIZE should be a positive number of MB')];
   }
-  const need = hcclBufferNeeded(lay).documented;
-  if (mb * MB < need) {
-    const needMb = Math.ceil(need / MB);
+  const need = hcclBufferNeeded(lay);
+  const win = mb * MB;
+  if (win < need.needed) {
+    const b = need.binding;
+    const others = need.figures
+      .filter((f) => f !== b)
+      .map((f) => `${f.label}: ${f.bytes} bytes`)
+      .join('; ');
+    const lText = b.id === 'setupTilings' ? `L' = ${b.localExperts}` : `L = ${b.localExperts}`;
     return [
       new MoeError(
         'E_BUFFER',
         source,
         mb,
-        `HCCL_BUFFSIZE should be >= 2 * (localExpertNum * maxBs * epWorldSize * Align512(Align32(2 * H) + 44) + (K + sharedExpertNum) * maxBs * Align512(2 * H)) = ${need} bytes (${needMb} MB), configured ${mb} MB = ${mb * MB} bytes`,
+        `HCCL_BUFFSIZE should be >= ${need.needed} bytes (${Math.ceil(need.needed / MB)} MB), set by ${b.label}: ${b.formula} with ${lText}` +
+          `${others ? ` (${others})` : ''}; configured ${mb} MB = ${win} bytes: "HCCL_BUFFSIZE [${win}] < [${need.needed}]."`,
       ),
     ];
   }

@@ -3,26 +3,28 @@
 // Shared by the CLI's `plan`, the preview page and the group itself.
 import type { MoeError } from '../errors.js';
 import { DTYPE_BYTES, type DType, numel } from '../tensor.js';
+import type { OpName } from './tensors.js';
 import {
   type AttrInput,
   type DataDims,
   type GroupAttrs,
   type Layout,
+  type BufferFigure,
   MB,
-  combineCommCmdInfoLen,
   configuredBufferBytes,
-  dispatchCommCmdInfoLen,
   expandRows,
   hcclBufferNeeded,
   localExpertNum,
   makeLayout,
+  setupTilingLocalExperts,
   withDefaults,
-  yRows,
 } from './attrs.js';
 import { checkAttrs, checkBuffer, checkDims } from './checks.js';
+import { OP_TENSORS } from './tensors.js';
+import { type ContractWarning, type WarningUsage, contractWarnings } from './warnings.js';
 
 export interface PlanTensor {
-  op: 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
+  op: OpName;
   name: string;
   dir: 'in' | 'out';
   dtype: DType | 'bf16|fp16';
@@ -56,62 +58,49 @@ export interface Plan {
   };
   rankKinds?: PlanRank[];
   hccl?: {
+    /** every tiling's figure (contract §7), bytes */
+    figures: BufferFigure[];
+    /** the largest figure: the need */
+    needed: number;
+    /** the id of the figure that sets the need */
+    binding: BufferFigure['id'];
+    /** the documented formula's figure (also the dispatch_teardown tiling's) */
     neededDocumented: number;
-    neededTiling: number;
+    /** the A3 dispatch_setup/combine_setup tilings' figure, with L' */
+    neededSetupTilings: number;
+    /** L' = floor(E / (W − SN)), the setup tilings' local expert count on MoE ranks */
+    setupLocalExperts: number;
     configuredMb: number;
     configuredBytes: number;
     source: string;
+    /** configured ≥ needed */
     enough: boolean;
-    enoughTiling: boolean;
-    /** documented need / configured, as a fraction */
+    /** needed / configured, as a fraction */
     occupancy: number;
     /** dispatch receive area (one half): L·maxBS·W·Align512(Align32(2H)+44) */
     dispatchAreaBytes: number;
-    /** combine receive area (one half): (K+SN)·maxBS·Align512(2H) */
+    /** combine receive area (one half): (K+SN)·maxBS·Align512(2H), SN as passed */
     combineAreaBytes: number;
   };
+  /** the traps of contract §8 this configuration sets; never part of validity */
+  warnings: ContractWarning[];
 }
 
 function tensorsOf(lay: Layout, rank: number, bs: number): PlanTensor[] {
-  const { H, K, E, SN } = lay;
-  const A = expandRows(lay, rank);
-  const Lr = localExpertNum(lay, rank);
-  const quant = lay.attrs.quantMode === 2;
-  const yType = quant ? 'int8' : 'bf16|fp16';
-  const t = (
-    op: PlanTensor['op'],
-    dir: PlanTensor['dir'],
-    name: string,
-    dtype: PlanTensor['dtype'],
-    shape: number[],
-  ): PlanTensor => ({
-    op,
-    dir,
-    name,
-    dtype,
-    shape,
-    bytes: numel(shape) * (dtype === 'bf16|fp16' ? 2 : DTYPE_BYTES[dtype]),
+  const c = { lay, rank, bs };
+  return OP_TENSORS.filter((t) => t.present?.(lay) ?? true).map((t) => {
+    const dtypes = t.dtypes(c);
+    // shared_expert_x has no single shape: (BS, H) is the 2-D form
+    const shape = t.shape(c) ?? [bs, lay.H];
+    return {
+      op: t.op,
+      name: t.name,
+      dir: t.dir,
+      dtype: dtypes.length > 1 ? 'bf16|fp16' : dtypes[0]!,
+      shape,
+      bytes: numel(shape) * Math.max(...dtypes.map((d) => DTYPE_BYTES[d])),
+    };
   });
-  const out: PlanTensor[] = [
-    t('dispatchSetup', 'in', 'x', 'bf16|fp16', [bs, H]),
-    t('dispatchSetup', 'in', 'expertIds', 'int32', [bs, K]),
-    ...(quant ? [t('dispatchSetup', 'in', 'scales', 'f32', [E + SN, H])] : []),
-    t('dispatchSetup', 'in', 'xActiveMask', 'bool', [bs]),
-    t('dispatchSetup', 'out', 'y', yType, [yRows(lay, bs), lay.tokenMsgSize]),
-    t('dispatchSetup', 'out', 'expandIdx', 'int32', [bs * K]),
-    t('dispatchSetup', 'out', 'commCmdInfo', 'int32', [dispatchCommCmdInfoLen(lay, bs, rank)]),
-    t('dispatchTeardown', 'out', 'expandX', yType, [A, H]),
-    t('dispatchTeardown', 'out', 'dynamicScales', 'f32', [A]),
-    t('dispatchTeardown', 'out', 'assistInfoForCombine', 'int32', [A * 128]),
-    t('dispatchTeardown', 'out', 'expertTokenNums', 'int64', [Lr]),
-    t('combineSetup', 'in', 'expandX', 'bf16|fp16', [A, H]),
-    t('combineSetup', 'out', 'quantExpandX', 'int8', [A, lay.quantExpandXCols]),
-    t('combineSetup', 'out', 'commCmdInfo', 'int32', [combineCommCmdInfoLen(lay, rank)]),
-    t('combineTeardown', 'in', 'expertScales', 'f32', [bs, K]),
-    t('combineTeardown', 'in', 'sharedExpertX', 'bf16|fp16', [bs, H]),
-    t('combineTeardown', 'out', 'x', 'bf16|fp16', [bs, H]),
-  ];
-  return lay.S > 0 ? out.filter((x) => x.name !== 'sharedExpertX') : out;
 }
 
 /**
@@ -119,10 +108,10 @@ function tensorsOf(lay: Layout, rank: number, bs: number): PlanTensor[] {
  * in the plan and its violation; without it, configuredBufferBytes decides (value, else the
  * process environment, else the 200 MB default).
  */
-export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: number, hcclSource?: string): Plan {
+export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: number, hcclSource?: string, usage: WarningUsage = {}): Plan {
   const attrs = withDefaults(input);
   const errors: MoeError[] = [...checkAttrs(attrs), ...checkDims(attrs, dims)];
-  const plan: Plan = { valid: false, violations: [], attrs, dims };
+  const plan: Plan = { valid: false, violations: [], attrs, dims, warnings: [] };
   // sizes need a well-formed world; with broken attributes we can only list the violations
   if (!errors.some((e) => ['epWorldSize', 'moeExpertNum', 'sharedExpertRankNum', 'sharedExpertNum'].includes(e.param))) {
     const lay = makeLayout(attrs, dims);
@@ -158,20 +147,23 @@ export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: num
       const need = hcclBufferNeeded(lay);
       const configured = configuredBufferBytes(hcclBufferSizeMb);
       const mb = configured.mb;
-      const source = hcclSource ?? configured.source;
-      const align = (x: number, n: number) => Math.ceil(x / n) * n;
+      const fig = (id: BufferFigure['id']) => need.figures.find((f) => f.id === id)!;
       plan.hccl = {
-        neededDocumented: need.documented,
-        neededTiling: need.tiling,
+        figures: need.figures,
+        needed: need.needed,
+        binding: need.binding.id,
+        neededDocumented: fig('documented').bytes,
+        neededSetupTilings: fig('setupTilings').bytes,
+        setupLocalExperts: setupTilingLocalExperts(lay),
         configuredMb: mb,
         configuredBytes: mb * MB,
-        source,
-        enough: mb * MB >= need.documented,
-        enoughTiling: mb * MB >= need.tiling,
-        occupancy: need.documented / (mb * MB),
-        dispatchAreaBytes: lay.L * lay.maxBs * lay.W * align(align(2 * lay.H, 32) + 44, 512),
-        combineAreaBytes: (lay.K + lay.sharedSends) * lay.maxBs * align(2 * lay.H, 512),
+        source: hcclSource ?? configured.source,
+        enough: mb * MB >= need.needed,
+        occupancy: need.needed / (mb * MB),
+        dispatchAreaBytes: lay.L * lay.maxBs * lay.W * need.dispatchMsgBytes,
+        combineAreaBytes: need.combineAreaBytes,
       };
+      plan.warnings = contractWarnings(lay, usage);
     }
   }
   plan.violations = errors.map((e) => ({ code: e.code, param: e.param, value: e.value, rule: e.rule, message: e.message }));

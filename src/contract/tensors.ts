@@ -1,0 +1,275 @@
+// The ops' tensors as data (contract §1 and §9): for each op, each tensor's direction, dtype rule,
+// shape as a function of the layout, and, for outputs, the region the hardware writes. `plan`'s
+// tensor table, the per-call checks, both backends' and the npu backend's output shapes and
+// `verify`'s compared regions all read this table; no other module writes a shape down.
+import type { DType, Tensor } from '../tensor.js';
+import type { MoeError } from '../errors.js';
+import {
+  type Layout,
+  combineCommCmdInfoLen,
+  dispatchCommCmdInfoLen,
+  expandRows,
+  localExpertNum,
+  sharedRankA,
+  yRows,
+} from './attrs.js';
+import { checkTensor } from './checks.js';
+
+export type OpName = 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
+export const OPS: readonly OpName[] = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'];
+
+export type XDtype = 'bf16' | 'fp16';
+
+/** What a tensor's dtype and shape depend on beyond the layout. */
+export interface TensorContext {
+  lay: Layout;
+  rank: number;
+  /** rows of x on this rank */
+  bs: number;
+  /** x's dtype, when known (plan does not know it) */
+  xDtype?: XDtype;
+  /**
+   * 'simulation' (default): A on a shared rank is what can arrive (Decision 1); 'tiling': what the
+   * A3 dispatch_teardown tiling demands (BS·W·SN/S), which the npu backend must allocate.
+   */
+  rowsA?: 'simulation' | 'tiling';
+}
+
+/** What decides the written region of an output: known after the round (or from the routing). */
+export interface WrittenContext extends TensorContext {
+  /** rows of x that take part (x_active_mask prefix) */
+  activeBs: number;
+  /** rows of expand_x this rank received */
+  received: number;
+  /** compare y also for quant mode 0, where the A3 kernel's own row stride differs (open question 1a) */
+  strictY?: boolean;
+}
+
+export type Range = readonly [number, number];
+
+/** A part of a tensor: rows (elements of a 1-D tensor) × columns within each row, in elements. */
+export interface Region {
+  /** [start, end) row ranges, ascending and disjoint */
+  rows: readonly Range[];
+  /** [start, end) column ranges within a row; absent: whole rows */
+  cols?: readonly Range[];
+  /** the region in words */
+  text: string;
+  /** what the region leaves out, and why (contract §9) */
+  skipped: readonly string[];
+}
+
+export interface TensorSpec {
+  op: OpName;
+  /** the aclnn / API name (camelCase) */
+  name: string;
+  /** the name in rank files (outputs; inputs as in case files) */
+  file: string;
+  dir: 'in' | 'out';
+  optional?: boolean;
+  /** present in this configuration (scales only with quant mode 2, shared_expert_x only with S = 0) */
+  present?: (lay: Layout) => boolean;
+  dtypes: (c: TensorContext) => readonly DType[];
+  /** the exact shape; null when the rule is not one shape (shared_expert_x: 2-D or 3-D) */
+  shape: (c: TensorContext) => number[] | null;
+  /** outputs: the region the hardware writes */
+  written?: (c: WrittenContext) => Region;
+}
+
+const X_DTYPES: readonly DType[] = ['bf16', 'fp16'];
+const xDtypes = (c: TensorContext): readonly DType[] => (c.xDtype ? [c.xDtype] : X_DTYPES);
+const yDtypes = (c: TensorContext): readonly DType[] => (c.lay.attrs.quantMode === 2 ? ['int8'] : xDtypes(c));
+const int32: readonly DType[] = ['int32'];
+
+/** A: rows of expand_x on the context's rank. */
+export function rowsA(c: TensorContext): number {
+  if (c.rowsA === 'tiling' && c.rank < c.lay.S) return sharedRankA(c.lay, c.bs)!.tiling;
+  return expandRows(c.lay, c.rank);
+}
+
+const all = (n: number, text = 'all'): Region => ({ rows: [[0, n]], text, skipped: [] });
+const none = (why: string): Region => ({ rows: [], text: 'nothing', skipped: [why] });
+const rowsBelow = (n: number, total: number, text: string, why: string): Region => ({
+  rows: n > 0 ? [[0, n]] : [],
+  text,
+  skipped: n < total ? [why] : [],
+});
+
+/** y: each active token's messages, message bytes only (contract §2, §9). */
+function yWritten(c: WrittenContext): Region {
+  const { lay, bs, activeBs } = c;
+  const quant = lay.attrs.quantMode === 2;
+  if (!quant && !c.strictY) {
+    return none(
+      `y (quant mode 0): the A3 kernel's own row stride is Align512(Align32(2H) + 32) = ${Math.ceil((Math.ceil((2 * lay.H) / 32) * 32 + 32) / 512) * 512} bytes, ` +
+        `not the tensor's 2·Align256(H) = ${lay.msgBytes} (open question 1a): compared only with --strict-y`,
+    );
+  }
+  const K = lay.K;
+  const rows: Range[] = [];
+  if (activeBs > 0) rows.push([0, activeBs * K]);
+  if (lay.sharedSends > 0 && activeBs > 0) rows.push([bs * K, bs * K + lay.sharedSends * activeBs]);
+  const cols: Range[] = quant ? [[0, lay.H], [lay.scaleOffset, lay.scaleOffset + 4]] : [[0, lay.H]];
+  const skipped: string[] = [
+    quant
+      ? `bytes [${lay.H}, ${lay.scaleOffset}) between the codes and the scale and [${lay.scaleOffset + 4}, ${lay.tokenMsgSize}) after it: padding the kernel does not write`
+      : `columns [${lay.H}, ${lay.tokenMsgSize}) after the message: padding the kernel does not write`,
+  ];
+  if (activeBs < bs) skipped.push(`rows [${activeBs * K}, ${bs * K}) of the inactive tokens (x_active_mask)`);
+  if (lay.sharedSends === 0 && lay.SN > 0) skipped.push(`the ${lay.SN} shared rows per token [${bs * K}, ${bs * (K + lay.SN)}): no shared rank to send to (sharedExpertRankNum = 0)`);
+  else if (lay.sharedSends > 0 && activeBs < bs) skipped.push(`shared rows [${bs * K + lay.sharedSends * activeBs}, ${bs * (K + lay.SN)}) past the active tokens' (stride activeBs)`);
+  const text =
+    `rows < activeBs·K = ${activeBs * K}` +
+    (lay.sharedSends > 0 ? ` and shared rows [${bs * K}, ${bs * K + lay.sharedSends * activeBs})` : '') +
+    (quant ? `, codes [0, ${lay.H}) and the scale [${lay.scaleOffset}, ${lay.scaleOffset + 4})` : `, columns [0, ${lay.H})`);
+  return { rows, cols, text, skipped };
+}
+
+const sharedXShape = (c: TensorContext): number[] => [c.bs, c.lay.H];
+
+/** Every tensor of the four ops, in the aclnn signatures' order. */
+export const OP_TENSORS: readonly TensorSpec[] = [
+  // dispatch_setup
+  { op: 'dispatchSetup', name: 'x', file: 'x', dir: 'in', dtypes: xDtypes, shape: (c) => [c.bs, c.lay.H] },
+  { op: 'dispatchSetup', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
+  {
+    op: 'dispatchSetup', name: 'scales', file: 'scales', dir: 'in', optional: true,
+    present: (lay) => lay.attrs.quantMode === 2,
+    dtypes: () => ['f32'], shape: (c) => [c.lay.E + c.lay.SN, c.lay.H],
+  },
+  { op: 'dispatchSetup', name: 'xActiveMask', file: 'x_active_mask', dir: 'in', optional: true, dtypes: () => ['bool'], shape: (c) => [c.bs] },
+  {
+    op: 'dispatchSetup', name: 'y', file: 'y', dir: 'out', dtypes: yDtypes,
+    shape: (c) => [yRows(c.lay, c.bs), c.lay.tokenMsgSize],
+    written: yWritten,
+  },
+  {
+    op: 'dispatchSetup', name: 'expandIdx', file: 'expand_idx', dir: 'out', dtypes: () => int32,
+    shape: (c) => [c.bs * c.lay.K],
+    written: (c) => rowsBelow(c.activeBs * c.lay.K, c.bs * c.lay.K, `entries < activeBs·K = ${c.activeBs * c.lay.K}`, `entries [${c.activeBs * c.lay.K}, ${c.bs * c.lay.K}) of the inactive tokens`),
+  },
+  {
+    op: 'dispatchSetup', name: 'commCmdInfo', file: 'comm_cmd_info', dir: 'out', dtypes: () => int32,
+    shape: (c) => [dispatchCommCmdInfoLen(c.lay, c.bs, c.rank)],
+    written: () => none('comm_cmd_info: device addresses on hardware, our own descriptors here (Decision 5)'),
+  },
+  // dispatch_teardown
+  { op: 'dispatchTeardown', name: 'x', file: 'x', dir: 'in', dtypes: xDtypes, shape: (c) => [c.bs, c.lay.H] },
+  { op: 'dispatchTeardown', name: 'y', file: 'y', dir: 'in', dtypes: yDtypes, shape: (c) => [yRows(c.lay, c.bs), c.lay.tokenMsgSize] },
+  { op: 'dispatchTeardown', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
+  { op: 'dispatchTeardown', name: 'commCmdInfo', file: 'comm_cmd_info', dir: 'in', dtypes: () => int32, shape: (c) => [dispatchCommCmdInfoLen(c.lay, c.bs, c.rank)] },
+  {
+    op: 'dispatchTeardown', name: 'expandX', file: 'expand_x', dir: 'out', dtypes: yDtypes,
+    shape: (c) => [rowsA(c), c.lay.H],
+    written: (c) => rowsBelow(c.received, rowsA(c), `rows < ${c.received} received`, `rows [${c.received}, ${rowsA(c)}) past the received count`),
+  },
+  {
+    op: 'dispatchTeardown', name: 'dynamicScales', file: 'dynamic_scales', dir: 'out', dtypes: () => ['f32'],
+    shape: (c) => [rowsA(c)],
+    written: (c) =>
+      c.lay.attrs.quantMode !== 2
+        ? none('dynamic_scales: not written in quant mode 0 (Decision 6)')
+        : rowsBelow(c.received, rowsA(c), `entries < ${c.received} received`, `entries [${c.received}, ${rowsA(c)}) past the received count`),
+  },
+  {
+    op: 'dispatchTeardown', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'out', dtypes: () => int32,
+    shape: (c) => [rowsA(c) * 128],
+    written: (c) => {
+      const total = rowsA(c) * 128;
+      const n = Math.min(c.lay.W * localExpertNum(c.lay, c.rank), total);
+      return rowsBelow(n, total, `first W·Lr = ${n} entries`, `entries [${n}, ${total}) past W·Lr`);
+    },
+  },
+  {
+    op: 'dispatchTeardown', name: 'expertTokenNums', file: 'expert_token_nums', dir: 'out', dtypes: () => ['int64'],
+    shape: (c) => [localExpertNum(c.lay, c.rank)],
+    written: (c) => {
+      const n = localExpertNum(c.lay, c.rank);
+      return n > 1
+        ? { rows: [[0, n]], text: `all ${n} (the open A3 kernel leaves it unwritten for L > 1; the docs define it: Decision 7)`, skipped: [] }
+        : all(n);
+    },
+  },
+  // combine_setup
+  { op: 'combineSetup', name: 'expandX', file: 'expert_output', dir: 'in', dtypes: () => X_DTYPES, shape: (c) => [rowsA(c), c.lay.H] },
+  { op: 'combineSetup', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
+  { op: 'combineSetup', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'in', dtypes: () => int32, shape: (c) => [rowsA(c) * 128] },
+  {
+    op: 'combineSetup', name: 'quantExpandX', file: 'quant_expand_x', dir: 'out', dtypes: () => ['int8'],
+    shape: (c) => [rowsA(c), c.lay.quantExpandXCols],
+    written: () => none('quant_expand_x: not written with commQuantMode = 0 (Decision 9)'),
+  },
+  {
+    op: 'combineSetup', name: 'commCmdInfo', file: 'combine_comm_cmd_info', dir: 'out', dtypes: () => int32,
+    shape: (c) => [combineCommCmdInfoLen(c.lay, c.rank)],
+    written: () => none('comm_cmd_info: device addresses on hardware, our own descriptors here (Decision 5)'),
+  },
+  // combine_teardown
+  { op: 'combineTeardown', name: 'expandX', file: 'expert_output', dir: 'in', dtypes: () => X_DTYPES, shape: (c) => [rowsA(c), c.lay.H] },
+  { op: 'combineTeardown', name: 'quantExpandX', file: 'quant_expand_x', dir: 'in', dtypes: () => ['int8'], shape: (c) => [rowsA(c), c.lay.quantExpandXCols] },
+  { op: 'combineTeardown', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
+  { op: 'combineTeardown', name: 'expandIdx', file: 'expand_idx', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs * c.lay.K] },
+  { op: 'combineTeardown', name: 'expertScales', file: 'expert_scales', dir: 'in', dtypes: () => ['f32'], shape: (c) => [c.bs, c.lay.K] },
+  { op: 'combineTeardown', name: 'commCmdInfo', file: 'combine_comm_cmd_info', dir: 'in', dtypes: () => int32, shape: (c) => [combineCommCmdInfoLen(c.lay, c.rank)] },
+  { op: 'combineTeardown', name: 'xActiveMask', file: 'x_active_mask', dir: 'in', optional: true, dtypes: () => ['bool'], shape: (c) => [c.bs] },
+  {
+    // (BS, H) or (a, b, H) with a·b = BS: checked by checkSharedExpertX; ignored by every kernel (§5)
+    op: 'combineTeardown', name: 'sharedExpertX', file: 'shared_expert_x', dir: 'in', optional: true,
+    present: (lay) => lay.S === 0,
+    dtypes: xDtypes, shape: () => null,
+  },
+  {
+    op: 'combineTeardown', name: 'x', file: 'x_out', dir: 'out', dtypes: xDtypes,
+    shape: (c) => [c.bs, c.lay.H],
+    written: (c) => rowsBelow(c.activeBs, c.bs, `rows < activeBs = ${c.activeBs}`, `rows [${c.activeBs}, ${c.bs}) of the inactive tokens`),
+  },
+];
+
+/** The spec of one tensor of one op; throws for a name the op does not have (a programming error). */
+export function tensorSpec(op: OpName, name: string, dir?: 'in' | 'out'): TensorSpec {
+  const s = OP_TENSORS.find((t) => t.op === op && t.name === name && (dir === undefined || t.dir === dir));
+  if (!s) throw new Error(`contract: ${op} has no tensor ${name}`);
+  return s;
+}
+
+/** The outputs of an op, in order. */
+export function opOutputs(op: OpName): TensorSpec[] {
+  return OP_TENSORS.filter((t) => t.op === op && t.dir === 'out');
+}
+
+/** The output spec whose rank-file name is `file` (y, expand_x, …, x_out). */
+export function outputSpecByFile(file: string): TensorSpec | undefined {
+  return OP_TENSORS.find((t) => t.dir === 'out' && t.file === file);
+}
+
+/** The shape an op's tensor must have (null: not one shape). */
+export function tensorShape(op: OpName, name: string, c: TensorContext, dir?: 'in' | 'out'): number[] | null {
+  return tensorSpec(op, name, dir).shape(c);
+}
+
+/** dtype and shape of a tensor passed to (or returned by) an op, against the table. */
+export function checkOpTensor(op: OpName, name: string, t: Tensor | undefined | null, c: TensorContext, dir: 'in' | 'out' = 'in'): MoeError[] {
+  const s = tensorSpec(op, name, dir);
+  return checkTensor(name, t, s.dtypes(c), s.shape(c));
+}
+
+/** An output's dtype and shape for allocation: the dtype from the context (x's dtype must be known). */
+export function outputAllocation(op: OpName, name: string, c: TensorContext & { xDtype: XDtype }): { dtype: DType; shape: number[] } {
+  const s = tensorSpec(op, name, 'out');
+  return { dtype: s.dtypes(c)[0]!, shape: s.shape(c)! };
+}
+
+/** The output file names of a rank file, in op order. */
+export const OUTPUT_FILES: readonly string[] = OP_TENSORS.filter((t) => t.dir === 'out').map((t) => t.file);
+
+/** Whether element (row, col) of a 2-D tensor with `cols` columns lies in `r`. */
+export function inRegion(r: Region, row: number, col: number): boolean {
+  if (!r.rows.some(([a, b]) => row >= a && row < b)) return false;
+  return !r.cols || r.cols.some(([a, b]) => col >= a && col < b);
+}
+
+/** Elements a region covers in a tensor with `cols` columns per row. */
+export function regionSize(r: Region, cols: number): number {
+  const perRow = r.cols ? r.cols.reduce((s, [a, b]) => s + Math.max(0, Math.min(b, cols) - a), 0) : cols;
+  return r.rows.reduce((s, [a, b]) => s + (b - a), 0) * perRow;
+}

@@ -1,0 +1,120 @@
+// The traps the A3 tiling and kernels set (contract §8): configurations every check accepts but
+// that fail, collide or mislead on hardware. This is the one place that knows them; `plan`, `run`,
+// `gen`, the group and the page all show what it returns. A warning never makes a valid
+// configuration invalid (exit codes do not change); each names its numbers and the remedy, and
+// carries a stable code for `--json` readers.
+import {
+  type GroupAttrs,
+  type Layout,
+  dispatchCommCmdInfoLen,
+  setupTilingLocalExperts,
+  sharedRankA,
+} from './attrs.js';
+
+export type WarningCode =
+  | 'W_GLOBAL_BS_ZERO'
+  | 'W_SETUP_LOCAL_EXPERTS'
+  | 'W_SHARED_RANK_A'
+  | 'W_SHARED_EXPERT_X_IGNORED'
+  | 'W_Y_DTYPE';
+
+export interface ContractWarning {
+  code: WarningCode;
+  /** what happens on hardware, with the numbers */
+  message: string;
+  /** what to do instead */
+  remedy: string;
+}
+
+/** What a caller uses beyond the attributes: known to `run` and the group, not to `plan` from flags. */
+export interface WarningUsage {
+  /** shared_expert_x is passed to combine_teardown (by some rank) */
+  sharedExpertX?: boolean;
+  /** BS of each rank, when they differ (uneven BS with globalBs) */
+  bsPerRank?: readonly number[];
+}
+
+/** "warning W_CODE: message; remedy" */
+export function warningText(w: ContractWarning): string {
+  return `warning ${w.code}: ${w.message}; ${w.remedy}`;
+}
+
+/** Every trap of contract §8 that `lay` (and `usage`) sets, in a fixed order. */
+export function contractWarnings(lay: Layout, usage: WarningUsage = {}): ContractWarning[] {
+  const a: GroupAttrs = lay.attrs;
+  const out: ContractWarning[] = [];
+  const { W, S, SN, E, L, K } = lay;
+
+  if (a.globalBs === 0) {
+    out.push({
+      code: 'W_GLOBAL_BS_ZERO',
+      message:
+        `globalBs = 0: the open kernels compute maxBs = globalBs / epWorldSize = 0, so every (sender, expert) block lands at offset 0 of the window and the blocks collide; ` +
+        `only the host-side size checks read 0 as BS * epWorldSize = ${lay.gbs}. The simulation uses ${lay.gbs} (Decision 17)`,
+      remedy: `pass globalBs = BS * epWorldSize = ${lay.gbs}, as the torch_npu example does`,
+    });
+  }
+
+  // the dispatch_setup tiling sizes comm_cmd_info with L', the teardown and op-plugin with L
+  if (W > S && L > 0) {
+    const lSetup = setupTilingLocalExperts(lay);
+    if (lSetup !== L) {
+      const bs = lay.maxBs;
+      const rankMoe = S; // the first MoE rank
+      const teardownLen = dispatchCommCmdInfoLen(lay, bs, rankMoe);
+      const setupLen = (bs * (K + SN) + W * lSetup) * 16;
+      const why =
+        W - SN <= 0
+          ? `the dispatch_setup tiling computes localExpertNum = moeExpertNum / (epWorldSize - sharedExpertNum) with epWorldSize - sharedExpertNum = ${W - SN} (unsigned: it wraps or divides by zero)`
+          : `the dispatch_setup tiling computes localExpertNum = moeExpertNum / (epWorldSize - sharedExpertNum) = floor(${E} / ${W - SN}) = ${lSetup}, not L = moeExpertNum / (epWorldSize - sharedExpertRankNum) = ${L}`;
+      out.push({
+        code: 'W_SETUP_LOCAL_EXPERTS',
+        message:
+          `${why}: it checks comm_cmd_info as (BS * (K + sharedExpertNum) + epWorldSize * ${lSetup}) * 16 = ${setupLen} entries, while dispatch_teardown, op-plugin and the size helper use ` +
+          `(BS * (K + sharedExpertNum) + epWorldSize * ${L}) * 16 = ${teardownLen}: no comm_cmd_info tensor passes both, so the ops fail on hardware; ` +
+          `it also sizes the setup tilings' HCCL_BUFFSIZE figure with ${lSetup}`,
+        remedy:
+          S === 0
+            ? `pass sharedExpertNum = 0 when no shared expert is deployed (sharedExpertRankNum = 0): then both read ${Math.floor(E / W)}`
+            : `choose sharedExpertNum = sharedExpertRankNum (then W - SN = W - S), or E, W and S with floor(E / (W - SN)) = E / (W - S)`,
+      });
+    }
+  }
+
+  const bsList = usage.bsPerRank && usage.bsPerRank.length > 0 ? [...new Set(usage.bsPerRank)] : [lay.maxBs];
+  for (const bs of bsList) {
+    const f = sharedRankA(lay, bs);
+    if (!f) break;
+    if (f.tiling !== f.arrive || f.opPlugin !== f.arrive || f.documented !== f.arrive) {
+      out.push({
+        code: 'W_SHARED_RANK_A',
+        message:
+          `rows of expand_x on a shared rank (BS = ${bs}): the A3 dispatch_teardown tiling demands exactly BS * W * SN / S = ${f.tiling}, op-plugin allocates globalBs / S = ${f.opPlugin}, ` +
+          `the docs say globalBs * SN / S = ${f.documented}, and up to maxBs * ceil(W / R) = ${f.arrive} rows can arrive (R = ${lay.R} ranks per shared expert); ` +
+          `the simulation allocates ${f.arrive} (Decision 1), the npu backend what the tiling demands (${f.tiling})`,
+        remedy: `choose S, SN and W with R = S / SN dividing W and one BS on every rank, so that the figures agree`,
+      });
+    }
+  }
+
+  if (usage.sharedExpertX) {
+    out.push({
+      code: 'W_SHARED_EXPERT_X_IGNORED',
+      message:
+        'shared_expert_x is passed to combine_teardown, but no kernel reads it (A3 combine_teardown, 950) and the newest aclnn header calls it "reserved, not used yet, pass null": ' +
+        'the output does not include it, here as on hardware (Decision 18)',
+      remedy: 'add the shared expert output to x_out yourself after combine_teardown, or deploy shared experts on shared ranks (sharedExpertRankNum > 0)',
+    });
+  }
+
+  if (a.quantMode === 2) {
+    out.push({
+      code: 'W_Y_DTYPE',
+      message:
+        'current torch_npu adds y_dtype to npu_moe_distribute_dispatch_setup: with quantMode = 2 and y_dtype left out, y gets x\'s dtype and the tiling rejects it ' +
+        '("yOut only support int8 when quant mode equal = 2")',
+      remedy: 'pass y_dtype = 1 (torch.int8) to npu_moe_distribute_dispatch_setup when quant_mode = 2',
+    });
+  }
+  return out;
+}
