@@ -72,7 +72,7 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     }
     try {
       const { results, timings } = await col.runRound(c.ranks, opts.onProgress);
-      const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks });
+      const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs });
       return { case: c, files, timings, backend: b, workers: col.workers };
     } finally {
       await col.close();
@@ -86,7 +86,7 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
   }
   try {
     const { results, timings } = await runRound(group, c.ranks, opts.onProgress);
-    const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks });
+    const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs });
     return { case: c, files, timings, backend: group.backendName, workers: 0 };
   } finally {
     group.close();

@@ -116,8 +116,10 @@ export async function runCaseSingleRank(
   let info = { W: 0, h: 0, k: 0, quantMode: 0 };
   for (const rank of ranks) {
     let res: SingleRankResult;
+    let spec: SingleRankSpec;
     try {
-      const { spec, source } = await caseDirSource(caseDir, rank);
+      let source: RankInputSource;
+      ({ spec, source } = await caseDirSource(caseDir, rank));
       res = await computeRank(rank, { ...spec, hcclBufferSize: opts.hcclBufferSize ?? spec.hcclBufferSize }, source, {
         backend: opts.backend ?? 'wasm',
         onProgress: (done, total, stage, r) => opts.onProgress?.(done, total, `rank ${rank}: ${stage} ${r}`),
@@ -129,7 +131,7 @@ export async function runCaseSingleRank(
     const perRank: Record<string, Tensor>[] = [];
     perRank.length = info.W;
     perRank[rank] = singleRankTensors(res);
-    files.push(...(await writeCaseOutputs(outDir, perRank, { format: opts.format, ranks: [rank] })));
+    files.push(...(await writeCaseOutputs(outDir, perRank, { format: opts.format, ranks: [rank], attrs: spec })));
     results.set(rank, res.stats);
   }
   return { files, results, ...info };

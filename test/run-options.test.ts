@@ -63,7 +63,7 @@ describe('run --ranks and --format', () => {
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^wrote 1 rank directory \(ranks 1 of 4\) to .*npy-r1 \(backend reference, \d+ rank workers?, epWorldSize 4,/);
-    expect(await readdir(out)).toEqual(['rank1']);
+    expect((await readdir(out)).sort()).toEqual(['case.json', 'rank1']);
     const names = (await readdir(join(out, 'rank1'))).sort();
     expect(names.filter((n) => n.endsWith('.npy'))).toEqual(OUTPUT_TENSORS.map((n) => `${n}.npy`).sort());
     // x_out is bf16: its note is there; y, expand_x are int8 (quant 2): no note
@@ -79,7 +79,7 @@ describe('run --ranks and --format', () => {
     const r = await cli(['run', caseDir, '--out', out, '--backend', 'reference', '--ranks', '3, 0']);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^wrote 2 rank files \(ranks 3, 0 of 4\)/);
-    expect((await readdir(out)).sort()).toEqual(['rank0.safetensors', 'rank3.safetensors']);
+    expect((await readdir(out)).sort()).toEqual(['case.json', 'rank0.safetensors', 'rank3.safetensors']);
     for (const rank of [0, 3]) {
       const got = await readRankTensors(out, rank);
       const want = await readRankTensors(fullOut, rank);
@@ -124,7 +124,7 @@ describe('run --ranks and --format', () => {
     const r = await cli(['run', caseDir, '--out', out, '--backend', 'reference', '--ranks', '0,2', '--format', 'npy']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^moe-distribute: .*mixed\/rank2\.safetensors: exists from an earlier run; expected no safetensors output when writing npy/);
-    expect(await readdir(out)).toEqual(['rank2.safetensors']);
+    expect((await readdir(out)).sort()).toEqual(['case.json', 'rank2.safetensors']);
   });
 });
 

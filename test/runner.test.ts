@@ -91,7 +91,7 @@ describe.each(BACKENDS)('runCase (%s backend)', (backend) => {
     await writeCase(caseDir, spec);
     const res = await runCase(caseDir, outDir, { backend });
     expect(res.backend).toBe(backend);
-    expect((await readdir(outDir)).sort()).toEqual(['rank0.safetensors', 'rank1.safetensors']);
+    expect((await readdir(outDir)).sort()).toEqual(['case.json', 'rank0.safetensors', 'rank1.safetensors']);
     const lay = makeLayout(withDefaults({ epWorldSize: W, moeExpertNum: E, quantMode }), { h: H, k: K, bs: BS });
     const want = expectedOutputs(quantMode, 'bf16');
     let copies = 0n;
@@ -212,7 +212,7 @@ describe('CLI', () => {
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^wrote 2 rank files to .*cli-good-out \(backend reference, (\d+ rank workers?|one thread), epWorldSize 2, H 1024, K 2, bf16, quantMode 2\)\ndispatchSetup [\d.]+ ms/);
-    expect((await readdir(out)).sort()).toEqual(['rank0.safetensors', 'rank1.safetensors']);
+    expect((await readdir(out)).sort()).toEqual(['case.json', 'rank0.safetensors', 'rank1.safetensors']);
   });
 
   test('--help for the tool and for run', async () => {

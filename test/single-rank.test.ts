@@ -344,7 +344,7 @@ describe('run --single-rank', () => {
         const code = await main(['run', caseDir, '--out', out, '--ranks', '4,0', '--single-rank', '--format', format], c.io);
         expect([code, c.o.err]).toEqual([0, '']);
         expect(c.o.out).toMatch(/^wrote 2 rank (files|directories) \(ranks 4, 0 of 5, single-rank view\)/);
-        expect((await readdir(out)).sort()).toEqual(format === 'npy' ? ['rank0', 'rank4'] : ['rank0.safetensors', 'rank4.safetensors']);
+        expect((await readdir(out)).sort()).toEqual(format === 'npy' ? ['case.json', 'rank0', 'rank4'] : ['case.json', 'rank0.safetensors', 'rank4.safetensors']);
         for (const rank of [0, 4]) {
           const got = await readRankTensors(out, rank);
           const want = await readRankTensors(full, rank);

@@ -35,7 +35,9 @@ CASE_DIR holds
 Each output file holds y, expand_idx, comm_cmd_info (dispatch_setup), expand_x, dynamic_scales,
 assist_info_for_combine, expert_token_nums (dispatch_teardown), quant_expand_x,
 combine_comm_cmd_info (combine_setup) and x_out (combine_teardown). Nothing is written unless
-every op on every rank succeeds.
+every op on every rank succeeds. OUT_DIR also gets the case's attributes as case.json (every
+field, defaults filled in), and each safetensors file holds them in its metadata
+(moe_distribute.attrs), so \`moe-distribute verify\` needs no --case for OUT_DIR.
 
 Options:
   --out OUT_DIR        where to write the outputs (created if missing; not CASE_DIR)

@@ -3,15 +3,16 @@
 // npy.ts for bf16) with that rank's input tensors. Everything is checked here, before any op runs:
 // presence, dtype and shape of each tensor, each failure one MoeError('E_CASE') naming the file,
 // the tensor, what it got and what was expected. Outputs go to `OUT_DIR/rank{r}.safetensors` or
-// `OUT_DIR/rank{r}/`, all or nothing.
+// `OUT_DIR/rank{r}/`, all or nothing, with the case's attributes beside them (OUT_DIR/case.json,
+// and in each safetensors file's metadata) so that an output directory describes itself.
 import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempName } from './files.js';
-import type { GroupAttrs } from '../contract/attrs.js';
+import { tempName, writeParts } from './files.js';
+import { type AttrInput, type GroupAttrs, withDefaults } from '../contract/attrs.js';
 import type { Tensor } from '../tensor.js';
 import { fillNpyDir, readNpyDir, replaceDir, writeNpyDir } from './npy.js';
-import { caseError, ioReason, readSafetensors, serializeSafetensors, writeSafetensors } from './safetensors.js';
-import { type CaseSpec, type MoeCase, type RankSource, type TensorFormat, assembleCase, parseCaseAttrs, rankDirName, rankFileName } from './case-format.js';
+import { caseError, ioReason, readSafetensors, safetensorsParts, writeSafetensors } from './safetensors.js';
+import { CASE_FIELDS, type CaseSpec, type MoeCase, type RankSource, type TensorFormat, assembleCase, parseCaseAttrs, rankDirName, rankFileName } from './case-format.js';
 
 export * from './case-format.js';
 
@@ -97,21 +98,41 @@ export async function readCase(dir: string): Promise<MoeCase> {
   return assembleCase(dir, attrs, (r) => readRank(dir, r));
 }
 
+/** The safetensors metadata key of an output rank file that holds the case attributes (case.json's document as JSON). */
+export const ATTRS_METADATA_KEY = 'moe_distribute.attrs';
+
+/**
+ * case.json's document for `attrs`: every case field, defaults filled in, in CASE_FIELDS order
+ * (what readCaseAttrs gives back). Attributes a case cannot set (commType, commAlg) are left out,
+ * since parseCaseDocument refuses them.
+ */
+export function caseDocument(attrs: AttrInput): CaseSpec['attrs'] {
+  const full = withDefaults(attrs);
+  return Object.fromEntries(CASE_FIELDS.map((k) => [k, full[k]])) as CaseSpec['attrs'];
+}
+
 export interface WriteOutputsOptions {
   /** safetensors (default): `rank{r}.safetensors`; npy: `rank{r}/NAME.npy` */
   format?: TensorFormat;
   /** the ranks to write (default: all of perRank) */
   ranks?: readonly number[];
+  /**
+   * the case's attributes: written to `outDir/case.json` with the ranks (replacing one there)
+   * and into each safetensors file's metadata under ATTRS_METADATA_KEY, so that `verify` finds
+   * them without `--case`
+   */
+  attrs?: AttrInput;
 }
 
 
 /**
  * Writes `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank in
- * `opts.ranks` (default all). Every rank is first written under a temporary name, then all are
- * renamed into place; if anything fails, the temporaries and the ranks already renamed are
- * removed (and outDir too when this call created it and it is left empty), so that no partial
- * output stays behind. A rank that already has the other form in outDir is refused up front (a
- * reader would find both).
+ * `opts.ranks` (default all), and with `opts.attrs` also `outDir/case.json`. Every file is first
+ * written under a temporary name, then all are renamed into place (case.json last); if anything
+ * fails, the temporaries and the ranks already renamed are removed (and outDir too when this call
+ * created it and it is left empty), so that no partial output stays behind. A rank that already
+ * has the other form in outDir is refused up front (a reader would find both). Returns the rank
+ * files (or directories) written.
  */
 export async function writeCaseOutputs(
   outDir: string,
@@ -133,6 +154,7 @@ export async function writeCaseOutputs(
   } catch (e) {
     throw caseError(outDir, `cannot create the output directory (${(e as { code?: string }).code ?? String(e)})`);
   }
+  const doc = opts.attrs ? caseDocument(opts.attrs) : undefined;
   const temps: string[] = [];
   const written: string[] = [];
   try {
@@ -144,13 +166,25 @@ export async function writeCaseOutputs(
       try {
         if (format === 'npy') await fillNpyDir(tmp, perRank[r]!);
         else {
-          const meta = { producer: 'moe-distribute', rank: String(r), epWorldSize: String(perRank.length) };
-          await writeFile(tmp, serializeSafetensors(perRank[r]!, meta));
+          const meta: Record<string, string> = { producer: 'moe-distribute', rank: String(r), epWorldSize: String(perRank.length) };
+          if (doc !== undefined) meta[ATTRS_METADATA_KEY] = JSON.stringify(doc);
+          // streamed from the tensors' own bytes: a rank's outputs can be gigabytes
+          await writeParts(tmp, safetensorsParts(perRank[r]!, meta));
         }
       } catch (e) {
         throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
       }
       staged.push([tmp, final]);
+    }
+    let attrsTmp: string | undefined;
+    if (doc !== undefined) {
+      attrsTmp = tempName(join(outDir, 'case.json'));
+      temps.push(attrsTmp);
+      try {
+        await writeFile(attrsTmp, `${JSON.stringify(doc, null, 2)}\n`);
+      } catch (e) {
+        throw caseError(join(outDir, 'case.json'), `cannot write the case attributes (${(e as { code?: string }).code ?? String(e)})`);
+      }
     }
     for (const [tmp, final] of staged) {
       try {
@@ -160,6 +194,15 @@ export async function writeCaseOutputs(
         throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
       }
       written.push(final);
+    }
+    // case.json last: it replaces an earlier run's only once every rank of this one is in place
+    if (attrsTmp !== undefined) {
+      const final = join(outDir, 'case.json');
+      try {
+        await rename(attrsTmp, final);
+      } catch (e) {
+        throw caseError(final, `cannot write the case attributes (${(e as { code?: string }).code ?? String(e)})`);
+      }
     }
   } catch (e) {
     await Promise.all([...temps, ...written].map((f) => rm(f, { recursive: true, force: true }).catch(() => undefined)));
