@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AttrInput, withDefaults } from '../src/contract/attrs.js';
-import { planFor } from '../src/contract/plan.js';
+import { type Plan, planFor } from '../src/contract/plan.js';
+import { main } from '../src/cli/cli.js';
 import { generateCase } from '../src/gen.js';
 import { createGroup } from '../src/group/group.js';
 import { Rng, randn, uniqueTopK } from '../src/random.js';
@@ -42,6 +43,29 @@ async function nodeHashes(attrs: AttrInput, dims: { h: number; k: number; bs: nu
   } finally {
     group.close();
   }
+}
+
+/** What the Plan view must tag for a plan's HCCL_BUFFSIZE section, from the plan itself. */
+function hcclExpected(plan: Plan): Record<string, number | boolean | string> {
+  const hc = plan.hccl!;
+  const out: Record<string, number | boolean | string> = {
+    neededDocumented: hc.neededDocumented,
+    neededSetupTilings: hc.neededSetupTilings,
+    needed: hc.needed,
+    binding: hc.binding,
+    dispatchAreaBytes: hc.dispatchAreaBytes,
+    combineAreaBytes: hc.combineAreaBytes,
+    enough: hc.enough,
+  };
+  for (const f of hc.figures) out[`figure.${f.id}.localExperts`] = f.localExperts;
+  return out;
+}
+
+/** `moe-distribute plan ... --json`, in-process. */
+async function cliPlan(args: string[]): Promise<{ code: number; plan: Plan }> {
+  let out = '';
+  const code = await main(['plan', ...args, '--json'], { stdout: (t) => void (out += t), stderr: () => undefined, env: {} });
+  return { code, plan: JSON.parse(out) as Plan };
 }
 
 /** The seed example's inputs exactly as examples/seed-example.ts draws them. */
@@ -128,6 +152,26 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` �
     await page.fill(`#f-${key}`, value);
   }
 
+  /**
+   * A screenshot of one element, cut from the whole page at the top: an element screenshot scrolls
+   * it under the sticky header, which then covers its first lines.
+   */
+  async function shotOf(page: Page, selector: string, name: string): Promise<void> {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const box = (await page.locator(selector).boundingBox())!;
+    await page.screenshot({ path: join(ARTIFACTS, name), fullPage: true, clip: box });
+  }
+
+  /** Every number the Plan view tags (data-plan → data-value). */
+  async function shownPlan(page: Page): Promise<Record<string, string | null>> {
+    return page.$$eval('[data-plan]', (els) => Object.fromEntries(els.map((e) => [e.getAttribute('data-plan'), e.getAttribute('data-value')])));
+  }
+
+  /** The warning codes shown under `scope`, in order. */
+  async function warningCodes(page: Page, scope: string): Promise<string[]> {
+    return page.$$eval(`${scope} [data-warning]`, (els) => els.map((e) => e.getAttribute('data-warning')!));
+  }
+
   async function runAndHashes(page: Page): Promise<Record<string, string>[]> {
     await page.click('#tab-run');
     await page.click('#btn-run');
@@ -171,10 +215,10 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` �
     await page.click('#tab-plan');
     const plan = planFor(cfg, { bs: 16, h: 7168, k: 8 }, 300, 'hcclBufferSize');
     expect(plan.valid).toBe(true);
-    const shown = await page.$$eval('[data-plan]', (els) => Object.fromEntries(els.map((e) => [e.getAttribute('data-plan'), e.getAttribute('data-value')])));
+    const shown = await shownPlan(page);
     const moe = plan.rankKinds!.find((k) => k.kind === 'moe')!;
     const shared = plan.rankKinds!.find((k) => k.kind === 'shared')!;
-    const expected: Record<string, number | boolean> = {
+    const expected: Record<string, number | boolean | string> = {
       L: plan.layout!.L,
       R: plan.layout!.R,
       'A.moe': moe.A,
@@ -183,12 +227,8 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` �
       msgBytes: plan.layout!.msgBytes,
       gbs: plan.layout!.gbs,
       maxBs: plan.layout!.maxBs,
-      neededDocumented: plan.hccl!.neededDocumented,
-      neededTiling: plan.hccl!.neededTiling,
-      dispatchAreaBytes: plan.hccl!.dispatchAreaBytes,
-      combineAreaBytes: plan.hccl!.combineAreaBytes,
+      ...hcclExpected(plan),
       configuredMb: 300,
-      enough: plan.hccl!.enough,
       'bytes.moe': moe.bytes,
       'bytes.shared': shared.bytes,
     };
@@ -197,7 +237,121 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` �
     // and the text a reader sees carries the same numbers
     expect(await page.textContent('[data-plan="neededDocumented"]')).toContain(String(plan.hccl!.neededDocumented));
     expect(await page.textContent('#plan-status')).toContain('valid');
+    // globalBs 0 and L' = floor(24 / 7) = 3 ≠ L = 24 / 6 = 4, quant 2: the plan's warnings, in its order
+    expect(await warningCodes(page, '#plan-warnings')).toEqual(plan.warnings.map((w) => w.code));
+    expect(plan.warnings.map((w) => w.code)).toEqual(['W_GLOBAL_BS_ZERO', 'W_SETUP_LOCAL_EXPERTS', 'W_Y_DTYPE']);
     await page.screenshot({ path: join(ARTIFACTS, 'web-plan-shared.png'), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('the seed example: each HCCL_BUFFSIZE figure, the binding one and the need as `plan --json`', async () => {
+    const { page, errors } = await open(isolated.url);
+    const json = await cliPlan(['--ep-world-size', '16', '--moe-expert-num', '16', '--bs', '64', '--h', '1024', '--k', '8', '--quant-mode', '2', '--global-bs', '1024', '--hccl-buffsize', '200']);
+    expect(json.code).toBe(0);
+    const plan = json.plan;
+    // by hand (contract §7), SN = 1 as passed, maxBS = 1024 / 16 = 64, al = Align512(Align32(2048) + 44) = 2560:
+    //   dispatch = L·maxBS·W·al = 1·64·16·2560 = 2 621 440; combine b = (8 + 1)·64·Align512(2048) = 1 179 648
+    //   documented = 2·(2 621 440 + 1 179 648) = 7 602 176 (L = 16 / 16 = 1)
+    //   setup tilings = 2·L'·2 621 440 + 1 179 648 = 6 422 528 (L' = floor(16 / (16 − 1)) = 1)
+    const shown = await shownPlan(page);
+    expect(shown).toMatchObject({
+      neededDocumented: '7602176',
+      neededSetupTilings: '6422528',
+      needed: '7602176',
+      binding: 'documented',
+      'figure.documented.localExperts': '1',
+      'figure.setupTilings.localExperts': '1',
+      enough: 'true',
+    });
+    for (const [k, v] of Object.entries(hcclExpected(plan))) expect([k, shown[k]]).toEqual([k, String(v)]);
+    // each figure's row carries the library's label, the binding one is marked
+    const rows = await page.$$eval('#plan-figures tbody tr', (trs) => trs.map((tr) => [tr.getAttribute('data-figure'), tr.querySelector('th')!.textContent, tr.classList.contains('binds')]));
+    expect(rows).toEqual(plan.hccl!.figures.map((f) => [f.id, f.label, f.id === 'documented']));
+    // quant 2 without y_dtype is the seed example's only trap
+    expect(await warningCodes(page, '#plan-warnings')).toEqual(['W_Y_DTYPE']);
+    expect(plan.warnings.map((w) => w.code)).toEqual(['W_Y_DTYPE']);
+    expect(await warningCodes(page, '#warn-quantMode')).toEqual(['W_Y_DTYPE']);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('W16 E256 BS26 H7168 K8 at 200 MB: NOT enough, the setup tilings bind at 213364736 bytes', async () => {
+    const { page, errors } = await open(isolated.url);
+    const cfg = { epWorldSize: 16, moeExpertNum: 256, sharedExpertNum: 1, sharedExpertRankNum: 0, quantMode: 0, globalBs: 0, bs: 26, h: 7168, k: 8, hcclBufferSize: 200 };
+    for (const [k, v] of Object.entries(cfg)) await fill(page, k, String(v));
+    await page.uncheck('#f-smoothScales');
+    await page.click('#tab-plan');
+    // by hand (contract §7): gbs = 26·16 = 416, maxBS 26, al = Align512(14336 + 44) = 14848,
+    //   per expert maxBS·W·al = 26·16·14848 = 6 176 768; b = (8 + 1)·26·14336 = 3 354 624
+    //   documented (L = 256 / 16 = 16): 2·(16·6 176 768 + 3 354 624) = 204 365 824 ≤ 200 MB = 209 715 200
+    //   setup tilings (L' = floor(256 / 15) = 17): 2·17·6 176 768 + 3 354 624 = 213 364 736 > 209 715 200
+    const shown = await shownPlan(page);
+    expect(shown).toMatchObject({
+      neededDocumented: '204365824',
+      neededSetupTilings: '213364736',
+      needed: '213364736',
+      binding: 'setupTilings',
+      'figure.documented.localExperts': '16',
+      'figure.setupTilings.localExperts': '17',
+      configuredMb: '200',
+      enough: 'false',
+    });
+    expect(await page.textContent('[data-plan="enough"]')).toBe('NOT enough');
+    expect(await page.textContent('#plan-status')).toBe('INVALID: 1 violation');
+    const plan = planFor({ epWorldSize: 16, moeExpertNum: 256 }, { bs: 26, h: 7168, k: 8 }, 200, 'hcclBufferSize');
+    for (const [k, v] of Object.entries(hcclExpected(plan))) expect([k, shown[k]]).toEqual([k, String(v)]);
+    // the library's message next to the field names both figures
+    const msg = (await page.textContent('#err-hcclBufferSize'))!.trim();
+    expect(msg).toBe(plan.violations[0]!.message);
+    expect(msg).toContain('213364736 bytes');
+    expect(msg).toContain('204365824 bytes');
+    // the traps: globalBs 0, and L' 17 ≠ L 16 (the remedy: sharedExpertNum = 0)
+    expect(await warningCodes(page, '#plan-warnings')).toEqual(['W_GLOBAL_BS_ZERO', 'W_SETUP_LOCAL_EXPERTS']);
+    expect(await warningCodes(page, '#warn-sharedExpertNum')).toEqual(['W_SETUP_LOCAL_EXPERTS']);
+    await shotOf(page, '#panel-plan', 'web-plan-not-enough.png');
+    // ... and taking it: SN = 0, both read 16 and 200 MB is enough (documented 2·(16·6 176 768 + 8·26·14336) = 203 620 352 binds)
+    await fill(page, 'sharedExpertNum', '0');
+    expect(await shownPlan(page)).toMatchObject({ needed: '203620352', binding: 'documented', enough: 'true' });
+    expect(await warningCodes(page, '#plan-warnings')).toEqual(['W_GLOBAL_BS_ZERO']);
+    expect(await warningCodes(page, '#warn-sharedExpertNum')).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('globalBs = 0: W_GLOBAL_BS_ZERO in the Configure panel and the Plan view, as a warning; Generate and Run stay enabled', async () => {
+    const { page, errors } = await open(isolated.url);
+    await fill(page, 'globalBs', '0');
+    await page.click('#tab-plan');
+    // next to the field, in amber, and not an error: no message in err-, no aria-invalid
+    expect(await warningCodes(page, '#warn-globalBs')).toEqual(['W_GLOBAL_BS_ZERO']);
+    expect((await page.textContent('#err-globalBs'))!.trim()).toBe('');
+    expect(await page.getAttribute('#f-globalBs', 'aria-invalid')).toBeNull();
+    const plan = planFor(withDefaults({ epWorldSize: 16, moeExpertNum: 16, quantMode: 2, globalBs: 0 }), { bs: 64, h: 1024, k: 8 }, 200, 'hcclBufferSize');
+    const w = plan.warnings.find((x) => x.code === 'W_GLOBAL_BS_ZERO')!;
+    expect(await page.textContent('#warn-globalBs .warn-remedy')).toBe(`remedy: ${w.remedy}`);
+    // the remedy names BS·W = 64·16
+    expect(w.remedy).toContain('1024');
+    expect(await warningCodes(page, '#plan-warnings')).toEqual(['W_GLOBAL_BS_ZERO', 'W_Y_DTYPE']);
+    expect(await page.textContent('#plan-warnings [data-warning="W_GLOBAL_BS_ZERO"] .warn-message')).toBe(w.message);
+    expect(await page.textContent('#plan-status')).toBe('valid: every check of the contract passes');
+    // warnings look like warnings: not the error colour
+    const colours = await page.evaluate(() => ({
+      warn: getComputedStyle(document.querySelector('#warn-globalBs .warning')!).borderLeftColor,
+      bad: getComputedStyle(document.documentElement).getPropertyValue('--bad').trim(),
+    }));
+    expect(colours.warn).toBe('rgb(154, 91, 0)');
+    expect(colours.bad).toBe('#c40024');
+    await shotOf(page, '#panel-plan', 'web-plan-warnings.png');
+    await shotOf(page, 'aside', 'web-configure-warnings.png');
+    expect(await page.isDisabled('#btn-generate')).toBe(false);
+    await page.click('#btn-generate');
+    await page.waitForSelector('#see-views:not([hidden])');
+    expect(await page.isDisabled('#btn-run')).toBe(false);
+    await runAndHashes(page);
+    expect(await page.getAttribute('#run-check', 'data-pass')).toBe('true');
+    expect(await warningCodes(page, '#run-warnings')).toEqual(['W_GLOBAL_BS_ZERO', 'W_Y_DTYPE']);
+    expect(await page.isDisabled('#btn-run')).toBe(false);
     expect(errors).toEqual([]);
     await page.close();
   });
@@ -303,6 +457,27 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` �
         expect(await page.inputValue('#f-k')).toBe('2');
         expect(await page.textContent('#see-imbalance')).toContain('on expert 3');
         expect(await runAndHashes(page)).toEqual(node);
+        expect(errors).toEqual([]);
+        await page.close();
+      }
+      // a case whose ranks pass shared_expert_x: the kernels ignore it, the page says so before and after running it
+      const sx = generateCase({ epWorldSize: 4, moeExpertNum: 8, quantMode: 0, bs: 8, h: 1024, k: 2, globalBs: 32, sharedExpertX: true, seed: 12 });
+      await writeCase(join(dir, 'sx'), sx, 'safetensors');
+      {
+        const { page, errors } = await open(isolated.url);
+        await page.setInputFiles('#file-dir', join(dir, 'sx'));
+        await page.waitForSelector('#see-views:not([hidden])');
+        expect(await warningCodes(page, '#general-warnings')).toEqual(['W_SHARED_EXPERT_X_IGNORED']);
+        expect(await page.isHidden('#general-warnings')).toBe(false);
+        expect(await page.isHidden('#general-errors')).toBe(true);
+        await page.click('#tab-plan');
+        expect(await warningCodes(page, '#plan-warnings')).toEqual(['W_SHARED_EXPERT_X_IGNORED']);
+        await runAndHashes(page);
+        expect(await warningCodes(page, '#run-warnings')).toEqual(['W_SHARED_EXPERT_X_IGNORED']);
+        // another configuration than the case's: its inputs no longer apply, nor their warning
+        await fill(page, 'k', '3');
+        expect(await warningCodes(page, '#plan-warnings')).toEqual([]);
+        expect(await page.isHidden('#general-warnings')).toBe(true);
         expect(errors).toEqual([]);
         await page.close();
       }

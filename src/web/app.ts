@@ -5,7 +5,7 @@ import { setKernelSource } from '../backends/wasm/index.js';
 import { MoeError } from '../errors.js';
 import { $, h, ms } from './dom.js';
 import { type PageRun, outputHashes, runRoundInPage } from './engine.js';
-import { type Config, type PickedFile, type RoundInputs, type Routing, SEED_EXAMPLE, analyse, generateInputs, openCase, validate } from './model.js';
+import { type Config, type PickedFile, type RoundInputs, type Routing, SEED_EXAMPLE, analyse, generateInputs, openCase, usageOf, validate } from './model.js';
 import { buildForm, readForm, showValidation, writeForm } from './views/configure.js';
 import { renderPlan } from './views/plan.js';
 import { renderRun } from './views/run.js';
@@ -61,15 +61,19 @@ function showIsolation(): void {
   $('iso-detail').textContent = `crossOriginIsolated = ${String(globalThis.crossOriginIsolated)}, typeof SharedArrayBuffer = ${sab}`;
 }
 
-/** Live validation and the plan, on every change of the form. */
+/**
+ * Live validation and the plan, on every change of the form. While the inputs at hand still fit the
+ * form, what they pass (shared_expert_x, each rank's BS) goes into the warnings too; warnings never
+ * disable Generate or Run.
+ */
 function onFormChange(): void {
   state.config = readForm(form);
-  const v = validate(state.config);
-  showValidation(form, v, $('general-errors'));
+  const current = state.inputs && sameShape(state.inputs, state.config) ? state.inputs : undefined;
+  const v = validate(state.config, current ? usageOf(current) : {});
+  showValidation(form, v, $('general-errors'), $('general-warnings'));
   renderPlan($('plan-out'), v.plan);
   $<HTMLButtonElement>('btn-generate').disabled = v.problems.length > 0;
-  const stale = state.inputs && !sameShape(state.inputs, state.config);
-  $('inputs-stale').hidden = !stale;
+  $('inputs-stale').hidden = !state.inputs || current !== undefined;
 }
 
 function sameShape(ri: RoundInputs, c: Config): boolean {
@@ -91,7 +95,8 @@ function setInputs(ri: RoundInputs, generateMs: number): void {
   const t2 = performance.now();
   state.metrics = { generateMs, analyseMs: t1 - t0, drawMs: t2 - t1 };
   $('inputs-label').textContent = ri.label;
-  $('inputs-stale').hidden = true;
+  // the warnings now know what these inputs pass (an opened case's shared_expert_x)
+  onFormChange();
   $('see-timing').textContent = `inputs ${ms(generateMs)}, routing analysis ${ms(t1 - t0)}, drawing ${ms(t2 - t1)}`;
   $('see-timing').setAttribute('data-render-ms', String(t2 - t0));
   $('see-empty').hidden = true;
@@ -153,7 +158,9 @@ async function run(): Promise<void> {
     state.hashes = hashes;
     const all = new TextEncoder().encode(hashes.map((x) => Object.values(x).join(',')).join(';'));
     const digest = crypto?.subtle ? [...new Uint8Array(await crypto.subtle.digest('SHA-256', all))].map((b) => b.toString(16).padStart(2, '0')).join('') : 'crypto.subtle unavailable (not a secure context)';
-    renderRun(r, hashes, digest, state.inputs.attrs.epWorldSize);
+    // the traps of the round as run: its attributes and shapes, the configured buffer, what its ranks pass
+    const warnings = validate({ ...cfg, attrs: state.inputs.attrs, dims: state.inputs.dims }, usageOf(state.inputs)).plan.warnings;
+    renderRun(r, hashes, digest, state.inputs.attrs.epWorldSize, warnings);
     // (the See panel draws itself with the run when it is shown: selectTab)
     if (state.routing && !$('panel-see').hidden) renderSee({ ri: state.inputs, rt: state.routing, run: r });
     status(`ran ${state.inputs.label} in ${ms(r.totalMs)}${r.check ? ` — check ${r.check.pass ? 'PASS' : 'FAIL'}` : ''}`, r.check && !r.check.pass ? 'bad' : 'ok');

@@ -15,6 +15,7 @@ import {
   withDefaults,
 } from '../contract/attrs.js';
 import { type Plan, planFor } from '../contract/plan.js';
+import type { WarningUsage } from '../contract/warnings.js';
 import type { XDtype } from '../backends/types.js';
 import { MoeError } from '../errors.js';
 import { type GenSpec, ROUTINGS, checkGenSpec, generateCase } from '../gen.js';
@@ -87,9 +88,13 @@ export interface Validation {
   problems: { param: string; message: string; code: string }[];
 }
 
-/** The library's checks on a configuration: planFor (attributes, shapes, HCCL_BUFFSIZE) and the generator's. */
-export function validate(c: Config): Validation {
-  const plan = planFor(c.attrs as AttrInput, c.dims, c.hcclMb, 'hcclBufferSize');
+/**
+ * The library's checks on a configuration: planFor (attributes, shapes, HCCL_BUFFSIZE, and the
+ * traps of contract §8 as plan.warnings) and the generator's. `usage`: what the inputs at hand
+ * pass beyond the attributes (usageOf), which only inputs can tell.
+ */
+export function validate(c: Config, usage: WarningUsage = {}): Validation {
+  const plan = planFor(c.attrs as AttrInput, c.dims, c.hcclMb, 'hcclBufferSize', usage);
   const problems = plan.violations.map((v) => ({ param: v.param, message: v.message, code: v.code }));
   const seen = new Set(problems.map((p) => p.message));
   for (const e of checkGenSpec(genSpecOf(c))) {
@@ -151,6 +156,14 @@ export function generateInputs(c: Config): RoundInputs {
   const inputs = g.ranks.map(rankInputsOf);
   const routing = c.routing === 'zipf' ? `zipf s = ${c.zipfS}` : c.routing === 'hot' ? `hot expert ${c.hotExpert}` : c.routing;
   return { label: `generated: ${routing}, seed ${c.seed}`, attrs: g.groupAttrs, dims: c.dims, dtype: c.dtype, inputs, identity: true };
+}
+
+/**
+ * What a round's inputs pass beyond the attributes, for the warnings: shared_expert_x on any rank
+ * (an opened case may hold it; the kernels ignore it) and each rank's BS (uneven in a case).
+ */
+export function usageOf(ri: RoundInputs): WarningUsage {
+  return { sharedExpertX: ri.inputs.some((i) => !!i.sharedExpertX), bsPerRank: ri.inputs.map((i) => i.x.shape[0]!) };
 }
 
 /** A file picked in the page: its path inside the picked directory (or its name) and its bytes. */

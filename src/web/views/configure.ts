@@ -1,10 +1,13 @@
 // Configure and Route (the sidebar): every attribute of the ops, the shapes, HCCL_BUFFSIZE and the
 // routing, each field with its unit, its hover text and, next to it, the library's own message for
-// any check it fails (planFor and the generator's checks, run on every keystroke).
+// any check it fails (planFor and the generator's checks, run on every keystroke), and under it, in
+// amber, the traps of contract §8 the configuration sets (warnings: they never disable anything).
 import { ATTR_DEFAULTS, withDefaults } from '../../contract/attrs.js';
 import type { XDtype } from '../../backends/types.js';
 import { h } from '../dom.js';
+import type { WarningCode } from '../../contract/warnings.js';
 import { type Config, PAGE_ROUTINGS, type PageRouting, type Validation } from '../model.js';
+import { warningItem } from './warnings.js';
 
 interface Field {
   key: string;
@@ -51,6 +54,18 @@ export const fieldOf = (param: string): string | undefined => {
   return FIELDS.some((x) => x.key === f) ? f : undefined;
 };
 
+/**
+ * The field whose value sets each trap, to show its warning there; shared_expert_x is no field
+ * (it comes with an opened case), so that warning goes with the general messages.
+ */
+const WARNING_FIELD: Record<WarningCode, string | undefined> = {
+  W_GLOBAL_BS_ZERO: 'globalBs',
+  W_SETUP_LOCAL_EXPERTS: 'sharedExpertNum',
+  W_SHARED_RANK_A: 'sharedExpertRankNum',
+  W_Y_DTYPE: 'quantMode',
+  W_SHARED_EXPERT_X_IGNORED: undefined,
+};
+
 const GROUP_TITLE = {
   attrs: 'Attributes (torch_npu; defaults filled in)',
   shapes: 'Shapes',
@@ -86,6 +101,7 @@ export function buildForm(form: HTMLFormElement, extraRoute: Node): void {
           h('label', { for: id, title: f.title }, f.label, f.unit ? h('span', { class: 'unit', text: ` [${f.unit}]` }) : null),
           input,
           h('div', { class: 'err', id: `err-${f.key}`, 'aria-live': 'polite' }),
+          h('div', { class: 'field-warn', id: `warn-${f.key}`, 'aria-live': 'polite' }),
         ),
       );
     }
@@ -149,8 +165,11 @@ export function writeForm(form: HTMLFormElement, c: Config): void {
   (form.elements.namedItem('smoothScales') as HTMLInputElement).checked = c.smoothScales;
 }
 
-/** Puts each problem next to its field (the library's message verbatim); the rest in `general`. */
-export function showValidation(form: HTMLFormElement, v: Validation, general: HTMLElement): void {
+/**
+ * Puts each problem next to its field (the library's message verbatim), the rest in `general`;
+ * each warning of the plan under the field that sets it, the rest in `generalWarnings`.
+ */
+export function showValidation(form: HTMLFormElement, v: Validation, general: HTMLElement, generalWarnings: HTMLElement): void {
   const byField = new Map<string, string[]>();
   const rest: string[] = [];
   for (const p of v.problems) {
@@ -168,4 +187,17 @@ export function showValidation(form: HTMLFormElement, v: Validation, general: HT
   }
   general.replaceChildren(...rest.map((m) => h('div', { class: 'msg', text: m })));
   general.hidden = rest.length === 0;
+
+  const warnByField = new Map<string, Validation['plan']['warnings']>();
+  const restWarn: Validation['plan']['warnings'] = [];
+  for (const w of v.plan.warnings) {
+    const f = WARNING_FIELD[w.code];
+    if (f) warnByField.set(f, [...(warnByField.get(f) ?? []), w]);
+    else restWarn.push(w);
+  }
+  for (const f of FIELDS) {
+    form.querySelector<HTMLElement>(`#warn-${f.key}`)!.replaceChildren(...(warnByField.get(f.key) ?? []).map((w) => warningItem(w, 'div', true)));
+  }
+  generalWarnings.replaceChildren(...restWarn.map((w) => warningItem(w, 'div', true)));
+  generalWarnings.hidden = restWarn.length === 0;
 }

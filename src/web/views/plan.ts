@@ -1,8 +1,10 @@
 // Plan: what `moe-distribute plan` prints, from the same planFor: L, R, A per rank kind,
-// tokenMsgSize, every tensor's dtype, shape and bytes per rank, HCCL_BUFFSIZE needed vs set.
+// tokenMsgSize, every tensor's dtype, shape and bytes per rank, each tiling's HCCL_BUFFSIZE figure,
+// the one that binds and the configured size against it, and the traps of contract §8 (warnings).
 import { align } from '../../contract/attrs.js';
 import type { Plan } from '../../contract/plan.js';
 import { bytesText, h, pct } from '../dom.js';
+import { warningList } from './warnings.js';
 
 /** A number shown in the plan, tagged for the tests (data-plan, data-value: the exact number). */
 function n(key: string, value: number, text = String(value), title?: string): HTMLElement {
@@ -22,6 +24,13 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
     h('p', { class: p.valid ? 'ok' : 'bad', id: 'plan-status' }, p.valid ? 'valid: every check of the contract passes' : `INVALID: ${p.violations.length} violation${p.violations.length === 1 ? '' : 's'}`),
   );
   if (p.violations.length) out.push(h('ul', { class: 'violations' }, ...p.violations.map((v) => h('li', { text: v.message }))));
+  // the traps come before the sizes: a configuration that fails on hardware matters more than its bytes
+  if (p.warnings.length) {
+    out.push(
+      h('p', { class: 'warn', id: 'plan-warnings-title' }, `${p.warnings.length} warning${p.warnings.length === 1 ? '' : 's'}: traps the A3 tiling and kernels set (contract §8); they do not make the configuration invalid`),
+      warningList(p.warnings, 'plan-warnings')!,
+    );
+  }
   if (!p.layout || !p.rankKinds || !p.hccl) {
     out.push(h('p', { text: 'Sizes need a well-formed world (epWorldSize, moeExpertNum, sharedExpertRankNum, sharedExpertNum, H, K).' }));
     root.replaceChildren(...out);
@@ -44,22 +53,54 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
     ),
   );
   const hc = p.hccl;
-  const sn = p.attrs.sharedExpertRankNum > 0 ? p.attrs.sharedExpertNum : 0;
   const occ = hc.occupancy;
+  const al = align(align(2 * p.dims.h, 32) + 44, 512);
+  const mb = (b: number): string => `${Math.ceil(b / 1048576)} MB`;
+  // one row per tiling that checks the buffer: a configuration must satisfy all, so the largest binds
+  const figureRows = hc.figures.map((f) => {
+    const binds = f.id === hc.binding;
+    const key = f.id === 'documented' ? 'neededDocumented' : 'neededSetupTilings';
+    const lName = f.id === 'documented' ? 'L' : "L'";
+    const lTitle = f.id === 'documented' ? 'L = moeExpertNum / (W − S)' : "L' = floor(moeExpertNum / (W − SN)): the setup tilings divide by W − SN (1 on shared ranks)";
+    return h(
+      'tr',
+      { class: binds ? 'binds' : undefined, 'data-figure': f.id },
+      h('th', { text: f.label }),
+      h('td', { title: lTitle }, `${lName} = `, n(`figure.${f.id}.localExperts`, f.localExperts)),
+      h('td', { title: f.formula }, n(key, f.bytes, bytesText(f.bytes)), `; ${mb(f.bytes)}`),
+      h('td', {}, binds ? h('b', { class: hc.enough ? 'binding' : 'binding bad', 'data-plan': 'binding', 'data-value': f.id, text: '← binds (the largest)' }) : ''),
+    );
+  });
   out.push(
-    h('h3', { text: 'HCCL_BUFFSIZE' }),
+    h('h3', { text: 'HCCL_BUFFSIZE (shared_expert_num counts as passed, as every setup/teardown tiling counts it)' }),
     h(
       'table',
       { class: 'kv' },
-      h('tr', {}, h('th', { text: 'dispatch area' }), h('td', {}, `L·maxBS·W·Align512(Align32(2H) + 44) = ${l.L}·${l.maxBs}·${p.attrs.epWorldSize}·${align(align(2 * p.dims.h, 32) + 44, 512)} = `, n('dispatchAreaBytes', hc.dispatchAreaBytes, bytesText(hc.dispatchAreaBytes)))),
-      h('tr', {}, h('th', { text: 'combine area' }), h('td', {}, `(K + SN)·maxBS·Align512(2H) = (${p.dims.k} + ${sn})·${l.maxBs}·${align(2 * p.dims.h, 512)} = `, n('combineAreaBytes', hc.combineAreaBytes, bytesText(hc.combineAreaBytes)))),
-      h('tr', {}, h('th', { text: 'needed (documented)' }), h('td', {}, n('neededDocumented', hc.neededDocumented, bytesText(hc.neededDocumented)), ` = 2·(dispatch + combine); ${Math.ceil(hc.neededDocumented / 1048576)} MB`)),
-      h('tr', {}, h('th', { text: 'needed (tiling code)' }), h('td', {}, n('neededTiling', hc.neededTiling, bytesText(hc.neededTiling)), ` = 2·dispatch + combine; ${Math.ceil(hc.neededTiling / 1048576)} MB`)),
+      h('tr', {}, h('th', { text: 'dispatch area' }), h('td', {}, `L·maxBS·W·Align512(Align32(2H) + 44) = ${l.L}·${l.maxBs}·${p.attrs.epWorldSize}·${al} = `, n('dispatchAreaBytes', hc.dispatchAreaBytes, bytesText(hc.dispatchAreaBytes)))),
+      h('tr', {}, h('th', { text: 'combine area' }), h('td', {}, `(K + SN)·maxBS·Align512(2H) = (${p.dims.k} + ${p.attrs.sharedExpertNum})·${l.maxBs}·${align(2 * p.dims.h, 512)} = `, n('combineAreaBytes', hc.combineAreaBytes, bytesText(hc.combineAreaBytes)))),
+    ),
+    h(
+      'table',
+      { class: 'figures', id: 'plan-figures' },
+      h('thead', {}, h('tr', {}, ...['needed by', 'local experts', 'bytes (hover: formula)', ''].map((t) => h('th', { text: t })))),
+      h('tbody', {}, ...figureRows),
+    ),
+    h(
+      'table',
+      { class: 'kv' },
+      h('tr', {}, h('th', { text: 'needed' }), h('td', {}, n('needed', hc.needed, bytesText(hc.needed)), `; ${mb(hc.needed)} (the largest figure)`)),
       h(
         'tr',
         {},
         h('th', { text: 'configured' }),
-        h('td', {}, n('configuredMb', hc.configuredMb, `${hc.configuredMb} MB`), ` = ${bytesText(hc.configuredBytes)}: `, h('b', { class: hc.enough ? 'ok' : 'bad', 'data-plan': 'enough', 'data-value': String(hc.enough) }, hc.enough ? 'enough' : 'NOT enough'), ' by the documented formula, ', hc.enoughTiling ? 'enough' : 'NOT enough', ' by the tiling code'),
+        h(
+          'td',
+          {},
+          n('configuredMb', hc.configuredMb, `${hc.configuredMb} MB`),
+          ` = ${bytesText(hc.configuredBytes)}: `,
+          h('b', { class: hc.enough ? 'ok' : 'bad', 'data-plan': 'enough', 'data-value': String(hc.enough) }, hc.enough ? 'enough' : 'NOT enough'),
+          hc.enough ? ` for the largest figure` : `: ${hc.needed - hc.configuredBytes} bytes short of the largest figure`,
+        ),
       ),
       h(
         'tr',
@@ -68,7 +109,7 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
         h(
           'td',
           {},
-          h('div', { class: 'meter', title: `documented need / configured = ${Number.isFinite(occ) ? pct(occ) : '-'}` }, h('div', { class: `meter-fill ${occ > 1 ? 'over' : ''}`, style: `width: ${Math.min(100, Number.isFinite(occ) ? occ * 100 : 0)}%` })),
+          h('div', { class: 'meter', title: `needed / configured = ${Number.isFinite(occ) ? pct(occ) : '-'}` }, h('div', { class: `meter-fill ${occ > 1 ? 'over' : ''}`, style: `width: ${Math.min(100, Number.isFinite(occ) ? occ * 100 : 0)}%` })),
           n('occupancy', hc.occupancy, Number.isFinite(occ) ? pct(occ) : '-'),
           ' of the window',
         ),

@@ -2,7 +2,9 @@
 // and the check of the combined output (what `npm start` prints), and the SHA-256 of every output
 // tensor (comparable with a Node run of the same seed).
 import { $, h, ms } from '../dom.js';
+import type { ContractWarning } from '../../contract/warnings.js';
 import type { PageRun } from '../engine.js';
+import { warningList } from './warnings.js';
 
 const PHASE_LABEL: Record<string, string> = {
   dispatchSetup: 'dispatchSetup',
@@ -12,7 +14,8 @@ const PHASE_LABEL: Record<string, string> = {
   combineTeardown: 'combineTeardown',
 };
 
-export function renderRun(run: PageRun, hashes: Record<string, string>[], digest: string, W: number): void {
+/** `warnings`: the traps of contract §8 the round sets; the round ran as the simulation defines it, hardware may not. */
+export function renderRun(run: PageRun, hashes: Record<string, string>[], digest: string, W: number, warnings: readonly ContractWarning[] = []): void {
   const t = run.timings;
   const rows = Object.entries(t).map(([k, v]) =>
     h('tr', {}, h('th', { text: PHASE_LABEL[k] ?? k }), h('td', { class: 'num', 'data-op': k, text: ms(v) }), h('td', { class: 'num', text: `${(v / W).toFixed(3)} ms/rank` })),
@@ -28,6 +31,7 @@ export function renderRun(run: PageRun, hashes: Record<string, string>[], digest
       h('b', { id: 'run-total-ms', 'data-value': run.totalMs, text: ms(run.totalMs) }),
     ),
     ...run.notes.map((n) => h('p', { class: 'note', text: n })),
+    warningList(warnings, 'run-warnings') ?? '',
     h('table', { class: 'kv', id: 'run-times' }, h('thead', {}, h('tr', {}, h('th', { text: `all ${W} ranks per op` }), h('th', { text: 'wall time' }), h('th', { text: 'per rank' }))), h('tbody', {}, ...rows)),
     c
       ? h(
