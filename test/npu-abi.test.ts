@@ -82,9 +82,10 @@ const byPid = (calls: CallRecord[]) => {
 function opCalls(calls: CallRecord[], op: keyof typeof LAUNCH, nth = 0): CallRecord[] {
   const ws = calls.map((c, i) => [c, i] as const).filter(([c]) => c.fn === `${LAUNCH[op]}GetWorkspaceSize`)[nth]![1];
   let start = ws;
-  while (start > 0 && ['aclrtMalloc', 'aclrtMemcpy', 'aclCreateTensor'].includes(calls[start - 1]!.fn)) start--;
+  while (start > 0 && ['aclrtMalloc', 'aclrtMemcpy', 'aclrtMemset', 'aclCreateTensor'].includes(calls[start - 1]!.fn)) start--;
+  if (calls[start - 1]?.fn === 'aclrtSetCurrentContext') start--;
   let end = calls.findIndex((c, i) => i > ws && c.fn === LAUNCH[op]);
-  while (end + 1 < calls.length && !['aclrtMalloc', 'aclFinalize', 'HcclCommDestroy'].includes(calls[end + 1]!.fn)) end++;
+  while (end + 1 < calls.length && !['aclrtMalloc', 'aclFinalize', 'HcclCommDestroy', 'aclrtSetCurrentContext', 'aclCreateTensor'].includes(calls[end + 1]!.fn)) end++;
   return calls.slice(start, end + 1);
 }
 
@@ -106,23 +107,24 @@ describe('ABI contract: a round of the four ops on the fake CANN (W 2, E 4, H 10
     calls = readCalls(log);
   });
 
-  it('one process per rank: aclInit, aclrtSetDevice(rank), aclrtCreateStream; rank 0 HcclGetRootInfo; every rank HcclCommInitRootInfo with it; HCCL_BUFFSIZE as checked', () => {
+  it('one process per rank: aclInit, aclrtSetDevice(rank), aclrtGetCurrentContext, aclrtCreateStream; rank 0 HcclGetRootInfo; every rank HcclCommInitRootInfo with it (on a worker thread, after aclrtSetCurrentContext); HCCL_BUFFSIZE as checked', () => {
     const procs = byPid(calls);
     expect(procs.size).toBe(2);
     const root = calls.find((c) => c.fn === 'HcclGetRootInfo')!;
     expect(root.device).toBe(0);
     for (const [, cs] of procs) {
       const dev = cs.find((c) => c.fn === 'aclrtSetDevice')!.deviceId as number;
-      expect(cs.slice(0, 3).map((c) => c.fn)).toEqual(['aclInit', 'aclrtSetDevice', 'aclrtCreateStream']);
+      expect(cs.slice(0, 4).map((c) => c.fn)).toEqual(['aclInit', 'aclrtSetDevice', 'aclrtGetCurrentContext', 'aclrtCreateStream']);
       expect(cs[0]!.HCCL_BUFFSIZE).toBe('256');
       const join = cs.find((c) => c.fn === 'HcclCommInitRootInfo')!;
       expect(join).toMatchObject({ nRanks: 2, rank: dev, root: root.root, status: 0 });
+      expect(cs[cs.indexOf(join) - 1]).toMatchObject({ fn: 'aclrtSetCurrentContext', status: 0 });
       expect(cs.findIndex((c) => c.fn === 'HcclGetCommName')).toBeGreaterThan(cs.indexOf(join));
     }
     expect(g.commName).toBe(`fake_hccl_${root.root}`);
   });
 
-  it('each op: inputs malloc + host-to-device copy (checksums of the JS bytes) + aclCreateTensor; outputs malloc + tensor; GetWorkspaceSize; workspace; launch; sync; copies back; frees', () => {
+  it('each op, on a worker thread: aclrtSetCurrentContext; inputs malloc + host-to-device copy (checksums of the JS bytes) + aclCreateTensor; outputs malloc + memset 0 + tensor; GetWorkspaceSize; workspace; launch; sync with the group\'s timeout; copies back; frees', () => {
     const procs = byPid(calls);
     for (const [, cs] of procs) {
       const r = cs.find((c) => c.fn === 'aclrtSetDevice')!.deviceId as number;
@@ -140,14 +142,15 @@ describe('ABI contract: a round of the four ops on the fake CANN (W 2, E 4, H 10
         const nOut = (ws.outputs as unknown[]).length;
         const fns = oc.map((c) => c.fn);
         const inputPart = present.flatMap(() => ['aclrtMalloc', 'aclrtMemcpy', 'aclCreateTensor']);
-        const outputPart = Array.from({ length: nOut }, () => ['aclrtMalloc', 'aclCreateTensor']).flat();
+        const outputPart = Array.from({ length: nOut }, () => ['aclrtMalloc', 'aclrtMemset', 'aclCreateTensor']).flat();
         expect(fns).toEqual([
+          'aclrtSetCurrentContext',
           ...inputPart,
           ...outputPart,
           `${LAUNCH[op]}GetWorkspaceSize`,
           'aclrtMalloc',
           LAUNCH[op],
-          'aclrtSynchronizeStream',
+          'aclrtSynchronizeStreamWithTimeout',
           ...Array.from({ length: nOut }, () => 'aclrtMemcpy'),
           'aclrtFree',
           ...Array.from({ length: nOut + present.length }, () => ['aclDestroyTensor', 'aclrtFree']).flat(),
@@ -162,15 +165,21 @@ describe('ABI contract: a round of the four ops on the fake CANN (W 2, E 4, H 10
         const wsMalloc = oc[oc.indexOf(ws) + 1]!;
         expect(wsMalloc.size).toBe(ws.workspaceSize);
         expect(launch).toMatchObject({ workspaceSize: ws.workspaceSize, workspaceOnDevice: true, stream: true, executor: ws.executor, status: 0 });
-        // device-to-host copies: one per output, its full size
+        // device-to-host copies: one per output, its full size; every output cleared to 0 before the op
         const d2h = oc.filter((c) => c.fn === 'aclrtMemcpy' && c.kind === 2);
-        expect(d2h.map((c) => c.count)).toEqual((ws.outputs as { shape: number[]; dtype: number }[]).map((o) => o.shape.reduce((a, b) => a * b, 1) * ({ 0: 4, 1: 2, 2: 1, 3: 4, 9: 8, 12: 1, 27: 2 } as Record<number, number>)[o.dtype]!));
+        const outBytes = (ws.outputs as { shape: number[]; dtype: number }[]).map((o) => o.shape.reduce((a, b) => a * b, 1) * ({ 0: 4, 1: 2, 2: 1, 3: 4, 9: 8, 12: 1, 27: 2 } as Record<number, number>)[o.dtype]!);
+        expect(d2h.map((c) => c.count)).toEqual(outBytes);
+        expect(oc.filter((c) => c.fn === 'aclrtMemset').map((c) => [c.count, c.value])).toEqual(outBytes.map((n) => [n, 0]));
+        expect(oc.find((c) => c.fn === 'aclrtSynchronizeStreamWithTimeout')).toMatchObject({ timeout: 60000, status: 0 });
       }
     }
   });
 
   it('tensors: ND (format 2), offset 0, contiguous row-major strides, storage shape = view shape, data in device memory; optional inputs absent are null pointers', () => {
-    const created = calls.filter((c) => c.fn === 'aclCreateTensor').map((c) => c.tensor as { shape: number[]; strides: number[]; storageShape: number[]; format: number; offset: number; onDevice: boolean });
+    const all = calls.filter((c) => c.fn === 'aclCreateTensor').map((c) => c.tensor as { shape: number[]; strides: number[]; storageShape: number[]; format: number; offset: number; onDevice: boolean });
+    // the size helpers' tensors carry shapes only (4 for dispatch, 3 for combine, per rank)
+    const created = all.filter((t) => t.onDevice);
+    expect(all.length - created.length).toBe(2 * (4 + 3));
     expect(created.length).toBe(2 * (4 + 3 + 4 + 4 + 3 + 2 + 7 + 1));
     for (const t of created) {
       expect(t.format).toBe(2);
@@ -184,7 +193,7 @@ describe('ABI contract: a round of the four ops on the fake CANN (W 2, E 4, H 10
     for (const c of ct) expect((c.inputs as Record<string, unknown>).sharedExpertX).toBeNull();
   });
 
-  it('GetWorkspaceSize: dtypes and shapes of the contract (§1), the attributes in the prototypes\' order, group_ep = HcclGetCommName, commAlg a null pointer', () => {
+  it('GetWorkspaceSize: dtypes and shapes of the contract (§1), the attributes in the prototypes\' order, group_ep = HcclGetCommName, commAlg as given (the default "")', () => {
     const lay = makeLayout(withDefaults(SPEC), { h: H, k: K, bs: BS });
     for (const r of [0, 1]) {
       const mine = calls.filter((c) => c.device === r && c.fn.endsWith('GetWorkspaceSize'));
@@ -194,7 +203,7 @@ describe('ABI contract: a round of the four ops on the fake CANN (W 2, E 4, H 10
       const common = { epWorldSize: W, epRankId: r, moeExpertNum: E, expertShardType: 0, sharedExpertNum: 1, sharedExpertRankNum: 0 };
       for (const c of mine) {
         expect(c.groupEp).toBe(g.commName);
-        expect(c.commAlg).toBeNull();
+        expect(c.commAlg).toBe('');
         expect(c.status).toBe(0);
       }
       expect(ds!.attrs).toEqual({ ...common, quantMode: 2, globalBs: 0, commType: 0 });
@@ -219,8 +228,8 @@ describe('ABI contract: a round of the four ops on the fake CANN (W 2, E 4, H 10
     }
   });
 
-  it('the outputs JS receives are the bytes the device holds (the fake writes byte i of output o as (37·o + i) mod 256)', () => {
-    const pattern = (o: number, n: number) => Uint8Array.from({ length: n }, (_, i) => (o * 37 + i) & 0xff);
+  it('the outputs JS receives are the bytes the device holds (the fake writes byte i < n/2 of output o as (37·o + i) mod 256); the bytes it does not write are 0, not the allocator\'s 0xA5', () => {
+    const pattern = (o: number, n: number) => Uint8Array.from({ length: n }, (_, i) => (i < Math.ceil(n / 2) ? (o * 37 + i) & 0xff : 0));
     for (const r of [0, 1]) {
       const outs: Tensor[][] = [
         [res.ds[r]!.y, res.ds[r]!.expandIdx, res.ds[r]!.commCmdInfo],
@@ -255,7 +264,7 @@ describe('ABI contract: injected CANN errors reach JS with the API, the status c
     { fail: 'aclnnMoeDistributeDispatchSetupGetWorkspaceSize:161001@1', op: 'dispatchSetup', rank: 1, status: 161001, name: 'ACLNN_ERR_PARAM_NULLPTR' },
     { fail: 'aclnnMoeDistributeDispatchTeardownGetWorkspaceSize:561002@0', op: 'dispatchTeardown', rank: 0, status: 561002, name: 'ACLNN_ERR_INNER_TILING_ERROR' },
     { fail: 'aclnnMoeDistributeCombineSetup:161002@1', op: 'combineSetup', rank: 1, status: 161002, name: 'ACLNN_ERR_PARAM_INVALID' },
-    { fail: 'aclrtSynchronizeStream:507035@0', op: 'dispatchSetup', rank: 0, status: 507035, name: '' },
+    { fail: 'aclrtSynchronizeStreamWithTimeout:507035@0', op: 'dispatchSetup', rank: 0, status: 507035, name: '' },
   ] as const;
   for (const c of cases) {
     it(`${c.fail}: rank ${c.rank}'s ${c.op} rejects with an NpuError naming it; the call's device memory and tensors are released`, async () => {

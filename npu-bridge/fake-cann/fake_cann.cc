@@ -2,8 +2,20 @@
 // bridge resolves from libascendcl, libnnopbase, libopapi and libhccl (the tests install it under
 // each of those names as symlinks, so all four share one state). "Device" memory is host memory.
 // It does not compute the ops: GetWorkspaceSize checks its tensors and records them, the launch
-// fills every output with a fixed byte pattern and records a checksum of every input, so the tests
-// can prove what crossed the ABI in both directions.
+// writes a fixed byte pattern over the first half of every output (the second half stays as the
+// bridge left it) and records a checksum of every input, so the tests can prove what crossed the
+// ABI in both directions.
+//
+// It keeps CANN's rules that a wrong bridge would break on hardware:
+//   - ACL contexts are per thread: aclrtSetDevice makes the device's context current on the
+//     calling thread only; every other ACL/HCCL/aclnn call from a thread without a current context
+//     fails with 107002 (ACL_ERROR_RT_CONTEXT_NULL).
+//   - freshly aclrtMalloc'ed memory holds garbage (0xA5 bytes), not zeros.
+//
+// Built with -DFAKE_CANN_VENDOR=\"name\" -DFAKE_VENDOR_OPS=mask it is instead a vendor's custom op
+// library (libcust_opapi.so) exporting only the ops of `mask` (bit k: op k in the order
+// dispatchSetup, dispatchTeardown, combineSetup, combineTeardown; bit 4: the size helpers), linked
+// against the main fake, whose state it shares; its calls are logged with "servedBy": name.
 //
 // Environment:
 //   FAKE_CANN_LOG=PATH   every call appended to PATH as one JSON line (O_APPEND: whole lines even
@@ -12,9 +24,23 @@
 //                        the named function returns `code` (on every device, or only on `device`)
 //                        and aclGetRecentErrMsg() then says so.
 //   FAKE_CANN_WORKSPACE=BYTES  the workspace size every op asks for (default 1048576).
+//   FAKE_CANN_SOC=NAME   what aclrtGetSocName returns (default Ascend910_9392, an A3 SoC).
+//   FAKE_CANN_DEVICES=N  what aclrtGetDeviceCount returns (default 8).
+//   FAKE_CANN_STREAM_HANG=1 | @device[,@device]
+//                        the stream never completes (on every device, or on those listed):
+//                        aclrtSynchronizeStreamWithTimeout waits its timeout and returns 507046.
+//   FAKE_CANN_SIZE_DISAGREE=field[,field]  the size helpers add 16 to these results (tokenMsgSize,
+//                        expandIdxOutSize, assistInfoForCombineOutSize, commCmdInfoOutSize,
+//                        combineTokenMsgSize, combineCommCmdInfoOutSize).
+//   MOE_FAKE_CANN_OUTPUTS=DIR  the launch copies each output from DIR/rank{epRankId}/{op}.{n}.out{o}.bin
+//                        (n: the process's n-th call of that op, from 0; the file must have the
+//                        output's size) instead of writing the pattern; a sibling .mask file of
+//                        the same size writes only the bytes whose mask byte is non-zero. The
+//                        probe's tests feed it the reference's outputs, altered or not.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -23,8 +49,22 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+// The op entry points' shared machinery, exported for the vendor builds.
+namespace fakecann {
+int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins, const std::vector<const char*>& inNames,
+             const std::vector<bool>& optional, const std::vector<void*>& outs, const char* groupEp,
+             const std::vector<int64_t>& ints, const std::vector<const char*>& intNames, const char* commAlg,
+             uint64_t* ws, void** exec, const char* servedBy);
+int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, void* stream, const char* servedBy);
+int32_t dispatchSizes(const void* x, const void* expertIds, int64_t W, int64_t rank, int64_t E, int64_t SN, int64_t S,
+                      int64_t quant, int64_t gbs, uint64_t* out, const char* servedBy);
+int32_t combineSizes(const void* expandX, int64_t W, uint64_t* out, const char* servedBy);
+}  // namespace fakecann
+
+#ifndef FAKE_CANN_VENDOR
 namespace {
 
 std::mutex g_mu;
@@ -46,6 +86,7 @@ struct FakeExecutor {
   std::string op;
   uint64_t workspace;
   std::vector<FakeTensor*> inputs, outputs;
+  int64_t rank;
 };
 struct FakeComm {
   std::string name;
@@ -54,6 +95,9 @@ struct FakeComm {
 std::map<uintptr_t, FakeTensor*> g_tensors;
 std::map<uintptr_t, FakeExecutor*> g_execs;
 int g_streams = 0;
+std::map<std::string, int> g_opCalls;  // launches per op in this process
+std::map<int, void*> g_contexts;      // device -> its context
+thread_local void* t_context = nullptr;
 
 void writeLog(const std::string& line) {
   if (g_logFd == -2) {
@@ -128,6 +172,25 @@ int injected(const char* fn) {
   return 0;
 }
 
+// The context rule (see the file comment): true, with `*status` and the message set, when the
+// calling thread has no current context.
+bool noContext(const char* fn, int* status) {
+  if (t_context) return false;
+  *status = 107002;
+  g_lastErr = std::string("EE1001: fake CANN: ") + fn +
+              " called on a thread with no current context (ACL contexts are per thread: call aclrtSetDevice or "
+              "aclrtSetCurrentContext on this thread first)";
+  return true;
+}
+
+// FAKE_CANN_SIZE_DISAGREE lists `field`.
+bool disagrees(const char* field) {
+  const char* spec = getenv("FAKE_CANN_SIZE_DISAGREE");
+  if (!spec) return false;
+  std::string s = std::string(",") + spec + ",";
+  return s.find(std::string(",") + field + ",") != std::string::npos;
+}
+
 bool isDevice(const void* p, size_t n) {
   auto it = g_alloc.upper_bound(reinterpret_cast<uintptr_t>(p));
   if (it == g_alloc.begin()) return false;
@@ -175,17 +238,23 @@ uint64_t fnv1a(const void* p, size_t n) {
   return h;
 }
 
+}  // namespace
+
+namespace fakecann {
+
 // GetWorkspaceSize of every op: validates and records its tensors and attributes.
 int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins, const std::vector<const char*>& inNames,
              const std::vector<bool>& optional, const std::vector<void*>& outs, const char* groupEp,
              const std::vector<int64_t>& ints, const std::vector<const char*>& intNames, const char* commAlg,
-             uint64_t* ws, void** exec) {
+             uint64_t* ws, void** exec, const char* servedBy) {
   std::lock_guard<std::mutex> l(g_mu);
   std::ostringstream f;
-  f << "\"op\":\"" << op << "\",\"groupEp\":" << jstr(groupEp) << ",\"commAlg\":" << jstr(commAlg) << ",\"attrs\":{";
+  f << "\"op\":\"" << op << "\",\"servedBy\":" << jstr(servedBy) << ",\"groupEp\":" << jstr(groupEp)
+    << ",\"commAlg\":" << jstr(commAlg) << ",\"attrs\":{";
   for (size_t i = 0; i < ints.size(); i++) f << (i ? "," : "") << "\"" << intNames[i] << "\":" << ints[i];
   f << "},\"inputs\":{";
-  int status = injected(fn);
+  int status = 0;
+  if (!noContext(fn, &status)) status = injected(fn);
   for (size_t i = 0; i < ins.size(); i++) {
     FakeTensor* t = ins[i] ? lookup(ins[i]) : nullptr;
     f << (i ? "," : "") << "\"" << inNames[i] << "\":" << tensorJson(t);
@@ -207,7 +276,7 @@ int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins
   if (!status && (!ws || !exec)) status = 161001;
   if (!status) {
     const char* w = getenv("FAKE_CANN_WORKSPACE");
-    auto* e = new FakeExecutor{g_nextId++, op, w ? strtoull(w, nullptr, 10) : 1048576ull, {}, {}};
+    auto* e = new FakeExecutor{g_nextId++, op, w ? strtoull(w, nullptr, 10) : 1048576ull, {}, {}, ints.size() > 1 ? ints[1] : -1};
     for (const void* t : ins) e->inputs.push_back(t ? lookup(t) : nullptr);
     for (void* t : outs) e->outputs.push_back(lookup(t));
     g_execs[reinterpret_cast<uintptr_t>(e)] = e;
@@ -219,12 +288,27 @@ int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins
   return status;
 }
 
+// Reads a whole file; false when it does not exist.
+bool readFile(const std::string& path, std::vector<uint8_t>* out) {
+  FILE* fp = fopen(path.c_str(), "rb");
+  if (!fp) return false;
+  out->clear();
+  uint8_t buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, fp)) > 0) out->insert(out->end(), buf, buf + n);
+  fclose(fp);
+  return true;
+}
+
 // The launch of every op: checks executor, workspace and stream, records input checksums and
-// fills the outputs with the pattern byte[i] = (outputIndex * 37 + i) & 0xff.
-int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, void* stream) {
+// writes the outputs: the pattern byte[i] = (outputIndex * 37 + i) & 0xff over the first half of
+// each, or MOE_FAKE_CANN_OUTPUTS's files.
+int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, void* stream, const char* servedBy) {
   std::lock_guard<std::mutex> l(g_mu);
-  int status = injected(fn);
+  int status = 0;
+  if (!noContext(fn, &status)) status = injected(fn);
   std::ostringstream f;
+  f << "\"servedBy\":" << jstr(servedBy) << ",";
   auto it = g_execs.find(reinterpret_cast<uintptr_t>(exec));
   FakeExecutor* e = it == g_execs.end() ? nullptr : it->second;
   f << "\"workspaceSize\":" << wsSize << ",\"workspaceOnDevice\":" << (workspace && isDevice(workspace, wsSize) ? "true" : "false")
@@ -244,6 +328,8 @@ int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, v
       else f << "null";
     }
     f << "]";
+    int call = g_opCalls[e->op]++;
+    const char* dir = getenv("MOE_FAKE_CANN_OUTPUTS");
     if (!status) {
       for (size_t o = 0; o < e->outputs.size(); o++) {
         FakeTensor* t = e->outputs[o];
@@ -252,9 +338,30 @@ int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, v
           break;
         }
         uint8_t* b = static_cast<uint8_t*>(t->data);
-        for (size_t i = 0, n = tensorBytes(t); i < n; i++) b[i] = static_cast<uint8_t>((o * 37 + i) & 0xff);
+        size_t n = tensorBytes(t);
+        if (dir && *dir) {
+          std::string base = std::string(dir) + "/rank" + std::to_string(e->rank) + "/" + e->op + "." + std::to_string(call) +
+                             ".out" + std::to_string(o);
+          std::vector<uint8_t> data, mask;
+          if (!readFile(base + ".bin", &data) || data.size() != n) {
+            status = 561000;
+            g_lastErr = "fake CANN: MOE_FAKE_CANN_OUTPUTS: " + base + ".bin is missing or not " + std::to_string(n) + " bytes";
+            break;
+          }
+          bool masked = readFile(base + ".mask", &mask);
+          if (masked && mask.size() != n) {
+            status = 561000, g_lastErr = "fake CANN: " + base + ".mask is not " + std::to_string(n) + " bytes";
+            break;
+          }
+          for (size_t i = 0; i < n; i++) {
+            if (!masked || mask[i]) b[i] = data[i];
+          }
+        } else {
+          for (size_t i = 0; i < (n + 1) / 2; i++) b[i] = static_cast<uint8_t>((o * 37 + i) & 0xff);
+        }
       }
     }
+    f << ",\"call\":" << call << ",\"rank\":" << e->rank;
     g_execs.erase(it);  // an executor runs once
     delete e;
   }
@@ -262,7 +369,65 @@ int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, v
   return status;
 }
 
-}  // namespace
+// The size helpers' formulas, as the open op_api sources compute them (aclnn_moe_distribute_*_setup.cpp).
+int32_t dispatchSizes(const void* x, const void* expertIds, int64_t W, int64_t rank, int64_t E, int64_t SN, int64_t S,
+                      int64_t quant, int64_t gbs, uint64_t* out, const char* servedBy) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int status = 0;
+  const char* fn = "aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize";
+  FakeTensor* tx = lookup(x);
+  FakeTensor* te = lookup(expertIds);
+  if (!noContext(fn, &status) && !(status = injected(fn))) {
+    if (!tx || !te || tx->dims.size() != 2 || te->dims.size() != 2) {
+      status = 161002, g_lastErr = "fake CANN: x and expertIds must be 2-D tensors";
+    }
+  }
+  if (!status) {
+    auto align = [](int64_t v, int64_t n) { return (v + n - 1) / n * n; };
+    int64_t bs = tx->dims[0], h = tx->dims[1], k = te->dims[1];
+    int64_t g = gbs == 0 ? bs * W : gbs;
+    int64_t L = rank < S ? 1 : E / (W - S);
+    int64_t a = rank < S ? bs * W * SN / S : g * std::min(L, k);
+    out[0] = quant == 0 ? align(h, 256) : align(align(h, 32) + 4, 512);
+    out[1] = bs * k;
+    out[2] = a * 128;
+    out[3] = (bs * (k + SN) + W * L) * 16;
+    const char* names[4] = {"tokenMsgSize", "expandIdxOutSize", "assistInfoForCombineOutSize", "commCmdInfoOutSize"};
+    for (int i = 0; i < 4; i++) {
+      if (disagrees(names[i])) out[i] += 16;
+    }
+  }
+  std::ostringstream f;
+  f << "\"servedBy\":" << jstr(servedBy);
+  if (!status) f << ",\"sizes\":[" << out[0] << "," << out[1] << "," << out[2] << "," << out[3] << "]";
+  logCall(fn, f.str(), status);
+  return status;
+}
+
+int32_t combineSizes(const void* expandX, int64_t W, uint64_t* out, const char* servedBy) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int status = 0;
+  const char* fn = "aclnnMoeDistributeCombineSetupTeardownCalcOutputSize";
+  FakeTensor* t = lookup(expandX);
+  if (!noContext(fn, &status) && !(status = injected(fn))) {
+    if (!t || t->dims.size() != 2) status = 161002, g_lastErr = "fake CANN: expandX must be a 2-D tensor";
+  }
+  if (!status) {
+    auto align = [](int64_t v, int64_t n) { return (v + n - 1) / n * n; };
+    int64_t a = t->dims[0], h = t->dims[1];
+    out[0] = align(align(h, 32) + align(h, 8) / 8 * 4, 512);
+    out[1] = (a + W) * 16;
+    if (disagrees("combineTokenMsgSize")) out[0] += 16;
+    if (disagrees("combineCommCmdInfoOutSize")) out[1] += 16;
+  }
+  std::ostringstream f;
+  f << "\"servedBy\":" << jstr(servedBy);
+  if (!status) f << ",\"sizes\":[" << out[0] << "," << out[1] << "]";
+  logCall(fn, f.str(), status);
+  return status;
+}
+
+}  // namespace fakecann
 
 extern "C" {
 
@@ -280,22 +445,61 @@ int aclFinalize() {
                              std::to_string(g_tensors.size()) + ",\"liveStreams\":" + std::to_string(g_streams), s);
   return s;
 }
+// Makes the device's context current on the calling thread only.
 int aclrtSetDevice(int32_t dev) {
   std::lock_guard<std::mutex> l(g_mu);
   g_device = dev;
   int s = injected("aclrtSetDevice");
+  if (!s) {
+    void*& ctx = g_contexts[dev];
+    if (!ctx) ctx = malloc(8);
+    t_context = ctx;
+  }
   logCall("aclrtSetDevice", "\"deviceId\":" + std::to_string(dev), s);
   return s;
 }
 int aclrtResetDevice(int32_t dev) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclrtResetDevice");
+  int s = 0;
+  if (!noContext("aclrtResetDevice", &s)) s = injected("aclrtResetDevice");
+  if (!s) t_context = nullptr;
   logCall("aclrtResetDevice", "\"deviceId\":" + std::to_string(dev), s);
+  return s;
+}
+int aclrtGetCurrentContext(void** ctx) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = 0;
+  if (!noContext("aclrtGetCurrentContext", &s)) s = injected("aclrtGetCurrentContext");
+  if (!s) *ctx = t_context;
+  logCall("aclrtGetCurrentContext", "", s);
+  return s;
+}
+int aclrtSetCurrentContext(void* ctx) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtSetCurrentContext");
+  bool known = false;
+  for (const auto& [dev, c] : g_contexts) known = known || c == ctx;
+  if (!s && !known) s = 107000, g_lastErr = "fake CANN: aclrtSetCurrentContext of an unknown context";
+  if (!s) t_context = ctx;
+  logCall("aclrtSetCurrentContext", "", s);
+  return s;
+}
+const char* aclrtGetSocName() {
+  const char* s = getenv("FAKE_CANN_SOC");
+  return s && *s ? s : "Ascend910_9392";
+}
+int aclrtGetDeviceCount(uint32_t* count) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = injected("aclrtGetDeviceCount");
+  const char* n = getenv("FAKE_CANN_DEVICES");
+  if (!s) *count = n && *n ? static_cast<uint32_t>(atoi(n)) : 8;
+  logCall("aclrtGetDeviceCount", s ? "" : "\"count\":" + std::to_string(*count), s);
   return s;
 }
 int aclrtCreateStream(void** stream) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclrtCreateStream");
+  int s = 0;
+  if (!noContext("aclrtCreateStream", &s)) s = injected("aclrtCreateStream");
   if (!s) {
     *stream = malloc(16);
     g_streams++;
@@ -305,7 +509,8 @@ int aclrtCreateStream(void** stream) {
 }
 int aclrtDestroyStream(void* stream) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclrtDestroyStream");
+  int s = 0;
+  if (!noContext("aclrtDestroyStream", &s)) s = injected("aclrtDestroyStream");
   if (!s && stream) {
     free(stream);
     g_streams--;
@@ -315,18 +520,48 @@ int aclrtDestroyStream(void* stream) {
 }
 int aclrtSynchronizeStream(void* stream) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclrtSynchronizeStream");
+  int s = 0;
+  if (!noContext("aclrtSynchronizeStream", &s)) s = injected("aclrtSynchronizeStream");
   if (!s && !stream) s = 107000;
   logCall("aclrtSynchronizeStream", "", s);
   return s;
 }
+// FAKE_CANN_STREAM_HANG: a stream whose op never completes (a dead peer, on hardware).
+bool streamHangs() {
+  const char* spec = getenv("FAKE_CANN_STREAM_HANG");
+  if (!spec || !*spec) return false;
+  if (std::string(spec) == "1") return true;
+  std::string s = std::string(",") + spec + ",";
+  return s.find(",@" + std::to_string(g_device) + ",") != std::string::npos;
+}
+int aclrtSynchronizeStreamWithTimeout(void* stream, int32_t timeout) {
+  int s = 0;
+  bool hang = false;
+  {
+    std::lock_guard<std::mutex> l(g_mu);
+    if (!noContext("aclrtSynchronizeStreamWithTimeout", &s)) s = injected("aclrtSynchronizeStreamWithTimeout");
+    if (!s && !stream) s = 107000;
+    hang = !s && streamHangs();
+  }
+  if (hang) {
+    // -1 waits for ever on hardware; ten minutes stands for it here
+    std::this_thread::sleep_for(std::chrono::milliseconds(timeout < 0 ? 600000 : timeout));
+    s = 507046;
+    g_lastErr = "EE9999: fake CANN: stream synchronize timed out after " + std::to_string(timeout) + " ms";
+  }
+  std::lock_guard<std::mutex> l(g_mu);
+  logCall("aclrtSynchronizeStreamWithTimeout", "\"timeout\":" + std::to_string(timeout), s);
+  return s;
+}
 int aclrtMalloc(void** p, size_t size, int policy) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclrtMalloc");
+  int s = 0;
+  if (!noContext("aclrtMalloc", &s)) s = injected("aclrtMalloc");
   std::ostringstream f;
   f << "\"size\":" << size << ",\"policy\":" << policy;
   if (!s) {
-    *p = calloc(1, size ? size : 1);
+    *p = malloc(size ? size : 1);
+    memset(*p, 0xA5, size ? size : 1);  // device memory is not cleared by the allocator
     g_alloc[reinterpret_cast<uintptr_t>(*p)] = size;
     f << ",\"ptr\":\"" << *p << "\"";
   }
@@ -335,7 +570,8 @@ int aclrtMalloc(void** p, size_t size, int policy) {
 }
 int aclrtFree(void* p) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclrtFree");
+  int s = 0;
+  if (!noContext("aclrtFree", &s)) s = injected("aclrtFree");
   std::ostringstream f;
   f << "\"ptr\":\"" << p << "\"";
   auto it = g_alloc.find(reinterpret_cast<uintptr_t>(p));
@@ -349,7 +585,8 @@ int aclrtFree(void* p) {
 }
 int aclrtMemcpy(void* dst, size_t destMax, const void* src, size_t count, int kind) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclrtMemcpy");
+  int s = 0;
+  if (!noContext("aclrtMemcpy", &s)) s = injected("aclrtMemcpy");
   std::ostringstream f;
   f << "\"destMax\":" << destMax << ",\"count\":" << count << ",\"kind\":" << kind;
   if (!s && count > destMax) s = 107000, g_lastErr = "fake CANN: count > destMax";
@@ -358,6 +595,18 @@ int aclrtMemcpy(void* dst, size_t destMax, const void* src, size_t count, int ki
   if (!s && kind == 1) f << ",\"checksum\":\"" << std::hex << fnv1a(src, count) << std::dec << "\"";
   if (!s) memcpy(dst, src, count);
   logCall("aclrtMemcpy", f.str(), s);
+  return s;
+}
+int aclrtMemset(void* dst, size_t destMax, int32_t value, size_t count) {
+  std::lock_guard<std::mutex> l(g_mu);
+  int s = 0;
+  if (!noContext("aclrtMemset", &s)) s = injected("aclrtMemset");
+  std::ostringstream f;
+  f << "\"destMax\":" << destMax << ",\"count\":" << count << ",\"value\":" << value;
+  if (!s && count > destMax) s = 107000, g_lastErr = "fake CANN: count > destMax";
+  if (!s && !isDevice(dst, count)) s = 107000, g_lastErr = "fake CANN: aclrtMemset of host memory";
+  if (!s) memset(dst, value, count);
+  logCall("aclrtMemset", f.str(), s);
   return s;
 }
 const char* aclGetRecentErrMsg() { return g_lastErr.empty() ? nullptr : g_lastErr.c_str(); }
@@ -369,8 +618,9 @@ void* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, int dataTyp
   auto* t = new FakeTensor{g_nextId++, std::vector<int64_t>(viewDims, viewDims + viewDimsNum),
                            std::vector<int64_t>(stride, stride + viewDimsNum),
                            std::vector<int64_t>(storageDims, storageDims + storageDimsNum), dataType, format, offset, data};
-  bool bad = injected("aclCreateTensor") != 0 || elemBytes(dataType) == 0;
-  logCall("aclCreateTensor", "\"tensor\":" + tensorJson(t), bad ? -1 : 0);
+  int ctx = 0;
+  bool bad = noContext("aclCreateTensor", &ctx) || injected("aclCreateTensor") != 0 || elemBytes(dataType) == 0;
+  logCall("aclCreateTensor", "\"tensor\":" + tensorJson(t), bad ? (ctx ? ctx : -1) : 0);
   if (bad) {
     delete t;
     return nullptr;
@@ -380,7 +630,8 @@ void* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, int dataTyp
 }
 int32_t aclDestroyTensor(const void* tensor) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("aclDestroyTensor");
+  int s = 0;
+  if (!noContext("aclDestroyTensor", &s)) s = injected("aclDestroyTensor");
   auto it = g_tensors.find(reinterpret_cast<uintptr_t>(tensor));
   if (!s && it == g_tensors.end()) s = 161002, g_lastErr = "fake CANN: unknown tensor";
   std::string f = it == g_tensors.end() ? "\"id\":null" : "\"id\":" + std::to_string(it->second->id);
@@ -395,7 +646,8 @@ int32_t aclDestroyTensor(const void* tensor) {
 // ---- libhccl ----------------------------------------------------------------------------------
 int HcclGetRootInfo(void* rootInfo) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("HcclGetRootInfo");
+  int s = 0;
+  if (!noContext("HcclGetRootInfo", &s)) s = injected("HcclGetRootInfo");
   if (!s) {
     memset(rootInfo, 0, 4108);
     snprintf(static_cast<char*>(rootInfo), 4108, "fake-root-%d", static_cast<int>(getpid()));
@@ -405,7 +657,8 @@ int HcclGetRootInfo(void* rootInfo) {
 }
 int HcclCommInitRootInfo(uint32_t nRanks, const void* rootInfo, uint32_t rank, void** comm) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("HcclCommInitRootInfo");
+  int s = 0;
+  if (!noContext("HcclCommInitRootInfo", &s)) s = injected("HcclCommInitRootInfo");
   std::string root(static_cast<const char*>(rootInfo), strnlen(static_cast<const char*>(rootInfo), 4108));
   if (!s) *comm = new FakeComm{"fake_hccl_" + root, rank, nRanks};
   logCall("HcclCommInitRootInfo",
@@ -414,7 +667,8 @@ int HcclCommInitRootInfo(uint32_t nRanks, const void* rootInfo, uint32_t rank, v
 }
 int HcclCommInitClusterInfo(const char* clusterInfo, uint32_t rank, void** comm) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("HcclCommInitClusterInfo");
+  int s = 0;
+  if (!noContext("HcclCommInitClusterInfo", &s)) s = injected("HcclCommInitClusterInfo");
   FILE* fp = clusterInfo ? fopen(clusterInfo, "rb") : nullptr;
   long size = -1;
   if (fp) {
@@ -430,7 +684,8 @@ int HcclCommInitClusterInfo(const char* clusterInfo, uint32_t rank, void** comm)
 }
 int HcclGetCommName(void* comm, char* name) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("HcclGetCommName");
+  int s = 0;
+  if (!noContext("HcclGetCommName", &s)) s = injected("HcclGetCommName");
   if (!s && (!comm || !name)) s = 2;
   if (!s) snprintf(name, 128, "%s", static_cast<FakeComm*>(comm)->name.c_str());
   logCall("HcclGetCommName", s ? "" : "\"name\":" + jstr(name), s);
@@ -438,13 +693,30 @@ int HcclGetCommName(void* comm, char* name) {
 }
 int HcclCommDestroy(void* comm) {
   std::lock_guard<std::mutex> l(g_mu);
-  int s = injected("HcclCommDestroy");
+  int s = 0;
+  if (!noContext("HcclCommDestroy", &s)) s = injected("HcclCommDestroy");
   if (!s) delete static_cast<FakeComm*>(comm);
   logCall("HcclCommDestroy", "", s);
   return s;
 }
 
+}  // extern "C"
+#endif  // !FAKE_CANN_VENDOR
+
+#ifdef FAKE_CANN_VENDOR
+#define FAKE_SERVED_BY FAKE_CANN_VENDOR
+#define FAKE_HAS(bit) ((FAKE_VENDOR_OPS >> (bit)) & 1)
+#else
+#define FAKE_SERVED_BY "fake_cann"
+#define FAKE_HAS(bit) 1
+#endif
+using fakecann::opLaunch;
+using fakecann::opWs;
+
+extern "C" {
+
 // ---- libopapi: the four ops ---------------------------------------------------------------------
+#if FAKE_HAS(0)
 int32_t aclnnMoeDistributeDispatchSetupGetWorkspaceSize(const void* x, const void* expertIds, const void* scales,
                                                         const void* mask, const char* groupEp, int64_t W, int64_t rank,
                                                         int64_t E, int64_t shard, int64_t SN, int64_t S, int64_t quant,
@@ -455,11 +727,13 @@ int32_t aclnnMoeDistributeDispatchSetupGetWorkspaceSize(const void* x, const voi
               {W, rank, E, shard, SN, S, quant, gbs, commType},
               {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
                "quantMode", "globalBs", "commType"},
-              commAlg, ws, exec);
+              commAlg, ws, exec, FAKE_SERVED_BY);
 }
 int32_t aclnnMoeDistributeDispatchSetup(void* ws, uint64_t n, void* exec, void* stream) {
-  return opLaunch("aclnnMoeDistributeDispatchSetup", ws, n, exec, stream);
+  return opLaunch("aclnnMoeDistributeDispatchSetup", ws, n, exec, stream, FAKE_SERVED_BY);
 }
+#endif
+#if FAKE_HAS(1)
 int32_t aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(const void* x, const void* y, const void* expertIds,
                                                            const void* commCmdInfo, const char* groupEp, int64_t W,
                                                            int64_t rank, int64_t E, int64_t shard, int64_t SN, int64_t S,
@@ -471,11 +745,13 @@ int32_t aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(const void* x, const 
               {expandX, dynamicScales, assist, expertTokenNums}, groupEp, {W, rank, E, shard, SN, S, quant, gbs, entType, commType},
               {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
                "quantMode", "globalBs", "expertTokenNumsType", "commType"},
-              commAlg, ws, exec);
+              commAlg, ws, exec, FAKE_SERVED_BY);
 }
 int32_t aclnnMoeDistributeDispatchTeardown(void* ws, uint64_t n, void* exec, void* stream) {
-  return opLaunch("aclnnMoeDistributeDispatchTeardown", ws, n, exec, stream);
+  return opLaunch("aclnnMoeDistributeDispatchTeardown", ws, n, exec, stream, FAKE_SERVED_BY);
 }
+#endif
+#if FAKE_HAS(2)
 int32_t aclnnMoeDistributeCombineSetupGetWorkspaceSize(const void* expandX, const void* expertIds, const void* assist,
                                                        const char* groupEp, int64_t W, int64_t rank, int64_t E,
                                                        int64_t shard, int64_t SN, int64_t S, int64_t gbs, int64_t cqm,
@@ -486,11 +762,13 @@ int32_t aclnnMoeDistributeCombineSetupGetWorkspaceSize(const void* expandX, cons
               {W, rank, E, shard, SN, S, gbs, cqm, commType},
               {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
                "globalBs", "commQuantMode", "commType"},
-              commAlg, ws, exec);
+              commAlg, ws, exec, FAKE_SERVED_BY);
 }
 int32_t aclnnMoeDistributeCombineSetup(void* ws, uint64_t n, void* exec, void* stream) {
-  return opLaunch("aclnnMoeDistributeCombineSetup", ws, n, exec, stream);
+  return opLaunch("aclnnMoeDistributeCombineSetup", ws, n, exec, stream, FAKE_SERVED_BY);
 }
+#endif
+#if FAKE_HAS(3)
 int32_t aclnnMoeDistributeCombineTeardownGetWorkspaceSize(const void* expandX, const void* quantExpandX,
                                                           const void* expertIds, const void* expandIdx,
                                                           const void* expertScales, const void* commCmdInfo,
@@ -506,10 +784,37 @@ int32_t aclnnMoeDistributeCombineTeardownGetWorkspaceSize(const void* expandX, c
               {W, rank, E, shard, SN, S, gbs, cqm, commType},
               {"epWorldSize", "epRankId", "moeExpertNum", "expertShardType", "sharedExpertNum", "sharedExpertRankNum",
                "globalBs", "commQuantMode", "commType"},
-              commAlg, ws, exec);
+              commAlg, ws, exec, FAKE_SERVED_BY);
 }
 int32_t aclnnMoeDistributeCombineTeardown(void* ws, uint64_t n, void* exec, void* stream) {
-  return opLaunch("aclnnMoeDistributeCombineTeardown", ws, n, exec, stream);
+  return opLaunch("aclnnMoeDistributeCombineTeardown", ws, n, exec, stream, FAKE_SERVED_BY);
 }
+#endif
+
+#if FAKE_HAS(4)
+int32_t aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize(
+    const void* x, const void* expertIds, const void* scales, const void* mask, const char* groupEp, int64_t W, int64_t rank,
+    int64_t E, int64_t shard, int64_t SN, int64_t S, int64_t quant, int64_t gbs, int64_t entType, int64_t commType,
+    const char* commAlg, uint64_t* tokenMsgSize, uint64_t* expandIdxOutSize, uint64_t* assistInfoForCombineOutSize,
+    uint64_t* commCmdInfoOutSize) {
+  (void)scales, (void)mask, (void)groupEp, (void)shard, (void)entType, (void)commType, (void)commAlg;
+  uint64_t out[4] = {0, 0, 0, 0};
+  int32_t s = fakecann::dispatchSizes(x, expertIds, W, rank, E, SN, S, quant, gbs, out, FAKE_SERVED_BY);
+  if (!s) *tokenMsgSize = out[0], *expandIdxOutSize = out[1], *assistInfoForCombineOutSize = out[2], *commCmdInfoOutSize = out[3];
+  return s;
+}
+int32_t aclnnMoeDistributeCombineSetupTeardownCalcOutputSize(const void* expandX, const void* expertIds, const void* assist,
+                                                             const char* groupEp, int64_t W, int64_t rank, int64_t E,
+                                                             int64_t shard, int64_t SN, int64_t S, int64_t gbs, int64_t cqm,
+                                                             int64_t commType, const char* commAlg, uint64_t* tokenMsgSize,
+                                                             uint64_t* commCmdInfoOutSize) {
+  (void)expertIds, (void)assist, (void)groupEp, (void)rank, (void)E, (void)shard, (void)SN, (void)S, (void)gbs, (void)cqm;
+  (void)commType, (void)commAlg;
+  uint64_t out[2] = {0, 0};
+  int32_t s = fakecann::combineSizes(expandX, W, out, FAKE_SERVED_BY);
+  if (!s) *tokenMsgSize = out[0], *commCmdInfoOutSize = out[1];
+  return s;
+}
+#endif
 
 }  // extern "C"

@@ -8,16 +8,34 @@
 //
 // One process drives one device (the npu backend forks one child per rank). Ops run on a worker
 // thread (Napi::AsyncWorker): inputs are copied host -> device, the aclTensors are created, the
-// op's workspace is sized and allocated, the op is launched and the stream synchronised, the
-// outputs are copied device -> host, and every tensor, buffer and workspace is released, also
-// when a call fails. Every failing CANN call becomes a JS error carrying the API name, the status
-// code and aclGetRecentErrMsg()'s text.
+// outputs are cleared (aclrtMemset, zero or a poison byte), the op's workspace is sized and
+// allocated, the op is launched and the stream synchronised with a timeout, the outputs are
+// copied device -> host, and every tensor, buffer and workspace is released, also when a call
+// fails. Every failing CANN call becomes a JS error carrying the API name, the status code and
+// aclGetRecentErrMsg()'s text.
+//
+// ACL contexts are per thread: aclrtSetDevice makes the device's context current on the JS
+// thread only, and the AsyncWorkers run on libuv pool threads, where no context is current (any
+// ACL/HCCL/aclnn call there fails with 107002, ACL_ERROR_RT_CONTEXT_NULL). So init() keeps the
+// context (aclrtGetCurrentContext) and every off-thread piece of work starts with
+// aclrtSetCurrentContext. MOE_NPU_BRIDGE_SKIP_CONTEXT=1 skips that, only to prove the rule in tests.
+//
+// The op libraries are searched as CANN's own loader does: the custom op packages of the vendors
+// first (ASCEND_CUSTOM_OPP_PATH, then $ASCEND_OPP_PATH/vendors/config.ini's load_priority), then
+// $ASCEND_HOME_PATH/lib64/libopapi_transformer.so and the other libopapi_*.so, then libopapi.so;
+// each op comes from the first library that exports both of its functions, and load() says which.
 #include <napi.h>
 
 #include <dlfcn.h>
 
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +49,7 @@ using aclError = int;
 using aclnnStatus = int32_t;
 using HcclResult = int;
 using aclrtStream = void*;
+using aclrtContext = void*;
 using HcclComm = void*;
 struct aclTensor;
 struct aclOpExecutor;
@@ -41,6 +60,7 @@ constexpr int kMemcpyHostToDevice = 1;    // aclrtMemcpyKind ACL_MEMCPY_HOST_TO_
 constexpr int kMemcpyDeviceToHost = 2;    // aclrtMemcpyKind ACL_MEMCPY_DEVICE_TO_HOST
 constexpr size_t kRootInfoBytes = 4108;   // HCCL_ROOT_INFO_BYTES
 constexpr size_t kCommNameBytes = 128;    // group name max length (COMM_NAME_MAX_LENGTH)
+constexpr int kStreamSyncTimeout = 507046;  // ACL_ERROR_RT_STREAM_SYNC_TIMEOUT (rt_error_codes.h)
 
 using FnAclInit = aclError (*)(const char*);
 using FnAclFinalize = aclError (*)();
@@ -48,7 +68,12 @@ using FnSetDevice = aclError (*)(int32_t);
 using FnResetDevice = aclError (*)(int32_t);
 using FnCreateStream = aclError (*)(aclrtStream*);
 using FnDestroyStream = aclError (*)(aclrtStream);
-using FnSyncStream = aclError (*)(aclrtStream);
+using FnSyncStreamTimeout = aclError (*)(aclrtStream, int32_t);
+using FnGetContext = aclError (*)(aclrtContext*);
+using FnSetContext = aclError (*)(aclrtContext);
+using FnMemset = aclError (*)(void*, size_t, int32_t, size_t);
+using FnSocName = const char* (*)();
+using FnDeviceCount = aclError (*)(uint32_t*);
 using FnMalloc = aclError (*)(void**, size_t, int);
 using FnFree = aclError (*)(void*);
 using FnMemcpy = aclError (*)(void*, size_t, const void*, size_t, int);
@@ -75,6 +100,19 @@ using FnCombineSetupWs = aclnnStatus (*)(T, T, T, const char*, int64_t, int64_t,
 using FnCombineTeardownWs = aclnnStatus (*)(T, T, T, T, T, T, T, T, const char*, int64_t, int64_t, int64_t, int64_t,
                                             int64_t, int64_t, int64_t, int64_t, int64_t, const char*, O, uint64_t*,
                                             aclOpExecutor**);
+// The size helpers (op_api/aclnn_moe_distribute_{dispatch,combine}_setup.h) take their results by
+// C++ reference (uint64_t&), which the ABI passes as a pointer.
+using FnDispatchSizes = aclnnStatus (*)(T, T, T, T, const char*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                        int64_t, int64_t, int64_t, int64_t, const char*, uint64_t*, uint64_t*, uint64_t*,
+                                        uint64_t*);
+using FnCombineSizes = aclnnStatus (*)(T, T, T, const char*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                       int64_t, int64_t, int64_t, const char*, uint64_t*, uint64_t*);
+
+// Where an op's functions were found.
+struct OpSource {
+  std::string library;      // path of the library both functions came from
+  std::string sizeHelper;   // the size helper's name, when that same library exports it
+};
 
 struct Cann {
   bool available = false;
@@ -88,7 +126,12 @@ struct Cann {
   FnResetDevice aclrtResetDevice = nullptr;
   FnCreateStream aclrtCreateStream = nullptr;
   FnDestroyStream aclrtDestroyStream = nullptr;
-  FnSyncStream aclrtSynchronizeStream = nullptr;
+  FnSyncStreamTimeout aclrtSynchronizeStreamWithTimeout = nullptr;
+  FnGetContext aclrtGetCurrentContext = nullptr;
+  FnSetContext aclrtSetCurrentContext = nullptr;
+  FnMemset aclrtMemset = nullptr;
+  FnSocName aclrtGetSocName = nullptr;  // optional: only for messages
+  FnDeviceCount aclrtGetDeviceCount = nullptr;
   FnMalloc aclrtMalloc = nullptr;
   FnFree aclrtFree = nullptr;
   FnMemcpy aclrtMemcpy = nullptr;
@@ -108,10 +151,16 @@ struct Cann {
   FnLaunch combineSetup = nullptr;
   FnCombineTeardownWs combineTeardownWs = nullptr;
   FnLaunch combineTeardown = nullptr;
+  FnDispatchSizes dispatchSizes = nullptr;
+  FnCombineSizes combineSizes = nullptr;
+  OpSource ops[4];            // in OpKind order
+  std::vector<std::string> opLibraries;  // the op libraries loaded, in search order
+  std::string missingOp;      // the first op no library provides
 };
 
 Cann g_cann;
 bool g_loadAttempted = false;
+std::string g_loadKey;      // home and the vendor variables the last load used
 std::mutex g_mutex;
 
 // The per-process device state (one rank per process).
@@ -120,53 +169,157 @@ struct Device {
   bool deviceSet = false;
   int32_t deviceId = -1;
   aclrtStream stream = nullptr;
+  aclrtContext context = nullptr;  // the device's context, made current on every worker thread
   HcclComm comm = nullptr;
   std::string commName;
 };
 Device g_dev;
+
+// The SoC name, for messages ("" when CANN cannot tell yet).
+std::string socName() {
+  if (!g_cann.aclrtGetSocName) return "";
+  const char* s = g_cann.aclrtGetSocName();
+  return s ? s : "";
+}
+
+// Makes the device's context current on the calling (pool) thread. Returns the status.
+aclError useContext() {
+  static const bool skip = [] {
+    const char* v = getenv("MOE_NPU_BRIDGE_SKIP_CONTEXT");
+    return v && std::string(v) == "1";
+  }();
+  if (skip || !g_dev.context) return 0;
+  return g_cann.aclrtSetCurrentContext(g_dev.context);
+}
 
 std::string dlerr() {
   const char* e = dlerror();
   return e ? e : "unknown dlopen error";
 }
 
+bool fileExists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// CANN's library directories under $ASCEND_HOME_PATH.
+std::vector<std::string> homeLibDirs(const std::string& home) {
+  if (home.empty()) return {};
+  return {home + "/lib64", home + "/lib",
+#if defined(__aarch64__)
+          home + "/aarch64-linux/lib64"
+#else
+          home + "/x86_64-linux/lib64"
+#endif
+  };
+}
+
+// Every library is opened RTLD_LOCAL: the op libraries export the same aclnn names, and a global
+// namespace would let the first one loaded shadow the others' symbols (CANN's loader keeps them
+// apart the same way).
+void* openPath(const std::string& p, std::string* tried) {
+  dlerror();
+  void* h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    if (!tried->empty()) *tried += "; ";
+    *tried += p + ": " + dlerr();
+  }
+  return h;
+}
+
 // Tries each name under $ASCEND_HOME_PATH's library directories, then through the loader's own
 // search path (LD_LIBRARY_PATH, ld.so.cache). Returns the handle or nullptr with `tried` filled.
 void* openLibrary(const std::string& home, const std::vector<std::string>& names, std::string* path,
                   std::string* tried) {
-  std::vector<std::string> dirs;
-  if (!home.empty()) {
-    dirs.push_back(home + "/lib64");
-    dirs.push_back(home + "/lib");
-#if defined(__aarch64__)
-    dirs.push_back(home + "/aarch64-linux/lib64");
-#else
-    dirs.push_back(home + "/x86_64-linux/lib64");
-#endif
-    dirs.push_back(home + "/opp/vendors/custom_transformer/op_api/lib");
-  }
   for (const auto& name : names) {
-    for (const auto& d : dirs) {
+    for (const auto& d : homeLibDirs(home)) {
       std::string p = d + "/" + name;
-      dlerror();
-      void* h = dlopen(p.c_str(), RTLD_NOW | RTLD_GLOBAL);
-      if (h) {
+      if (void* h = openPath(p, tried)) {
         *path = p;
         return h;
       }
-      if (!tried->empty()) *tried += "; ";
-      *tried += p + ": " + dlerr();
     }
-    dlerror();
-    void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (h) {
+    if (void* h = openPath(name, tried)) {
       *path = name;
       return h;
     }
-    if (!tried->empty()) *tried += "; ";
-    *tried += name + ": " + dlerr();
   }
   return nullptr;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(sep, pos);
+    std::string item = s.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    size_t a = item.find_first_not_of(" \t\r"), b = item.find_last_not_of(" \t\r");
+    if (a != std::string::npos) out.push_back(item.substr(a, b - a + 1));
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return out;
+}
+
+// The vendors of $ASCEND_OPP_PATH/vendors/config.ini, highest priority first: the line
+// `load_priority=a,b` (older packages write `priority=`), as CANN's opbase reads it.
+std::vector<std::string> configVendors(const std::string& oppPath) {
+  std::ifstream in(oppPath + "/vendors/config.ini");
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t a = line.find_first_not_of(" \t");
+    if (a == std::string::npos || line[a] == '#') continue;
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = line.substr(a, eq - a);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    if (key == "load_priority" || key == "priority") return split(line.substr(eq + 1), ',');
+  }
+  return {};
+}
+
+// The op libraries in CANN's search order (see the file comment). Each entry of
+// ASCEND_CUSTOM_OPP_PATH is a vendor directory (<path>/vendors/<name>) or a dynamic-library
+// directory (<path>/op_api/lib); both forms are accepted, as CANN's documentation shows.
+std::vector<std::string> opLibraryCandidates(const std::string& home, const std::string& oppPathIn,
+                                             const std::string& customOppPath) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& p) {
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
+  };
+  for (const auto& e : split(customOppPath, ':')) {
+    if (fileExists(e + "/op_api/lib/libcust_opapi.so")) add(e + "/op_api/lib/libcust_opapi.so");
+    else if (fileExists(e + "/libcust_opapi.so")) add(e + "/libcust_opapi.so");
+  }
+  std::string oppPath = !oppPathIn.empty() ? oppPathIn : home.empty() ? "" : home + "/opp";
+  if (!oppPath.empty()) {
+    for (const auto& v : configVendors(oppPath)) {
+      std::string p = oppPath + "/vendors/" + v + "/op_api/lib/libcust_opapi.so";
+      if (fileExists(p)) add(p);
+    }
+  }
+  for (const auto& d : homeLibDirs(home)) {
+    if (fileExists(d + "/libopapi_transformer.so")) add(d + "/libopapi_transformer.so");
+  }
+  for (const auto& d : homeLibDirs(home)) {
+    std::vector<std::string> siblings;
+    if (DIR* dir = opendir(d.c_str())) {
+      while (dirent* ent = readdir(dir)) {
+        std::string n = ent->d_name;
+        if (n.rfind("libopapi_", 0) == 0 && n.size() > 3 && n.compare(n.size() - 3, 3, ".so") == 0 &&
+            n != "libopapi_transformer.so") {
+          siblings.push_back(d + "/" + n);
+        }
+      }
+      closedir(dir);
+    }
+    std::sort(siblings.begin(), siblings.end());
+    for (const auto& p : siblings) add(p);
+  }
+  for (const auto& d : homeLibDirs(home)) {
+    if (fileExists(d + "/libopapi.so")) add(d + "/libopapi.so");
+  }
+  return out;
 }
 
 template <typename F>
@@ -183,35 +336,68 @@ bool resolve(Cann& c, const std::vector<void*>& hs, const char* name, const char
   return false;
 }
 
-void loadCann(const std::string& home) {
+const char* const kOpNames[4] = {"aclnnMoeDistributeDispatchSetup", "aclnnMoeDistributeDispatchTeardown",
+                                 "aclnnMoeDistributeCombineSetup", "aclnnMoeDistributeCombineTeardown"};
+const char* const kSizeHelpers[4] = {"aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize", nullptr,
+                                     "aclnnMoeDistributeCombineSetupTeardownCalcOutputSize", nullptr};
+
+// The message for an op this CANN cannot run: one place, used at load and at GetWorkspaceSize.
+std::string missingOpsMessage(const std::string& soc, const std::string& library) {
+  return "SoC " + (soc.empty() ? std::string("<unknown: aclrtGetSocName gave nothing>") : soc) + ", library " +
+         (library.empty() ? std::string("<none>") : library) +
+         ": the public CANN sources build the MoE distribute setup/teardown ops for ascend950 only (comm_type 2), "
+         "so an A3 host needs a CANN release whose binary ships them";
+}
+
+void loadCann(const std::string& home, const std::string& oppPath, const std::string& customOppPath) {
   Cann c;
   struct Role {
     const char* role;
     std::vector<std::string> names;
-    bool all;  // load every name found (the ops may live in one of several op_api libraries)
   };
   const std::vector<Role> roles = {
-      {"ascendcl", {"libascendcl.so", "libacl_rt.so"}, false},
-      {"nnopbase", {"libnnopbase.so"}, false},
-      {"opapi", {"libopapi.so", "libopapi_transformer.so", "libcust_opapi.so"}, true},
-      {"hccl", {"libhccl.so"}, false},
+      {"ascendcl", {"libascendcl.so", "libacl_rt.so"}},
+      {"nnopbase", {"libnnopbase.so"}},
+      {"hccl", {"libhccl.so"}},
   };
   std::vector<std::vector<void*>> byRole;
-  for (const auto& r : roles) {
-    std::vector<void*> hs;
+  // the op libraries: every candidate that loads, in search order; libopapi.so through the
+  // loader's path as a last resort. Searched before libhccl so that a CANN without the ops says so.
+  std::vector<void*> opapi;
+  auto findOpLibraries = [&]() -> bool {
     std::string tried;
-    for (size_t i = 0; i < r.names.size(); i++) {
-      std::string path;
-      std::vector<std::string> one = r.all ? std::vector<std::string>{r.names[i]} : r.names;
-      void* h = openLibrary(home, one, &path, &tried);
-      if (h) {
-        hs.push_back(h);
-        c.libraries.emplace_back(r.role, path);
+    for (const auto& p : opLibraryCandidates(home, oppPath, customOppPath)) {
+      if (void* h = openPath(p, &tried)) {
+        opapi.push_back(h);
+        c.opLibraries.push_back(p);
+        c.libraries.emplace_back("opapi", p);
         c.handles.push_back(h);
       }
-      if (!r.all) break;
     }
-    if (hs.empty()) {
+    if (opapi.empty()) {
+      for (const char* n : {"libopapi.so", "libopapi_transformer.so", "libcust_opapi.so"}) {
+        if (void* h = openPath(n, &tried)) {
+          opapi.push_back(h);
+          c.opLibraries.push_back(n);
+          c.libraries.emplace_back("opapi", n);
+          c.handles.push_back(h);
+          break;
+        }
+      }
+    }
+    if (!opapi.empty()) return true;
+    c.reason = "CANN library libopapi.so or libopapi_transformer.so or libcust_opapi.so not found (ASCEND_HOME_PATH=" +
+               (home.empty() ? std::string("<unset>") : home) + "); tried " + (tried.empty() ? "nothing" : tried);
+    return false;
+  };
+  for (const auto& r : roles) {
+    if (std::string(r.role) == "hccl" && !findOpLibraries()) {
+      g_cann = c;
+      return;
+    }
+    std::string tried, path;
+    void* h = openLibrary(home, r.names, &path, &tried);
+    if (!h) {
       std::string names;
       for (const auto& n : r.names) names += (names.empty() ? "" : " or ") + n;
       c.reason = "CANN library " + names + " not found (ASCEND_HOME_PATH=" + (home.empty() ? "<unset>" : home) +
@@ -219,22 +405,27 @@ void loadCann(const std::string& home) {
       g_cann = c;
       return;
     }
-    byRole.push_back(hs);
+    c.libraries.emplace_back(r.role, path);
+    c.handles.push_back(h);
+    byRole.push_back({h});
   }
   const auto& acl = byRole[0];
   const auto& nnop = byRole[1];
-  const auto& opapi = byRole[2];
-  const auto& hccl = byRole[3];
+  const auto& hccl = byRole[2];
   bool ok = resolve(c, acl, "aclInit", "libascendcl", &c.aclInit) &&
             resolve(c, acl, "aclFinalize", "libascendcl", &c.aclFinalize) &&
             resolve(c, acl, "aclrtSetDevice", "libascendcl", &c.aclrtSetDevice) &&
             resolve(c, acl, "aclrtResetDevice", "libascendcl", &c.aclrtResetDevice) &&
+            resolve(c, acl, "aclrtGetCurrentContext", "libascendcl", &c.aclrtGetCurrentContext) &&
+            resolve(c, acl, "aclrtSetCurrentContext", "libascendcl", &c.aclrtSetCurrentContext) &&
             resolve(c, acl, "aclrtCreateStream", "libascendcl", &c.aclrtCreateStream) &&
             resolve(c, acl, "aclrtDestroyStream", "libascendcl", &c.aclrtDestroyStream) &&
-            resolve(c, acl, "aclrtSynchronizeStream", "libascendcl", &c.aclrtSynchronizeStream) &&
+            resolve(c, acl, "aclrtSynchronizeStreamWithTimeout", "libascendcl", &c.aclrtSynchronizeStreamWithTimeout) &&
             resolve(c, acl, "aclrtMalloc", "libascendcl", &c.aclrtMalloc) &&
             resolve(c, acl, "aclrtFree", "libascendcl", &c.aclrtFree) &&
             resolve(c, acl, "aclrtMemcpy", "libascendcl", &c.aclrtMemcpy) &&
+            resolve(c, acl, "aclrtMemset", "libascendcl", &c.aclrtMemset) &&
+            resolve(c, acl, "aclrtGetDeviceCount", "libascendcl", &c.aclrtGetDeviceCount) &&
             resolve(c, acl, "aclGetRecentErrMsg", "libascendcl", &c.aclGetRecentErrMsg) &&
             resolve(c, nnop, "aclCreateTensor", "libnnopbase", &c.aclCreateTensor) &&
             resolve(c, nnop, "aclDestroyTensor", "libnnopbase", &c.aclDestroyTensor) &&
@@ -242,25 +433,57 @@ void loadCann(const std::string& home) {
             resolve(c, hccl, "HcclCommInitRootInfo", "libhccl", &c.HcclCommInitRootInfo) &&
             resolve(c, hccl, "HcclCommInitClusterInfo", "libhccl", &c.HcclCommInitClusterInfo) &&
             resolve(c, hccl, "HcclGetCommName", "libhccl", &c.HcclGetCommName) &&
-            resolve(c, hccl, "HcclCommDestroy", "libhccl", &c.HcclCommDestroy) &&
-            resolve(c, opapi, "aclnnMoeDistributeDispatchSetupGetWorkspaceSize", "the op_api libraries",
-                    &c.dispatchSetupWs) &&
-            resolve(c, opapi, "aclnnMoeDistributeDispatchSetup", "the op_api libraries", &c.dispatchSetup) &&
-            resolve(c, opapi, "aclnnMoeDistributeDispatchTeardownGetWorkspaceSize", "the op_api libraries",
-                    &c.dispatchTeardownWs) &&
-            resolve(c, opapi, "aclnnMoeDistributeDispatchTeardown", "the op_api libraries", &c.dispatchTeardown) &&
-            resolve(c, opapi, "aclnnMoeDistributeCombineSetupGetWorkspaceSize", "the op_api libraries",
-                    &c.combineSetupWs) &&
-            resolve(c, opapi, "aclnnMoeDistributeCombineSetup", "the op_api libraries", &c.combineSetup) &&
-            resolve(c, opapi, "aclnnMoeDistributeCombineTeardownGetWorkspaceSize", "the op_api libraries",
-                    &c.combineTeardownWs) &&
-            resolve(c, opapi, "aclnnMoeDistributeCombineTeardown", "the op_api libraries", &c.combineTeardown);
+            resolve(c, hccl, "HcclCommDestroy", "libhccl", &c.HcclCommDestroy);
+  if (!ok) {
+    g_cann = c;
+    return;
+  }
+  dlerror();
+  c.aclrtGetSocName = reinterpret_cast<FnSocName>(dlsym(acl[0], "aclrtGetSocName"));
+  // each op from the first op library exporting both of its functions
+  void* wsFns[4] = {};
+  void* runFns[4] = {};
+  for (int k = 0; k < 4 && ok; k++) {
+    std::string ws = std::string(kOpNames[k]) + "GetWorkspaceSize";
+    for (size_t i = 0; i < opapi.size(); i++) {
+      dlerror();
+      void* a = dlsym(opapi[i], ws.c_str());
+      void* b = dlsym(opapi[i], kOpNames[k]);
+      if (a && b) {
+        wsFns[k] = a;
+        runFns[k] = b;
+        c.ops[k].library = c.opLibraries[i];
+        if (kSizeHelpers[k]) {
+          void* h = dlsym(opapi[i], kSizeHelpers[k]);
+          if (h) {
+            c.ops[k].sizeHelper = kSizeHelpers[k];
+            if (k == 0) c.dispatchSizes = reinterpret_cast<FnDispatchSizes>(h);
+            else c.combineSizes = reinterpret_cast<FnCombineSizes>(h);
+          }
+        }
+        break;
+      }
+    }
+    if (!wsFns[k]) {
+      ok = false;
+      c.missingOp = kOpNames[k];
+      std::string libs;
+      for (const auto& l : c.opLibraries) libs += (libs.empty() ? "" : ", ") + l;
+      c.reason = std::string(kOpNames[k]) + " (with " + kOpNames[k] + "GetWorkspaceSize) is in none of the op libraries [" +
+                 libs + "]; " + missingOpsMessage(c.aclrtGetSocName ? (c.aclrtGetSocName() ? c.aclrtGetSocName() : "") : "", libs);
+    }
+  }
   if (ok) {
+    c.dispatchSetupWs = reinterpret_cast<FnDispatchSetupWs>(wsFns[0]);
+    c.dispatchSetup = reinterpret_cast<FnLaunch>(runFns[0]);
+    c.dispatchTeardownWs = reinterpret_cast<FnDispatchTeardownWs>(wsFns[1]);
+    c.dispatchTeardown = reinterpret_cast<FnLaunch>(runFns[1]);
+    c.combineSetupWs = reinterpret_cast<FnCombineSetupWs>(wsFns[2]);
+    c.combineSetup = reinterpret_cast<FnLaunch>(runFns[2]);
+    c.combineTeardownWs = reinterpret_cast<FnCombineTeardownWs>(wsFns[3]);
+    c.combineTeardown = reinterpret_cast<FnLaunch>(runFns[3]);
     c.available = true;
     c.reason.clear();
-  } else {
-    c.reason += " (this CANN does not provide the MoE distribute setup/teardown ops; they need the CANN "
-                "release or the ops-transformer package that ships them)";
   }
   g_cann = c;
 }
@@ -283,6 +506,8 @@ std::string recentErrMsg() {
 
 const char* statusName(int64_t s) {
   switch (s) {
+    case 107002: return "ACL_ERROR_RT_CONTEXT_NULL";
+    case 507046: return "ACL_ERROR_RT_STREAM_SYNC_TIMEOUT";
     case 161001: return "ACLNN_ERR_PARAM_NULLPTR";
     case 161002: return "ACLNN_ERR_PARAM_INVALID";
     case 361001: return "ACLNN_ERR_RUNTIME_ERROR";
@@ -326,13 +551,23 @@ void requireAvailable(Napi::Env env) {
 
 // ---- load, device, communicator -----------------------------------------------------------------
 
+// load(home, {oppPath, customOppPath}): loads CANN; again when the arguments change and no device
+// is in use yet (a process that has set its device keeps its libraries).
 Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (!g_loadAttempted || !g_cann.available) {
-    std::string home = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-    loadCann(home);
+  std::string home = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  std::string oppPath, customOppPath;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    if (o.Get("oppPath").IsString()) oppPath = o.Get("oppPath").As<Napi::String>().Utf8Value();
+    if (o.Get("customOppPath").IsString()) customOppPath = o.Get("customOppPath").As<Napi::String>().Utf8Value();
+  }
+  std::string key = home + '\n' + oppPath + '\n' + customOppPath;
+  if (!g_loadAttempted || (!g_dev.aclInited && (key != g_loadKey || !g_cann.available))) {
+    loadCann(home, oppPath, customOppPath);
     g_loadAttempted = true;
+    g_loadKey = key;
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("available", Napi::Boolean::New(env, g_cann.available));
@@ -344,6 +579,19 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     a.Set(a.Length(), Napi::String::New(env, path));
   }
   out.Set("libraries", libs);
+  if (g_cann.available) {
+    static const char* const kKeys[4] = {"dispatchSetup", "dispatchTeardown", "combineSetup", "combineTeardown"};
+    Napi::Object ops = Napi::Object::New(env);
+    for (int k = 0; k < 4; k++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("library", Napi::String::New(env, g_cann.ops[k].library));
+      o.Set("sizeHelper", g_cann.ops[k].sizeHelper.empty() ? env.Null() : Napi::String::New(env, g_cann.ops[k].sizeHelper));
+      ops.Set(kKeys[k], o);
+    }
+    out.Set("ops", ops);
+  }
+  std::string soc = socName();
+  out.Set("soc", soc.empty() ? env.Null() : Napi::String::New(env, soc));
   return out;
 }
 
@@ -364,6 +612,10 @@ Napi::Value InitDevice(const Napi::CallbackInfo& info) {
       g_dev.deviceSet = true;
       g_dev.deviceId = dev;
     }
+  }
+  // the context aclrtSetDevice made current here, for the worker threads (see the file comment)
+  if (!f.failed && !g_dev.context) {
+    if ((s = g_cann.aclrtGetCurrentContext(&g_dev.context)) != 0) fail(&f, "aclrtGetCurrentContext", s);
   }
   if (!f.failed && !g_dev.stream) {
     if ((s = g_cann.aclrtCreateStream(&g_dev.stream)) != 0) fail(&f, "aclrtCreateStream", s);
@@ -415,7 +667,9 @@ class CommInitWorker : public Napi::AsyncWorker {
     g_dev.commName = name;
   }
   void Execute() override {
-    join();
+    aclError c = useContext();
+    if (c != 0) fail(&f_, "aclrtSetCurrentContext", c, "on the worker thread of the communicator join");
+    else join();
     if (f_.failed) SetError(f_.api);
   }
   void OnOK() override { deferred_.Resolve(Napi::String::New(Env(), g_dev.commName)); }
@@ -556,37 +810,35 @@ const char* opName(OpKind k) {
   return "";
 }
 
+// Per-call options from JS: comm_alg as given, the byte every output is cleared to before the op
+// (0, or a poison byte for the probe), and the stream timeout.
+struct OpOptions {
+  std::string commAlg;
+  int fillByte = 0;
+  int32_t timeoutMs = 60000;
+};
+
 class OpWorker : public Napi::AsyncWorker {
  public:
   OpWorker(Napi::Env env, OpKind kind, std::vector<HostTensor> in, std::vector<HostTensor> out, std::vector<int64_t> ints,
-           std::string groupEp)
+           std::string groupEp, OpOptions opts)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), kind_(kind), in_(std::move(in)),
-        out_(std::move(out)), ints_(std::move(ints)), groupEp_(std::move(groupEp)) {}
+        out_(std::move(out)), ints_(std::move(ints)), groupEp_(std::move(groupEp)), opts_(std::move(opts)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    aclError c = useContext();
+    if (c != 0) {
+      fail(&f_, "aclrtSetCurrentContext", c, "on the op's worker thread");
+      SetError(f_.api);
+      return;
+    }
     std::vector<DeviceTensor> din(in_.size()), dout(out_.size());
     void* workspace = nullptr;
     run(din, dout, &workspace);
-    // release everything, in reverse order of creation; the first failure stays the reported one
-    if (workspace) {
-      aclError s = g_cann.aclrtFree(workspace);
-      if (s != 0) fail(&f_, "aclrtFree", s, "workspace");
-    }
-    auto release = [&](std::vector<DeviceTensor>& v) {
-      for (size_t i = v.size(); i-- > 0;) {
-        if (v[i].acl) {
-          aclnnStatus s = g_cann.aclDestroyTensor(v[i].acl);
-          if (s != 0) fail(&f_, "aclDestroyTensor", s);
-        }
-        if (v[i].dev) {
-          aclError s = g_cann.aclrtFree(v[i].dev);
-          if (s != 0) fail(&f_, "aclrtFree", s);
-        }
-      }
-    };
-    release(dout);
-    release(din);
+    // A stream that timed out may still be running the op, which would write into freed memory:
+    // its buffers stay allocated (the rank is unusable afterwards anyway).
+    if (!timedOut_) release(din, dout, workspace);
     if (f_.failed) SetError(f_.api);
   }
 
@@ -600,9 +852,36 @@ class OpWorker : public Napi::AsyncWorker {
     }
     deferred_.Resolve(arr);
   }
-  void OnError(const Napi::Error&) override { deferred_.Reject(toJsError(Env(), f_, opName(kind_)).Value()); }
+  void OnError(const Napi::Error&) override {
+    Napi::Error e = toJsError(Env(), f_, opName(kind_));
+    if (timedOut_) e.Value().Set("timeoutMs", Napi::Number::New(Env(), opts_.timeoutMs));
+    if (unsupported_) e.Value().Set("unsupported", Napi::Boolean::New(Env(), true));
+    deferred_.Reject(e.Value());
+  }
 
  private:
+  // everything, in reverse order of creation; the first failure stays the reported one
+  void release(std::vector<DeviceTensor>& din, std::vector<DeviceTensor>& dout, void* workspace) {
+    if (workspace) {
+      aclError s = g_cann.aclrtFree(workspace);
+      if (s != 0) fail(&f_, "aclrtFree", s, "workspace");
+    }
+    auto rel = [&](std::vector<DeviceTensor>& v) {
+      for (size_t i = v.size(); i-- > 0;) {
+        if (v[i].acl) {
+          aclnnStatus s = g_cann.aclDestroyTensor(v[i].acl);
+          if (s != 0) fail(&f_, "aclDestroyTensor", s);
+        }
+        if (v[i].dev) {
+          aclError s = g_cann.aclrtFree(v[i].dev);
+          if (s != 0) fail(&f_, "aclrtFree", s);
+        }
+      }
+    };
+    rel(dout);
+    rel(din);
+  }
+
   bool toDevice(HostTensor& t, DeviceTensor* d, bool copyIn, const std::string& what) {
     if (!t.present) return true;
     size_t n = t.nbytes();
@@ -617,6 +896,14 @@ class OpWorker : public Napi::AsyncWorker {
         s = g_cann.aclrtMemcpy(d->dev, n, t.bytes.data(), n, kMemcpyHostToDevice);
         if (s != 0) {
           fail(&f_, "aclrtMemcpy", s, what + " host to device");
+          return false;
+        }
+      } else {
+        // the kernels write only message bytes and received rows (contract §9); clearing the rest
+        // makes a dump reproducible, and a poison byte shows the probe what the op wrote
+        s = g_cann.aclrtMemset(d->dev, n, opts_.fillByte, n);
+        if (s != 0) {
+          fail(&f_, "aclrtMemset", s, what + ", " + std::to_string(n) + " bytes to " + std::to_string(opts_.fillByte));
           return false;
         }
       }
@@ -654,30 +941,39 @@ class OpWorker : public Napi::AsyncWorker {
     auto o = [&](size_t i) -> aclTensor* { return dout[i].acl; };
     const int64_t* v = ints_.data();
     const char* g = groupEp_.c_str();
+    // comm_alg as the caller gave it (the attribute's default is the empty string)
+    const char* alg = opts_.commAlg.c_str();
     uint64_t wsSize = 0;
     aclOpExecutor* exec = nullptr;
     aclnnStatus s = 0;
     std::string wsApi = std::string(opName(kind_)) + "GetWorkspaceSize";
-    // commAlg: reserved, "pass a null pointer" (op_api headers)
     switch (kind_) {
       case OpKind::DispatchSetup:
         s = g_cann.dispatchSetupWs(a(0), a(1), a(2), a(3), g, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8],
-                                   nullptr, o(0), o(1), o(2), &wsSize, &exec);
+                                   alg, o(0), o(1), o(2), &wsSize, &exec);
         break;
       case OpKind::DispatchTeardown:
         s = g_cann.dispatchTeardownWs(a(0), a(1), a(2), a(3), g, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8],
-                                      v[9], nullptr, o(0), o(1), o(2), o(3), &wsSize, &exec);
+                                      v[9], const_cast<char*>(alg), o(0), o(1), o(2), o(3), &wsSize, &exec);
         break;
       case OpKind::CombineSetup:
-        s = g_cann.combineSetupWs(a(0), a(1), a(2), g, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], nullptr,
-                                  o(0), o(1), &wsSize, &exec);
+        s = g_cann.combineSetupWs(a(0), a(1), a(2), g, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], alg, o(0),
+                                  o(1), &wsSize, &exec);
         break;
       case OpKind::CombineTeardown:
         s = g_cann.combineTeardownWs(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), g, v[0], v[1], v[2], v[3], v[4],
-                                     v[5], v[6], v[7], v[8], nullptr, o(0), &wsSize, &exec);
+                                     v[5], v[6], v[7], v[8], alg, o(0), &wsSize, &exec);
         break;
     }
-    if (s != 0) return fail(&f_, wsApi, s);
+    if (s != 0) {
+      // an op binary built for another SoC answers with these codes
+      if (s == 161002 || s == 561002 || s == 561003) {
+        unsupported_ = true;
+        return fail(&f_, wsApi, s, "if the parameters are right, this op may not run here: " +
+                                       missingOpsMessage(socName(), g_cann.ops[k].library));
+      }
+      return fail(&f_, wsApi, s);
+    }
     if (wsSize > 0) {
       aclError e = g_cann.aclrtMalloc(workspace, wsSize, kMemMallocHugeFirst);
       if (e != 0) {
@@ -691,8 +987,19 @@ class OpWorker : public Napi::AsyncWorker {
                                                           : g_cann.combineTeardown;
     s = launch(*workspace, wsSize, exec, g_dev.stream);
     if (s != 0) return fail(&f_, opName(kind_), s);
-    aclError e = g_cann.aclrtSynchronizeStream(g_dev.stream);
-    if (e != 0) return fail(&f_, "aclrtSynchronizeStream", e, std::string("after ") + opName(kind_));
+    // a peer that never calls its op would otherwise hold this rank until HCCL_EXEC_TIMEOUT
+    aclError e = g_cann.aclrtSynchronizeStreamWithTimeout(g_dev.stream, opts_.timeoutMs);
+    if (e == kStreamSyncTimeout) {
+      timedOut_ = true;
+      const char* hx = getenv("HCCL_EXEC_TIMEOUT");
+      return fail(&f_, "aclrtSynchronizeStreamWithTimeout", e,
+                  std::string(opName(kind_)) + " on rank " + std::to_string(v[1]) + " did not complete within " +
+                      std::to_string(opts_.timeoutMs) +
+                      " ms (the group's timeoutMs): a peer rank is dead or has not called its op; HCCL itself "
+                      "would wait HCCL_EXEC_TIMEOUT (" +
+                      (hx ? std::string(hx) + " s here" : std::string("unset: 1836 s by default on A3")) + ")");
+    }
+    if (e != 0) return fail(&f_, "aclrtSynchronizeStreamWithTimeout", e, std::string("after ") + opName(kind_));
     for (size_t i = 0; i < out_.size(); i++) {
       size_t n = out_[i].nbytes();
       out_[i].bytes.assign(n, 0);
@@ -707,10 +1014,24 @@ class OpWorker : public Napi::AsyncWorker {
   std::vector<HostTensor> in_, out_;
   std::vector<int64_t> ints_;
   std::string groupEp_;
+  OpOptions opts_;
   Failure f_;
+  bool timedOut_ = false;
+  bool unsupported_ = false;
 };
 
-// runOp(op, inputs[], outputs[] (dtype, shape), ints[], groupEp) -> Promise<ArrayBuffer[]>
+OpOptions readOptions(Napi::Value v) {
+  OpOptions o;
+  if (!v.IsObject()) return o;
+  Napi::Object obj = v.As<Napi::Object>();
+  if (obj.Get("commAlg").IsString()) o.commAlg = obj.Get("commAlg").As<Napi::String>().Utf8Value();
+  if (obj.Get("fillByte").IsNumber()) o.fillByte = obj.Get("fillByte").As<Napi::Number>().Int32Value() & 0xff;
+  if (obj.Get("timeoutMs").IsNumber()) o.timeoutMs = obj.Get("timeoutMs").As<Napi::Number>().Int32Value();
+  return o;
+}
+
+// runOp(op, inputs[], outputs[] (dtype, shape), ints[], groupEp, {commAlg, fillByte, timeoutMs})
+//   -> Promise<ArrayBuffer[]>
 Napi::Value RunOp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   requireAvailable(env);
@@ -738,10 +1059,87 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
   std::vector<int64_t> iv;
   for (uint32_t i = 0; i < nInts; i++) iv.push_back(ints.Get(i).As<Napi::Number>().Int64Value());
   std::string groupEp = info[4].As<Napi::String>().Utf8Value();
-  auto* w = new OpWorker(env, kind, std::move(in), std::move(out), std::move(iv), groupEp);
+  OpOptions opts = readOptions(info.Length() > 5 ? info[5] : env.Undefined());
+  auto* w = new OpWorker(env, kind, std::move(in), std::move(out), std::move(iv), groupEp, std::move(opts));
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
+}
+
+// outputSizes(op, inputs[] (dtype, shape), ints[], groupEp, commAlg) -> number[] | null
+//   dispatchSetup: [tokenMsgSize, expandIdxOutSize, assistInfoForCombineOutSize, commCmdInfoOutSize]
+//   combineSetup:  [tokenMsgSize, commCmdInfoOutSize]
+// null when the op's library does not export its size helper. Runs on the JS thread, whose
+// context init() made current; the helpers read only the tensors' shapes (no device memory).
+Napi::Value OutputSizes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireAvailable(env);
+  std::string op = info[0].As<Napi::String>().Utf8Value();
+  bool dispatch = op == "dispatchSetup";
+  if (!dispatch && op != "combineSetup") throw Napi::Error::New(env, "outputSizes: dispatchSetup or combineSetup, not " + op);
+  if (dispatch ? !g_cann.dispatchSizes : !g_cann.combineSizes) return env.Null();
+  Napi::Array ins = info[1].As<Napi::Array>(), ints = info[2].As<Napi::Array>();
+  std::string groupEp = info[3].As<Napi::String>().Utf8Value();
+  std::string alg = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+  std::vector<HostTensor> in;
+  for (uint32_t i = 0; i < ins.Length(); i++) in.push_back(readTensor(env, ins.Get(i), false, op + " input " + std::to_string(i)));
+  std::vector<int64_t> v;
+  for (uint32_t i = 0; i < ints.Length(); i++) v.push_back(ints.Get(i).As<Napi::Number>().Int64Value());
+  std::vector<aclTensor*> ts(in.size(), nullptr);
+  Failure f;
+  for (size_t i = 0; i < in.size() && !f.failed; i++) {
+    if (!in[i].present) continue;
+    std::vector<int64_t> strides(in[i].shape.size());
+    int64_t st = 1;
+    for (size_t d = in[i].shape.size(); d-- > 0;) strides[d] = st, st *= in[i].shape[d];
+    ts[i] = g_cann.aclCreateTensor(in[i].shape.data(), in[i].shape.size(), in[i].dtype, strides.data(), 0, kAclFormatNd,
+                                   in[i].shape.data(), in[i].shape.size(), nullptr);
+    if (!ts[i]) fail(&f, "aclCreateTensor", -1, "input " + std::to_string(i) + " of the size helper (returned null)");
+  }
+  uint64_t r[4] = {0, 0, 0, 0};
+  std::string api = dispatch ? kSizeHelpers[0] : kSizeHelpers[2];
+  if (!f.failed) {
+    aclnnStatus s = dispatch ? g_cann.dispatchSizes(ts[0], ts[1], ts[2], ts[3], groupEp.c_str(), v[0], v[1], v[2], v[3], v[4],
+                                                    v[5], v[6], v[7], v[8], v[9], alg.c_str(), &r[0], &r[1], &r[2], &r[3])
+                             : g_cann.combineSizes(ts[0], ts[1], ts[2], groupEp.c_str(), v[0], v[1], v[2], v[3], v[4], v[5],
+                                                   v[6], v[7], v[8], alg.c_str(), &r[0], &r[1]);
+    if (s != 0) fail(&f, api, s);
+  }
+  for (aclTensor* t : ts) {
+    if (t) g_cann.aclDestroyTensor(t);
+  }
+  if (f.failed) throw toJsError(env, f, "");
+  Napi::Array out = Napi::Array::New(env, dispatch ? 4 : 2);
+  for (uint32_t i = 0; i < out.Length(); i++) out.Set(i, Napi::Number::New(env, static_cast<double>(r[i])));
+  return out;
+}
+
+// deviceCount(): aclrtGetDeviceCount, with aclInit/aclFinalize around it when this process has not
+// initialised ACL (the probe's parent asks before it starts any rank).
+Napi::Value DeviceCount(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  requireAvailable(env);
+  Failure f;
+  bool mine = false;
+  if (!g_dev.aclInited) {
+    aclError s = g_cann.aclInit(nullptr);
+    if (s != 0) {
+      fail(&f, "aclInit", s);
+      throw toJsError(env, f, "");
+    }
+    mine = true;
+  }
+  uint32_t n = 0;
+  aclError s = g_cann.aclrtGetDeviceCount(&n);
+  if (s != 0) fail(&f, "aclrtGetDeviceCount", s);
+  if (mine) g_cann.aclFinalize();
+  if (f.failed) throw toJsError(env, f, "");
+  return Napi::Number::New(env, n);
+}
+
+Napi::Value Soc(const Napi::CallbackInfo& info) {
+  std::string s = g_cann.available ? socName() : "";
+  return s.empty() ? info.Env().Null() : Napi::String::New(info.Env(), s);
 }
 
 Napi::Value CommName(const Napi::CallbackInfo& info) {
@@ -756,6 +1154,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("commInitClusterInfo", Napi::Function::New(env, CommInitClusterInfo));
   exports.Set("commName", Napi::Function::New(env, CommName));
   exports.Set("runOp", Napi::Function::New(env, RunOp));
+  exports.Set("outputSizes", Napi::Function::New(env, OutputSizes));
+  exports.Set("deviceCount", Napi::Function::New(env, DeviceCount));
+  exports.Set("soc", Napi::Function::New(env, Soc));
   exports.Set("finalize", Napi::Function::New(env, Finalize));
   exports.Set("rootInfoBytes", Napi::Number::New(env, kRootInfoBytes));
   return exports;

@@ -19,21 +19,60 @@ export interface BridgeTensor {
 
 export type BridgeOp = 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
 
+/** Where the bridge found an op: the library both of its functions came from, and its size helper if that library exports it. */
+export interface OpSource {
+  library: string;
+  sizeHelper: string | null;
+}
+export type OpSources = Record<BridgeOp, OpSource>;
+
+/** Per-call options of runOp. */
+export interface RunOpOptions {
+  /** comm_alg, passed as given */
+  commAlg: string;
+  /** the byte every output is cleared to on the device before the op (0; the probe uses a poison byte) */
+  fillByte: number;
+  /** aclrtSynchronizeStreamWithTimeout's limit, ms (the group's timeoutMs) */
+  timeoutMs: number;
+}
+
+/** Where the op libraries are searched besides ASCEND_HOME_PATH (CANN's own variables). */
+export interface VendorPaths {
+  /** $ASCEND_OPP_PATH: its vendors/config.ini orders the vendors' custom op packages */
+  oppPath?: string;
+  /** $ASCEND_CUSTOM_OPP_PATH: colon-separated vendor or op_api/lib directories, searched first */
+  customOppPath?: string;
+}
+
+export interface LoadResult {
+  available: boolean;
+  reason?: string;
+  libraries: Record<string, string[]>;
+  ops?: OpSources;
+  soc: string | null;
+}
+
 /** The addon's exports (npu-bridge/src/bridge.cc). */
 export interface NativeBridge {
-  load(ascendHome?: string): { available: boolean; reason?: string; libraries: Record<string, string[]> };
+  load(ascendHome?: string, vendors?: VendorPaths): LoadResult;
   init(deviceId: number): void;
   getRootInfo(): Buffer;
   commInitRootInfo(nRanks: number, rootInfo: Uint8Array, rank: number): Promise<string>;
   commInitClusterInfo(rankTableFile: string, rank: number): Promise<string>;
   commName(): string | null;
-  runOp(op: BridgeOp, inputs: (BridgeTensor | null)[], outputs: BridgeTensor[], ints: number[], groupEp: string): Promise<ArrayBuffer[]>;
+  runOp(op: BridgeOp, inputs: (BridgeTensor | null)[], outputs: BridgeTensor[], ints: number[], groupEp: string, opts: RunOpOptions): Promise<ArrayBuffer[]>;
+  /** the op library's size helper (dispatchSetup: tokenMsgSize, expandIdx, assist, commCmdInfo sizes; combineSetup: tokenMsgSize, commCmdInfo); null when not exported */
+  outputSizes(op: 'dispatchSetup' | 'combineSetup', inputs: (BridgeTensor | null)[], ints: number[], groupEp: string, commAlg: string): number[] | null;
+  /** aclrtGetDeviceCount */
+  deviceCount(): number;
+  /** aclrtGetSocName, null when CANN cannot tell */
+  soc(): string | null;
   finalize(): void;
   readonly rootInfoBytes: number;
 }
 
 export type BridgeStatus =
-  | { available: true; addonPath: string; ascendHome: string; libraries: Record<string, string[]>; native: NativeBridge }
+  | { available: true; addonPath: string; ascendHome: string; libraries: Record<string, string[]>; ops: OpSources; soc: string | null; native: NativeBridge }
   | { available: false; reason: string; addonPath?: string };
 
 const ADDON = 'moe_npu_bridge.node';
@@ -67,15 +106,18 @@ export function ascendHome(env: NodeJS.ProcessEnv = process.env): string {
 let cached: { key: string; status: BridgeStatus } | undefined;
 
 /**
- * Loads the addon and, through it, CANN (libascendcl, libnnopbase, libopapi, libhccl under
- * `home`/lib64 or on the loader's path). The result is cached per (addon, home).
+ * Loads the addon and, through it, CANN (libascendcl, libnnopbase, libhccl under `home`/lib64 or
+ * on the loader's path; the op libraries in CANN's order: ASCEND_CUSTOM_OPP_PATH, the vendors of
+ * $ASCEND_OPP_PATH/vendors/config.ini, lib64/libopapi_transformer.so and the other libopapi_*.so,
+ * libopapi.so). The result is cached per (addon, home, vendor paths).
  */
 export function loadBridge(opts: { ascendHome?: string; env?: NodeJS.ProcessEnv; addonPaths?: string[] } = {}): BridgeStatus {
   const env = opts.env ?? process.env;
   const home = opts.ascendHome ?? ascendHome(env);
   const candidates = opts.addonPaths ?? addonCandidates(env);
   const addonPath = candidates.find((p) => existsSync(p));
-  const key = `${addonPath}\0${home}`;
+  const vendors: VendorPaths = { oppPath: env.ASCEND_OPP_PATH ?? '', customOppPath: env.ASCEND_CUSTOM_OPP_PATH ?? '' };
+  const key = `${addonPath}\0${home}\0${vendors.oppPath}\0${vendors.customOppPath}`;
   if (cached && cached.key === key) return cached.status;
   let status: BridgeStatus;
   if (!addonPath) {
@@ -94,9 +136,9 @@ export function loadBridge(opts: { ascendHome?: string; env?: NodeJS.ProcessEnv;
     if (!native) {
       status = { available: false, addonPath, reason: `the native NPU bridge ${addonPath} cannot be loaded: ${loadError}` };
     } else {
-      const r = native.load(home);
+      const r = native.load(home, vendors);
       status = r.available
-        ? { available: true, addonPath, ascendHome: home, libraries: r.libraries, native }
+        ? { available: true, addonPath, ascendHome: home, libraries: r.libraries, ops: r.ops!, soc: r.soc, native }
         : { available: false, addonPath, reason: r.reason ?? 'CANN is not available' };
     }
   }

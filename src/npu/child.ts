@@ -15,8 +15,16 @@ function send(reply: ChildReply): Promise<void> {
 }
 
 function wire(e: unknown): WireError {
-  const o = e as { name?: string; message?: string; api?: string; status?: number; cannMessage?: string };
-  return { name: o?.name ?? 'Error', message: o?.message ?? String(e), api: o?.api, status: o?.status, cannMessage: o?.cannMessage };
+  const o = e as WireError;
+  return {
+    name: o?.name ?? 'Error',
+    message: o?.message ?? String(e),
+    api: o?.api,
+    status: o?.status,
+    cannMessage: o?.cannMessage,
+    timeoutMs: o?.timeoutMs,
+    unsupported: o?.unsupported,
+  };
 }
 
 function finalize(): void {
@@ -32,7 +40,7 @@ async function handle(m: Envelope): Promise<unknown> {
       if (!b.available) throw new Error(`rank ${m.rank}: ${b.reason}`);
       native = b.native;
       native.init(m.deviceId);
-      return { pid: process.pid, libraries: b.libraries };
+      return { pid: process.pid, libraries: b.libraries, ops: b.ops, soc: native.soc() };
     }
     case 'rootInfo':
       return new Uint8Array(need().getRootInfo());
@@ -41,7 +49,9 @@ async function handle(m: Envelope): Promise<unknown> {
     case 'joinCluster':
       return need().commInitClusterInfo(m.rankTable, m.rank);
     case 'op':
-      return need().runOp(m.op, m.inputs, m.outputs, m.ints, m.groupEp);
+      return need().runOp(m.op, m.inputs, m.outputs, m.ints, m.groupEp, m.opts);
+    case 'sizes':
+      return need().outputSizes(m.op, m.inputs, m.ints, m.groupEp, m.commAlg);
     case 'close':
       finalize();
       return undefined;

@@ -34,9 +34,9 @@ import {
   groupLayout,
 } from '../group/group.js';
 import type { DeviceGroupOptions, NpuOptions, OpGroup } from '../group/create.js';
-import { ACL_DTYPE, type BridgeOp, type BridgeTensor, ascendHome as defaultAscendHome, loadBridge } from './bridge.js';
+import { ACL_DTYPE, type BridgeOp, type BridgeTensor, type OpSources, ascendHome as defaultAscendHome, loadBridge } from './bridge.js';
 import type { ChildReply, ChildRequest, WireError } from './protocol.js';
-import { OpChecks, type OpName, type RankState, newRankState, throwFirst } from '../group/op-checks.js';
+import { OpChecks, type OpName, type RankState, newRankState, throwFirst } from '../contract/op-checks.js';
 
 
 /** A failed CANN call on a rank: the API, its status code and aclGetRecentErrMsg's text. */
@@ -46,6 +46,10 @@ export class NpuError extends Error {
   readonly api?: string;
   readonly status?: number;
   readonly cannMessage?: string;
+  /** set when the stream did not complete within this many ms (the group's timeoutMs) */
+  readonly timeoutMs?: number;
+  /** set when GetWorkspaceSize refused with 161002/561002/561003, the codes of an op this SoC's binary lacks */
+  readonly unsupported?: boolean;
   constructor(rank: number, op: string, e: WireError) {
     super(`rank ${rank} ${op}: ${e.message}`);
     this.name = 'NpuError';
@@ -54,6 +58,27 @@ export class NpuError extends Error {
     this.api = e.api;
     this.status = e.status;
     this.cannMessage = e.cannMessage;
+    if (e.timeoutMs !== undefined) this.timeoutMs = e.timeoutMs;
+    if (e.unsupported) this.unsupported = true;
+  }
+}
+
+/** The probe's ways below the group's own rules (src/probe/); nothing else uses them. */
+export interface ProbeHatch {
+  /** HCCL_BUFFSIZE (MB) the rank processes get, instead of the one the preflight checked */
+  hcclBuffsizeMb?: number;
+}
+
+/** A size helper's result against the contract's, for the E_MISMATCH it raises. */
+function checkSizes(helper: string, rank: number, names: readonly string[], got: readonly number[], want: readonly number[]): void {
+  const bad = names.flatMap((n, i) => (got[i] !== want[i] ? [`${n}: ${helper} says ${got[i]}, the contract ${want[i]}`] : []));
+  if (bad.length > 0) {
+    throw new MoeError(
+      'E_MISMATCH',
+      helper,
+      Object.fromEntries(names.map((n, i) => [n, got[i]])),
+      `the op library's size helper and the contract disagree on rank ${rank} (${bad.join('; ')}); the op would be given tensors its binary does not expect`,
+    );
   }
 }
 
@@ -180,6 +205,12 @@ export class NpuGroup implements OpGroup {
     readonly commName: string,
     /** the CANN libraries the bridge loaded */
     readonly libraries: Record<string, string[]>,
+    /** the library each op came from */
+    readonly ops: OpSources,
+    /** aclrtGetSocName on the ranks' devices (null when CANN cannot tell) */
+    readonly soc: string | null,
+    /** aclrtSynchronizeStreamWithTimeout's limit: the group's timeoutMs */
+    readonly timeoutMs: number,
   ) {
     this.attrs = layout.attrs;
     this.ranks = Array.from({ length: layout.W }, newRankState);
@@ -200,7 +231,7 @@ export class NpuGroup implements OpGroup {
    * Preflight (the simulated group's), then one child per local rank: device, communicator.
    * Throws E_ATTR 'backend' when the bridge or CANN is not available.
    */
-  static async create(opts: DeviceGroupOptions): Promise<NpuGroup> {
+  static async create(opts: DeviceGroupOptions, probe: ProbeHatch = {}): Promise<NpuGroup> {
     const { backend: _b, npu = {}, ...rest } = opts;
     const lay = groupLayout(rest);
     const home = npu.ascendHome ?? defaultAscendHome();
@@ -222,7 +253,7 @@ export class NpuGroup implements OpGroup {
       throw new MoeError('E_VALUE', 'npu.devices', devices, `one device id per local rank (${local.length})`);
     }
     // the ranks use exactly the HCCL_BUFFSIZE the preflight checked
-    const env = { ...process.env, ...npu.env, HCCL_BUFFSIZE: String(configuredBufferBytes(opts.hcclBufferSize).mb) };
+    const env = { ...process.env, ...npu.env, HCCL_BUFFSIZE: String(probe.hcclBuffsizeMb ?? configuredBufferBytes(opts.hcclBufferSize).mb) };
     const procs = new Map<number, RankProcess>();
     for (const r of local) {
       const child = fork(script, [], { serialization: 'advanced', env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -234,7 +265,9 @@ export class NpuGroup implements OpGroup {
       throw e;
     };
     try {
-      await Promise.all(local.map((r, i) => procs.get(r)!.request({ type: 'init', rank: r, deviceId: devices[i]!, ascendHome: home }, 'init')));
+      const inits = await Promise.all(
+        local.map((r, i) => procs.get(r)!.request<{ soc: string | null }>({ type: 'init', rank: r, deviceId: devices[i]!, ascendHome: home }, 'init')),
+      );
       let names: string[];
       if (npu.rankTable) {
         const table = resolve(npu.rankTable);
@@ -247,7 +280,7 @@ export class NpuGroup implements OpGroup {
       if (distinct.length !== 1 || !distinct[0]) {
         throw new MoeError('E_MISMATCH', 'groupEp', distinct, 'every rank should join one communicator (HcclGetCommName differs between ranks)');
       }
-      return new NpuGroup(lay, procs, distinct[0], bridge.libraries);
+      return new NpuGroup(lay, procs, distinct[0], bridge.libraries, bridge.ops, inits[0]?.soc ?? bridge.soc, opts.timeoutMs ?? 60000);
     } catch (e) {
       return fail(e);
     }
@@ -272,12 +305,53 @@ export class NpuGroup implements OpGroup {
     return [a.epWorldSize, rank, a.moeExpertNum, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum];
   }
 
+  /** The byte outputs are cleared to on the device before each op: 0, or a poison byte (the probe's, to see what the op writes). */
+  outputFill = 0;
+
   private async run(rank: number, op: BridgeOp, inputs: (Tensor | null | undefined)[], outs: [DType, number[]][], ints: number[]): Promise<Tensor[]> {
+    const opts = { commAlg: this.attrs.commAlg, fillByte: this.outputFill, timeoutMs: this.timeoutMs };
     const bufs = await this.procs.get(rank)!.request<ArrayBuffer[]>(
-      { type: 'op', op, inputs: inputs.map(toBridge), outputs: outs.map(([d, s]) => outSpec(d, s)), ints, groupEp: this.commName },
+      { type: 'op', op, inputs: inputs.map(toBridge), outputs: outs.map(([d, s]) => outSpec(d, s)), ints, groupEp: this.commName, opts },
       op,
     );
     return outs.map(([dtype, shape], i) => ({ dtype, shape, data: dataOf(dtype, bufs[i]!) }) as Tensor);
+  }
+
+  /**
+   * The op library's size helper for `op`'s tensors (the shapes only), or null when the library
+   * does not export it.
+   */
+  async outputSizes(rank: number, op: 'dispatchSetup' | 'combineSetup', inputs: (Tensor | null | undefined)[], ints: number[]): Promise<number[] | null> {
+    if (!this.ops[op].sizeHelper) return null;
+    const shapes = inputs.map((t) => (t ? { dtype: ACL_DTYPE[t.dtype], shape: [...t.shape] } : null));
+    return this.procs.get(rank)!.request<number[] | null>(
+      { type: 'sizes', op, inputs: shapes, ints, groupEp: this.commName, commAlg: this.attrs.commAlg },
+      this.ops[op].sizeHelper!,
+    );
+  }
+
+  /** The integer attributes of `op` on `rank`, in the aclnn prototype's order. */
+  intsOf(op: BridgeOp, rank: number): number[] {
+    const a = this.attrs;
+    switch (op) {
+      case 'dispatchSetup':
+        return [...this.head(rank), a.quantMode, a.globalBs, a.commType];
+      case 'dispatchTeardown':
+        return [...this.head(rank), a.quantMode, a.globalBs, a.expertTokenNumsType, a.commType];
+      case 'combineSetup':
+      case 'combineTeardown':
+        return [...this.head(rank), a.globalBs, a.commQuantMode, a.commType];
+    }
+  }
+
+  /**
+   * The probe's escape hatch: `op` on `rank` with these tensors, without the group's checks and
+   * op-order bookkeeping, so that the probe can ask the hardware about inputs the group refuses
+   * (scales with quant mode 0). Not for anything else: a group used this way is left to the probe.
+   */
+  probeRun(rank: number, op: BridgeOp, inputs: (Tensor | null | undefined)[], outs: [DType, number[]][]): Promise<Tensor[]> {
+    if (!this.procs.has(rank)) throw new MoeError('E_VALUE', 'epRankId', rank, `rank ${rank} does not run in this process`);
+    return this.run(rank, op, inputs, outs, this.intsOf(op, rank));
   }
 
   // ---- the four ops --------------------------------------------------------------------------
@@ -287,10 +361,20 @@ export class NpuGroup implements OpGroup {
     const lay = this.layout;
     const { bs, dtype, ids, activeBs } = this.checks.dispatchSetup(rank, inp);
     const a = this.attrs;
+    const ins = [inp.x, inp.expertIds, inp.scales, inp.xActiveMask];
+    const sizes = await this.outputSizes(rank, 'dispatchSetup', ins, [...this.head(rank), a.quantMode, a.globalBs, a.expertTokenNumsType, a.commType]);
+    if (sizes) {
+      checkSizes(this.ops.dispatchSetup.sizeHelper!, rank, ['tokenMsgSize', 'expandIdxOutSize', 'assistInfoForCombineOutSize', 'commCmdInfoOutSize'], sizes, [
+        lay.tokenMsgSize,
+        bs * lay.K,
+        expandRows(lay, rank) * 128,
+        dispatchCommCmdInfoLen(lay, bs, rank),
+      ]);
+    }
     const [y, expandIdx, commCmdInfo] = await this.run(
       rank,
       'dispatchSetup',
-      [inp.x, inp.expertIds, inp.scales, inp.xActiveMask],
+      ins,
       [
         [a.quantMode === 2 ? 'int8' : dtype, [yRows(lay, bs), lay.tokenMsgSize]],
         ['int32', [bs * lay.K]],
@@ -338,6 +422,10 @@ export class NpuGroup implements OpGroup {
     const lay = this.layout;
     const { A } = this.checks.combineSetup(rank, st, inp);
     const a = this.attrs;
+    const sizes = await this.outputSizes(rank, 'combineSetup', [inp.expandX, inp.expertIds, inp.assistInfoForCombine], this.intsOf('combineSetup', rank));
+    if (sizes) {
+      checkSizes(this.ops.combineSetup.sizeHelper!, rank, ['tokenMsgSize', 'commCmdInfoOutSize'], sizes, [lay.quantExpandXCols, combineCommCmdInfoLen(lay, rank)]);
+    }
     const [quantExpandX, commCmdInfo] = await this.run(
       rank,
       'combineSetup',

@@ -3,17 +3,24 @@
 import { registerDeviceGroupFactory } from '../group/create.js';
 import { loadBridge } from './bridge.js';
 import { NpuGroup, childScript } from './group.js';
+import type { OpSources } from './bridge.js';
 
-export { NpuGroup, NpuError, childScript } from './group.js';
-export { loadBridge, addonCandidates, ascendHome, ACL_DTYPE, type BridgeStatus } from './bridge.js';
+export { NpuGroup, NpuError, childScript, type ProbeHatch } from './group.js';
+export { loadBridge, addonCandidates, ascendHome, ACL_DTYPE, type BridgeStatus, type OpSources } from './bridge.js';
 
-/** Whether the npu backend can run here, and if not why (for `--backend auto` and the docs). */
-export function npuAvailability(ascendHome?: string): { available: boolean; reason: string } {
-  const b = loadBridge({ ascendHome });
+/**
+ * Whether the npu backend can run here, and if not why (for `--backend auto` and the docs); when
+ * it can, the library each op comes from and the SoC.
+ */
+export function npuAvailability(ascendHome?: string, env: NodeJS.ProcessEnv = process.env): { available: boolean; reason: string; ops?: OpSources; soc?: string | null } {
+  const b = loadBridge({ ascendHome, env });
   if (!b.available) return { available: false, reason: b.reason };
   if (!childScript()) return { available: false, reason: 'dist/npu-child.js is missing (run `node build/addon.mjs`)' };
   const libs = Object.values(b.libraries).flat().join(', ');
-  return { available: true, reason: `CANN found (${libs})` };
+  const ops = (Object.entries(b.ops) as [string, OpSources[keyof OpSources]][])
+    .map(([op, o]) => `${op} from ${o.library}${o.sizeHelper ? ' (with its size helper)' : ''}`)
+    .join('; ');
+  return { available: true, reason: `CANN found (${libs}); SoC ${b.soc ?? 'unknown'}; ${ops}`, ops: b.ops, soc: b.soc };
 }
 
 registerDeviceGroupFactory(async (opts, simulated) => {
