@@ -239,15 +239,18 @@ def numpy_demo_case(seed=0):
     L = E // W
     A = BS * W * min(L, K)  # rows of expand_x on a MoE rank (global_bs = BS * W)
     rng = np.random.default_rng(seed)
-    attrs = dict(ep_world_size=W, moe_expert_num=E, shared_expert_rank_num=0, quant_mode=2,
-                 global_bs=BS * W, expert_token_nums_type=1, comm_quant_mode=0)
+    # No shared expert deployed: shared_expert_num 0 (with the default 1 the dispatch_setup tiling
+    # counts E / (W - 1) local experts, op-contract.md §8); global_bs = BS * W, not 0.
+    SN = 0
+    attrs = dict(ep_world_size=W, moe_expert_num=E, shared_expert_num=SN, shared_expert_rank_num=0,
+                 quant_mode=2, global_bs=BS * W, expert_token_nums_type=1, comm_quant_mode=0)
     ranks = []
     for _ in range(W):
         ranks.append(dict(
             x=f32_to_bf16_bits(rng.standard_normal((BS, H), dtype=np.float32)),
             expert_ids=np.stack([rng.permutation(E)[:K] for _ in range(BS)]).astype(np.int32),
             expert_scales=rng.random((BS, K), dtype=np.float32),
-            scales=rng.standard_normal((E + 1, H), dtype=np.float32),  # E + shared_expert_num rows
+            scales=rng.standard_normal((E + SN, H), dtype=np.float32),
             x_active_mask=np.array([True, True, True, False]),
             expert_output=f32_to_bf16_bits(rng.standard_normal((A, H), dtype=np.float32)),
         ))
