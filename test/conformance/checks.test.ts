@@ -107,7 +107,8 @@ const ATTR_CASES: AttrCase[] = [
 // HCCL_BUFFSIZE by hand: W = 4, S = 2, SN = 1, E = 2 (L = 1), BS = 512 (maxBS 512), H = 8192, K = 1:
 //   L·maxBS·W·Align512(Align32(2H) + 44) = 1·512·4·Align512(16428) = 2048·16896 = 34603008
 //   (K + SN)·maxBS·Align512(2H)          = 2·512·16384                  = 16777216
-//   2·(34603008 + 16777216) = 102760448 bytes = exactly 98 MB
+//   documented 2·(34603008 + 16777216) = 102760448 bytes = exactly 98 MB, binding: the setup
+//   tilings' L' = floor(2 / (4 − 1)) = 0 on MoE ranks, 1 on shared ranks, so 2·1·34603008 + 16777216 = 85983232
 const BIG: GroupSpec = { epWorldSize: 4, moeExpertNum: 2, sharedExpertRankNum: 2, sharedExpertNum: 1, h: 8192, k: 1, bs: 512 };
 
 describe.each(backendRows())('§7 attribute, dimension and buffer checks [%s]', (_name, backend) => {
@@ -131,7 +132,13 @@ describe.each(backendRows())('§7 attribute, dimension and buffer checks [%s]', 
   });
 
   it('HCCL_BUFFSIZE too small: the message gives the bytes needed and the MB configured', async () => {
-    expect(hcclBufferNeeded(makeLayout(withDefaults(BIG), { h: 8192, k: 1, bs: 512 })).documented).toBe(102760448);
+    const need = hcclBufferNeeded(makeLayout(withDefaults(BIG), { h: 8192, k: 1, bs: 512 }));
+    expect(need.figures.map((f) => [f.id, f.localExperts, f.bytes])).toEqual([
+      ['documented', 1, 102760448],
+      ['setupTilings', 1, 85983232],
+    ]);
+    expect(need.needed).toBe(102760448);
+    expect(need.binding.id).toBe('documented');
     await rejects(backend.make({ ...BIG, hcclBufferSize: 97 }), {
       code: 'E_BUFFER',
       param: 'hcclBufferSize',
@@ -144,6 +151,18 @@ describe.each(backendRows())('§7 attribute, dimension and buffer checks [%s]', 
     // exactly enough is enough
     const g = await backend.make({ ...BIG, hcclBufferSize: 98 });
     g.close?.();
+  });
+
+  it('HCCL_BUFFSIZE below the setup tilings\' figure fails up front, naming both figures', async () => {
+    // W16 E256 BS26 H7168 K8, SN 1 as passed: per expert 26·16·Align512(14336 + 44) = 26·16·14848 = 6176768,
+    // combine (8 + 1)·26·14336 = 3354624; documented (L 16) 2·(16·6176768 + 3354624) = 204365824 fits
+    // 200 MB = 209715200, the setup tilings (L' = floor(256/15) = 17) 2·17·6176768 + 3354624 = 213364736 do not
+    await rejects(backend.make({ epWorldSize: 16, moeExpertNum: 256, h: 7168, k: 8, bs: 26, hcclBufferSize: 200 }), {
+      code: 'E_BUFFER',
+      param: 'hcclBufferSize',
+      value: 200,
+      says: ['>= 213364736 bytes (204 MB), set by the A3 dispatch_setup and combine_setup tilings', "L' = 17", 'dispatch_teardown tiling: 204365824 bytes', '"HCCL_BUFFSIZE [209715200] < [213364736]."'],
+    });
   });
 });
 
