@@ -39,6 +39,39 @@ export function fakeCannHome(only: readonly string[] = LIB_NAMES): string {
   return home;
 }
 
+/** Op bits of a vendor build (FAKE_VENDOR_OPS). */
+export const VENDOR_OPS = { dispatchSetup: 1, dispatchTeardown: 2, combineSetup: 4, combineTeardown: 8, sizeHelpers: 16 } as const;
+
+/**
+ * The fake built as a vendor's op library exporting only the ops of `mask` (VENDOR_OPS bits),
+ * linked against the main fake (whose state it shares) and logged with "servedBy": `name`.
+ * Returns its path (built once per source version, name and mask).
+ */
+export function fakeVendorLib(name: string, mask: number): string {
+  const home = fakeCannHome();
+  const base = join(home, '..');
+  const main = join(base, 'libfakecann.so');
+  const lib = join(base, `vendor-${name.replace(/[^a-z0-9_]/gi, '')}-${mask}.so`);
+  if (!existsSync(lib)) {
+    const tmp = `${lib}.${process.pid}.tmp`;
+    execFileSync('g++', ['-std=c++17', '-O1', '-shared', '-fPIC', `-DFAKE_CANN_VENDOR="${name}"`, `-DFAKE_VENDOR_OPS=${mask}`, '-o', tmp, FAKE_SOURCE, main], { stdio: 'pipe' });
+    renameSync(tmp, lib);
+  }
+  return lib;
+}
+
+/** Installs `lib` at `path` (a symlink; the directories are made). */
+export function installLib(lib: string, path: string): void {
+  mkdirSync(join(path, '..'), { recursive: true });
+  rmSync(path, { force: true });
+  symlinkSync(lib, path);
+}
+
+/** The main fake's library file (to install under more names). */
+export function fakeMainLib(): string {
+  return join(fakeCannHome(), '..', 'libfakecann.so');
+}
+
 export interface CallRecord {
   fn: string;
   pid: number;

@@ -27,6 +27,7 @@
 #include <napi.h>
 
 #include <dlfcn.h>
+#include <link.h>
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -336,6 +337,22 @@ bool resolve(Cann& c, const std::vector<void*>& hs, const char* name, const char
   return false;
 }
 
+// `name` when `h`'s own object defines it. dlsym(h, ...) also searches h's dependencies, and a
+// vendor's libcust_opapi.so may depend on a library that exports the same op: that op is not the
+// vendor's.
+void* ownSymbol(void* h, const char* name) {
+  dlerror();
+  void* s = dlsym(h, name);
+  if (!s) return nullptr;
+  link_map* mine = nullptr;
+  link_map* where = nullptr;
+  Dl_info di;
+  if (dlinfo(h, RTLD_DI_LINKMAP, &mine) != 0 || !dladdr1(s, &di, reinterpret_cast<void**>(&where), RTLD_DL_LINKMAP)) {
+    return s;  // cannot tell: take it
+  }
+  return where == mine ? s : nullptr;
+}
+
 const char* const kOpNames[4] = {"aclnnMoeDistributeDispatchSetup", "aclnnMoeDistributeDispatchTeardown",
                                  "aclnnMoeDistributeCombineSetup", "aclnnMoeDistributeCombineTeardown"};
 const char* const kSizeHelpers[4] = {"aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize", nullptr,
@@ -446,15 +463,14 @@ void loadCann(const std::string& home, const std::string& oppPath, const std::st
   for (int k = 0; k < 4 && ok; k++) {
     std::string ws = std::string(kOpNames[k]) + "GetWorkspaceSize";
     for (size_t i = 0; i < opapi.size(); i++) {
-      dlerror();
-      void* a = dlsym(opapi[i], ws.c_str());
-      void* b = dlsym(opapi[i], kOpNames[k]);
+      void* a = ownSymbol(opapi[i], ws.c_str());
+      void* b = ownSymbol(opapi[i], kOpNames[k]);
       if (a && b) {
         wsFns[k] = a;
         runFns[k] = b;
         c.ops[k].library = c.opLibraries[i];
         if (kSizeHelpers[k]) {
-          void* h = dlsym(opapi[i], kSizeHelpers[k]);
+          void* h = ownSymbol(opapi[i], kSizeHelpers[k]);
           if (h) {
             c.ops[k].sizeHelper = kSizeHelpers[k];
             if (k == 0) c.dispatchSizes = reinterpret_cast<FnDispatchSizes>(h);
