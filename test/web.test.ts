@@ -351,6 +351,7 @@ describe.skipIf(!haveChromium)(`preview page (Chromium)${haveChromium ? '' : ` â
     await runAndHashes(page);
     expect(await page.getAttribute('#run-check', 'data-pass')).toBe('true');
     expect(await warningCodes(page, '#run-warnings')).toEqual(['W_GLOBAL_BS_ZERO', 'W_Y_DTYPE']);
+    await shotOf(page, '#panel-run', 'web-run-warnings.png');
     expect(await page.isDisabled('#btn-run')).toBe(false);
     expect(errors).toEqual([]);
     await page.close();

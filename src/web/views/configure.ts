@@ -23,7 +23,7 @@ interface Field {
 export const FIELDS: readonly Field[] = [
   { key: 'epWorldSize', label: 'epWorldSize (W)', kind: 'int', group: 'attrs', unit: 'ranks', title: 'ep_world_size: ranks in the EP group, [2, 384]' },
   { key: 'moeExpertNum', label: 'moeExpertNum (E)', kind: 'int', group: 'attrs', unit: 'experts', title: 'moe_expert_num: MoE experts, (0, 512], a multiple of W − S' },
-  { key: 'sharedExpertNum', label: 'sharedExpertNum (SN)', kind: 'int', group: 'attrs', unit: 'experts', title: 'shared_expert_num: shared experts, [0, 4] (default 1; counts only when S > 0)' },
+  { key: 'sharedExpertNum', label: 'sharedExpertNum (SN)', kind: 'int', group: 'attrs', unit: 'experts', title: 'shared_expert_num: shared experts, [0, 4] (default 1; the tilings count it as passed even when S = 0: y rows, HCCL_BUFFSIZE, L\' = E / (W − SN); pass 0 when no shared expert is deployed)' },
   { key: 'sharedExpertRankNum', label: 'sharedExpertRankNum (S)', kind: 'int', group: 'attrs', unit: 'ranks', title: 'shared_expert_rank_num: ranks 0 … S−1 hold the shared experts, [0, W/2]' },
   { key: 'quantMode', label: 'quantMode', kind: 'int', group: 'attrs', title: 'quant_mode: 0 none, 2 dynamic int8 quantization of the dispatched tokens' },
   { key: 'globalBs', label: 'globalBs', kind: 'int', group: 'attrs', unit: 'tokens', title: 'global_bs: 0 (every rank has BS), or maxBS · W in [BS·W, 512·W]' },
