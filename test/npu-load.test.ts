@@ -104,7 +104,8 @@ describe('npu backend with the fake CANN (ABI only: the fake does not compute th
     expect((await cli('gen', caseDir, '--ep-world-size', '2', '--moe-expert-num', '4', '--bs', '2', '--h', '1024', '--k', '2', '--quant-mode', '2', '--seed', '5')).code).toBe(0);
     process.env.ASCEND_HOME_PATH = fakeCannHome();
     const npu = await cli('run', caseDir, '--out', join(dir, 'npu'), '--backend', 'npu');
-    expect(npu.err).toBe('');
+    // only notes (the contract's warnings about the case) on stderr, no error
+    expect(npu.err.split('\n').filter((l) => l !== '' && !l.startsWith('moe-distribute: note: '))).toEqual([]);
     expect(npu.code).toBe(0);
     expect(npu.out).toContain('(backend npu,');
     expect((await cli('run', caseDir, '--out', join(dir, 'wasm'))).code).toBe(0);

@@ -8,16 +8,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  type GroupAttrs,
-  type Layout,
-  combineCommCmdInfoLen,
-  configuredBufferBytes,
-  dispatchCommCmdInfoLen,
-  expandRows,
-  localExpertNum,
-  yRows,
-} from '../contract/attrs.js';
+import { type GroupAttrs, type Layout, configuredBufferBytes, localExpertNum } from '../contract/attrs.js';
+import { opOutputs, outputAllocation } from '../contract/tensors.js';
 import { checkRank } from '../contract/checks.js';
 import { MoeError } from '../errors.js';
 import type { DType, Tensor, TensorData } from '../tensor.js';
@@ -214,7 +206,7 @@ export class NpuGroup implements OpGroup {
   ) {
     this.attrs = layout.attrs;
     this.ranks = Array.from({ length: layout.W }, newRankState);
-    this.checks = new OpChecks(layout);
+    this.checks = new OpChecks(layout, 'tiling');
   }
 
   /** The ranks this process drives. */
@@ -355,33 +347,35 @@ export class NpuGroup implements OpGroup {
   }
 
   // ---- the four ops --------------------------------------------------------------------------
+  // Output shapes come from the contract's tensor table, with A on a shared rank as the A3
+  // dispatch_teardown tiling demands (rowsA 'tiling'), which is what the hardware accepts.
+
+  /** The outputs of `op` on `rank` for x of `bs` rows of `xDtype`, as the bridge allocates them. */
+  private outputs(op: OpName, rank: number, bs: number, xDtype: XDtype): [DType, number[]][] {
+    const c = { ...this.checks.context(rank, bs, xDtype), xDtype };
+    return opOutputs(op).map((t) => {
+      const o = outputAllocation(op, t.name, c);
+      return [o.dtype, o.shape];
+    });
+  }
 
   async dispatchSetup(rank: number, inp: DispatchSetupInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchSetupOutputs> {
     const st = this.enter('dispatchSetup', rank, attrs);
-    const lay = this.layout;
     const { bs, dtype, ids, activeBs } = this.checks.dispatchSetup(rank, inp);
     const a = this.attrs;
     const ins = [inp.x, inp.expertIds, inp.scales, inp.xActiveMask];
+    const outs = this.outputs('dispatchSetup', rank, bs, dtype);
     const sizes = await this.outputSizes(rank, 'dispatchSetup', ins, [...this.head(rank), a.quantMode, a.globalBs, a.expertTokenNumsType, a.commType]);
     if (sizes) {
+      const [, , assist] = this.outputs('dispatchTeardown', rank, bs, dtype);
       checkSizes(this.ops.dispatchSetup.sizeHelper!, rank, ['tokenMsgSize', 'expandIdxOutSize', 'assistInfoForCombineOutSize', 'commCmdInfoOutSize'], sizes, [
-        lay.tokenMsgSize,
-        bs * lay.K,
-        expandRows(lay, rank) * 128,
-        dispatchCommCmdInfoLen(lay, bs, rank),
+        outs[0]![1][1]!,
+        outs[1]![1][0]!,
+        assist![1][0]!,
+        outs[2]![1][0]!,
       ]);
     }
-    const [y, expandIdx, commCmdInfo] = await this.run(
-      rank,
-      'dispatchSetup',
-      ins,
-      [
-        [a.quantMode === 2 ? 'int8' : dtype, [yRows(lay, bs), lay.tokenMsgSize]],
-        ['int32', [bs * lay.K]],
-        ['int32', [dispatchCommCmdInfoLen(lay, bs, rank)]],
-      ],
-      [...this.head(rank), a.quantMode, a.globalBs, a.commType],
-    );
+    const [y, expandIdx, commCmdInfo] = await this.run(rank, 'dispatchSetup', ins, outs, this.intsOf('dispatchSetup', rank));
     Object.assign(st, { bs, activeBs, dtype, expertIds: ids.slice(), expandIdx: (expandIdx!.data as Int32Array).slice() });
     this.checks.done(st, 0);
     return { y: y as DispatchSetupOutputs['y'], expandIdx: expandIdx as Tensor<'int32'>, commCmdInfo: commCmdInfo as Tensor<'int32'> };
@@ -391,20 +385,12 @@ export class NpuGroup implements OpGroup {
     const st = this.enter('dispatchTeardown', rank, attrs);
     const lay = this.layout;
     const { dtype } = this.checks.dispatchTeardown(rank, st, inp);
-    const yDtype = this.attrs.quantMode === 2 ? 'int8' : dtype;
-    const A = expandRows(lay, rank);
-    const a = this.attrs;
     const [expandX, dynamicScales, assist, expertTokenNums] = await this.run(
       rank,
       'dispatchTeardown',
       [inp.x, inp.y, inp.expertIds, inp.commCmdInfo],
-      [
-        [yDtype, [A, lay.H]],
-        ['f32', [A]],
-        ['int32', [A * 128]],
-        ['int64', [localExpertNum(lay, rank)]],
-      ],
-      [...this.head(rank), a.quantMode, a.globalBs, a.expertTokenNumsType, a.commType],
+      this.outputs('dispatchTeardown', rank, st.bs, dtype),
+      this.intsOf('dispatchTeardown', rank),
     );
     // the W·Lr meaningful entries, which combineSetup must be given back
     st.assist = (assist!.data as Int32Array).slice(0, lay.W * localExpertNum(lay, rank));
@@ -419,39 +405,25 @@ export class NpuGroup implements OpGroup {
 
   async combineSetup(rank: number, inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs> {
     const st = this.enter('combineSetup', rank, attrs);
-    const lay = this.layout;
-    const { A } = this.checks.combineSetup(rank, st, inp);
-    const a = this.attrs;
-    const sizes = await this.outputSizes(rank, 'combineSetup', [inp.expandX, inp.expertIds, inp.assistInfoForCombine], this.intsOf('combineSetup', rank));
-    if (sizes) {
-      checkSizes(this.ops.combineSetup.sizeHelper!, rank, ['tokenMsgSize', 'commCmdInfoOutSize'], sizes, [lay.quantExpandXCols, combineCommCmdInfoLen(lay, rank)]);
-    }
-    const [quantExpandX, commCmdInfo] = await this.run(
-      rank,
-      'combineSetup',
-      [inp.expandX, inp.expertIds, inp.assistInfoForCombine],
-      [
-        ['int8', [A, lay.quantExpandXCols]],
-        ['int32', [combineCommCmdInfoLen(lay, rank)]],
-      ],
-      [...this.head(rank), a.globalBs, a.commQuantMode, a.commType],
-    );
+    const { dtype } = this.checks.combineSetup(rank, st, inp);
+    const ins = [inp.expandX, inp.expertIds, inp.assistInfoForCombine];
+    const outs = this.outputs('combineSetup', rank, st.bs, dtype);
+    const sizes = await this.outputSizes(rank, 'combineSetup', ins, this.intsOf('combineSetup', rank));
+    if (sizes) checkSizes(this.ops.combineSetup.sizeHelper!, rank, ['tokenMsgSize', 'commCmdInfoOutSize'], sizes, [outs[0]![1][1]!, outs[1]![1][0]!]);
+    const [quantExpandX, commCmdInfo] = await this.run(rank, 'combineSetup', ins, outs, this.intsOf('combineSetup', rank));
     this.checks.done(st, 2);
     return { quantExpandX: quantExpandX as Tensor<'int8'>, commCmdInfo: commCmdInfo as Tensor<'int32'> };
   }
 
   async combineTeardown(rank: number, inp: CombineTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<CombineTeardownOutputs> {
     const st = this.enter('combineTeardown', rank, attrs);
-    const lay = this.layout;
-    const bs = st.bs;
     const { dtype } = this.checks.combineTeardown(rank, st, inp);
-    const a = this.attrs;
     const [x] = await this.run(
       rank,
       'combineTeardown',
       [inp.expandX, inp.quantExpandX, inp.expertIds, inp.expandIdx, inp.expertScales, inp.commCmdInfo, inp.xActiveMask, inp.sharedExpertX],
-      [[dtype, [bs, lay.H]]],
-      [...this.head(rank), a.globalBs, a.commQuantMode, a.commType],
+      this.outputs('combineTeardown', rank, st.bs, dtype),
+      this.intsOf('combineTeardown', rank),
     );
     this.checks.done(st, 3);
     return { x: x as Tensor<XDtype> };
