@@ -34,14 +34,14 @@ import { f32ToHalf, f32ToHalfx4, halfToF32, halvesHiToF32x4, halvesLoToF32x4, pa
   weights: usize,
   expertBlock: usize,
   sharedBlock: usize,
-  sharedX: usize,
   out: usize,
   tbl: usize,
 ): void {
   const rb = <usize>H << 1;
-  const nRows = K + sharedSends + (sharedX ? 1 : 0);
+  const nRows = K + sharedSends;
   for (let t = 0; t < activeBs; t++) {
-    // this token's source rows: K expert rows, then shared rows, then shared_expert_x
+    // this token's source rows: K expert rows, then shared rows (shared_expert_x is never read:
+    // no kernel on hardware reads it, contract §5)
     for (let k = 0; k < K; k++) {
       const i = <usize>(t * K + k);
       const e = <usize>load<i32>(ids + (i << 2));
@@ -50,7 +50,6 @@ import { f32ToHalf, f32ToHalfx4, halfToF32, halvesHiToF32x4, halvesLoToF32x4, pa
     for (let s = 0; s < sharedSends; s++) {
       store<u32>(tbl + (<usize>(K + s) << 2), load<u32>(sharedBlock + (<usize>s << 2)) + <u32>t * <u32>rb);
     }
-    if (sharedX) store<u32>(tbl + (<usize>(K + sharedSends) << 2), <u32>(sharedX + <usize>t * rb));
     const wt = weights + (<usize>(t * K) << 2);
     const o = out + <usize>t * rb;
 
@@ -89,8 +88,8 @@ import { f32ToHalf, f32ToHalfx4, halfToF32, halvesHiToF32x4, halvesLoToF32x4, pa
 
 /**
  * ids, expandIdx: (bs·K) i32; weights: (bs·K) f32; expertBlock: (E) u32 byte offsets of the
- * blocks returned to this rank; sharedBlock: (sharedSends) u32; sharedX: (bs, H) 16-bit or 0;
- * out: (bs, H) 16-bit; tbl: K + sharedSends + 1 u32 of scratch for the per-token row table.
+ * blocks returned to this rank; sharedBlock: (sharedSends) u32;
+ * out: (bs, H) 16-bit; tbl: K + sharedSends u32 of scratch for the per-token row table.
  */
 export function combine(
   fp16: i32,
@@ -104,10 +103,9 @@ export function combine(
   weights: usize,
   expertBlock: usize,
   sharedBlock: usize,
-  sharedX: usize,
   out: usize,
   tbl: usize,
 ): void {
-  if (fp16) combineT(true, H, K, sharedSends, bs, activeBs, ids, expandIdx, weights, expertBlock, sharedBlock, sharedX, out, tbl);
-  else combineT(false, H, K, sharedSends, bs, activeBs, ids, expandIdx, weights, expertBlock, sharedBlock, sharedX, out, tbl);
+  if (fp16) combineT(true, H, K, sharedSends, bs, activeBs, ids, expandIdx, weights, expertBlock, sharedBlock, out, tbl);
+  else combineT(false, H, K, sharedSends, bs, activeBs, ids, expandIdx, weights, expertBlock, sharedBlock, out, tbl);
 }

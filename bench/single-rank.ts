@@ -72,7 +72,7 @@ export async function benchSingleRank(o: SingleRankBenchOptions = {}): Promise<S
     seed: cfg.seed,
   };
   const lay = makeLayout(withDefaults(spec), { h: cfg.h, k: cfg.k, bs: cfg.bs });
-  const hcclBufferSizeMb = Math.ceil(hcclBufferNeeded(lay).documented / MB);
+  const hcclBufferSizeMb = Math.ceil(hcclBufferNeeded(lay).needed / MB);
   const { spec: rs, source } = generatedSource(spec, hcclBufferSizeMb);
   const vmHwmBefore = status('VmHWM');
   const t0 = performance.now();

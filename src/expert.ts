@@ -85,7 +85,6 @@ export interface IdentityInputs {
   expertScales: Tensor;
   scales?: Tensor | null;
   xActiveMask?: Tensor | null;
-  sharedExpertX?: Tensor | null;
 }
 
 export interface IdentityCheck {
@@ -101,11 +100,11 @@ export interface IdentityCheck {
 
 /**
  * Compares combine_teardown's output of rank r against an f64 computation of what identity
- * experts give: expected[t] = Σ_k w[t,k] · x[t] · sc(e_k) + Σ_s x[t] · sc(s) (when S > 0)
- * + shared_expert_x[t], where sc(e) is the smooth-scale row e + SN and sc(s) row s (quant 2 with
+ * experts give: expected[t] = Σ_k w[t,k] · x[t] · sc(e_k) + Σ_s x[t] · sc(s) (when S > 0;
+ * shared_expert_x is ignored, as every kernel ignores it), where sc(e) is the smooth-scale row e + SN and sc(s) row s (quant 2 with
  * scales), else 1. Rows t ≥ activeBs must be 0.
  *
- * The error of a row is measured against its magnitude M = Σ_k |w| · m_k + Σ_s m_s + max|shared_expert_x|,
+ * The error of a row is measured against its magnitude M = Σ_k |w| · m_k + Σ_s m_s,
  * m the largest |x · sc| of the message. Bound: quant 2 rounds each message to int8 with step m/127
  * (error ≤ m/254), the expert casts its output to x's dtype (unit roundoff u: 2^-8 bf16, 2^-11 fp16),
  * combine casts the f32 sum to x's dtype (u again); the f32 products, sums and scale divisions
@@ -123,7 +122,6 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
   const ids = inp.expertIds.data as Int32Array;
   const w = inp.expertScales.data as Float32Array;
   const sc = quant && inp.scales ? (inp.scales.data as Float32Array) : undefined;
-  const sx = inp.sharedExpertX ? (inp.sharedExpertX.data as Uint16Array) : undefined;
   const mask = inp.xActiveMask ? (inp.xActiveMask.data as Uint8Array) : undefined;
   let activeBs = 0;
   while (activeBs < bs && (!mask || mask[activeBs])) activeBs++;
@@ -154,15 +152,6 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
     };
     for (let k = 0; k < K; k++) addMessage(ids[t * K + k]! + lay.SN, w[t * K + k]!);
     for (let s = 0; s < lay.sharedSends; s++) addMessage(s, 1);
-    if (sx) {
-      let m = 0;
-      for (let h = 0; h < H; h++) {
-        const v = toF32(dtype, sx[t * H + h]!);
-        exp[h] = exp[h]! + v;
-        m = Math.max(m, Math.abs(v));
-      }
-      magnitude += m;
-    }
     for (let h = 0; h < H; h++) {
       const g = got(t * H + h);
       if (!Number.isFinite(g)) {

@@ -3,6 +3,8 @@
 import { type BackendName, createGroup } from './group/group.js';
 import type { DeviceBackendName, NpuOptions, OpGroup } from './group/create.js';
 import './npu/index.js'; // registers the npu backend (createGroup({ backend: 'npu' | 'auto' }))
+import { makeLayout } from './contract/attrs.js';
+import { type ContractWarning, contractWarnings, warningText } from './contract/warnings.js';
 import { MoeError } from './errors.js';
 import { type MoeCase, type TensorFormat, readCase, withContext, writeCaseOutputs } from './io/case.js';
 import { type PhaseTimings, type ProgressFn, outputTensors, runRound } from './round.js';
@@ -41,6 +43,13 @@ export interface RunCaseResult {
   workers: number;
 }
 
+/** The traps (contract §8) a case sets, from its attributes, shapes and what its ranks pass. */
+export function caseWarnings(c: MoeCase): ContractWarning[] {
+  const lay = makeLayout(c.attrs, { h: c.h, k: c.k, bs: c.bs });
+  const bsPerRank = c.ranks.map((r) => r.x.shape[0]!);
+  return contractWarnings(lay, { bsPerRank, sharedExpertX: c.ranks.some((r) => r.sharedExpertX !== undefined) });
+}
+
 /**
  * Reads the case in `caseDir`, runs one round of the four ops on every rank and writes
  * `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank of `opts.ranks`
@@ -56,7 +65,18 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     throw new MoeError('E_VALUE', 'ranks', [...ranks], `ranks should be distinct integers in [0, epWorldSize) = [0, ${W})`);
   }
   const b = opts.backend ?? 'wasm';
-  const base = { ...c.attrs, h: c.h, k: c.k, bs: c.bs, log: opts.log };
+  // each contract warning once: the group says its own (configuration) ones as well
+  const said = new Set<string>();
+  const log = (m: string): void => {
+    const code = /^warning (W_[A-Z_]+):/.exec(m)?.[1] ?? m;
+    if (said.has(code)) return;
+    said.add(code);
+    opts.log?.(m);
+  };
+  const warn = (): void => {
+    for (const w of caseWarnings(c)) log(warningText(w));
+  };
+  const base = { ...c.attrs, h: c.h, k: c.k, bs: c.bs, log };
   const threads = threadSupport();
   const workerUrl = threads.threads ? await findWorkerUrl() : undefined;
   const wantWorkers = (b === 'wasm' || b === 'reference') && (opts.workers ?? 1) > 0;
@@ -70,6 +90,7 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     } catch (e) {
       throw e instanceof MoeError ? withContext(e, caseDir) : e;
     }
+    warn();
     try {
       const { results, timings } = await col.runRound(c.ranks, opts.onProgress);
       const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs });
@@ -84,6 +105,7 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
   } catch (e) {
     throw e instanceof MoeError ? withContext(e, caseDir) : e;
   }
+  warn();
   try {
     const { results, timings } = await runRound(group, c.ranks, opts.onProgress);
     const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs });

@@ -1,6 +1,8 @@
 // Where the single-rank view (src/group/single-rank.ts) gets each rank's inputs: an array in
 // memory, the case generator (rank by rank, only the rows asked for), or a case directory read
 // rank by rank from disk; and `runCaseSingleRank`, the CLI's `run --single-rank`.
+import { makeLayout, withDefaults } from './contract/attrs.js';
+import { type ContractWarning, contractWarnings } from './contract/warnings.js';
 import { MoeError } from './errors.js';
 import { CaseStream, type GenSpec, ROUTING_ONLY } from './gen.js';
 import type { BackendName } from './group/group.js';
@@ -110,10 +112,11 @@ export async function runCaseSingleRank(
   outDir: string,
   ranks: readonly number[],
   opts: SingleRankCaseOptions = {},
-): Promise<{ files: string[]; results: Map<number, SingleRankResult['stats']>; W: number; h: number; k: number; quantMode: number }> {
+): Promise<{ files: string[]; results: Map<number, SingleRankResult['stats']>; W: number; h: number; k: number; quantMode: number; warnings: ContractWarning[] }> {
   const files: string[] = [];
   const results = new Map<number, SingleRankResult['stats']>();
   let info = { W: 0, h: 0, k: 0, quantMode: 0 };
+  let warnings: ContractWarning[] = [];
   for (const rank of ranks) {
     let res: SingleRankResult;
     let spec: SingleRankSpec;
@@ -125,6 +128,9 @@ export async function runCaseSingleRank(
         onProgress: (done, total, stage, r) => opts.onProgress?.(done, total, `rank ${rank}: ${stage} ${r}`),
       });
       info = { W: spec.epWorldSize, h: spec.h, k: spec.k, quantMode: spec.quantMode ?? 0 };
+      // the traps of the case's configuration (contract §8); the ranks' own tensors are not all read here
+      const attrs = withDefaults(spec);
+      warnings = contractWarnings(makeLayout(attrs, { h: spec.h, k: spec.k, bs: spec.bs ?? Math.floor(attrs.globalBs / attrs.epWorldSize) }));
     } catch (e) {
       throw e instanceof MoeError ? withContext(e, caseDir) : e;
     }
@@ -134,5 +140,5 @@ export async function runCaseSingleRank(
     files.push(...(await writeCaseOutputs(outDir, perRank, { format: opts.format, ranks: [rank], attrs: spec })));
     results.set(rank, res.stats);
   }
-  return { files, results, ...info };
+  return { files, results, ...info, warnings };
 }

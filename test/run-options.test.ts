@@ -12,6 +12,7 @@ import { type CaseSpec, OUTPUT_TENSORS, readRankTensors, writeCase } from '../sr
 import { Rng, randn, uniqueTopK } from '../src/random.js';
 import { runCase } from '../src/runner.js';
 import type { Tensor } from '../src/tensor.js';
+import { warningCodes, withoutWarnings } from './fixtures/warnings.js';
 
 let dir: string;
 let caseDir: string;
@@ -44,11 +45,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function cli(argv: string[], extra: Partial<CliIo> = {}): Promise<{ code: number; out: string; err: string }> {
+async function cli(argv: string[], extra: Partial<CliIo> = {}): Promise<{ code: number; out: string; err: string; warnings: string[] }> {
   let out = '';
   let err = '';
   const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), env: {}, ...extra });
-  return { code, out, err };
+  return { code, out, err: withoutWarnings(err), warnings: warningCodes(err) };
 }
 
 const same = (a: Tensor, b: Tensor): boolean =>

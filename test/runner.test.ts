@@ -19,6 +19,7 @@ import { runCase } from '../src/runner.js';
 import { type Tensor, fromNumbers, zeros } from '../src/tensor.js';
 import { bf16ToF32, f32ToBf16 } from '../src/numbers.js';
 import type { BackendName } from '../src/group/group.js';
+import { warningCodes, withoutWarnings } from './fixtures/warnings.js';
 
 const root = join(import.meta.dirname, '..');
 // The wasm backend joins the tests as soon as it (and its generated kernels) exist.
@@ -55,11 +56,11 @@ function genCase(seed: number, quantMode: 0 | 2, extra: (r: number, rng: Rng) =>
 }
 
 /** The CLI in-process, with captured output. */
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string; warnings: string[] }> {
   let out = '';
   let err = '';
   const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), env: {} });
-  return { code, out, err };
+  return { code, out, err: withoutWarnings(err), warnings: warningCodes(err) };
 }
 
 /** Contract §1 dtypes and shapes of every output of a rank (S = 0, SN = 1, L = E / W). */
@@ -126,16 +127,21 @@ describe.each(BACKENDS)('runCase (%s backend)', (backend) => {
     expect(copies).toBe(BigInt(W * BS * K));
   });
 
-  test('expert_output and shared_expert_x from the case are used: zero experts give x_out = shared_expert_x', async () => {
+  test('expert_output from the case is used and shared_expert_x is ignored, with a warning: zero experts give x_out = 0', async () => {
     const A = BS * W * Math.min(E / W, K);
     const spec = genCase(7, 0, (_r, rng) => ({ expert_output: zeros('bf16', [A, H]), shared_expert_x: randn(rng, 'bf16', [BS, H]) }));
     const caseDir = join(dir, `${backend}-eo`);
     await writeCase(caseDir, spec);
-    await runCase(caseDir, join(dir, `${backend}-eo-out`), { backend });
+    const notes: string[] = [];
+    await runCase(caseDir, join(dir, `${backend}-eo-out`), { backend, log: (m) => notes.push(m) });
     for (let r = 0; r < W; r++) {
       const f = await readSafetensors(join(dir, `${backend}-eo-out`, `rank${r}.safetensors`));
-      expect(Array.from(f.tensors.get('x_out')!.data as Uint16Array)).toEqual(Array.from(spec.ranks[r]!.shared_expert_x!.data as Uint16Array));
+      // no kernel reads shared_expert_x (contract §5, Decision 18): zero experts give zeros
+      expect((f.tensors.get('x_out')!.data as Uint16Array).every((v) => v === 0)).toBe(true);
+      expect((spec.ranks[r]!.shared_expert_x!.data as Uint16Array).some((v) => v !== 0)).toBe(true);
     }
+    // said once, however many ranks pass it
+    expect(notes.filter((m) => m.startsWith('warning W_SHARED_EXPERT_X_IGNORED:'))).toHaveLength(1);
   });
 
   test('x_active_mask: inactive rows of x_out are 0 and send nothing', async () => {
@@ -325,7 +331,9 @@ describe('CLI', () => {
 
     const out = join(dir, 'proc-out');
     const ok = node('run', good, '--out', out, '--backend', 'reference');
-    expect(ok.stderr).toBe('');
+    // the case's traps (globalBs = 0, L' ≠ L) are the only notes (contract §8)
+    expect(withoutWarnings(ok.stderr)).toBe('');
+    expect(warningCodes(ok.stderr)).toContain('W_GLOBAL_BS_ZERO');
     expect(ok.status).toBe(0);
     expect(ok.stdout).toMatch(/^wrote 2 rank files/);
 

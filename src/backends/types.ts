@@ -4,7 +4,8 @@
 import type { Layout } from '../contract/attrs.js';
 import type { Tensor } from '../tensor.js';
 
-export type XDtype = 'bf16' | 'fp16';
+export type { XDtype } from '../contract/tensors.js';
+import type { XDtype } from '../contract/tensors.js';
 
 export interface RouteArgs {
   expertIds: Int32Array;
@@ -80,7 +81,6 @@ export interface CombineArgs {
   expertBlock: Float64Array;
   /** byte offset of the block shared expert s returned to this rank, per s < sharedSends */
   sharedBlock: Float64Array;
-  sharedExpertX?: Uint16Array;
 }
 
 export interface Backend {

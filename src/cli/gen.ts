@@ -1,4 +1,6 @@
 // `moe-distribute gen CASE_DIR [flags]`: writes a generated case (case.json + rank{r}.safetensors).
+import { makeLayout } from '../contract/attrs.js';
+import { contractWarnings, warningText } from '../contract/warnings.js';
 import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -151,6 +153,11 @@ export const genCommand: Command = {
     const gen = generateCase(spec);
     const dir = positionals[0]!;
     await writeAtomically(dir, (tmp) => writeCase(tmp, { attrs: gen.attrs, ranks: gen.ranks }, format));
+    // the traps the generated case sets on hardware (contract §8): notes, never a failure
+    const lay = makeLayout(gen.groupAttrs, { h: spec.h, k: spec.k, bs: Math.max(...gen.bsPerRank) });
+    for (const w of contractWarnings(lay, { bsPerRank: gen.bsPerRank, sharedExpertX: spec.sharedExpertX })) {
+      io.stderr(`moe-distribute: note: ${warningText(w)}\n`);
+    }
     const total = gen.bsPerRank.reduce((a, b) => a + b, 0);
     io.stdout(
       `wrote ${dir}: case.json and ${gen.ranks.length} rank files (epWorldSize ${gen.groupAttrs.epWorldSize}, moeExpertNum ${gen.groupAttrs.moeExpertNum}, ` +

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import type { BackendName } from '../group/group.js';
 import type { DeviceBackendName } from '../group/create.js';
 import { TENSOR_FORMATS, type TensorFormat, readCaseAttrs } from '../io/case.js';
+import { warningText } from '../contract/warnings.js';
 import { runCase } from '../runner.js';
 import { runCaseSingleRank } from '../single-rank-sources.js';
 import { type CliIo, type Command, EXIT_OK, UsageError, numberFlag } from './io.js';
@@ -152,6 +153,7 @@ export const runCommand: Command = {
       } finally {
         bar.finish();
       }
+      for (const w of sr.warnings) io.stderr(`moe-distribute: note: ${warningText(w)}\n`);
       const n = sr.files.length;
       io.stdout(
         `wrote ${n} ${format === 'npy' ? `rank ${n === 1 ? 'directory' : 'directories'}` : `rank ${n === 1 ? 'file' : 'files'}`} ` +

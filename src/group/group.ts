@@ -21,12 +21,26 @@ import {
   checkDims,
   checkRank,
 } from '../contract/checks.js';
+import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
 import { MoeError } from '../errors.js';
 import { type Tensor, zeros } from '../tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
-import { OpChecks, type OpName, type RankState, describeLastOp, newRankState, throwFirst } from './op-checks.js';
+import { OpChecks, type RankState, describeLastOp, newRankState, throwFirst } from '../contract/op-checks.js';
+import type { OpName } from '../contract/tensors.js';
+import type {
+  CombineSetupInputs,
+  CombineSetupOutputs,
+  CombineTeardownInputs,
+  CombineTeardownOutputs,
+  DispatchSetupInputs,
+  DispatchSetupOutputs,
+  DispatchTeardownInputs,
+  DispatchTeardownOutputs,
+} from '../contract/ops.js';
+
+export type * from '../contract/ops.js';
 import { ATTR_WORDS, Half, type MemoryPlan, Windows, createMemory, planMemory } from './memory.js';
 import { type DeviceGroupOptions, type OpGroup, createDeviceGroup, isDeviceGroupOptions } from './create.js';
 
@@ -46,52 +60,6 @@ export interface GroupOptions extends AttrInput {
   timeoutMs?: number;
   /** called with notes such as a fallback taken */
   log?: (msg: string) => void;
-}
-
-export interface DispatchSetupInputs {
-  x: Tensor;
-  expertIds: Tensor;
-  scales?: Tensor | null;
-  xActiveMask?: Tensor | null;
-}
-export interface DispatchSetupOutputs {
-  y: Tensor<'bf16' | 'fp16' | 'int8'>;
-  expandIdx: Tensor<'int32'>;
-  commCmdInfo: Tensor<'int32'>;
-}
-export interface DispatchTeardownInputs {
-  x: Tensor;
-  y: Tensor;
-  expertIds: Tensor;
-  commCmdInfo: Tensor;
-}
-export interface DispatchTeardownOutputs {
-  expandX: Tensor<'bf16' | 'fp16' | 'int8'>;
-  dynamicScales: Tensor<'f32'>;
-  assistInfoForCombine: Tensor<'int32'>;
-  expertTokenNums: Tensor<'int64'>;
-}
-export interface CombineSetupInputs {
-  expandX: Tensor;
-  expertIds: Tensor;
-  assistInfoForCombine: Tensor;
-}
-export interface CombineSetupOutputs {
-  quantExpandX: Tensor<'int8'>;
-  commCmdInfo: Tensor<'int32'>;
-}
-export interface CombineTeardownInputs {
-  expandX: Tensor;
-  quantExpandX: Tensor;
-  expertIds: Tensor;
-  expandIdx: Tensor;
-  expertScales: Tensor;
-  commCmdInfo: Tensor;
-  xActiveMask?: Tensor | null;
-  sharedExpertX?: Tensor | null;
-}
-export interface CombineTeardownOutputs {
-  x: Tensor<XDtype>;
 }
 
 const DTYPE_CODE: Record<XDtype, number> = { bf16: 1, fp16: 2 };
@@ -158,7 +126,10 @@ export async function createGroup(opts: GroupOptions | DeviceGroupOptions): Prom
   await backend.attach({ memory, scratchBase: plan.scratchBase, scratchBytes: plan.scratchBytes });
   const windows = new Windows(memory, plan, lay, shared);
   windows.init();
-  return new EpGroup(lay, backend, windows, opts.timeoutMs ?? 60000);
+  const group = new EpGroup(lay, backend, windows, opts.timeoutMs ?? 60000, opts.log);
+  // the traps this configuration sets on hardware (contract §8): said once, never an error
+  for (const w of contractWarnings(lay)) group.warn(w);
+  return group;
 }
 
 /**
@@ -204,6 +175,7 @@ export class EpGroup {
     readonly backend: Backend,
     private readonly windows: Windows,
     private readonly timeoutMs: number,
+    private readonly log?: (msg: string) => void,
   ) {
     this.attrs = layout.attrs;
     this.ranks = Array.from({ length: layout.W }, newRankState);
@@ -270,6 +242,14 @@ export class EpGroup {
   }
 
   private readonly published = new Set<number>();
+  private readonly warned = new Set<string>();
+
+  /** A contract warning (§8) through the group's `log`, once per group and code. */
+  warn(w: ContractWarning): void {
+    if (this.warned.has(w.code)) return;
+    this.warned.add(w.code);
+    this.log?.(warningText(w));
+  }
   private readonly fingerprint: Int32Array;
 
   /** Marks rank `rank`'s progress, in this thread and in shared memory for the diagnosis. */
@@ -507,7 +487,8 @@ export class EpGroup {
     const st = this.enter('combineTeardown', rank, attrs);
     const lay = this.layout;
     const bs = st.bs;
-    const { dtype, ids, activeBs, sharedExpertX } = this.checks.combineTeardown(rank, st, inp);
+    const { dtype, ids, activeBs, sharedExpertXPassed } = this.checks.combineTeardown(rank, st, inp);
+    if (sharedExpertXPassed) this.warn(contractWarnings(lay, { sharedExpertX: true }).find((w) => w.code === 'W_SHARED_EXPERT_X_IGNORED')!);
     await this.awaitStatus('combineTeardown', rank, Half.Combine, st.round, (s) => localExpertNum(lay, s));
     const expertBlock = new Float64Array(lay.E).fill(-1);
     for (let rho = lay.S; rho < lay.W; rho++) {
@@ -534,7 +515,6 @@ export class EpGroup {
       expertScales: inp.expertScales.data as Float32Array,
       expertBlock,
       sharedBlock,
-      sharedExpertX,
     });
     this.windows.consumed(Half.Combine);
     this.done(st, rank, 3);

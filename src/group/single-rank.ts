@@ -31,6 +31,7 @@ import {
   checkRank,
   checkTensor,
 } from '../contract/checks.js';
+import { checkSharedExpertX } from '../contract/op-checks.js';
 import { MoeError } from '../errors.js';
 import { identityExpert } from '../expert.js';
 import { type Tensor, zeros } from '../tensor.js';
@@ -360,20 +361,9 @@ export async function computeRank(
     throwFirst(checkTensor('expandX', ownOut, ['bf16', 'fp16'], [A, H]), rho);
   }
   const combDtype: XDtype = (ownOut?.dtype as XDtype | undefined) ?? dtype;
-  let sharedExpertX: Uint16Array | undefined;
+  // checked, then ignored as every kernel does (contract §5)
   const sx = ownInputs.sharedExpertX;
-  if (sx !== undefined && sx !== null) {
-    if (S !== 0) {
-      throw rankError(rho, 'E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${S})`);
-    }
-    throwFirst(checkTensor('sharedExpertX', sx, [combDtype], null), rho);
-    const s = sx.shape;
-    const ok = (s.length === 2 && s[0] === bs && s[1] === H) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === H);
-    if (!ok) {
-      throw rankError(rho, 'E_SHAPE', 'sharedExpertX.shape', [...s], `sharedExpertX shape should be [${bs}, ${H}] or [a, b, ${H}] with a * b = ${bs}`);
-    }
-    sharedExpertX = sx.data as Uint16Array;
-  }
+  if (sx !== undefined && sx !== null) throwFirst(checkSharedExpertX(lay, sx, bs, combDtype), rho);
   throwFirst(checkTensor('expertScales', ownInputs.expertScales, ['f32'], [bs, K]), rho);
 
   // ---- the blocks of dispatch_teardown, in (local expert j, sender r) order ----------------
@@ -617,7 +607,6 @@ export async function computeRank(
     expertScales: ownInputs.expertScales.data as Float32Array,
     expertBlock: combExpertBlock,
     sharedBlock: combSharedBlock,
-    sharedExpertX,
   });
 
   return {

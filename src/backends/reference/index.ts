@@ -162,9 +162,6 @@ export class ReferenceBackend implements Backend {
         const row = a.sharedBlock[s]! + t * H * 2;
         for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + toF32(dtype, mem16(row, h)));
       }
-      if (a.sharedExpertX) {
-        for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + toF32(dtype, a.sharedExpertX[t * H + h]!));
-      }
       // A NaN sum is stored as the dtype's canonical NaN (bf16 0x7FC0, fp16 0x7E00): the sign of a
       // NaN that f32 arithmetic produces or propagates is unspecified (IEEE 754, wasm) and in JS even
       // changes between the interpreter and optimized code.

@@ -40,7 +40,7 @@ interface Kernels {
   assist_and_token_nums(blockCount: Ptr, Lr: number, W: number, assist: Ptr, assistLen: number, etn: Ptr, perExpert: number): number;
   combine(
     fp16: number, H: number, K: number, sharedSends: number, bs: number, activeBs: number, ids: Ptr,
-    expandIdx: Ptr, weights: Ptr, expertBlock: Ptr, sharedBlock: Ptr, sharedX: Ptr, out: Ptr, tbl: Ptr,
+    expandIdx: Ptr, weights: Ptr, expertBlock: Ptr, sharedBlock: Ptr, out: Ptr, tbl: Ptr,
   ): void;
 }
 
@@ -167,15 +167,14 @@ const gatherRegions = (ar: Arena, rows: number, blocks: number, localExperts: nu
   etn: ar.take(localExperts * 8),
 });
 
-const combineRegions = (ar: Arena, lay: Layout, bs: number, withSharedX: boolean) => ({
+const combineRegions = (ar: Arena, lay: Layout, bs: number) => ({
   ids: ar.take(bs * lay.K * 4),
   expandIdx: ar.take(bs * lay.K * 4),
   weights: ar.take(bs * lay.K * 4),
   expertBlock: ar.take(lay.E * 4),
   sharedBlock: ar.take(lay.sharedSends * 4),
-  sharedX: withSharedX ? ar.take(bs * lay.H * 2) : 0,
   out: ar.take(bs * lay.H * 2),
-  tbl: ar.take((lay.K + lay.sharedSends + 1) * 4),
+  tbl: ar.take((lay.K + lay.sharedSends) * 4),
 });
 
 export class WasmBackend implements Backend {
@@ -212,7 +211,7 @@ export class WasmBackend implements Backend {
       size((ar) => routeRegions(ar, bs, lay.K, lay.E)),
       size((ar) => packRegions(ar, lay, bs, lay.attrs.quantMode === 2)),
       size((ar) => gatherRegions(ar, rows, blocks, Lr)),
-      size((ar) => combineRegions(ar, lay, bs, lay.S === 0)),
+      size((ar) => combineRegions(ar, lay, bs)),
     );
   }
 
@@ -350,16 +349,15 @@ export class WasmBackend implements Backend {
   combine(a: CombineArgs): Tensor<XDtype> {
     const { lay, bs } = a;
     const n = bs * lay.K;
-    const r = combineRegions(this.arena(), lay, bs, a.sharedExpertX !== undefined);
+    const r = combineRegions(this.arena(), lay, bs);
     this.i32.set(a.expertIds.subarray(0, n), r.ids >> 2);
     this.i32.set(a.expandIdx.subarray(0, n), r.expandIdx >> 2);
     this.f32.set(a.expertScales.subarray(0, n), r.weights >> 2);
     this.i32.set(a.expertBlock, r.expertBlock >> 2);
     this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
-    if (a.sharedExpertX) this.u16.set(a.sharedExpertX.subarray(0, bs * lay.H), r.sharedX >> 1);
     this.k.combine(
       a.dtype === 'fp16' ? 1 : 0, lay.H, lay.K, lay.sharedSends, bs, a.activeBs, r.ids, r.expandIdx, r.weights,
-      r.expertBlock, r.sharedBlock, r.sharedX, r.out, r.tbl,
+      r.expertBlock, r.sharedBlock, r.out, r.tbl,
     );
     const out = zeros(a.dtype, [bs, lay.H]);
     out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + bs * lay.H));

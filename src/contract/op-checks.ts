@@ -2,20 +2,14 @@
 // group implementation (the simulated group and the NPU group): the per-call attributes, the op
 // order, and each input's dtype, shape and values — all before anything is written. A rank's
 // state here is what later calls of the same round are checked against.
-import { type GroupAttrs, type Layout, SHARED_ATTRS, combineCommCmdInfoLen, dispatchCommCmdInfoLen, expandRows, yRows } from '../contract/attrs.js';
-import { checkActiveMask, checkDims, checkExpertIds, checkRank, checkTensor } from '../contract/checks.js';
+import { type GroupAttrs, type Layout, SHARED_ATTRS } from './attrs.js';
+import { checkActiveMask, checkDims, checkExpertIds, checkRank, checkTensor } from './checks.js';
 import { MoeError, formatValue } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import type { XDtype } from '../backends/types.js';
-import type {
-  CombineSetupInputs,
-  CombineTeardownInputs,
-  DispatchSetupInputs,
-  DispatchTeardownInputs,
-} from './group.js';
+import type { CombineSetupInputs, CombineTeardownInputs, DispatchSetupInputs, DispatchTeardownInputs } from './ops.js';
+import { OPS, type OpName, type TensorContext, type XDtype, checkOpTensor, rowsA } from './tensors.js';
 
-export const OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;
-export type OpName = (typeof OPS)[number];
+export { OPS, type OpName };
 
 export interface RankState {
   round: number;
@@ -54,8 +48,20 @@ export function describeLastOp(lastOp: number, round: number): string {
 
 export class OpChecks {
   readonly attrs: GroupAttrs;
-  constructor(readonly layout: Layout) {
+  /**
+   * `rowsA` 'tiling' (the npu group): A on a shared rank is what the A3 dispatch_teardown tiling
+   * demands; 'simulation' (default): what can arrive (Decision 1). See ./tensors.ts.
+   */
+  constructor(
+    readonly layout: Layout,
+    readonly rowsAOf: TensorContext['rowsA'] = 'simulation',
+  ) {
     this.attrs = layout.attrs;
+  }
+
+  /** The table's context for a call of rank `rank` whose x has `bs` rows of `xDtype`. */
+  context(rank: number, bs: number, xDtype?: XDtype): TensorContext {
+    return { lay: this.layout, rank, bs, xDtype, rowsA: this.rowsAOf };
   }
 
   /** The rank id, the attributes passed to this call, and the op order of the rank. */
@@ -86,7 +92,7 @@ export class OpChecks {
     if (op === 3) st.round++;
   }
 
-  private x(rank: number, x: Tensor | undefined): { bs: number; dtype: XDtype } {
+  private x(op: OpName, rank: number, x: Tensor | undefined): { bs: number; dtype: XDtype } {
     throwFirst(checkTensor('x', x, ['bf16', 'fp16'], null));
     if (x!.shape.length !== 2) throw new MoeError('E_SHAPE', 'x.shape', [...x!.shape], 'x should be 2-D (BS, H)');
     const [bs, h] = x!.shape as [number, number];
@@ -95,62 +101,64 @@ export class OpChecks {
     if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
       throw new MoeError('E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`);
     }
+    throwFirst(checkOpTensor(op, 'x', x, this.context(rank, bs)));
     return { bs, dtype: x!.dtype as XDtype };
   }
 
-  private ids(t: Tensor | undefined, bs: number): Int32Array {
-    throwFirst(checkTensor('expertIds', t, ['int32'], [bs, this.layout.K]));
+  private ids(op: OpName, t: Tensor | undefined, c: TensorContext): Int32Array {
+    throwFirst(checkOpTensor(op, 'expertIds', t, c));
     const ids = t!.data as Int32Array;
-    throwFirst(checkExpertIds(ids, bs, this.layout.K, this.layout.E));
+    throwFirst(checkExpertIds(ids, c.bs, this.layout.K, this.layout.E));
     return ids;
   }
 
-  private mask(t: Tensor | null | undefined, bs: number): number {
-    if (t === undefined || t === null) return bs;
-    throwFirst(checkTensor('xActiveMask', t, ['bool'], [bs]));
-    const { errors, activeBs } = checkActiveMask(t.data as Uint8Array, bs);
+  private mask(op: OpName, t: Tensor | null | undefined, c: TensorContext): number {
+    if (t === undefined || t === null) return c.bs;
+    throwFirst(checkOpTensor(op, 'xActiveMask', t, c));
+    const { errors, activeBs } = checkActiveMask(t.data as Uint8Array, c.bs);
     throwFirst(errors);
     return activeBs;
   }
 
   dispatchSetup(rank: number, inp: DispatchSetupInputs): { bs: number; dtype: XDtype; ids: Int32Array; scales?: Float32Array; activeBs: number } {
-    const lay = this.layout;
-    const { bs, dtype } = this.x(rank, inp.x);
-    const ids = this.ids(inp.expertIds, bs);
+    const op = 'dispatchSetup';
+    const { bs, dtype } = this.x(op, rank, inp.x);
+    const c = this.context(rank, bs, dtype);
+    const ids = this.ids(op, inp.expertIds, c);
     let scales: Float32Array | undefined;
     if (inp.scales !== undefined && inp.scales !== null) {
       if (this.attrs.quantMode !== 2) {
         throw new MoeError('E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
       }
-      throwFirst(checkTensor('scales', inp.scales, ['f32'], [lay.E + lay.SN, lay.H]));
+      throwFirst(checkOpTensor(op, 'scales', inp.scales, c));
       scales = inp.scales.data as Float32Array;
     }
-    return { bs, dtype, ids, scales, activeBs: this.mask(inp.xActiveMask, bs) };
+    return { bs, dtype, ids, scales, activeBs: this.mask(op, inp.xActiveMask, c) };
   }
 
   dispatchTeardown(rank: number, st: RankState, inp: DispatchTeardownInputs): { bs: number; dtype: XDtype } {
-    const lay = this.layout;
-    const { bs, dtype } = this.x(rank, inp.x);
-    const yDtype = this.attrs.quantMode === 2 ? 'int8' : dtype;
-    throwFirst(checkTensor('y', inp.y, [yDtype], [yRows(lay, bs), lay.tokenMsgSize]));
-    this.ids(inp.expertIds, bs);
-    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [dispatchCommCmdInfoLen(lay, bs, rank)]));
+    const op = 'dispatchTeardown';
+    const { bs, dtype } = this.x(op, rank, inp.x);
+    const c = this.context(rank, bs, dtype);
+    throwFirst(checkOpTensor(op, 'y', inp.y, c));
+    this.ids(op, inp.expertIds, c);
+    throwFirst(checkOpTensor(op, 'commCmdInfo', inp.commCmdInfo, c));
     if (bs !== st.bs || dtype !== st.dtype) {
-      throw new MoeError('E_MISMATCH', 'x', `${dtype}[${bs}, ${lay.H}]`, `x should be the tensor given to dispatchSetup on rank ${rank} (${st.dtype}[${st.bs}, ${lay.H}])`);
+      throw new MoeError('E_MISMATCH', 'x', `${dtype}[${bs}, ${this.layout.H}]`, `x should be the tensor given to dispatchSetup on rank ${rank} (${st.dtype}[${st.bs}, ${this.layout.H}])`);
     }
     return { bs, dtype };
   }
 
   /**
-   * Decision: when W·Lr exceeds the A·128 entries of the tensor (e.g. E 512, W 2, K 1, BS 1), the
-   * entries past its end are not checked (the group keeps them itself).
+   * Decision 16: when W·Lr exceeds the A·128 entries of the tensor (e.g. E 512, W 2, K 1, BS 1),
+   * the entries past its end are not checked (the group keeps them itself).
    */
   combineSetup(rank: number, st: RankState, inp: CombineSetupInputs): { A: number; dtype: XDtype } {
-    const lay = this.layout;
-    const A = expandRows(lay, rank);
-    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
-    this.ids(inp.expertIds, st.bs);
-    throwFirst(checkTensor('assistInfoForCombine', inp.assistInfoForCombine, ['int32'], [A * 128]));
+    const op = 'combineSetup';
+    const c = this.context(rank, st.bs);
+    throwFirst(checkOpTensor(op, 'expandX', inp.expandX, c));
+    this.ids(op, inp.expertIds, c);
+    throwFirst(checkOpTensor(op, 'assistInfoForCombine', inp.assistInfoForCombine, c));
     const given = inp.assistInfoForCombine.data as Int32Array;
     const n = Math.min(st.assist.length, given.length);
     for (let idx = 0; idx < n; idx++) {
@@ -163,20 +171,27 @@ export class OpChecks {
         );
       }
     }
-    return { A, dtype: inp.expandX.dtype as XDtype };
+    return { A: rowsA(c), dtype: inp.expandX.dtype as XDtype };
   }
 
-  combineTeardown(rank: number, st: RankState, inp: CombineTeardownInputs): { dtype: XDtype; ids: Int32Array; activeBs: number; sharedExpertX?: Uint16Array } {
+  /**
+   * shared_expert_x is checked (only with S = 0; (BS, H) or (a, b, H) with a·b = BS, x's dtype)
+   * and reported as `sharedExpertXPassed`, never returned: no kernel reads it (contract §5,
+   * Decision 18), and the group warns that it is ignored.
+   */
+  combineTeardown(rank: number, st: RankState, inp: CombineTeardownInputs): { dtype: XDtype; ids: Int32Array; activeBs: number; sharedExpertXPassed: boolean } {
+    const op = 'combineTeardown';
     const lay = this.layout;
-    const A = expandRows(lay, rank);
     const bs = st.bs;
-    throwFirst(checkTensor('expandX', inp.expandX, ['bf16', 'fp16'], [A, lay.H]));
+    const c0 = this.context(rank, bs);
+    throwFirst(checkOpTensor(op, 'expandX', inp.expandX, c0));
     const dtype = inp.expandX.dtype as XDtype;
-    throwFirst(checkTensor('quantExpandX', inp.quantExpandX, ['int8'], [A, lay.quantExpandXCols]));
-    const ids = this.ids(inp.expertIds, bs);
-    throwFirst(checkTensor('expandIdx', inp.expandIdx, ['int32'], [bs * lay.K]));
-    throwFirst(checkTensor('expertScales', inp.expertScales, ['f32'], [bs, lay.K]));
-    throwFirst(checkTensor('commCmdInfo', inp.commCmdInfo, ['int32'], [combineCommCmdInfoLen(lay, rank)]));
+    const c = this.context(rank, bs, dtype);
+    throwFirst(checkOpTensor(op, 'quantExpandX', inp.quantExpandX, c));
+    const ids = this.ids(op, inp.expertIds, c);
+    throwFirst(checkOpTensor(op, 'expandIdx', inp.expandIdx, c));
+    throwFirst(checkOpTensor(op, 'expertScales', inp.expertScales, c));
+    throwFirst(checkOpTensor(op, 'commCmdInfo', inp.commCmdInfo, c));
     for (let i = 0; i < st.activeBs * lay.K; i++) {
       if (ids[i] !== st.expertIds[i]) {
         throw new MoeError('E_VALUE', `expertIds[${Math.floor(i / lay.K)}][${i % lay.K}]`, ids[i], `should be ${st.expertIds[i]}, as given to dispatchSetup on rank ${rank} this round`);
@@ -186,24 +201,27 @@ export class OpChecks {
         throw new MoeError('E_VALUE', `expandIdx[${i}]`, ei, `should be ${st.expandIdx[i]}, as dispatchSetup returned on rank ${rank} this round`);
       }
     }
-    const activeBs = this.mask(inp.xActiveMask, bs);
+    const activeBs = this.mask(op, inp.xActiveMask, c);
     if (activeBs !== st.activeBs) {
       throw new MoeError('E_MISMATCH', 'xActiveMask', `${activeBs} active rows`, `should have the ${st.activeBs} active rows given to dispatchSetup on rank ${rank}`);
     }
-    let sharedExpertX: Uint16Array | undefined;
-    if (inp.sharedExpertX !== undefined && inp.sharedExpertX !== null) {
-      if (lay.S !== 0) {
-        throw new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${lay.S})`);
-      }
-      const t = inp.sharedExpertX;
-      throwFirst(checkTensor('sharedExpertX', t, [dtype], null));
-      const s = t.shape;
-      const ok = (s.length === 2 && s[0] === bs && s[1] === lay.H) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === lay.H);
-      if (!ok) {
-        throw new MoeError('E_SHAPE', 'sharedExpertX.shape', [...s], `sharedExpertX shape should be [${bs}, ${lay.H}] or [a, b, ${lay.H}] with a * b = ${bs}`);
-      }
-      sharedExpertX = t.data as Uint16Array;
-    }
-    return { dtype, ids, activeBs, sharedExpertX };
+    const passed = inp.sharedExpertX !== undefined && inp.sharedExpertX !== null;
+    if (passed) throwFirst(checkSharedExpertX(lay, inp.sharedExpertX!, bs, dtype));
+    return { dtype, ids, activeBs, sharedExpertXPassed: passed };
   }
+}
+
+/** shared_expert_x: only with S = 0, x's dtype, (BS, H) or (a, b, H) with a·b = BS (contract §7). */
+export function checkSharedExpertX(lay: Layout, t: Tensor, bs: number, dtype: XDtype): MoeError[] {
+  if (lay.S !== 0) {
+    return [new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${lay.S})`)];
+  }
+  const bad = checkTensor('sharedExpertX', t, [dtype], null);
+  if (bad.length > 0) return bad;
+  const s = t.shape;
+  const ok = (s.length === 2 && s[0] === bs && s[1] === lay.H) || (s.length === 3 && s[0]! * s[1]! === bs && s[2] === lay.H);
+  if (!ok) {
+    return [new MoeError('E_SHAPE', 'sharedExpertX.shape', [...s], `sharedExpertX shape should be [${bs}, ${lay.H}] or [a, b, ${lay.H}] with a * b = ${bs}`)];
+  }
+  return [];
 }
