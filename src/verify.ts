@@ -1,14 +1,14 @@
 // `verify`: compares the output tensors of two runs rank by rank (an NPU dump against `run`, or
-// two backends), over each tensor's meaningful region only, and names the provenance of every
-// reported element: the source rank, token and expert its row carries.
+// two backends) over the bytes the hardware writes, and names the provenance of every reported
+// element: the source rank, token and expert its row carries.
 //
-// Meaningful regions (contract §2-§5 and the Decisions):
-//   expand_x, dynamic_scales, quant_expand_x: rows below the received count of the rank, i.e. the
-//     expected assist_info_for_combine entry W·Lr − 1 (expert_token_nums when W·Lr exceeds it);
-//   assist_info_for_combine: its first W·Lr entries;
-//   x_out: rows below activeBs when the case inputs are known (x_active_mask), else every row;
-//   y, expand_idx, expert_token_nums: in full;
-//   comm_cmd_info, combine_comm_cmd_info: never (our own descriptors, never hardware's).
+// Compared regions: each output's written region in the contract's tensor table
+// (src/contract/tensors.ts, contract §9), from the round's routing: y's messages of the active
+// tokens (quant 2; quant 0 only with `strictY`, since the A3 kernel's own quant-0 row stride
+// differs), expand_idx below activeBs·K, expand_x and dynamic_scales (quant 2) below the received
+// count, the first W·Lr assist entries, expert_token_nums, x_out's active rows; comm_cmd_info and
+// quant_expand_x never. Bytes outside them hold whatever the device allocator left, so they are
+// never compared, and the report says per tensor what was skipped and why.
 //
 // Float tensors (bf16, fp16, f32) compare bit for bit by default. With `ulp` N two values match
 // when at most N representable values of the dtype lie between them (+0 and −0 are 0 apart, the
@@ -16,19 +16,19 @@
 // |actual − expected| ≤ atol + rtol·|expected| (infinities must be equal). Under both, a NaN
 // matches any NaN (whatever its payload) and nothing else. Integer tensors always compare exactly.
 import { type GroupAttrs, type Layout, localExpertNum, makeLayout } from './contract/attrs.js';
+import { activeRows, routingCounts } from './contract/routing.js';
+import { OUTPUT_FILES, type Region, type WrittenContext, outputSpecByFile } from './contract/tensors.js';
 import { DESCRIPTOR_WORDS, KIND_DISPATCH } from './group/commcmd.js';
 import { MoeError } from './errors.js';
 import { receivedRows } from './expert.js';
-import { OUTPUT_TENSORS } from './io/case.js';
 import { caseError } from './io/safetensors.js';
 import { type Tensor, bytesOf } from './tensor.js';
 import { bf16ToF32, bitsToF32, fp16ToF32 } from './numbers.js';
 
 export type Tolerance = { kind: 'exact' } | { kind: 'ulp'; ulp: number } | { kind: 'close'; rtol: number; atol: number };
 
-/** Tensors never compared: comm_cmd_info holds our own descriptors, never the hardware's. */
-export const NEVER_COMPARED = ['comm_cmd_info', 'combine_comm_cmd_info'] as const;
-export const COMPARED_TENSORS = OUTPUT_TENSORS.filter((n) => !(NEVER_COMPARED as readonly string[]).includes(n));
+/** The output tensors of a rank file, each compared over its written region. */
+export const COMPARED_TENSORS = OUTPUT_FILES;
 
 /** What a compared row carries. */
 export interface Provenance {
@@ -58,8 +58,10 @@ export interface TensorReport {
   tensor: string;
   dtype: string;
   shape: number[];
-  /** the meaningful region, in words */
+  /** the compared region, in words */
   region: string;
+  /** what the region leaves out, and why (contract §9) */
+  skipped: string[];
   compared: number;
   mismatches: number;
   first: Mismatch[];
@@ -90,17 +92,15 @@ export interface VerifyOptions {
   tolerance?: Tolerance;
   /** mismatches listed per tensor and rank (default 5) */
   maxReport?: number;
+  /** compare y also in quant mode 0 (the A3 kernel's own quant-0 row stride is an open question) */
+  strictY?: boolean;
 }
 
 const FLOAT_DTYPES = ['bf16', 'fp16', 'f32'];
 
 function activeOf(inp: VerifyInputs | undefined, bs: number): number | undefined {
   if (!inp) return undefined;
-  const m = inp.xActiveMask?.data as Uint8Array | undefined;
-  if (!m) return inp.expertIds.shape[0];
-  let n = 0;
-  while (n < bs && m[n]) n++;
-  return n;
+  return activeRows(inp.xActiveMask?.data as Uint8Array | undefined, Math.min(bs, inp.expertIds.shape[0]!));
 }
 
 /** Where each row of a rank's outputs came from: case inputs when known, else the expected comm_cmd_info. */
@@ -245,6 +245,85 @@ function matcher(t: Tensor, tol: Tolerance): (e: Tensor, a: Tensor, i: number) =
 
 const shapeText = (t: Tensor): string => `${t.dtype}[${t.shape.join(', ')}]`;
 
+/**
+ * activeBs of rank r from a run's own comm_cmd_info, when the run is ours: our dispatch descriptors
+ * (Decision 5) fill rows i < activeBs·K with [1, dst, local, slot, r, i / K, i % K, ...] and leave
+ * the rest 0. A device's comm_cmd_info (addresses) does not pass this test.
+ */
+function activeFromDescriptors(run: Record<string, Tensor>, r: number, bs: number, K: number): number | undefined {
+  const cc = run.comm_cmd_info;
+  if (!cc || cc.dtype !== 'int32' || K <= 0 || cc.data.length < bs * K * DESCRIPTOR_WORDS) return undefined;
+  const d = cc.data as Int32Array;
+  let rows = 0;
+  for (let i = 0; i < bs * K; i++) {
+    const o = i * DESCRIPTOR_WORDS;
+    if (d[o] === 0) {
+      for (let w = 0; w < DESCRIPTOR_WORDS; w++) if (d[o + w] !== 0) return undefined;
+      continue;
+    }
+    if (d[o] !== KIND_DISPATCH || d[o + 4] !== r || d[o + 5] !== Math.floor(i / K) || d[o + 6] !== i % K || i !== rows) return undefined;
+    rows++;
+  }
+  return rows % K === 0 && (rows > 0 || bs === 0) ? rows / K : undefined;
+}
+
+/** What decides each rank's written regions, and where it came from. */
+interface RankRegions {
+  ctx: WrittenContext;
+  /** how activeBs and the received counts were found, when not from the case inputs */
+  note?: string;
+}
+
+function regionContexts(o: VerifyOptions, lay: Layout, bsOf: (r: number) => number | undefined, K: number): RankRegions[] {
+  const W = lay.W;
+  const inputs = o.inputs ?? [];
+  const haveInputs = inputs.length === W && inputs.every((i) => i !== undefined);
+  const routing = haveInputs
+    ? routingCounts(
+        lay,
+        inputs.map((i) => ({ expertIds: i!.expertIds.data as Int32Array, activeBs: activeOf(i, i!.expertIds.shape[0]!)! })),
+      )
+    : undefined;
+  return Array.from({ length: W }, (_, r) => {
+    const bs = bsOf(r) ?? lay.maxBs;
+    const base = { lay, rank: r, bs, strictY: o.strictY };
+    if (routing) return { ctx: { ...base, activeBs: activeOf(inputs[r], bs)!, received: routing.received[r]! } };
+    // no case inputs: a run of ours (either side) tells activeBs and its counts by its descriptors
+    for (const [run, side] of [[o.expected[r]!, 'EXPECTED'], [o.actual[r]!, 'ACTUAL']] as const) {
+      const active = activeFromDescriptors(run, r, bs, K);
+      if (active === undefined || !run.assist_info_for_combine) continue;
+      const received = receivedRows(lay, r, run.assist_info_for_combine, run.expert_token_nums);
+      return { ctx: { ...base, activeBs: active, received }, note: `activeBs and the received count from ${side}'s own comm_cmd_info and assist_info_for_combine (no case inputs)` };
+    }
+    const e = o.expected[r]!;
+    const received = e.assist_info_for_combine ? receivedRows(lay, r, e.assist_info_for_combine, e.expert_token_nums) : 0;
+    return {
+      ctx: { ...base, activeBs: bs, received },
+      note: 'no case inputs and no host run on either side: every token counted active and the received count read from EXPECTED; pass --case CASE_DIR for the exact regions',
+    };
+  });
+}
+
+/** Calls `span(start, end)` for each contiguous element span of `region` in a tensor of `rows` × `cols`. */
+function forEachSpan(region: Region, rows: number, cols: number, span: (start: number, end: number) => void): void {
+  for (const [a, b] of region.rows) {
+    const hi = Math.min(b, rows);
+    if (!region.cols) {
+      if (hi > a) span(a * cols, hi * cols);
+      continue;
+    }
+    for (let row = a; row < hi; row++) {
+      for (const [c0, c1] of region.cols) {
+        const e = Math.min(c1, cols);
+        if (e > c0) span(row * cols + c0, row * cols + e);
+      }
+    }
+  }
+}
+
+/** A-sized tensors: the npu backend allocates the tiling's A on shared ranks (contract §8), so their rows may differ. */
+const A_SIZED = ['expand_x', 'dynamic_scales', 'assist_info_for_combine', 'quant_expand_x'];
+
 /** Compares two runs; throws a one-line MoeError for missing tensors or mismatched dtypes/shapes. */
 export function verifyRuns(o: VerifyOptions): VerifyReport {
   const tol = o.tolerance ?? { kind: 'exact' };
@@ -256,7 +335,7 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
     throw new MoeError('E_CASE', 'ranks', [o.expected.length, o.actual.length], `both runs should have epWorldSize = ${W} ranks`);
   }
   const inputs = o.inputs ?? [];
-  // the shapes the provenance needs: H, K and each rank's BS
+  // the shapes the regions and the provenance need: H, K and each rank's BS
   const e0 = o.expected[0]!;
   const h = e0.expand_x?.shape[1] ?? e0.x_out?.shape[1] ?? 1024;
   const bsOf = (r: number): number | undefined => inputs[r]?.expertIds.shape[0] ?? o.expected[r]!.x_out?.shape[0];
@@ -265,6 +344,7 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
   if (!Number.isInteger(K)) K = 0;
   const lay = makeLayout(o.attrs, { h, k: K, bs: Math.max(1, ...Array.from({ length: W }, (_, r) => bsOf(r) ?? 0)) });
   const prov = new Provenances(lay, o.expected, inputs, K);
+  const contexts = regionContexts(o, lay, bsOf, K);
 
   const tensors: TensorReport[] = [];
   for (let r = 0; r < W; r++) {
@@ -272,66 +352,59 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
     const act = o.actual[r]!;
     const names = COMPARED_TENSORS.filter((n) => exp[n] !== undefined);
     if (names.length === 0) {
-      throw caseError(efile(r), `holds none of the compared output tensors; expected some of ${COMPARED_TENSORS.join(', ')}`);
+      throw caseError(efile(r), `holds none of the output tensors; expected some of ${COMPARED_TENSORS.join(', ')}`);
     }
+    const { ctx, note } = contexts[r]!;
     for (const name of names) {
       const e = exp[name]!;
-      const a = act[name];
-      if (!a) throw caseError(afile(r), `tensor ${name} is missing; expected ${shapeText(e)} as in ${efile(r)}`);
-      if (a.dtype !== e.dtype || a.shape.length !== e.shape.length || a.shape.some((d, i) => d !== e.shape[i])) {
-        throw caseError(afile(r), `tensor ${name} is ${shapeText(a)}; expected ${shapeText(e)} as in ${efile(r)}`);
-      }
+      const region = outputSpecByFile(name)!.written!(ctx);
       const rows = e.shape.length >= 1 ? e.shape[0]! : 1;
       const cols = e.shape.length >= 2 ? e.data.length / Math.max(1, rows) : 1;
-      const bs = bsOf(r);
-      // the meaningful region: [0, n) elements, and what it is in words
-      let n = e.data.length;
-      let region = 'all';
+      const report: TensorReport = {
+        rank: r, tensor: name, dtype: e.dtype, shape: [...e.shape], region: region.text,
+        skipped: note && region.rows.length > 0 ? [...region.skipped, note] : [...region.skipped], compared: 0, mismatches: 0, first: [],
+      };
+      tensors.push(report);
+      if (region.rows.length === 0) continue;
+      const a = act[name];
+      if (!a) throw caseError(afile(r), `tensor ${name} is missing; expected ${shapeText(e)} as in ${efile(r)}`);
+      const rowsOnly = A_SIZED.includes(name) && a.shape.length === e.shape.length && a.shape.slice(1).every((d, i) => d === e.shape[i + 1]);
+      if (a.dtype !== e.dtype || a.shape.length !== e.shape.length || (!rowsOnly && a.shape.some((d, i) => d !== e.shape[i]))) {
+        throw caseError(afile(r), `tensor ${name} is ${shapeText(a)}; expected ${shapeText(e)} as in ${efile(r)}`);
+      }
+      const aRows = a.shape.length >= 1 ? a.shape[0]! : 1;
+      if (aRows !== rows) report.skipped.push(`rows: expected has ${rows}, actual ${aRows} (A on a shared rank: the tiling's figure on the NPU, Decision 1); rows one side lacks count as differing`);
       let rowProv: ((row: number) => Provenance | undefined) | undefined;
-      if (name === 'expand_x' || name === 'dynamic_scales' || name === 'quant_expand_x') {
-        const assist = exp.assist_info_for_combine;
-        if (assist) {
-          const recv = Math.min(receivedRows(lay, r, assist, exp.expert_token_nums), rows);
-          n = recv * cols;
-          region = `rows < ${recv} received`;
-        }
-        rowProv = (row) => prov.expandRow(r, row);
-      } else if (name === 'assist_info_for_combine') {
-        n = Math.min(W * localExpertNum(lay, r), e.data.length);
-        region = `first W·Lr = ${n} entries`;
-        rowProv = (i) => prov.assistEntry(r, i);
-      } else if (name === 'x_out') {
-        const active = activeOf(inputs[r], rows);
-        if (active !== undefined) {
-          n = Math.min(active, rows) * cols;
-          region = `rows < ${Math.min(active, rows)} active`;
-        }
-        rowProv = (t) => ({ srcRank: r, token: t });
-      } else if (name === 'y' || name === 'expand_idx') {
-        rowProv = bs !== undefined ? (i) => prov.yRow(r, i, bs) : undefined;
-      } else if (name === 'expert_token_nums') {
+      if (name === 'expand_x' || name === 'dynamic_scales' || name === 'quant_expand_x') rowProv = (row) => prov.expandRow(r, row);
+      else if (name === 'assist_info_for_combine') rowProv = (i) => prov.assistEntry(r, i);
+      else if (name === 'x_out') rowProv = (t) => ({ srcRank: r, token: t });
+      else if (name === 'y' || name === 'expand_idx') rowProv = (i) => prov.yRow(r, i, ctx.bs);
+      else if (name === 'expert_token_nums') {
         rowProv = (j) => (r < lay.S ? { srcRank: -1, sharedExpert: Math.floor(r / lay.R) } : { srcRank: -1, expert: (r - lay.S) * lay.L + j });
       }
-      const report: TensorReport = { rank: r, tensor: name, dtype: e.dtype, shape: [...e.shape], region, compared: n, mismatches: 0, first: [] };
       const exact = tol.kind === 'exact' || !FLOAT_DTYPES.includes(e.dtype);
       const eb = bytesOf(e);
       const ab = bytesOf(a);
       const width = eb.length / Math.max(1, e.data.length);
-      const same = exact && Buffer.from(eb.buffer, eb.byteOffset, n * width).equals(Buffer.from(ab.buffer, ab.byteOffset, n * width));
-      if (!same) {
-        const eq = matcher(e, tol);
-        for (let i = 0; i < n; i++) {
-          if (eq(e, a, i)) continue;
-          report.mismatches++;
-          if (report.first.length < maxReport) {
-            const row = Math.floor(i / cols);
-            const index = e.shape.length >= 2 ? [row, i % cols] : [i];
-            const p = rowProv?.(row);
-            report.first.push({ rank: r, tensor: name, index, expected: elementText(e, i), actual: elementText(a, i), ...(p ? { provenance: p } : {}) });
-          }
+      const eq = matcher(e, tol);
+      const mismatch = (i: number, actualText?: string) => {
+        report.mismatches++;
+        if (report.first.length < maxReport) {
+          const row = Math.floor(i / cols);
+          const index = e.shape.length >= 2 ? [row, i % cols] : [i];
+          const p = rowProv?.(row);
+          report.first.push({ rank: r, tensor: name, index, expected: elementText(e, i), actual: actualText ?? elementText(a, i), ...(p ? { provenance: p } : {}) });
         }
-      }
-      tensors.push(report);
+      };
+      forEachSpan(region, rows, cols, (start, end) => {
+        const endA = Math.min(end, a.data.length);
+        report.compared += end - start;
+        const same =
+          exact && endA === end && Buffer.from(eb.buffer, eb.byteOffset + start * width, (end - start) * width).equals(Buffer.from(ab.buffer, ab.byteOffset + start * width, (end - start) * width));
+        if (same) return;
+        for (let i = start; i < endA; i++) if (!eq(e, a, i)) mismatch(i);
+        for (let i = endA; i < end; i++) mismatch(i, 'absent');
+      });
     }
   }
   const mismatches = tensors.reduce((s, t) => s + t.mismatches, 0);
@@ -358,7 +431,11 @@ function toleranceText(t: Tolerance): string {
   return `|actual - expected| <= ${t.atol} + ${t.rtol}·|expected|`;
 }
 
-/** The readable report: a line per differing tensor and rank, its first mismatches, a summary. */
+/**
+ * The readable report: a line per differing tensor and rank with its first mismatches, then per
+ * tensor the region compared and what was skipped and why (the same on every rank, so once per
+ * tensor, from rank 0), and a summary.
+ */
 export function formatVerify(rep: VerifyReport): string {
   const out: string[] = [];
   for (const t of rep.tensors) {
@@ -372,13 +449,18 @@ export function formatVerify(rep: VerifyReport): string {
     }
     if (t.mismatches > t.first.length) out.push(`  … ${t.mismatches - t.first.length} more`);
   }
+  out.push('compared (rank 0; the other ranks alike with their own counts):');
+  for (const t of rep.tensors.filter((x) => x.rank === 0)) {
+    out.push(`  ${t.tensor.padEnd(24)} ${t.compared === 0 ? 'not compared' : `${t.region} (${t.compared} elements)`}`);
+    for (const s of t.skipped) out.push(`  ${''.padEnd(24)}   skipped: ${s}`);
+  }
   const ranks = new Set(rep.tensors.map((t) => t.rank)).size;
-  const names = new Set(rep.tensors.map((t) => t.tensor));
+  const names = new Set(rep.tensors.filter((t) => t.compared > 0).map((t) => t.tensor));
   const compared = rep.tensors.reduce((s, t) => s + t.compared, 0);
   out.push(
     rep.equal
-      ? `verify: equal (${toleranceText(rep.tolerance)}): ${compared} elements of ${names.size} tensors on ${ranks} ranks; comm_cmd_info and combine_comm_cmd_info not compared`
-      : `verify: DIFFERENT (${toleranceText(rep.tolerance)}): ${rep.mismatches} of ${compared} elements differ in ${rep.differingTensors} of ${rep.tensors.length} rank tensors`,
+      ? `verify: equal (${toleranceText(rep.tolerance)}): ${compared} written elements of ${names.size} tensors on ${ranks} ranks; unwritten bytes (contract §9) not compared`
+      : `verify: DIFFERENT (${toleranceText(rep.tolerance)}): ${rep.mismatches} of ${compared} written elements differ in ${rep.differingTensors} of ${rep.tensors.length} rank tensors`,
   );
   return `${out.join('\n')}\n`;
 }

@@ -12,16 +12,24 @@ import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } 
 const HELP = `Usage: moe-distribute verify EXPECTED_DIR ACTUAL_DIR [--case CASE_DIR] [--ulp N | --rtol R --atol A] [options]
 
 Compares the output tensors of two runs (e.g. an NPU dump against \`moe-distribute run\`), file
-rank{r}.safetensors (or rank{r}/ of .npy files) of each directory, rank by rank, over each tensor's meaningful region:
-  expand_x, dynamic_scales, quant_expand_x  rows below the rank's received count (the expected
-                                            assist_info_for_combine entry W·Lr − 1)
-  assist_info_for_combine                   its first W·Lr entries (Lr = 1 on shared ranks)
-  x_out                                     rows below activeBs (with the case's x_active_mask),
-                                            else every row
-  y, expand_idx, expert_token_nums          in full
-  comm_cmd_info, combine_comm_cmd_info      never (descriptors, not data)
-Tensors absent from EXPECTED_DIR are not compared; one present there must be in ACTUAL_DIR with
-the same dtype and shape.
+rank{r}.safetensors (or rank{r}/ of .npy files) of each directory, rank by rank, over the bytes
+the hardware writes (contract §9); the rest holds whatever the device allocator left:
+  y                        the active tokens' messages (rows < activeBs·K, and the shared rows
+                           when shared experts are deployed), message bytes only: quant 2 the H
+                           codes and the f32 scale; quant 0 only with --strict-y (the A3 kernel's
+                           own quant-0 row stride differs from the tensor's: open question 1a)
+  expand_idx               entries < activeBs·K
+  expand_x                 rows below the rank's received count
+  dynamic_scales           rows below the received count (quant 2; not written in quant 0)
+  assist_info_for_combine  its first W·Lr entries (Lr = 1 on shared ranks)
+  expert_token_nums        all
+  x_out                    rows below activeBs
+  comm_cmd_info, combine_comm_cmd_info, quant_expand_x   never (device addresses; not written)
+activeBs and the received counts come from the case's inputs (expert_ids, x_active_mask); without
+them, from whichever directory is a host run (its own comm_cmd_info descriptors). The report says
+per tensor what it compared and what it skipped and why. Tensors absent from EXPECTED_DIR are
+not compared; one compared there must be in ACTUAL_DIR with the same dtype and shape (A-sized
+tensors may differ in rows on shared ranks, where the NPU allocates the tiling's A).
 
 Each differing tensor gets a line per rank, then its first mismatches with (rank, tensor, row,
 column, expected, actual) and the row's provenance: the source rank, token and expert it
@@ -30,8 +38,8 @@ carries (from the case's expert_ids when known, else from EXPECTED_DIR's comm_cm
 Options:
   --case PATH        the case directory (or its case.json): the attributes, and with rank
                      files the inputs (x_active_mask, expert_ids). Default: case.json in
-                     EXPECTED_DIR, else in ACTUAL_DIR; inputs from EXPECTED_DIR's rank files
-                     when they carry expert_ids
+                     EXPECTED_DIR, else in ACTUAL_DIR (\`run\` writes it beside its outputs)
+  --strict-y         compare y in quant mode 0 too (message bytes at the tensor's row stride)
   --ulp N            float tensors match within N representable steps of their dtype
   --rtol R, --atol A float tensors match when |actual - expected| <= A + R·|expected|
                      (default: bit-exact; with --ulp/--rtol a NaN matches any NaN, nothing else;
@@ -72,6 +80,7 @@ export const verifyCommand: Command = {
         rtol: s,
         atol: s,
         'max-report': s,
+        'strict-y': { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -129,6 +138,7 @@ export const verifyCommand: Command = {
       inputs,
       tolerance,
       maxReport,
+      strictY: values['strict-y'] === true,
     });
     io.stdout(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatVerify(report));
     return report.equal ? EXIT_OK : EXIT_CASE;
