@@ -81,6 +81,12 @@ const xDtypes = (c: TensorContext): readonly DType[] => (c.xDtype ? [c.xDtype] :
 const yDtypes = (c: TensorContext): readonly DType[] => (c.lay.attrs.quantMode === 2 ? ['int8'] : xDtypes(c));
 const int32: readonly DType[] = ['int32'];
 
+/**
+ * Entries of assist_info_for_combine for A rows of expand_x: A·128 (contract §1). Meaningful are
+ * only the first W·Lr (Decision 16 when A·128 is shorter).
+ */
+export const assistEntries = (A: number): number => A * 128;
+
 /** A: rows of expand_x on the context's rank. */
 export function rowsA(c: TensorContext): number {
   if (c.rowsA === 'tiling' && c.rank < c.lay.S) return sharedRankA(c.lay, c.bs)!.tiling;
@@ -173,9 +179,9 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   },
   {
     op: 'dispatchTeardown', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'out', dtypes: () => int32,
-    shape: (c) => [rowsA(c) * 128],
+    shape: (c) => [assistEntries(rowsA(c))],
     written: (c) => {
-      const total = rowsA(c) * 128;
+      const total = assistEntries(rowsA(c));
       const n = Math.min(c.lay.W * localExpertNum(c.lay, c.rank), total);
       return rowsBelow(n, total, `first W·Lr = ${n} entries`, `entries [${n}, ${total}) past W·Lr`);
     },
@@ -193,7 +199,7 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   // combine_setup
   { op: 'combineSetup', name: 'expandX', file: 'expert_output', dir: 'in', dtypes: () => X_DTYPES, shape: (c) => [rowsA(c), c.lay.H] },
   { op: 'combineSetup', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
-  { op: 'combineSetup', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'in', dtypes: () => int32, shape: (c) => [rowsA(c) * 128] },
+  { op: 'combineSetup', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'in', dtypes: () => int32, shape: (c) => [assistEntries(rowsA(c))] },
   {
     op: 'combineSetup', name: 'quantExpandX', file: 'quant_expand_x', dir: 'out', dtypes: () => ['int8'],
     shape: (c) => [rowsA(c), c.lay.quantExpandXCols],

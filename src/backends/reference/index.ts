@@ -1,5 +1,6 @@
 // The oracle: the contract (§2-§5) line by line in plain TypeScript, every f32 step through
 // Math.fround. Short and obvious on purpose; the wasm backend must match it bit for bit.
+import { assistEntries } from '../../contract/tensors.js';
 import { fromF32, roundHalfEvenToInt8, toF32 } from '../../numbers.js';
 import { zeros, type Tensor } from '../../tensor.js';
 import type {
@@ -105,7 +106,7 @@ export class ReferenceBackend implements Backend {
     const exb = new Uint8Array(expandX.data.buffer);
     const dynamicScales = zeros('f32', [rows]);
     const scaleBits = new Uint32Array(dynamicScales.data.buffer);
-    const assist = zeros('int32', [rows * 128]);
+    const assist = zeros('int32', [assistEntries(rows)]);
     const etn = zeros('int64', [localExperts]);
     const mem = this.bytes();
     const dv = this.view();

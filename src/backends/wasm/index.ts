@@ -6,6 +6,7 @@
 // expand_x, the rows combine_setup sends back) are one TypedArray.set each: routed through a
 // kernel they would be staged in scratch and cost a second copy (measured: dispatch_teardown
 // 19 ms -> see bench).
+import { assistEntries } from '../../contract/tensors.js';
 import { type Layout, expandRows } from '../../contract/attrs.js';
 import { MoeError } from '../../errors.js';
 import { type Tensor, zeros } from '../../tensor.js';
@@ -163,7 +164,7 @@ const packRegions = (ar: Arena, lay: Layout, bs: number, scaled: boolean) => ({
 
 const gatherRegions = (ar: Arena, rows: number, blocks: number, localExperts: number) => ({
   blockCount: ar.take(blocks * 4),
-  assist: ar.take(rows * 128 * 4),
+  assist: ar.take(assistEntries(rows) * 4),
   etn: ar.take(localExperts * 8),
 });
 
@@ -315,7 +316,7 @@ export class WasmBackend implements Backend {
     const r = gatherRegions(this.arena(), rows, blocks, localExperts);
     this.i32.set(blockCount, r.blockCount >> 2);
     const perExpert = lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? 1 : 0;
-    const assistLen = rows * 128;
+    const assistLen = assistEntries(rows);
     this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, assistLen, r.etn, perExpert);
     const assist = zeros('int32', [assistLen]).data;
     assist.set(this.i32.subarray(r.assist >> 2, (r.assist >> 2) + Math.min(blocks, assistLen)));

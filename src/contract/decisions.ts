@@ -1,0 +1,140 @@
+// The Decisions: where the public sources disagree or are silent, what this project does, the
+// source that leaves it open, and the `moe-distribute probe` case whose run on an Ascend host
+// settles it (src/probe/cases.ts). The README's Decisions list is this list; a test keeps the two
+// equal, and every `probe` id names a probe case.
+//
+// Sources (contract op-contract.md, revision 2): arch22 = the A3 kernels in mirror-cann/ops-transformer
+// mc2/moe_distribute_*_{setup,teardown}/op_kernel/arch22/; arch32 = the A3 tilings in
+// yuanfang-chen/ops-transformer mc2/moe_distribute_*/op_host/op_tiling/arch32/; docs = torch_npu's
+// docs of the four ops (shared/seed); op-plugin = Ascend/op-plugin's allocation of the outputs.
+
+export interface Decision {
+  /** the README's number; stable */
+  id: number;
+  /** what this project does */
+  title: string;
+  /** where the sources leave it open (contract section and files) */
+  source: string;
+  /** the probe case (src/probe/cases.ts) that settles it on hardware; null: not testable, and why */
+  probe: string | null;
+  /** why no probe can settle it, when `probe` is null */
+  untestable?: string;
+}
+
+export const DECISIONS: readonly Decision[] = [
+  {
+    id: 1,
+    title: 'A on a shared rank is maxBS · ceil(W / R), the most rows that can arrive; the npu backend allocates what the A3 dispatch_teardown tiling demands, BS · W · SN / S',
+    source: 'contract §1, §8: the arch32 dispatch_teardown tiling demands BS·W·SN/S, op-plugin allocates globalBs/S, the docs say globalBs·SN/S',
+    probe: 'shared-rank-a',
+  },
+  {
+    id: 2,
+    title: 'expand_idx entries i ≥ activeBs·K are 0 (unwritten on hardware: verify skips them)',
+    source: 'contract §2, §9: the arch22 dispatch_setup kernel writes entries of active tokens only',
+    probe: 'unwritten',
+  },
+  {
+    id: 3,
+    title: 'y: every byte not holding a message (padding, rows of inactive tokens, the shared rows when S = 0) is 0 (unwritten on hardware: verify skips them)',
+    source: 'contract §2, §9: the arch22 dispatch_setup kernel writes message bytes only',
+    probe: 'unwritten',
+  },
+  {
+    id: 4,
+    title: 'Quantization specials: NaN converts to code 0; an all-zero token gives codes 0 and scale 0 (1/∞); ±∞ gives scale ∞; the row maximum propagates NaN; codes saturate to [-128, 127]',
+    source: 'contract §2: arch22 QuantProcess; NaN/∞ behaviour of the vector unit is not documented',
+    probe: 'specials',
+  },
+  {
+    id: 5,
+    title: 'comm_cmd_info holds our own descriptors of the copies performed, never hardware addresses',
+    source: 'contract §2: on hardware 64-byte BatchWrite descriptors holding device addresses',
+    probe: null,
+    untestable: 'device addresses differ on every run: never comparable, so verify never compares it',
+  },
+  {
+    id: 6,
+    title: 'dynamic_scales are 0 for quant mode 0 (unwritten on hardware: verify skips them)',
+    source: 'contract §3, §9: arch22 dispatch_teardown writes scales only when quantizing',
+    probe: 'unwritten',
+  },
+  {
+    id: 7,
+    title: 'expert_token_nums for L > 1: type 1 the count per local expert, type 0 the inclusive prefix sum',
+    source: 'contract §3: docs, V2 and the 950 kernel define it so; the open arch22 dispatch_teardown kernel returns before writing it when L > 1',
+    probe: 'expert-token-nums',
+  },
+  {
+    id: 8,
+    title: 'Rows of expand_x, dynamic_scales and assist_info_for_combine entries past what was received are 0 (unwritten on hardware: verify skips them)',
+    source: 'contract §3, §9',
+    probe: 'unwritten',
+  },
+  {
+    id: 9,
+    title: 'quant_expand_x (commQuantMode 0, not written on hardware) is all zeros; verify never compares it',
+    source: 'contract §4, §9: arch22 combine_setup does not quantize with commQuantMode 0',
+    probe: 'unwritten',
+  },
+  {
+    id: 10,
+    title: 'Shared experts in combine: all SN shared outputs are summed, unweighted, in s order',
+    source: 'contract §5: the V2 kernel sums them; the open arch22 combine_teardown adds one and maps it wrongly when S > 1',
+    probe: 'shared-multi',
+  },
+  {
+    id: 11,
+    title: 'Rows t ≥ activeBs of the combine output are 0 (unwritten on hardware: verify skips them)',
+    source: 'contract §5, §9',
+    probe: 'unwritten',
+  },
+  {
+    id: 12,
+    title: 'fp16 NaN converts to sign | 0x7E00 (c10::Half); bf16 NaN to 0x7FC0',
+    source: 'contract §6: the cast units\' NaN encodings are not documented',
+    probe: 'specials',
+  },
+  {
+    id: 13,
+    title: 'HCCL_BUFFSIZE (now a rule, revision 2): shared_expert_num counts as passed, and the need is the largest of the docs/dispatch_teardown figure and the A3 setup tilings\' figure with L\' = floor(E / (W − SN))',
+    source: 'contract §7: arch32 moe_distribute_dispatch_setup_tiling_arch32.cpp (GetComplexAttrAndSetTilingData divides by epWorldSize − sharedExpertNum) and the combine_setup tiling; docs; the code wins over the docs',
+    probe: 'buffer-need',
+  },
+  {
+    id: 14,
+    title: 'scales with quant mode 0 are rejected (the docs say to pass none)',
+    source: 'contract §7: the docs; the arch32 tiling does not check it',
+    probe: 'scales-quant0',
+  },
+  {
+    id: 15,
+    title: 'NaN outputs are canonical: a NaN dynamic scale is 0x7FC00000, a NaN combine sum bf16 0x7FC0 / fp16 0x7E00 (JavaScript engines do not keep NaN payloads reproducibly)',
+    source: 'contract §6: NaN payload propagation is not specified',
+    probe: 'specials',
+  },
+  {
+    id: 16,
+    title: 'assist_info_for_combine shorter than W·Lr (A·128 < W·L) holds the first A·128 prefix sums; the simulated group keeps the rest for combine_setup',
+    source: 'contract §1, §3: A·128 entries, W·Lr meaningful, both from the docs',
+    probe: 'assist-short',
+  },
+  {
+    id: 17,
+    title: 'globalBs = 0: the simulation uses globalBs = BS·W (the host-side checks\' reading), and warns W_GLOBAL_BS_ZERO: the open kernels compute maxBS = 0 and every block lands at offset 0',
+    source: 'contract §8: arch22 and arch35 kernels compute maxBs = globalBs / epWorldSize; the arch32 tilings read 0 as BS·W',
+    probe: 'global-bs-zero',
+  },
+  {
+    id: 18,
+    title: 'shared_expert_x is checked and ignored (warning W_SHARED_EXPERT_X_IGNORED), as every kernel ignores it',
+    source: 'contract §5: arch22 combine_teardown.h and the 950 kernel never read it; the newest aclnn header calls it reserved; the docs\' formula adds it',
+    probe: 'shared-expert-x',
+  },
+  {
+    id: 19,
+    title: 'y in quant mode 0 is laid out at the tensor\'s row stride 2·Align256(H); verify compares it only with --strict-y',
+    source: 'contract §9, open question 1a: the arch22 dispatch_setup kernel\'s quant-0 row stride is Align512(Align32(2H) + 32) bytes',
+    probe: 'y-stride-quant0',
+  },
+];
