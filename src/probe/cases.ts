@@ -1,0 +1,224 @@
+// The probe's fixed cases (`moe-distribute probe`): each small enough to run in a few seconds on
+// an Ascend host, most at W = 2 so that a one-host 2-NPU machine runs all but the W-hungry ones,
+// and each chosen so that an open question or a Decision of the README gets a visible answer.
+// The ids are stable: src/contract/decisions.ts names them in each Decision's `probe` field.
+import type { GenSpec } from '../gen.js';
+
+/** How a case is judged (src/probe/run.ts). */
+export type ProbeKind =
+  /** a round of the four ops, NPU against the reference, outputs poisoned to see what is written */
+  | 'round'
+  /** dispatch_setup below the group's checks, to see whether the hardware refuses an input */
+  | 'refusal'
+  /** HCCL_BUFFSIZE just below and just above the contract's need */
+  | 'buffer'
+  /** the op libraries' size helpers against the contract */
+  | 'sizes';
+
+/** What a Decision is judged on in a round case: which tensors, and which part of them. */
+export interface DecisionCheck {
+  decision: number;
+  /** rank-file names of the outputs (y, expand_x, …, x_out) */
+  tensors: readonly string[];
+  /**
+   * 'written': the bytes the contract says the hardware writes, compared with the reference;
+   * 'unwritten': the bytes §9 says it leaves, seen through the poison (not written, zero, other)
+   */
+  part: 'written' | 'unwritten';
+  /** only the variants whose name matches */
+  variants?: RegExp;
+}
+
+export interface ProbeVariant {
+  /** stable within the case: shows in the report and in the test hooks */
+  name: string;
+  gen: GenSpec;
+}
+
+export interface ProbeCase {
+  id: string;
+  /** README Decision numbers it answers ([] for a check that is not a Decision) */
+  decisions: number[];
+  title: string;
+  /** what a run settles, in a sentence, for the docs and the report */
+  settles: string;
+  kind: ProbeKind;
+  /** ranks, so devices, the case needs */
+  ranks: number;
+  variants: readonly ProbeVariant[];
+  checks: readonly DecisionCheck[];
+}
+
+const H = 1024;
+/** W = 2, E = 4 (L = 2), K = 2, SN = 0: no shared expert, so the dispatch_setup tiling's L' equals L (contract §8). */
+const small = (o: Partial<GenSpec> = {}): GenSpec => ({
+  epWorldSize: 2,
+  moeExpertNum: 4,
+  sharedExpertNum: 0,
+  bs: 4,
+  h: H,
+  k: 2,
+  globalBs: 8,
+  seed: 9,
+  ...o,
+});
+
+const ALL_OUTPUTS = ['y', 'expand_idx', 'expand_x', 'dynamic_scales', 'assist_info_for_combine', 'expert_token_nums', 'x_out'] as const;
+
+export const PROBE_CASES: readonly ProbeCase[] = [
+  {
+    id: 'shared-rank-a',
+    decisions: [1],
+    title: 'A on a shared rank when R does not divide W',
+    settles:
+      'whether the ops accept expand_x sized by the dispatch_teardown tiling (BS·W·SN/S rows, what the npu backend allocates) on a shared rank where up to maxBS·ceil(W/R) rows can arrive (the simulation\'s A), and whether the rows that arrive match',
+    kind: 'round',
+    ranks: 5,
+    variants: [{ name: 'W5-S2-SN1', gen: { epWorldSize: 5, moeExpertNum: 3, sharedExpertRankNum: 2, sharedExpertNum: 1, quantMode: 2, bs: 4, h: H, k: 2, globalBs: 20, seed: 11 } }],
+    checks: [{ decision: 1, tensors: ALL_OUTPUTS, part: 'written' }],
+  },
+  {
+    id: 'unwritten',
+    decisions: [2, 3, 6, 8, 9, 11],
+    title: 'bytes outside the written regions (§9), through poisoned outputs',
+    settles:
+      'for each region §9 lists (expand_idx past activeBs·K, y padding and inactive rows, dynamic_scales in quant mode 0, rows past the received count, quant_expand_x, combine rows ≥ activeBs) whether the hardware writes it, and with what',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'quant0', gen: small({ activeBs: 3, quantMode: 0 }) },
+      { name: 'quant2', gen: small({ activeBs: 3, quantMode: 2 }) },
+    ],
+    checks: [
+      { decision: 2, tensors: ['expand_idx'], part: 'unwritten' },
+      { decision: 3, tensors: ['y'], part: 'unwritten', variants: /quant2/ },
+      { decision: 6, tensors: ['dynamic_scales'], part: 'unwritten', variants: /quant0/ },
+      { decision: 8, tensors: ['expand_x', 'assist_info_for_combine'], part: 'unwritten' },
+      { decision: 8, tensors: ['dynamic_scales'], part: 'unwritten', variants: /quant2/ },
+      { decision: 9, tensors: ['quant_expand_x'], part: 'unwritten' },
+      { decision: 11, tensors: ['x_out'], part: 'unwritten' },
+    ],
+  },
+  {
+    id: 'specials',
+    decisions: [4, 12, 15],
+    title: 'NaN, ±∞ and all-zero tokens, quant modes 2 and 0, fp16 and bf16',
+    settles: 'the quantization of special values (codes and scale), the NaN bit patterns of dynamic_scales and of the combine output, fp16 and bf16 NaN casts',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'quant2-fp16', gen: small({ quantMode: 2, dtype: 'fp16', specials: ['zeros', 'nan', 'inf'] }) },
+      { name: 'quant2-bf16', gen: small({ quantMode: 2, dtype: 'bf16', specials: ['zeros', 'nan', 'inf'] }) },
+      { name: 'quant0-fp16', gen: small({ quantMode: 0, dtype: 'fp16', specials: ['zeros', 'nan', 'inf'] }) },
+      { name: 'quant0-bf16', gen: small({ quantMode: 0, dtype: 'bf16', specials: ['zeros', 'nan', 'inf'] }) },
+    ],
+    checks: [
+      { decision: 4, tensors: ['y', 'expand_x', 'dynamic_scales'], part: 'written', variants: /quant2/ },
+      { decision: 12, tensors: ['x_out'], part: 'written' },
+      { decision: 15, tensors: ['dynamic_scales', 'x_out'], part: 'written' },
+    ],
+  },
+  {
+    id: 'expert-token-nums',
+    decisions: [7],
+    title: 'expert_token_nums with L > 1, types 0 and 1',
+    settles: 'whether the hardware writes expert_token_nums for several local experts (the open A3 kernel returns early), as counts (type 1) and prefix sums (type 0)',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'type1', gen: small({ moeExpertNum: 8, expertTokenNumsType: 1 }) },
+      { name: 'type0', gen: small({ moeExpertNum: 8, expertTokenNumsType: 0 }) },
+    ],
+    checks: [{ decision: 7, tensors: ['expert_token_nums'], part: 'written' }],
+  },
+  {
+    id: 'shared-multi',
+    decisions: [10],
+    title: 'two shared experts (S = 2, SN = 2)',
+    settles: 'whether combine sums every shared expert\'s output unweighted in s order (the open A3 kernel adds one, mapped wrongly, when S > 1)',
+    kind: 'round',
+    ranks: 4,
+    variants: [{ name: 'W4-S2-SN2', gen: { epWorldSize: 4, moeExpertNum: 2, sharedExpertRankNum: 2, sharedExpertNum: 2, bs: 4, h: H, k: 2, globalBs: 16, seed: 13 } }],
+    checks: [{ decision: 10, tensors: ['x_out'], part: 'written' }],
+  },
+  {
+    id: 'buffer-need',
+    decisions: [13],
+    title: 'HCCL_BUFFSIZE just below and just above the need (SN as passed, the largest tiling figure)',
+    settles:
+      'whether the ops refuse an HCCL_BUFFSIZE one MB below the contract\'s need and accept the need itself; W = 4, E = 8 with shared_expert_num 1 and no shared rank, where SN counts only by the rule and L\' = L',
+    kind: 'buffer',
+    ranks: 4,
+    variants: [{ name: 'W4-E8-SN1', gen: { epWorldSize: 4, moeExpertNum: 8, sharedExpertNum: 1, bs: 64, h: 7168, k: 2, globalBs: 256, seed: 17 } }],
+    checks: [],
+  },
+  {
+    id: 'scales-quant0',
+    decisions: [14],
+    title: 'scales passed with quant mode 0',
+    settles: 'whether dispatch_setup refuses smooth scales in quant mode 0 (the group refuses them; the probe calls the op below the group\'s checks), and if it accepts them, whether y changes',
+    kind: 'refusal',
+    ranks: 2,
+    variants: [{ name: 'quant0-scales', gen: small({ quantMode: 0 }) }],
+    checks: [],
+  },
+  {
+    id: 'assist-short',
+    decisions: [16],
+    title: 'assist_info_for_combine shorter than W·Lr (E 512, W 2, K 1, BS 1)',
+    settles: 'whether the ops accept A·128 = 256 entries of assist_info_for_combine for W·L = 512 prefix sums, and what the entries that exist hold',
+    kind: 'round',
+    ranks: 2,
+    variants: [{ name: 'E512-W2-K1-BS1', gen: { epWorldSize: 2, moeExpertNum: 512, sharedExpertNum: 0, bs: 1, h: H, k: 1, globalBs: 2, seed: 19 } }],
+    checks: [{ decision: 16, tensors: ['assist_info_for_combine', 'expand_x', 'x_out'], part: 'written' }],
+  },
+  {
+    id: 'global-bs-zero',
+    decisions: [17],
+    title: 'global_bs = 0',
+    settles: 'whether the kernels read global_bs = 0 as BS·W (the simulation) or compute maxBS = 0 and let the blocks collide',
+    kind: 'round',
+    ranks: 2,
+    variants: [{ name: 'gbs0', gen: small({ globalBs: 0, quantMode: 2 }) }],
+    checks: [{ decision: 17, tensors: ALL_OUTPUTS, part: 'written' }],
+  },
+  {
+    id: 'shared-expert-x',
+    decisions: [18],
+    title: 'shared_expert_x passed (S = 0)',
+    settles: 'whether combine_teardown ignores shared_expert_x, as every open kernel does',
+    kind: 'round',
+    ranks: 2,
+    variants: [{ name: 'shared-x', gen: small({ sharedExpertX: true }) }],
+    checks: [{ decision: 18, tensors: ['x_out'], part: 'written' }],
+  },
+  {
+    id: 'y-stride-quant0',
+    decisions: [19],
+    title: 'y row stride in quant mode 0',
+    settles:
+      'whether the A3 kernel writes y rows at the tensor\'s stride 2·Align256(H) bytes (the simulation) or at its own Align512(Align32(2H) + 32) bytes (H = 1024: 2048 against 2560)',
+    kind: 'round',
+    ranks: 2,
+    variants: [{ name: 'quant0-H1024', gen: small({ quantMode: 0 }) }],
+    checks: [{ decision: 19, tensors: ['y'], part: 'written' }],
+  },
+  {
+    id: 'size-helpers',
+    decisions: [],
+    title: 'the size helpers against the contract',
+    settles:
+      'whether aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize and aclnnMoeDistributeCombineSetupTeardownCalcOutputSize, where the op library exports them, give the contract\'s tokenMsgSize, expand_idx, assist_info_for_combine and comm_cmd_info sizes',
+    kind: 'sizes',
+    ranks: 2,
+    variants: [
+      { name: 'quant2', gen: small({ quantMode: 2 }) },
+      { name: 'quant0', gen: small({ quantMode: 0 }) },
+    ],
+    checks: [],
+  },
+];
+
+export function probeCase(id: string): ProbeCase | undefined {
+  return PROBE_CASES.find((c) => c.id === id);
+}
