@@ -157,7 +157,7 @@ describe('probe against the fake CANN behaving like the other answers', () => {
       }
       return undefined;
     };
-    rep = await probe({ cases: ['unwritten', 'expert-token-nums', 'scales-quant0', 'size-helpers'], ...feeding(root, tamper, (run) => (run.caseId === 'size-helpers' ? { FAKE_CANN_SIZE_DISAGREE: 'commCmdInfoOutSize' } : {})) });
+    rep = await probe({ cases: ['unwritten', 'expert-token-nums', 'scales-quant0', 'size-helpers'], ...feeding(root, tamper, (run): Record<string, string> => (run.caseId === 'size-helpers' ? { FAKE_CANN_SIZE_DISAGREE: 'commCmdInfoOutSize' } : {})) });
   }, 120_000);
 
   it('altered bytes: contradicted, with the first differing element (tensor, index, expected, actual)', () => {

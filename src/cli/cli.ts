@@ -9,8 +9,9 @@ import { planCommand } from './plan.js';
 import { genCommand } from './gen.js';
 import { verifyCommand } from './verify.js';
 import { serveCommand } from './serve.js';
+import { probeCommand } from './probe.js';
 
-export const COMMANDS: readonly Command[] = [runCommand, inspectCommand, planCommand, genCommand, verifyCommand, serveCommand];
+export const COMMANDS: readonly Command[] = [runCommand, inspectCommand, planCommand, genCommand, verifyCommand, serveCommand, probeCommand];
 
 const PROG = 'moe-distribute';
 
