@@ -3,7 +3,7 @@
 // runner, the seed example, the bench and the tests all use these.
 import { type Layout, localExpertNum } from './contract/attrs.js';
 import type { XDtype } from './backends/types.js';
-import type { DispatchTeardownOutputs } from './group/group.js';
+import type { DispatchTeardownOutputs } from './contract/ops.js';
 import { fromF32, toF32 } from './numbers.js';
 import { type Tensor, zeros } from './tensor.js';
 

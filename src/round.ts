@@ -5,13 +5,8 @@
 import type { XDtype } from './backends/types.js';
 import { MoeError } from './errors.js';
 import { identityExpert } from './expert.js';
-import type {
-  CombineSetupOutputs,
-  CombineTeardownOutputs,
-  DispatchSetupOutputs,
-  DispatchTeardownOutputs,
-  EpGroup,
-} from './group/group.js';
+import type { EpGroup } from './group/group.js';
+import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from './contract/ops.js';
 import { withContext } from './io/case-format.js';
 import type { Tensor } from './tensor.js';
 

@@ -11,6 +11,7 @@ import { type GenSpec, generateCase } from '../src/gen.js';
 import { readCase } from '../src/io/case.js';
 import { bf16ToF32 } from '../src/numbers.js';
 import { bytesOf } from '../src/tensor.js';
+import { warningCodes, withoutWarnings } from './fixtures/warnings.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -20,11 +21,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string; warnings: string[] }> {
   let out = '';
   let err = '';
   const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t), env: {} });
-  return { code, out, err };
+  return { code, out, err: withoutWarnings(err), warnings: warningCodes(err) };
 }
 
 async function hashes(d: string): Promise<Record<string, string>> {
@@ -153,6 +154,8 @@ describe('gen', () => {
     const c = join(dir, 'e2e');
     const g = await cli('gen', c, '--ep-world-size', '4', '--moe-expert-num', '8', '--bs-per-rank', '8,4,8,2', '--h', '1024', '--k', '2', '--dtype', 'fp16', '--quant-mode', '2', '--active-bs', '3', '--seed', '9');
     expect(g.err).toBe('');
+    // gen says the traps its case sets (contract §8): L' = floor(8/3) = 2 = L, so only quant 2's y_dtype
+    expect(g.warnings).toEqual(['W_Y_DTYPE']);
     expect(g.out).toBe(`wrote ${c}: case.json and 4 rank files (epWorldSize 4, moeExpertNum 8, BS 8,4,8,2 (22 tokens), H 1024, K 2, fp16, quantMode 2, routing uniform, seed 9)\n`);
     const rc = await readCase(c);
     expect(rc.attrs.globalBs).toBe(32);
@@ -161,7 +164,7 @@ describe('gen', () => {
     expect((await cli('run', c, '--out', join(dir, 'e2e-b'), '--backend', 'reference')).code).toBe(0);
     const v = await cli('verify', join(dir, 'e2e-a'), join(dir, 'e2e-b'), '--case', c);
     expect(v.code).toBe(0);
-    expect(v.out).toMatch(/^verify: equal \(bit-exact\)/);
+    expect(v.out).toMatch(/^verify: equal \(bit-exact\)/m);
   });
 
   test('--format npy: rank{r}/ directories that plan and verify read', async () => {

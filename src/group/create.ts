@@ -4,18 +4,8 @@
 // that contains the simulated group stays free of it.
 import type { GroupAttrs, Layout } from '../contract/attrs.js';
 import { MoeError } from '../errors.js';
-import type {
-  CombineSetupInputs,
-  CombineSetupOutputs,
-  CombineTeardownInputs,
-  CombineTeardownOutputs,
-  DispatchSetupInputs,
-  DispatchSetupOutputs,
-  DispatchTeardownInputs,
-  DispatchTeardownOutputs,
-  EpGroup,
-  GroupOptions,
-} from './group.js';
+import type { EpGroup, GroupOptions } from './group.js';
+import type { CombineSetupInputs, CombineSetupOutputs, CombineTeardownInputs, CombineTeardownOutputs, DispatchSetupInputs, DispatchSetupOutputs, DispatchTeardownInputs, DispatchTeardownOutputs } from '../contract/ops.js';
 
 export type DeviceBackendName = 'npu' | 'auto';
 

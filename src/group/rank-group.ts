@@ -1,17 +1,8 @@
 // One rank's view of a group: the four ops without the rank argument, as a rank's program on
 // hardware calls them (torch_npu passes ep_rank_id on every call; here the view carries it).
 import type { GroupAttrs, Layout } from '../contract/attrs.js';
-import type {
-  CombineSetupInputs,
-  CombineSetupOutputs,
-  CombineTeardownInputs,
-  CombineTeardownOutputs,
-  DispatchSetupInputs,
-  DispatchSetupOutputs,
-  DispatchTeardownInputs,
-  DispatchTeardownOutputs,
-  EpGroup,
-} from './group.js';
+import type { EpGroup } from './group.js';
+import type { CombineSetupInputs, CombineSetupOutputs, CombineTeardownInputs, CombineTeardownOutputs, DispatchSetupInputs, DispatchSetupOutputs, DispatchTeardownInputs, DispatchTeardownOutputs } from '../contract/ops.js';
 
 export class RankGroup {
   constructor(

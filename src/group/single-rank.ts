@@ -39,13 +39,8 @@ import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { type RankInputs, outputTensors } from '../round.js';
 import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
-import type {
-  BackendName,
-  CombineSetupOutputs,
-  CombineTeardownOutputs,
-  DispatchSetupOutputs,
-  DispatchTeardownOutputs,
-} from './group.js';
+import type { BackendName } from './group.js';
+import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from '../contract/ops.js';
 import { KERNEL_RESERVED, MAX_PAGES, PAGE } from './memory.js';
 
 /** What the routing pass needs of a rank: its expert_ids and x_active_mask. */
