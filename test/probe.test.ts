@@ -208,6 +208,26 @@ describe('probe against the fake CANN behaving like the other answers', () => {
   });
 });
 
+describe('probe: the W-hungry cases on a host with enough devices (the fake says it has 8)', () => {
+  it('shared-rank-a: the NPU allocates the tiling\'s A (10 rows) where the simulation has 12; the rows compared match → Decision 1 confirmed, naming both; shared-multi confirms Decision 10', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'moe-probe-wide-'));
+    // A-sized outputs of the shared ranks 0 and 1: the fake must return the NPU's 10 rows, not the reference's 12
+    const fit: Tamper = (run, rank, op, out, data) => {
+      if (run.caseId !== 'shared-rank-a' || rank >= 2) return undefined;
+      if ((op === 'dispatchTeardown' && out < 3) || (op === 'combineSetup' && out === 0)) return data.slice(0, (data.length / 12) * 10);
+      if (op === 'combineSetup' && out === 1) return data.slice(0, (10 + 5) * 16 * 4); // comm_cmd_info: (A + W)·16 int32
+      return undefined;
+    };
+    const rep = await probe({ devices: 8, cases: ['shared-rank-a', 'shared-multi'], ...feeding(root, fit) });
+    const d1 = decision(rep, 1);
+    expect(d1.verdict).toBe('confirmed');
+    expect(d1.detail).toContain('the ops ran with expand_x of 10, 10 rows on shared ranks 0, 1 (the tiling\'s BS·W·SN/S; the simulation\'s A is 12, 12)');
+    expect(decision(rep, 10).verdict).toBe('confirmed');
+    const run = rep.cases.find((c) => c.id === 'shared-rank-a')!.runs[0]!;
+    expect(run.tensors!.find((t) => t.rank === 0 && t.tensor === 'expand_x')!.written.elements).toBe(10 * 1024);
+  }, 120_000);
+});
+
 describe('probe plumbing: cases needing more devices, HCCL_BUFFSIZE steps, the CLI', () => {
   it('with 2 devices the W > 2 cases are not testable here, with the reason', async () => {
     const rep = await probe({ cases: ['shared-rank-a', 'shared-multi', 'buffer-need'] });

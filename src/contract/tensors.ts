@@ -133,6 +133,9 @@ function yWritten(c: WrittenContext): Region {
 
 const sharedXShape = (c: TensorContext): number[] => [c.bs, c.lay.H];
 
+/** combine's comm_cmd_info: (A + W)·16 entries with A as the context sizes it (the size helper's formula, op_api). */
+const combineCmdLen = (c: TensorContext): number => (c.rowsA === 'tiling' ? (rowsA(c) + c.lay.W) * 16 : combineCommCmdInfoLen(c.lay, c.rank));
+
 /** Every tensor of the four ops, in the aclnn signatures' order. */
 export const OP_TENSORS: readonly TensorSpec[] = [
   // dispatch_setup
@@ -207,7 +210,7 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   },
   {
     op: 'combineSetup', name: 'commCmdInfo', file: 'combine_comm_cmd_info', dir: 'out', dtypes: () => int32,
-    shape: (c) => [combineCommCmdInfoLen(c.lay, c.rank)],
+    shape: (c) => [combineCmdLen(c)],
     written: () => none('comm_cmd_info: device addresses on hardware, our own descriptors here (Decision 5)'),
   },
   // combine_teardown
@@ -216,7 +219,7 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   { op: 'combineTeardown', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
   { op: 'combineTeardown', name: 'expandIdx', file: 'expand_idx', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs * c.lay.K] },
   { op: 'combineTeardown', name: 'expertScales', file: 'expert_scales', dir: 'in', dtypes: () => ['f32'], shape: (c) => [c.bs, c.lay.K] },
-  { op: 'combineTeardown', name: 'commCmdInfo', file: 'combine_comm_cmd_info', dir: 'in', dtypes: () => int32, shape: (c) => [combineCommCmdInfoLen(c.lay, c.rank)] },
+  { op: 'combineTeardown', name: 'commCmdInfo', file: 'combine_comm_cmd_info', dir: 'in', dtypes: () => int32, shape: (c) => [combineCmdLen(c)] },
   { op: 'combineTeardown', name: 'xActiveMask', file: 'x_active_mask', dir: 'in', optional: true, dtypes: () => ['bool'], shape: (c) => [c.bs] },
   {
     // (BS, H) or (a, b, H) with a·b = BS: checked by checkSharedExpertX; ignored by every kernel (§5)
