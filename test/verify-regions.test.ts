@@ -95,7 +95,8 @@ function flipBit(t: Tensor, i: number, bit: number): Tensor {
   const data = t.data.slice();
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const width = bytes.length / Math.max(1, data.length);
-  bytes[i * width + Math.floor(bit / 8)] ^= 1 << bit % 8;
+  const at = i * width + Math.floor(bit / 8);
+  bytes[at] = bytes[at]! ^ (1 << bit % 8);
   return { dtype: t.dtype, shape: t.shape, data } as Tensor;
 }
 
