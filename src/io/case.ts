@@ -7,7 +7,7 @@
 // and in each safetensors file's metadata) so that an output directory describes itself.
 import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempName, writeParts } from './files.js';
+import { type WriteOptions, tempName, writeParts } from './files.js';
 import { type AttrInput, type GroupAttrs, withDefaults } from '../contract/attrs.js';
 import type { Tensor } from '../tensor.js';
 import { fillNpyDir, readNpyDir, replaceDir, writeNpyDir } from './npy.js';
@@ -122,6 +122,41 @@ export interface WriteOutputsOptions {
    * them without `--case`
    */
   attrs?: AttrInput;
+  /** zero blocks as holes (default true); false writes every byte (see WriteOptions) */
+  holes?: boolean;
+  /**
+   * rank files written at once (default WRITE_CONCURRENCY): while one file waits on the disk,
+   * the next one's zero scan and writes proceed
+   */
+  concurrency?: number;
+}
+
+/**
+ * Rank files in flight at once by default: libuv's default thread pool has 4 threads, which run
+ * the file writes; more files at once only queue behind them.
+ */
+export const WRITE_CONCURRENCY = 4;
+
+/**
+ * Runs `task` on every item with at most `limit` running at once, in item order. Every task
+ * started is awaited before returning; the first failure (in item order) is thrown and stops
+ * tasks not yet started, so that a caller cleaning up after it sees no write still running.
+ */
+export async function eachLimited<T>(items: readonly T[], limit: number, task: (item: T, i: number) => Promise<void>): Promise<void> {
+  const errors: { i: number; e: unknown }[] = [];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length && errors.length === 0) {
+      const i = next++;
+      try {
+        await task(items[i]!, i);
+      } catch (e) {
+        errors.push({ i, e });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
+  if (errors.length > 0) throw errors.reduce((a, b) => (b.i < a.i ? b : a)).e;
 }
 
 
@@ -158,24 +193,27 @@ export async function writeCaseOutputs(
   const temps: string[] = [];
   const written: string[] = [];
   try {
-    const staged: [string, string][] = [];
-    for (const r of ranks) {
+    const wopts: WriteOptions = { holes: opts.holes };
+    const staged: [string, string][] = ranks.map((r) => {
       const final = rankPath(outDir, r, format);
       const tmp = tempName(final);
       temps.push(tmp);
+      return [tmp, final];
+    });
+    await eachLimited(ranks, opts.concurrency ?? WRITE_CONCURRENCY, async (r, i) => {
+      const [tmp, final] = staged[i]!;
       try {
-        if (format === 'npy') await fillNpyDir(tmp, perRank[r]!);
+        if (format === 'npy') await fillNpyDir(tmp, perRank[r]!, wopts);
         else {
           const meta: Record<string, string> = { producer: 'moe-distribute', rank: String(r), epWorldSize: String(perRank.length) };
           if (doc !== undefined) meta[ATTRS_METADATA_KEY] = JSON.stringify(doc);
           // streamed from the tensors' own bytes: a rank's outputs can be gigabytes
-          await writeParts(tmp, safetensorsParts(perRank[r]!, meta));
+          await writeParts(tmp, safetensorsParts(perRank[r]!, meta), wopts);
         }
       } catch (e) {
         throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
       }
-      staged.push([tmp, final]);
-    }
+    });
     let attrsTmp: string | undefined;
     if (doc !== undefined) {
       attrsTmp = tempName(join(outDir, 'case.json'));

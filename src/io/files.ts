@@ -1,7 +1,10 @@
 // Tensor files on disk. Written files appear whole or not at all: under a temporary name in the
 // same directory, then renamed; content is streamed from its parts (a header, then tensors' own
 // bytes), never joined into one buffer, so writing costs no copy of the data (a rank's outputs can
-// be gigabytes). Read files are taken whole, in one allocation bounded by their real size.
+// be gigabytes). Long runs of zero bytes become holes: outputs are mostly zeros (quant_expand_x
+// entirely, expand_x past the received rows), and a hole costs neither a write nor disk blocks.
+// Read files are taken whole, in one allocation bounded by their real size, in bounded reads.
+import { Buffer } from 'node:buffer';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { MoeError } from '../errors.js';
@@ -11,33 +14,87 @@ let counter = 0;
 
 export const tempName = (p: string): string => join(dirname(p), `.${basename(p)}.${process.pid}.${counter++}.tmp`);
 
-/** Writes `parts` one after the other to `file` without a temporary copy of them. */
-export async function writeParts(file: string, parts: readonly (Uint8Array | string)[]): Promise<void> {
+/**
+ * The granule of holes: a zero run becomes a hole only as whole blocks of this size aligned to it
+ * in the file. 64 KiB is a multiple of every page and file-system block size Linux uses (4, 16 and
+ * 64 KiB), so a skipped block is whole blocks the file system need not allocate, and large enough
+ * that the positioned writes around a hole stay few.
+ */
+export const HOLE_BYTES = 1 << 16;
+/** The largest single read or write call: bounded, so a huge tensor never needs one huge syscall. */
+const IO_CHUNK = 1 << 26;
+const ZERO_BLOCK = new Uint8Array(HOLE_BYTES);
+
+export interface WriteOptions {
+  /**
+   * Skip zero blocks (default true), leaving holes. Off writes every byte, as on a file system
+   * without holes: either way the file reads back the same, because a gap left by a positioned
+   * write, or by extending the length, reads as zeros (POSIX), allocated or not.
+   */
+  holes?: boolean;
+}
+
+export interface WriteStats {
+  /** the file's length */
+  size: number;
+  /** bytes handed to write calls (size minus the holes skipped) */
+  written: number;
+}
+
+/** Whether `b` (at most HOLE_BYTES long) is all zeros: one memcmp against a shared zero block. */
+const isZero = (b: Uint8Array): boolean => Buffer.compare(b, ZERO_BLOCK.subarray(0, b.byteLength)) === 0;
+
+/**
+ * The [begin, end) ranges of `p` (to be written at file offset `at`) that must be written: all of
+ * it except HOLE_BYTES blocks, aligned in the file, that are all zeros. Adjacent data blocks merge
+ * into one range, so a tensor without zero blocks is one write.
+ */
+export function dataRanges(p: Uint8Array, at: number): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  for (let b = (HOLE_BYTES - (at % HOLE_BYTES)) % HOLE_BYTES; b + HOLE_BYTES <= p.byteLength; b += HOLE_BYTES) {
+    if (!isZero(p.subarray(b, b + HOLE_BYTES))) continue;
+    if (b > start) out.push([start, b]);
+    start = b + HOLE_BYTES;
+  }
+  if (start < p.byteLength) out.push([start, p.byteLength]);
+  return out;
+}
+
+/** Writes `parts` one after the other to `file` without a temporary copy of them; zero blocks become holes. */
+export async function writeParts(file: string, parts: readonly (Uint8Array | string)[], opts: WriteOptions = {}): Promise<WriteStats> {
+  const holes = opts.holes ?? true;
   const fh = await open(file, 'w');
+  let pos = 0;
+  let written = 0;
   try {
-    for (const p of parts) {
-      if (typeof p === 'string') {
-        await fh.write(p);
-        continue;
+    for (const part of parts) {
+      const p = typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
+      for (const [b, e] of holes ? dataRanges(p, pos) : [[0, p.byteLength] as const]) {
+        // positioned writes (the offset skips the holes); write() may write less than asked
+        for (let at = b; at < e; ) {
+          const { bytesWritten } = await fh.write(p, at, Math.min(e - at, IO_CHUNK), pos + at);
+          at += bytesWritten;
+        }
+        written += e - b;
       }
-      // write() may write less than asked: go on from where it stopped (big tensors)
-      for (let at = 0; at < p.byteLength; ) {
-        const chunk = p.subarray(at, Math.min(p.byteLength, at + 0x40000000));
-        const { bytesWritten } = await fh.write(chunk, 0, chunk.byteLength);
-        at += bytesWritten;
-      }
+      pos += p.byteLength;
     }
+    // the length, for a file that ends in a hole (no write reached its end)
+    if (written < pos) await fh.truncate(pos);
   } finally {
     await fh.close();
   }
+  return { size: pos, written };
 }
 
 /** `parts` to `file` atomically: a temporary name, then renamed; the temporary file is removed on failure. */
-export async function atomicWrite(file: string, parts: readonly (Uint8Array | string)[]): Promise<void> {
+export async function atomicWrite(file: string, parts: readonly (Uint8Array | string)[], opts: WriteOptions = {}): Promise<WriteStats> {
   const tmp = tempName(file);
   try {
-    await writeParts(tmp, parts);
+    const stats = await writeParts(tmp, parts, opts);
     await rename(tmp, file);
+    return stats;
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
     throw e;
@@ -63,7 +120,7 @@ export async function readWhole(file: string, expected: string, limit?: number):
     const buf = new Uint8Array(size);
     let got = 0;
     while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      const { bytesRead } = await fh.read(buf, got, Math.min(size - got, IO_CHUNK), got);
       if (bytesRead === 0) break;
       got += bytesRead;
     }

@@ -1,7 +1,7 @@
 // The npy format without file system access (browser-safe): parsing and serializing bytes held
 // in memory. See npy.ts for the format, the bf16 note and the readers/writers of files.
 import { DTYPE_BYTES, type DType, type Tensor, numel } from '../tensor.js';
-import { baseName, caseError, makeData } from './safetensors-bytes.js';
+import { baseName, caseError, joinParts, makeData } from './safetensors-bytes.js';
 
 /** The largest header accepted (numpy's own default limit is 10 000 characters). */
 export const MAX_NPY_HEADER = 1 << 20;
@@ -311,6 +311,7 @@ export function parseNpy(buf: Uint8Array, file: string, note?: string, noteFile 
     const need = bytes > Number.MAX_SAFE_INTEGER ? 'more than 2^53 bytes' : `${bytes} bytes`;
     fail(file, `'${h.descr}' shape (${h.shape.join(', ')}${h.shape.length === 1 ? ',' : ''}) needs ${need} (numel * ${size}) but the file holds ${have} after the header; expected exactly that many`);
   }
+  // a view when aligned (numpy pads the header to 64 bytes): the buffer holds nothing else but the header
   const data = makeData(dtype, buf.subarray(h.dataStart), have);
   if (dtype === 'bool') {
     const bad = (data as Uint8Array).findIndex((b) => b > 1);
@@ -355,11 +356,9 @@ export function npyParts(t: Tensor): { parts: [Uint8Array, Uint8Array]; note?: s
   return t.dtype === 'bf16' ? { parts, note: 'bf16\n' } : { parts };
 }
 
-/** The bytes of a .npy file for `t` (its parts joined), and the note to write next to it (bf16). */
+/** The bytes of a .npy file for `t` in memory (its parts joined: the page, tests), and the note to write next to it (bf16). File writers stream npyParts instead. */
 export function serializeNpy(t: Tensor): { bytes: Uint8Array; note?: string } {
   const { parts, note } = npyParts(t);
-  const bytes = new Uint8Array(parts[0].byteLength + parts[1].byteLength);
-  bytes.set(parts[0]);
-  bytes.set(parts[1], parts[0].byteLength);
+  const bytes = joinParts(parts);
   return note === undefined ? { bytes } : { bytes, note };
 }

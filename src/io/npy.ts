@@ -15,7 +15,7 @@ import { mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import type { Tensor } from '../tensor.js';
 import { MAX_NOTE_BYTES, dtypeNoteFile, latin1, npyParts, parseNpy } from './npy-bytes.js';
-import { atomicWrite, readWhole, tempName, writeParts } from './files.js';
+import { type WriteOptions, type WriteStats, atomicWrite, readWhole, tempName, writeParts } from './files.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
 
 export * from './npy-bytes.js';
@@ -64,12 +64,12 @@ export async function readNpyDir(dir: string): Promise<Map<string, Tensor>> {
  * Writes NAME.npy atomically (a temporary name, then renamed), with its NAME.dtype note for bf16;
  * a stale note next to a tensor of another dtype is removed.
  */
-export async function writeNpy(file: string, t: Tensor): Promise<void> {
+export async function writeNpy(file: string, t: Tensor, opts: WriteOptions = {}): Promise<WriteStats> {
   const { parts, note } = npyParts(t);
   const noteFile = dtypeNoteFile(file);
   if (note !== undefined) await atomicWrite(noteFile, [note]);
   else await unlink(noteFile).catch((e: { code?: string }) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
-  await atomicWrite(file, parts);
+  return atomicWrite(file, parts, opts);
 }
 
 function checkName(name: string): void {
@@ -78,27 +78,43 @@ function checkName(name: string): void {
   }
 }
 
-/** Fills the (fresh) directory `dir` with NAME.npy (and NAME.dtype) per tensor. */
-export async function fillNpyDir(dir: string, tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>): Promise<void> {
+/**
+ * Fills the (fresh) directory `dir` with NAME.npy (and NAME.dtype) per tensor, each streamed from
+ * its header and the tensor's own bytes; returns the totals over the .npy files.
+ */
+export async function fillNpyDir(
+  dir: string,
+  tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
+  opts: WriteOptions = {},
+): Promise<WriteStats> {
   const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))] as [string, Tensor][];
   for (const [name] of list) checkName(name);
   await mkdir(dir, { recursive: true });
+  const total: WriteStats = { size: 0, written: 0 };
   for (const [name, t] of list) {
     const { parts, note } = npyParts(t);
     if (note !== undefined) await writeFile(join(dir, `${name}.dtype`), note);
-    await writeParts(join(dir, `${name}.npy`), parts);
+    const s = await writeParts(join(dir, `${name}.npy`), parts, opts);
+    total.size += s.size;
+    total.written += s.written;
   }
+  return total;
 }
 
 /**
  * Writes a directory of NAME.npy files all at once: filled under a temporary name, then renamed
  * into place (an existing directory of that name is replaced).
  */
-export async function writeNpyDir(dir: string, tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>): Promise<void> {
+export async function writeNpyDir(
+  dir: string,
+  tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
+  opts: WriteOptions = {},
+): Promise<WriteStats> {
   const tmp = tempName(dir);
   try {
-    await fillNpyDir(tmp, tensors);
+    const stats = await fillNpyDir(tmp, tensors, opts);
     await replaceDir(tmp, dir);
+    return stats;
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;

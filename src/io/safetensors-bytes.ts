@@ -300,25 +300,43 @@ function parseHeader(text: string, file: string, dataBytes: number): { entries: 
   return { entries, metadata };
 }
 
-/** The tensor's data copied out of `bytes`; `available` bounds the allocation (the input's data bytes). */
-export function makeData(dtype: DType, bytes: Uint8Array, available: number): TensorData {
-  // Copy into a fresh, aligned buffer (the file buffer's offsets need not be aligned).
-  const buf = allocChecked(bytes.byteLength, available);
-  new Uint8Array(buf).set(bytes);
+/**
+ * Tensors below this size are copied out of a file buffer holding other tensors even when they
+ * could be views: the copy is cheap, and a small tensor kept alone (the routing of every rank,
+ * which the single-rank view keeps while it reads the ranks' inputs one by one) must not keep its
+ * whole file's buffer alive.
+ */
+export const VIEW_MIN_BYTES = 1 << 20;
+
+/**
+ * The tensor's data over `bytes`: a view of the same buffer when its offset is aligned to the
+ * dtype and `view` allows, else a copy into a fresh, aligned buffer (a file buffer's offsets need
+ * not be aligned). `available` bounds the copy's allocation (the input's data bytes).
+ */
+export function makeData(dtype: DType, bytes: Uint8Array, available: number, view = true): TensorData {
+  const size = DTYPE_BYTES[dtype];
+  let buf: ArrayBufferLike = bytes.buffer;
+  let at = bytes.byteOffset;
+  if (!view || at % size !== 0) {
+    buf = allocChecked(bytes.byteLength, available);
+    new Uint8Array(buf).set(bytes);
+    at = 0;
+  }
+  const n = bytes.byteLength / size;
   switch (dtype) {
     case 'bf16':
     case 'fp16':
-      return new Uint16Array(buf);
+      return new Uint16Array(buf, at, n);
     case 'f32':
-      return new Float32Array(buf);
+      return new Float32Array(buf, at, n);
     case 'int8':
-      return new Int8Array(buf);
+      return new Int8Array(buf, at, n);
     case 'int32':
-      return new Int32Array(buf);
+      return new Int32Array(buf, at, n);
     case 'int64':
-      return new BigInt64Array(buf);
+      return new BigInt64Array(buf, at, n);
     case 'bool':
-      return new Uint8Array(buf);
+      return new Uint8Array(buf, at, n);
   }
 }
 
@@ -346,7 +364,8 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   const { entries, metadata } = parseHeader(text, file, data.byteLength);
   const tensors = new Map<string, Tensor>();
   for (const e of entries) {
-    const d = makeData(e.dtype, data.subarray(e.begin, e.end), data.byteLength);
+    const bytes = data.subarray(e.begin, e.end);
+    const d = makeData(e.dtype, bytes, data.byteLength, bytes.byteLength >= VIEW_MIN_BYTES || bytes.byteLength === data.byteLength);
     if (e.dtype === 'bool') {
       const bad = (d as Uint8Array).findIndex((b) => b > 1);
       if (bad >= 0) {

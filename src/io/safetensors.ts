@@ -7,7 +7,7 @@
 // MoeError('E_CASE') that names the file, what is wrong and what was expected.
 import type { Tensor } from '../tensor.js';
 import { type SafetensorsFile, parseSafetensors, safetensorsParts } from './safetensors-bytes.js';
-import { atomicWrite, readWhole } from './files.js';
+import { type WriteOptions, type WriteStats, atomicWrite, readWhole } from './files.js';
 
 export * from './safetensors-bytes.js';
 
@@ -16,11 +16,15 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
   return parseSafetensors((await readWhole(file, 'a readable safetensors file'))!, file);
 }
 
-/** Writes a safetensors file atomically (a temporary name, then renamed), streamed from its parts. */
+/**
+ * Writes a safetensors file atomically (a temporary name, then renamed), streamed from its parts,
+ * zero blocks left as holes unless `opts.holes` is false.
+ */
 export async function writeSafetensors(
   file: string,
   tensors: ReadonlyMap<string, Tensor> | Record<string, Tensor>,
   metadata?: Record<string, string>,
-): Promise<void> {
-  await atomicWrite(file, safetensorsParts(tensors, metadata));
+  opts: WriteOptions = {},
+): Promise<WriteStats> {
+  return atomicWrite(file, safetensorsParts(tensors, metadata), opts);
 }
