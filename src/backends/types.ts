@@ -14,6 +14,8 @@ export interface RouteArgs {
   bs: number;
   K: number;
   E: number;
+  /** output (BS·K); fresh when absent */
+  expandIdx?: Int32Array;
 }
 
 export interface RouteResult {
@@ -37,36 +39,19 @@ export interface PackArgs {
   sharedBlock: Float64Array;
 }
 
-export interface GatherArgs {
+/** assist_info_for_combine's prefix sums and expert_token_nums from the received block counts. */
+export interface AssistArgs {
   lay: Layout;
-  /** rows of expand_x (A) */
-  rows: number;
   /** local experts of the receiving rank (Lr) */
   localExperts: number;
-  /** (Lr·W) byte offsets of the received blocks in (local expert j, sender r) order */
-  blockOffset: Float64Array;
-  /** (Lr·W) messages in each block */
+  /** (Lr·W) messages in each received block, in (local expert j, sender r) order */
   blockCount: Int32Array;
   /** receiving rank is a shared rank: expert_token_nums[0] is the total */
   sharedRank: boolean;
-  /** dtype of x on the receiving rank: expand_x's dtype for quant 0 */
-  xDtype: XDtype;
-}
-
-export interface GatherResult {
-  expandX: Tensor<'bf16' | 'fp16' | 'int8'>;
-  dynamicScales: Tensor<'f32'>;
-  assistInfoForCombine: Tensor<'int32'>;
-  expertTokenNums: Tensor<'int64'>;
-}
-
-export interface SendBackArgs {
-  lay: Layout;
-  expandX: Tensor<XDtype>;
-  /** (W·Lr) inclusive prefix sums: rows [assist[idx-1], assist[idx]) go back for idx */
+  /** output: the first min(Lr·W, length) inclusive prefix sums are written */
   assist: Int32Array;
-  /** (W·Lr) byte offset of the block on the destination rank; -1 when empty */
-  blockOffset: Float64Array;
+  /** output (Lr) */
+  expertTokenNums: BigInt64Array;
 }
 
 export interface CombineArgs {
@@ -81,8 +66,15 @@ export interface CombineArgs {
   expertBlock: Float64Array;
   /** byte offset of the block shared expert s returned to this rank, per s < sharedSends */
   sharedBlock: Float64Array;
+  /** output (bs, H), zero where not written (rows of inactive tokens); fresh when absent */
+  out?: Tensor<XDtype>;
 }
 
+/**
+ * What a backend does: each method is one kernel of assembly/ (paired by name), the arithmetic of
+ * the ops. Pure byte moves between the windows and tensors (y out of the blocks, the gather into
+ * expand_x, the rows combine_setup sends back) belong to the group (src/group/moves.ts).
+ */
 export interface Backend {
   readonly name: 'reference' | 'wasm';
   /** scratch bytes a backend needs in group memory per thread (0 when it works on JS arrays) */
@@ -90,10 +82,26 @@ export interface Backend {
   /** called once the group memory exists */
   attach(mem: GroupMemoryView): Promise<void> | void;
   route(a: RouteArgs): RouteResult;
-  pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'>;
-  gather(a: GatherArgs): GatherResult;
-  sendBack(a: SendBackArgs): void;
+  /** each active token's messages (contract §2), whole with their zero padding, into its window blocks */
+  pack(a: PackArgs): void;
+  assistAndTokenNums(a: AssistArgs): void;
   combine(a: CombineArgs): Tensor<XDtype>;
+  /** the identity expert's output (A, H) in x's dtype: expand_x itself, or quant 2's rows dequantized */
+  identityExpert(a: IdentityExpertArgs): Tensor<XDtype>;
+}
+
+/** The identity expert (src/expert.ts) over expand_x's received rows. */
+export interface IdentityExpertArgs {
+  /** (A, H): x's dtype (quant 0) or int8 codes (quant 2) */
+  expandX: Tensor<XDtype | 'int8'>;
+  /** (A) dynamic_scales (quant 2) */
+  dynamicScales: Float32Array;
+  /** rows received (at most A): rows [0, rows) are written whole, the rest are left alone */
+  rows: number;
+  /** x's dtype, the output's */
+  dtype: XDtype;
+  /** output (A, H), zero past `rows` (fresh, or reused with zeroed tail); fresh when absent */
+  out?: Tensor<XDtype>;
 }
 
 /** What a backend sees of the group's memory. */

@@ -26,7 +26,10 @@ import { MoeError } from '../errors.js';
 import { type Tensor, zeros } from '../tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
-import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
+import { DESCRIPTOR_WORDS, KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
+import { gatherBlocks, sendBack, yFromBlocks } from './moves.js';
+import { OutputPool, plainBuffers, sharedBuffers } from './outputs.js';
+import { type Range, outputAllocation } from '../contract/tensors.js';
 import { OpChecks, type RankState, describeLastOp, newRankState, throwFirst } from '../contract/op-checks.js';
 import type { OpName } from '../contract/tensors.js';
 import type {
@@ -58,8 +61,14 @@ export interface GroupOptions extends AttrInput {
   backend?: BackendName | Backend;
   /** how long a teardown waits for its senders' status before it fails (ms), default 60000 */
   timeoutMs?: number;
-  /** called with notes such as a fallback taken */
+  /** called with notes such as a fallback taken, and the contract's warnings */
   log?: (msg: string) => void;
+  /**
+   * true (default): each op's outputs are views of buffers the group reuses, valid until the same
+   * rank calls the same op again (copyTensor / copyOutputs keep one longer); false: fresh tensors
+   * every call.
+   */
+  reuseOutputs?: boolean;
 }
 
 const DTYPE_CODE: Record<XDtype, number> = { bf16: 1, fp16: 2 };
@@ -126,7 +135,7 @@ export async function createGroup(opts: GroupOptions | DeviceGroupOptions): Prom
   await backend.attach({ memory, scratchBase: plan.scratchBase, scratchBytes: plan.scratchBytes });
   const windows = new Windows(memory, plan, lay, shared);
   windows.init();
-  const group = new EpGroup(lay, backend, windows, opts.timeoutMs ?? 60000, opts.log);
+  const group = new EpGroup(lay, backend, windows, opts.timeoutMs ?? 60000, opts.log, new OutputPool(plainBuffers, opts.reuseOutputs ?? true));
   // the traps this configuration sets on hardware (contract §8): said once, never an error
   for (const w of contractWarnings(lay)) group.warn(w);
   return group;
@@ -144,6 +153,7 @@ export async function attachGroup(a: {
   lane: number;
   backend: BackendName;
   timeoutMs?: number;
+  reuseOutputs?: boolean;
 }): Promise<EpGroup> {
   const backend = await resolveBackend(a.backend);
   const shared = typeof SharedArrayBuffer !== 'undefined' && a.memory.buffer instanceof SharedArrayBuffer;
@@ -152,7 +162,10 @@ export async function attachGroup(a: {
     scratchBase: a.plan.scratchBase + a.lane * a.plan.scratchBytes,
     scratchBytes: a.plan.scratchBytes,
   });
-  return new EpGroup(a.layout, backend, new Windows(a.memory, a.plan, a.layout, shared), a.timeoutMs ?? 60000);
+  // outputs in SharedArrayBuffers: the thread that reads the results maps them, nothing is copied
+  // or transferred, and a buffer reused every round is never left for the GC to free late
+  const pool = new OutputPool(shared ? sharedBuffers : plainBuffers, a.reuseOutputs ?? true);
+  return new EpGroup(a.layout, backend, new Windows(a.memory, a.plan, a.layout, shared), a.timeoutMs ?? 60000, undefined, pool);
 }
 
 async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
@@ -176,6 +189,7 @@ export class EpGroup {
     private readonly windows: Windows,
     private readonly timeoutMs: number,
     private readonly log?: (msg: string) => void,
+    private readonly outputs: OutputPool = new OutputPool(),
   ) {
     this.attrs = layout.attrs;
     this.ranks = Array.from({ length: layout.W }, newRankState);
@@ -239,6 +253,17 @@ export class EpGroup {
         }
       }
     }
+  }
+
+  /** Output `name` of `op` for rank `rank` from the pool: dtype and shape from the contract's table. */
+  private out(op: OpName, name: string, rank: number, bs: number, xDtype: XDtype, writes: readonly Range[]): Tensor {
+    const { dtype, shape } = outputAllocation(op, name, { lay: this.layout, rank, bs, xDtype });
+    return this.outputs.take(rank, op, name, dtype, shape, writes);
+  }
+
+  /** The group memory's bytes (fixed size: the views stay valid). */
+  private get mem(): Uint8Array {
+    return new Uint8Array(this.windows.memory.buffer);
   }
 
   private readonly published = new Set<number>();
@@ -333,7 +358,9 @@ export class EpGroup {
     }
 
     // validated: from here on we write
-    const { expandIdx, counts } = this.backend.route({ expertIds: ids, activeBs, bs, K: lay.K, E: lay.E });
+    const K = lay.K;
+    const expandIdxT = this.out('dispatchSetup', 'expandIdx', rank, bs, dtype, [[0, bs * K]]);
+    const { expandIdx, counts } = this.backend.route({ expertIds: ids, activeBs, bs, K, E: lay.E, expandIdx: expandIdxT.data as Int32Array });
     const expertBlock = new Float64Array(lay.E).fill(-1);
     for (let e = 0; e < lay.E; e++) {
       if (counts[e]! > 0) expertBlock[e] = this.windows.reserve(Half.Dispatch, counts[e]! * lay.msgBytes);
@@ -342,16 +369,10 @@ export class EpGroup {
     for (let s = 0; s < lay.sharedSends; s++) {
       if (activeBs > 0) sharedBlock[s] = this.windows.reserve(Half.Dispatch, activeBs * lay.msgBytes);
     }
-    const y = this.backend.pack({
-      lay,
-      x: inp.x as Tensor<XDtype>,
-      expertIds: ids,
-      scales,
-      activeBs,
-      expandIdx,
-      expertBlock,
-      sharedBlock,
-    });
+    this.backend.pack({ lay, x: inp.x as Tensor<XDtype>, expertIds: ids, scales, activeBs, expandIdx, expertBlock, sharedBlock });
+    const sharedRows: Range = [bs * K, bs * K + lay.sharedSends * activeBs];
+    const y = this.out('dispatchSetup', 'y', rank, bs, dtype, [[0, activeBs * K], sharedRows]) as DispatchSetupOutputs['y'];
+    yFromBlocks(this.mem, lay, { bs, activeBs, expertIds: ids, expandIdx, expertBlock, sharedBlock }, y);
     const flag = st.round + 1;
     for (let e = 0; e < lay.E; e++) {
       const home = expertHome(lay, e);
@@ -376,7 +397,8 @@ export class EpGroup {
         dtypeCode: DTYPE_CODE[dtype],
       });
     }
-    const commCmdInfo = zeros('int32', [dispatchCommCmdInfoLen(lay, bs, rank)]);
+    const D = DESCRIPTOR_WORDS;
+    const commCmdInfo = this.out('dispatchSetup', 'commCmdInfo', rank, bs, dtype, [[0, activeBs * K * D], [sharedRows[0] * D, sharedRows[1] * D]]) as Tensor<'int32'>;
     for (let i = 0; i < activeBs * lay.K; i++) {
       const home = expertHome(lay, ids[i]!);
       const t = Math.floor(i / lay.K);
@@ -389,7 +411,7 @@ export class EpGroup {
     }
     Object.assign(st, { bs, activeBs, dtype, expertIds: ids.slice(), expandIdx });
     this.done(st, rank, 0);
-    return { y, expandIdx: { dtype: 'int32', shape: [bs * lay.K], data: expandIdx }, commCmdInfo };
+    return { y, expandIdx: expandIdxT as Tensor<'int32'>, commCmdInfo };
   }
 
   async dispatchTeardown(
@@ -425,15 +447,26 @@ export class EpGroup {
         `with uneven BS across ranks (${[...bsSeen].sort((a, b) => a - b).join(', ')}) globalBs should be maxBs * epWorldSize = ${maxBs * lay.W}`,
       );
     }
-    const out = this.backend.gather({
+    let received = 0;
+    for (const c of blockCount) received += c;
+    const bs = st.bs;
+    const rows: Range[] = [[0, received]];
+    const op = 'dispatchTeardown';
+    const expandX = this.out(op, 'expandX', rank, bs, dtype, rows) as DispatchTeardownOutputs['expandX'];
+    const dynamicScales = this.out(op, 'dynamicScales', rank, bs, dtype, lay.attrs.quantMode === 2 ? rows : []) as Tensor<'f32'>;
+    const assistLen = outputAllocation(op, 'assistInfoForCombine', { lay, rank, bs, xDtype: dtype }).shape[0]!;
+    const assistInfoForCombine = this.out(op, 'assistInfoForCombine', rank, bs, dtype, [[0, Math.min(blockCount.length, assistLen)]]) as Tensor<'int32'>;
+    const expertTokenNums = this.out(op, 'expertTokenNums', rank, bs, dtype, [[0, Lr]]) as Tensor<'int64'>;
+    gatherBlocks(this.mem, lay, blockOffset, blockCount, expandX, dynamicScales);
+    this.backend.assistAndTokenNums({
       lay,
-      rows: expandRows(lay, rank),
       localExperts: Lr,
-      blockOffset,
       blockCount,
       sharedRank: rank < lay.S,
-      xDtype: dtype,
+      assist: assistInfoForCombine.data,
+      expertTokenNums: expertTokenNums.data,
     });
+    const out: DispatchTeardownOutputs = { expandX, dynamicScales, assistInfoForCombine, expertTokenNums };
     this.windows.consumed(Half.Dispatch);
     // the W·Lr inclusive prefix sums, which combineSetup checks and uses (all of them, Decision 16)
     st.assist = new Int32Array(blockCount.length);
@@ -445,7 +478,7 @@ export class EpGroup {
   async combineSetup(rank: number, inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs> {
     const st = this.enter('combineSetup', rank, attrs);
     const lay = this.layout;
-    const { A, dtype } = this.checks.combineSetup(rank, st, inp);
+    const { dtype } = this.checks.combineSetup(rank, st, inp);
     // all W·Lr prefix sums, also those past the end of a tensor shorter than W·Lr (Decision 16)
     const assist = st.assist;
     const blockOffset = new Float64Array(assist.length).fill(-1);
@@ -455,8 +488,9 @@ export class EpGroup {
       if (c > 0) blockOffset[idx] = this.windows.reserve(Half.Combine, c * lay.H * 2);
       pre = assist[idx]!;
     }
-    this.backend.sendBack({ lay, expandX: inp.expandX as Tensor<XDtype>, assist, blockOffset });
-    const commCmdInfo = zeros('int32', [combineCommCmdInfoLen(lay, rank)]);
+    sendBack(this.mem, lay, inp.expandX, assist, blockOffset);
+    const sent = assist.length > 0 ? assist[assist.length - 1]! : 0;
+    const commCmdInfo = this.out('combineSetup', 'commCmdInfo', rank, st.bs, dtype, [[0, sent * DESCRIPTOR_WORDS]]) as Tensor<'int32'>;
     pre = 0;
     for (let idx = 0; idx < assist.length; idx++) {
       const j = Math.floor(idx / lay.W);
@@ -476,7 +510,9 @@ export class EpGroup {
       pre = assist[idx]!;
     }
     this.done(st, rank, 2);
-    return { quantExpandX: zeros('int8', [A, lay.quantExpandXCols]), commCmdInfo };
+    // never written with commQuantMode 0 (Decision 9): zero once, then reused untouched
+    const quantExpandX = this.out('combineSetup', 'quantExpandX', rank, st.bs, dtype, []) as Tensor<'int8'>;
+    return { quantExpandX, commCmdInfo };
   }
 
   async combineTeardown(
@@ -515,6 +551,7 @@ export class EpGroup {
       expertScales: inp.expertScales.data as Float32Array,
       expertBlock,
       sharedBlock,
+      out: this.out('combineTeardown', 'x', rank, bs, dtype, [[0, activeBs]]) as Tensor<XDtype>,
     });
     this.windows.consumed(Half.Combine);
     this.done(st, rank, 3);

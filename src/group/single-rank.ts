@@ -42,6 +42,8 @@ import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
 import type { BackendName } from './group.js';
 import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from '../contract/ops.js';
 import { KERNEL_RESERVED, MAX_PAGES, PAGE } from './memory.js';
+import { gatherBlocks, yFromBlocks } from './moves.js';
+import { outputAllocation } from '../contract/tensors.js';
 
 /** What the routing pass needs of a rank: its expert_ids and x_active_mask. */
 export type RankRouting = Pick<RankInputs, 'expertIds' | 'xActiveMask'>;
@@ -324,16 +326,10 @@ export async function computeRank(
       at += alignUp(activeBs * mb);
     }
   }
-  const y = backend.pack({
-    lay,
-    x: ownInputs.x as Tensor<XDtype>,
-    expertIds: own.ids,
-    scales: ownScales,
-    activeBs,
-    expandIdx,
-    expertBlock,
-    sharedBlock,
-  });
+  backend.pack({ lay, x: ownInputs.x as Tensor<XDtype>, expertIds: own.ids, scales: ownScales, activeBs, expandIdx, expertBlock, sharedBlock });
+  const yAlloc = outputAllocation('dispatchSetup', 'y', { lay, rank: rho, bs, xDtype: dtype });
+  const y = zeros(yAlloc.dtype, yAlloc.shape) as DispatchSetupOutputs['y'];
+  yFromBlocks(new Uint8Array(memory.buffer), lay, { bs, activeBs, expertIds: own.ids, expandIdx, expertBlock, sharedBlock }, y);
   const dsCommCmdInfo = zeros('int32', [dispatchCommCmdInfoLen(lay, bs, rho)]);
   for (let i = 0; i < activeBs * K; i++) {
     const home = expertHome(lay, own.ids[i]!);
@@ -523,14 +519,24 @@ export async function computeRank(
   }
 
   // ---- rank ρ: dispatch_teardown ---------------------------------------------------------------
-  const dispatchTeardown = backend.gather({
+  const dtOut = (name: string) => {
+    const o = outputAllocation('dispatchTeardown', name, { lay, rank: rho, bs, xDtype: dtype });
+    return zeros(o.dtype, o.shape);
+  };
+  const dispatchTeardown: DispatchTeardownOutputs = {
+    expandX: dtOut('expandX') as DispatchTeardownOutputs['expandX'],
+    dynamicScales: dtOut('dynamicScales') as Tensor<'f32'>,
+    assistInfoForCombine: dtOut('assistInfoForCombine') as Tensor<'int32'>,
+    expertTokenNums: dtOut('expertTokenNums') as Tensor<'int64'>,
+  };
+  gatherBlocks(mem(), lay, blockOffset, received, dispatchTeardown.expandX, dispatchTeardown.dynamicScales);
+  backend.assistAndTokenNums({
     lay,
-    rows: A,
     localExperts: Lr,
-    blockOffset,
     blockCount: received,
     sharedRank: isShared,
-    xDtype: dtype,
+    assist: dispatchTeardown.assistInfoForCombine.data,
+    expertTokenNums: dispatchTeardown.expertTokenNums.data,
   });
 
   // ---- rows that identity experts return: the dequantized messages ρ sent ---------------------

@@ -1,18 +1,16 @@
 // The oracle: the contract (§2-§5) line by line in plain TypeScript, every f32 step through
 // Math.fround. Short and obvious on purpose; the wasm backend must match it bit for bit.
-import { assistEntries } from '../../contract/tensors.js';
 import { fromF32, roundHalfEvenToInt8, toF32 } from '../../numbers.js';
 import { zeros, type Tensor } from '../../tensor.js';
 import type {
   Backend,
   CombineArgs,
-  GatherArgs,
-  GatherResult,
+  AssistArgs,
   GroupMemoryView,
+  IdentityExpertArgs,
   PackArgs,
   RouteArgs,
   RouteResult,
-  SendBackArgs,
   XDtype,
 } from '../types.js';
 
@@ -35,12 +33,9 @@ export class ReferenceBackend implements Backend {
     return new Uint8Array(this.mem.buffer);
   }
 
-  private view(): DataView {
-    return new DataView(this.mem.buffer);
-  }
-
-  route({ expertIds, activeBs, bs, K, E }: RouteArgs): RouteResult {
-    const expandIdx = zeros('int32', [bs * K]).data;
+  route({ expertIds, activeBs, bs, K, E, expandIdx: out }: RouteArgs): RouteResult {
+    const expandIdx = out ?? new Int32Array(bs * K);
+    expandIdx.fill(0);
     const counts = new Int32Array(E);
     // expand_idx[i] = number of j < i with flat[j] == flat[i]
     for (let i = 0; i < activeBs * K; i++) expandIdx[i] = counts[expertIds[i]!]!++;
@@ -72,75 +67,41 @@ export class ReferenceBackend implements Backend {
     else dv.setFloat32(at + lay.scaleOffset, scale, true);
   }
 
-  pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'> {
+  pack(a: PackArgs): void {
     const { lay, x, expertIds, activeBs, expandIdx } = a;
-    const BS = x.shape[0]!;
     const K = lay.K;
-    const dtype = lay.attrs.quantMode === 2 ? 'int8' : x.dtype;
-    const y = zeros(dtype, [BS * (K + lay.SN), lay.tokenMsgSize]);
-    const yb = new Uint8Array(y.data.buffer);
     const mem = this.bytes();
     const mb = lay.msgBytes;
+    // one message at a time in a zeroed row, then whole into its block: the padding travels as 0
+    const row = new Uint8Array(mb);
+    const send = (t: number, scaleRow: number, at: number) => {
+      row.fill(0);
+      this.message(a, t, scaleRow, row, 0);
+      mem.set(row, at);
+    };
     for (let t = 0; t < activeBs; t++) {
       for (let k = 0; k < K; k++) {
         const i = t * K + k;
         const e = expertIds[i]!;
-        this.message(a, t, e + lay.SN, yb, i * mb);
-        mem.set(yb.subarray(i * mb, (i + 1) * mb), a.expertBlock[e]! + expandIdx[i]! * mb);
+        send(t, e + lay.SN, a.expertBlock[e]! + expandIdx[i]! * mb);
       }
-      for (let s = 0; s < lay.sharedSends; s++) {
-        const row = BS * K + s * activeBs + t; // stride activeBs, as the kernel does
-        this.message(a, t, s, yb, row * mb);
-        mem.set(yb.subarray(row * mb, (row + 1) * mb), a.sharedBlock[s]! + t * mb);
-      }
+      for (let s = 0; s < lay.sharedSends; s++) send(t, s, a.sharedBlock[s]! + t * mb);
     }
-    return y;
   }
 
-  gather(a: GatherArgs): GatherResult {
-    const { lay, rows, localExperts, blockOffset, blockCount } = a;
-    const H = lay.H;
-    const quant = lay.attrs.quantMode === 2;
-    const rowBytes = H * lay.yElemBytes;
-    const expandX = zeros(quant ? 'int8' : a.xDtype, [rows, H]);
-    const exb = new Uint8Array(expandX.data.buffer);
-    const dynamicScales = zeros('f32', [rows]);
-    const scaleBits = new Uint32Array(dynamicScales.data.buffer);
-    const assist = zeros('int32', [assistEntries(rows)]);
-    const etn = zeros('int64', [localExperts]);
-    const mem = this.bytes();
-    const dv = this.view();
+  assistAndTokenNums(a: AssistArgs): void {
+    const { lay, localExperts, blockCount, assist, expertTokenNums } = a;
     let n = 0;
     for (let j = 0; j < localExperts; j++) {
       const before = n;
       for (let r = 0; r < lay.W; r++) {
         const idx = j * lay.W + r;
-        const base = blockOffset[idx]!;
-        for (let c = 0; c < blockCount[idx]!; c++) {
-          const msg = base + c * lay.msgBytes;
-          exb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
-          // copied as bits: a NaN read into a JS number need not keep its bit pattern
-          if (quant) scaleBits[n] = dv.getUint32(msg + lay.scaleOffset, true);
-          n++;
-        }
+        n += blockCount[idx]!;
         // inclusive prefix sum in (j, r) order; a tensor of A·128 entries may be shorter than W·Lr
-        if (idx < assist.data.length) assist.data[idx] = n;
+        if (idx < assist.length) assist[idx] = n;
       }
       // type 1 on a MoE rank: this expert's count; type 0 or a shared rank: the running total
-      etn.data[j] = BigInt(lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? n - before : n);
-    }
-    return { expandX, dynamicScales, assistInfoForCombine: assist, expertTokenNums: etn };
-  }
-
-  sendBack({ lay, expandX, assist, blockOffset }: SendBackArgs): void {
-    const mem = this.bytes();
-    const rowBytes = lay.H * 2;
-    const src = new Uint8Array(expandX.data.buffer, expandX.data.byteOffset, expandX.data.byteLength);
-    let pre = 0;
-    for (let idx = 0; idx < assist.length; idx++) {
-      const end = assist[idx]!;
-      if (end > pre) mem.set(src.subarray(pre * rowBytes, end * rowBytes), blockOffset[idx]!);
-      pre = end;
+      expertTokenNums[j] = BigInt(lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? n - before : n);
     }
   }
 
@@ -148,7 +109,7 @@ export class ReferenceBackend implements Backend {
     const { lay, dtype, bs, activeBs, expertIds, expandIdx, expertScales } = a;
     const H = lay.H;
     const K = lay.K;
-    const out = zeros(dtype, [bs, H]);
+    const out = a.out ?? zeros(dtype, [bs, H]);
     const mem16 = (off: number, h: number): number => new DataView(this.mem.buffer).getUint16(off + 2 * h, true);
     const acc = new Float64Array(H);
     for (let t = 0; t < activeBs; t++) {
@@ -167,6 +128,37 @@ export class ReferenceBackend implements Backend {
       // NaN that f32 arithmetic produces or propagates is unspecified (IEEE 754, wasm) and in JS even
       // changes between the interpreter and optimized code.
       for (let h = 0; h < H; h++) out.data[t * H + h] = acc[h] !== acc[h] ? CANONICAL_NAN[dtype] : fromF32(dtype, acc[h]!);
+    }
+    return out;
+  }
+
+  identityExpert({ expandX, dynamicScales: ds, rows: n, dtype, out: given }: IdentityExpertArgs): Tensor<XDtype> {
+    const [A, H] = expandX.shape as [number, number];
+    const out = given ?? zeros(dtype, [A, H]);
+    const o = out.data;
+    if (expandX.dtype !== 'int8') {
+      o.set((expandX.data as Uint16Array).subarray(0, n * H));
+      return out;
+    }
+    const codes = expandX.data as Int8Array;
+    const row = new Float32Array(H);
+    const bits = new Uint32Array(row.buffer);
+    for (let a = 0; a < n; a++) {
+      const s = ds[a]!;
+      const base = a * H;
+      // code·scale is exact in f64 (8 + 24 bits); the store into a Float32Array rounds it once
+      for (let h = 0; h < H; h++) row[h] = codes[base + h]! * s;
+      if (dtype === 'bf16') {
+        // f32ToBf16 inlined on the row's bits (every NaN -> 0x7FC0)
+        for (let h = 0; h < H; h++) {
+          const b = bits[h]!;
+          o[base + h] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+        }
+      } else {
+        // a NaN keeps its sign (sign | 0x7E00), unlike combine's canonical NaN: the identity
+        // expert's output has always been so, and the kernel follows it (assembly/expert.ts)
+        for (let h = 0; h < H; h++) o[base + h] = fromF32(dtype, row[h]!);
+      }
     }
     return out;
   }

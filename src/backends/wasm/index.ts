@@ -1,25 +1,22 @@
 // The wasm backend: a thin wrapper over the AssemblyScript kernels (assembly/). Each method lays
 // its inputs out in this backend's scratch region of the group memory, calls the kernel of the
-// same name, and copies the outputs into fresh (non-shared) typed arrays. Kernels do the
-// arithmetic (quantization, combine, conversions) and write window blocks directly. Pure byte
-// moves between a window block and a JS-owned tensor (y out of the blocks, the gather into
-// expand_x, the rows combine_setup sends back) are one TypedArray.set each: routed through a
-// kernel they would be staged in scratch and cost a second copy (measured: dispatch_teardown
-// 19 ms -> see bench).
-import { assistEntries } from '../../contract/tensors.js';
-import { type Layout, expandRows } from '../../contract/attrs.js';
+// same name, and copies its outputs into the tensors it is given (the group's reused outputs).
+// Kernels do the arithmetic (quantization, combine, conversions) and write window blocks
+// directly. Pure byte moves between a window block and a tensor (y out of the blocks, the gather
+// into expand_x, the rows combine_setup sends back) are the group's (src/group/moves.ts), one
+// TypedArray.set each: routed through a kernel they would be staged in scratch and cost a second
+// copy (measured: dispatch_teardown 66 ms -> 19 ms per rank).
+import type { Layout } from '../../contract/attrs.js';
 import { MoeError } from '../../errors.js';
 import { type Tensor, zeros } from '../../tensor.js';
 import type {
   Backend,
   CombineArgs,
-  GatherArgs,
-  GatherResult,
+  AssistArgs,
   GroupMemoryView,
   PackArgs,
   RouteArgs,
   RouteResult,
-  SendBackArgs,
   XDtype,
 } from '../types.js';
 import { KERNELS_BASE64, KERNELS_UNSHARED_BASE64 } from './kernels.generated.js';
@@ -113,11 +110,6 @@ export async function instantiateKernels(memory: WebAssembly.Memory): Promise<Ke
 
 const align16 = (n: number): number => Math.ceil(n / 16) * 16;
 
-function copyOut<T extends { set(src: ArrayLike<bigint>): void }>(dst: T, src: ArrayLike<bigint>): T {
-  dst.set(src);
-  return dst;
-}
-
 /** Bump allocation of 16-byte aligned regions inside the scratch; reset at each call. */
 class Arena {
   private at: number;
@@ -162,9 +154,10 @@ const packRegions = (ar: Arena, lay: Layout, bs: number, scaled: boolean) => ({
   xf: ar.take(lay.H * 4),
 });
 
-const gatherRegions = (ar: Arena, rows: number, blocks: number, localExperts: number) => ({
+const gatherRegions = (ar: Arena, blocks: number, localExperts: number) => ({
   blockCount: ar.take(blocks * 4),
-  assist: ar.take(assistEntries(rows) * 4),
+  // the kernel writes min(blocks, assistLen) prefix sums: no more than `blocks` are ever needed
+  assist: ar.take(blocks * 4),
   etn: ar.take(localExperts * 8),
 });
 
@@ -200,8 +193,6 @@ export class WasmBackend implements Backend {
   scratchBytes(lay: Layout): number {
     const bs = lay.maxBs;
     const Lr = lay.lMax;
-    let rows = lay.W > lay.S ? expandRows(lay, lay.S) : 0;
-    if (lay.S > 0) rows = Math.max(rows, expandRows(lay, 0));
     const blocks = Lr * lay.W;
     const size = (plan: (ar: Arena) => unknown): number => {
       const ar = new Arena(0, Infinity);
@@ -211,7 +202,7 @@ export class WasmBackend implements Backend {
     return Math.max(
       size((ar) => routeRegions(ar, bs, lay.K, lay.E)),
       size((ar) => packRegions(ar, lay, bs, lay.attrs.quantMode === 2)),
-      size((ar) => gatherRegions(ar, rows, blocks, Lr)),
+      size((ar) => gatherRegions(ar, blocks, Lr)),
       size((ar) => combineRegions(ar, lay, bs)),
     );
   }
@@ -236,20 +227,19 @@ export class WasmBackend implements Backend {
     return new Arena(this.scratchBase, this.scratchEnd);
   }
 
-  route({ expertIds, activeBs, bs, K, E }: RouteArgs): RouteResult {
+  route({ expertIds, activeBs, bs, K, E, expandIdx: out }: RouteArgs): RouteResult {
     const r = routeRegions(this.arena(), bs, K, E);
     this.i32.set(expertIds.subarray(0, bs * K), r.ids >> 2);
     this.k.route(r.ids, activeBs, bs, K, E, r.expandIdx, r.counts);
-    const expandIdx = zeros('int32', [bs * K]).data;
+    const expandIdx = out ?? new Int32Array(bs * K);
     expandIdx.set(this.i32.subarray(r.expandIdx >> 2, (r.expandIdx >> 2) + bs * K));
     return { expandIdx, counts: this.i32.slice(r.counts >> 2, (r.counts >> 2) + E) };
   }
 
-  pack(a: PackArgs): Tensor<'bf16' | 'fp16' | 'int8'> {
+  pack(a: PackArgs): void {
     const { lay, x, activeBs, expandIdx } = a;
     const bs = x.shape[0]!;
     const K = lay.K;
-    const mb = lay.msgBytes;
     const quant = lay.attrs.quantMode === 2;
     const r = packRegions(this.arena(), lay, bs, a.scales !== undefined);
     this.u16.set(x.data, r.x >> 1);
@@ -261,90 +251,20 @@ export class WasmBackend implements Backend {
     this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
     this.k.pack(
       r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, K, lay.SN, lay.sharedSends, activeBs,
-      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, mb, lay.scaleOffset, r.xf,
+      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf,
     );
-    // y's rows are the messages just written to the window blocks; everything else stays zero
-    const shape = [bs * (K + lay.SN), lay.tokenMsgSize];
-    const y = zeros(quant ? 'int8' : x.dtype, shape).data;
-    const yb = new Uint8Array(y.buffer);
-    const mem = this.u8;
-    for (let i = 0; i < activeBs * K; i++) {
-      const src = a.expertBlock[a.expertIds[i]!]! + expandIdx[i]! * mb;
-      yb.set(mem.subarray(src, src + mb), i * mb);
-    }
-    for (let s = 0; s < lay.sharedSends && activeBs > 0; s++) {
-      // a token's shared messages are consecutive both in y (stride activeBs) and in the block
-      const src = a.sharedBlock[s]!;
-      yb.set(mem.subarray(src, src + activeBs * mb), (bs * K + s * activeBs) * mb);
-    }
-    return quant
-      ? { dtype: 'int8', shape, data: y as Int8Array }
-      : { dtype: x.dtype, shape, data: y as Uint16Array };
   }
 
-  gather(a: GatherArgs): GatherResult {
-    const { lay, rows, localExperts, blockOffset, blockCount } = a;
-    const quant = lay.attrs.quantMode === 2;
+  assistAndTokenNums(a: AssistArgs): void {
+    const { lay, localExperts, blockCount } = a;
     const blocks = localExperts * lay.W;
-    const H = lay.H;
-    const mb = lay.msgBytes;
-    const rowBytes = H * lay.yElemBytes;
-    const expandX = zeros(quant ? 'int8' : a.xDtype, [rows, H]).data;
-    const xb = new Uint8Array(expandX.buffer);
-    const dynamicScales = zeros('f32', [rows]).data;
-    const scaleBits = new Uint32Array(dynamicScales.buffer); // copied as bits: NaN payloads kept
-    this.arena(); // refreshes the views
-    const mem = this.u8;
-    const mem32 = this.i32;
-    let n = 0;
-    for (let idx = 0; idx < blocks; idx++) {
-      const base = blockOffset[idx]!;
-      const c = blockCount[idx]!;
-      if (c === 0) continue;
-      if (!quant && mb === rowBytes) {
-        // H a multiple of 256: the block's messages are exactly consecutive expand_x rows
-        xb.set(mem.subarray(base, base + c * mb), n * rowBytes);
-        n += c;
-        continue;
-      }
-      for (let m = 0; m < c; m++, n++) {
-        const msg = base + m * mb;
-        xb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
-        if (quant) scaleBits[n] = mem32[(msg + lay.scaleOffset) >> 2]!;
-      }
-    }
-    const r = gatherRegions(this.arena(), rows, blocks, localExperts);
+    const r = gatherRegions(this.arena(), blocks, localExperts);
     this.i32.set(blockCount, r.blockCount >> 2);
     const perExpert = lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? 1 : 0;
-    const assistLen = assistEntries(rows);
-    this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, assistLen, r.etn, perExpert);
-    const assist = zeros('int32', [assistLen]).data;
-    assist.set(this.i32.subarray(r.assist >> 2, (r.assist >> 2) + Math.min(blocks, assistLen)));
-    return {
-      expandX: quant
-        ? { dtype: 'int8', shape: [rows, H], data: expandX as Int8Array }
-        : { dtype: a.xDtype, shape: [rows, H], data: expandX as Uint16Array },
-      dynamicScales: { dtype: 'f32', shape: [rows], data: dynamicScales },
-      assistInfoForCombine: { dtype: 'int32', shape: [assistLen], data: assist },
-      expertTokenNums: {
-        dtype: 'int64',
-        shape: [localExperts],
-        data: copyOut(zeros('int64', [localExperts]).data, new BigInt64Array(this.u8.buffer, r.etn, localExperts)),
-      },
-    };
-  }
-
-  sendBack({ lay, expandX, assist, blockOffset }: SendBackArgs): void {
-    // rows [assist[idx-1], assist[idx]) are consecutive in expand_x and in the block: one copy each
-    const rb = lay.H * 2;
-    const src = new Uint8Array(expandX.data.buffer, expandX.data.byteOffset, expandX.data.byteLength);
-    this.arena();
-    let pre = 0;
-    for (let idx = 0; idx < assist.length; idx++) {
-      const end = assist[idx]!;
-      if (end > pre) this.u8.set(src.subarray(pre * rb, end * rb), blockOffset[idx]!);
-      pre = end;
-    }
+    const n = Math.min(blocks, a.assist.length);
+    this.k.assist_and_token_nums(r.blockCount, localExperts, lay.W, r.assist, n, r.etn, perExpert);
+    a.assist.set(this.i32.subarray(r.assist >> 2, (r.assist >> 2) + n));
+    a.expertTokenNums.set(new BigInt64Array(this.u8.buffer, r.etn, localExperts));
   }
 
   combine(a: CombineArgs): Tensor<XDtype> {
@@ -360,7 +280,7 @@ export class WasmBackend implements Backend {
       a.dtype === 'fp16' ? 1 : 0, lay.H, lay.K, lay.sharedSends, bs, a.activeBs, r.ids, r.expandIdx, r.weights,
       r.expertBlock, r.sharedBlock, r.out, r.tbl,
     );
-    const out = zeros(a.dtype, [bs, lay.H]);
+    const out = a.out ?? zeros(a.dtype, [bs, lay.H]);
     out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + bs * lay.H));
     return out;
   }

@@ -1,0 +1,89 @@
+// The pure byte moves between the windows and the ops' tensors: no arithmetic, so they are the
+// group's, the same for every backend (the backends do the arithmetic, one kernel per method).
+// Each is one TypedArray.set per contiguous run: a kernel would stage them through scratch and
+// pay a second copy.
+import type { Layout } from '../contract/attrs.js';
+import type { Tensor } from '../tensor.js';
+
+const bytesOf = (t: Tensor): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
+/**
+ * y out of the blocks the messages were just packed into (contract §2): row i = t·K + k of each
+ * active token is its message to expert_ids[i]; shared rows BS·K + s·activeBs + t (stride activeBs,
+ * as the kernel does) its shared messages. Rows are whole messages (their padding is 0); the rest
+ * of y is left as it is (the caller hands over a tensor zero there).
+ */
+export function yFromBlocks(
+  mem: Uint8Array,
+  lay: Layout,
+  a: { bs: number; activeBs: number; expertIds: Int32Array; expandIdx: Int32Array; expertBlock: Float64Array; sharedBlock: Float64Array },
+  y: Tensor,
+): void {
+  const yb = bytesOf(y);
+  const mb = lay.msgBytes;
+  const K = lay.K;
+  for (let i = 0; i < a.activeBs * K; i++) {
+    const src = a.expertBlock[a.expertIds[i]!]! + a.expandIdx[i]! * mb;
+    yb.set(mem.subarray(src, src + mb), i * mb);
+  }
+  for (let s = 0; s < lay.sharedSends && a.activeBs > 0; s++) {
+    // a token's shared messages are consecutive both in y and in the block
+    const src = a.sharedBlock[s]!;
+    yb.set(mem.subarray(src, src + a.activeBs * mb), (a.bs * K + s * a.activeBs) * mb);
+  }
+}
+
+/**
+ * dispatch_teardown's compaction (contract §3): the received blocks, in (local expert j, sender r)
+ * order, into consecutive rows of expand_x (the first H elements of each message) and, for quant
+ * mode 2, each message's f32 scale into dynamic_scales, copied as bits (a NaN read into a JS
+ * number need not keep its pattern). Returns the rows written.
+ */
+export function gatherBlocks(
+  mem: Uint8Array,
+  lay: Layout,
+  blockOffset: Float64Array,
+  blockCount: Int32Array,
+  expandX: Tensor,
+  dynamicScales: Tensor<'f32'>,
+): number {
+  const quant = lay.attrs.quantMode === 2;
+  const mb = lay.msgBytes;
+  const rowBytes = lay.H * lay.yElemBytes;
+  const xb = bytesOf(expandX);
+  const scaleBits = new Uint32Array(dynamicScales.data.buffer, dynamicScales.data.byteOffset, dynamicScales.data.length);
+  const mem32 = new Uint32Array(mem.buffer, mem.byteOffset, mem.byteLength >> 2);
+  let n = 0;
+  for (let idx = 0; idx < blockCount.length; idx++) {
+    const base = blockOffset[idx]!;
+    const c = blockCount[idx]!;
+    if (c === 0) continue;
+    if (!quant && mb === rowBytes) {
+      // H a multiple of 256: the block's messages are exactly consecutive expand_x rows
+      xb.set(mem.subarray(base, base + c * mb), n * rowBytes);
+      n += c;
+      continue;
+    }
+    for (let m = 0; m < c; m++, n++) {
+      const msg = base + m * mb;
+      xb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
+      if (quant) scaleBits[n] = mem32[(msg + lay.scaleOffset) >> 2]!;
+    }
+  }
+  return n;
+}
+
+/**
+ * combine_setup (contract §4): rows [assist[idx−1], assist[idx]) of the experts' output go back,
+ * unchanged, to the block reserved for idx on its destination rank; consecutive on both sides.
+ */
+export function sendBack(mem: Uint8Array, lay: Layout, expandX: Tensor, assist: Int32Array, blockOffset: Float64Array): void {
+  const rb = lay.H * 2;
+  const src = bytesOf(expandX);
+  let pre = 0;
+  for (let idx = 0; idx < assist.length; idx++) {
+    const end = assist[idx]!;
+    if (end > pre) mem.set(src.subarray(pre * rb, end * rb), blockOffset[idx]!);
+    pre = end;
+  }
+}
