@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Collective, toShared } from '../src/group/workers/collective.js';
 import { Rng, randn, uniqueTopK } from '../src/random.js';
 import { type RankInputs, runRound } from '../src/runner.js';
+import { runE2e, runE2eLines } from './run-e2e.js';
 
 const OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;
 type Op = (typeof OPS)[number];
@@ -187,6 +188,7 @@ async function main() {
       workerSpeedup2WithExpert: oneWorker.round / twoWorkers.round,
     });
   }
+  const runEndToEnd = await runE2e({ W: base.W, E: base.E, BS: base.BS, H: base.H, K: base.K }, reps);
   const scale = values.quick
     ? undefined
     : {
@@ -198,7 +200,7 @@ async function main() {
         },
       };
   if (values.json) {
-    console.log(JSON.stringify({ node: process.version, reps, results, ...scale }, null, 2));
+    console.log(JSON.stringify({ node: process.version, reps, results, runEndToEnd, ...scale }, null, 2));
     return;
   }
   for (const r of results) {
@@ -220,6 +222,7 @@ async function main() {
       `  whole round with the identity expert: ${cm.workers1.round.toFixed(1)} ms with 1, ${cm.workers2.round.toFixed(1)} ms with 2; speedup ${r.workerSpeedup2WithExpert.toFixed(2)}`,
     );
   }
+  console.log(runE2eLines(runEndToEnd).join('\n'));
   if (scale) {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
     const f = scale.w384Full;
