@@ -11,26 +11,43 @@ export interface RankRouting {
 }
 
 export interface RoutingCounts {
+  /** (W·E): copies rank r sends to MoE expert e */
+  expertCounts: Int32Array;
   /** per receiving rank: (Lr·W) message counts in (local expert j, sender r) order */
   blockCounts: Int32Array[];
   /** per rank: the rows of expand_x it receives (the sum of its block counts) */
   received: Int32Array;
+  /** (W·W): messages sender r sends to receiver d, MoE and shared */
+  traffic: Float64Array;
 }
 
-/** The block counts of every receiver, from every rank's routing (`ranks.length` = W). */
+/**
+ * The block counts of every receiver, from every rank's routing (`ranks.length` = W): the one
+ * routing analysis that the simulated single-rank view, `verify` and the page all read.
+ */
 export function routingCounts(lay: Layout, ranks: readonly RankRouting[]): RoutingCounts {
-  const { W, K } = lay;
+  const { W, K, E } = lay;
+  const expertCounts = new Int32Array(W * E);
   const blockCounts = Array.from({ length: W }, (_, rho) => new Int32Array(localExpertNum(lay, rho) * W));
+  const traffic = new Float64Array(W * W);
   ranks.forEach((rr, r) => {
-    for (let i = 0; i < rr.activeBs * K; i++) {
-      const home = expertHome(lay, rr.expertIds[i]!);
-      blockCounts[home.rank]![home.local * W + r]!++;
+    for (let i = 0; i < rr.activeBs * K; i++) expertCounts[r * E + rr.expertIds[i]!]!++;
+    for (let e = 0; e < E; e++) {
+      const c = expertCounts[r * E + e]!;
+      if (c === 0) continue;
+      const home = expertHome(lay, e);
+      blockCounts[home.rank]![home.local * W + r]! += c;
+      traffic[r * W + home.rank]! += c;
     }
     // every active token also goes to one rank of each shared expert (S > 0)
-    for (let s = 0; s < lay.sharedSends; s++) blockCounts[sharedHome(lay, r, s)]![r]! += rr.activeBs;
+    for (let s = 0; s < lay.sharedSends; s++) {
+      const d = sharedHome(lay, r, s);
+      blockCounts[d]![r]! += rr.activeBs;
+      traffic[r * W + d]! += rr.activeBs;
+    }
   });
   const received = Int32Array.from(blockCounts, (c) => c.reduce((n, v) => n + v, 0));
-  return { blockCounts, received };
+  return { expertCounts, blockCounts, received, traffic };
 }
 
 /** activeBs of an x_active_mask (the trues come first; the count of the leading trues). */

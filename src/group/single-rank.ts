@@ -44,6 +44,7 @@ import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs,
 import { KERNEL_RESERVED, MAX_PAGES, PAGE } from './memory.js';
 import { gatherBlocks, yFromBlocks } from './moves.js';
 import { outputAllocation } from '../contract/tensors.js';
+import { routingCounts } from '../contract/routing.js';
 
 /** What the routing pass needs of a rank: its expert_ids and x_active_mask. */
 export type RankRouting = Pick<RankInputs, 'expertIds' | 'xActiveMask'>;
@@ -221,15 +222,14 @@ export async function computeRank(
 
   // ---- pass 1: the routing of every rank -----------------------------------------------------
   const routes: Routed[] = [];
-  /** cnt[r·E + e]: copies rank r sends to expert e */
-  const cnt = new Int32Array(W * E);
   for (let r = 0; r < W; r++) {
     const inp = source.getRouting ? await source.getRouting(r) : await source.getInputs(r);
-    const rt = routingOf(lay, r, inp);
-    routes.push(rt);
-    for (let i = 0; i < rt.activeBs * K; i++) cnt[r * E + rt.ids[i]!]!++;
+    routes.push(routingOf(lay, r, inp));
     opts.onProgress?.(r + 1, W, 'routing', r);
   }
+  const routing = routingCounts(lay, routes.map((rt) => ({ expertIds: rt.ids, activeBs: rt.activeBs })));
+  /** cnt[r·E + e]: copies rank r sends to expert e */
+  const cnt = routing.expertCounts;
   if (attrs.globalBs !== 0) {
     const seen = [...new Set(routes.map((rt) => rt.bs))].sort((a, b) => a - b);
     const maxBs = seen[seen.length - 1]!;
@@ -246,11 +246,7 @@ export async function computeRank(
   const { bs, activeBs } = own;
 
   /** (Lr·W) messages rank ρ receives per (local expert j, sender r) */
-  const received = new Int32Array(Lr * W);
-  for (let r = 0; r < W; r++) {
-    if (isShared) received[r] = sharedHome(lay, r, sharedS) === rho ? routes[r]!.activeBs : 0;
-    else for (let j = 0; j < L; j++) received[j * W + r] = cnt[r * E + e0 + j]!;
-  }
+  const received = routing.blockCounts[rho]!;
   const receivedRows = received.reduce((s, c) => s + c, 0);
 
   // ---- the memory: ρ's own messages or the received blocks (one region, used in turn), the
@@ -576,6 +572,7 @@ export async function computeRank(
           assistInfoForCombine: { dtype: 'int32', shape: [assist.length], data: assist },
         },
         combDtype,
+        backend,
       );
       const db = new Uint8Array(deq.data.buffer, deq.data.byteOffset, deq.data.byteLength);
       rowsTo.forEach(([, off], a) => m.set(db.subarray(a * rowBytes, (a + 1) * rowBytes), off));

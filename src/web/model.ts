@@ -2,6 +2,7 @@
 // (generated from a seed, the seed example's, or a case opened from files), and what the routing
 // implies before anything runs: token counts per (rank, expert), traffic per (sender, receiver),
 // expert loads, each receiver's blocks, and where each token lands.
+import { activeRows, routingCounts } from '../contract/routing.js';
 import {
   type AttrInput,
   type DataDims,
@@ -234,77 +235,41 @@ export interface Routing {
   /** (W): rows of expand_x each receiver gets, and its A */
   received: Float64Array;
   A: Int32Array;
-  /** (W·L): the largest block (local expert j, any sender) of each receiver */
+  /** per receiver: (Lr·W) block counts in (local expert j, sender s) order */
+  blockCounts: Int32Array[];
+  /** the largest (sender, expert) count */
   maxCount: number;
   maxTraffic: number;
-}
-
-function activeOf(inp: RankInputs, bs: number): number {
-  const m = inp.xActiveMask?.data as Uint8Array | undefined;
-  if (!m) return bs;
-  let a = 0;
-  while (a < bs && m[a]) a++;
-  return a;
 }
 
 export function analyse(ri: RoundInputs): Routing {
   const lay = makeLayout(ri.attrs, ri.dims);
   const { W, E, K } = lay;
-  const counts = new Int32Array(W * E);
-  const traffic = new Float64Array(W * W);
+  const activeBs = Int32Array.from(ri.inputs, (inp) => activeRows(inp.xActiveMask?.data as Uint8Array | undefined, inp.x.shape[0]!));
+  const rc = routingCounts(
+    lay,
+    ri.inputs.map((inp, r) => ({ expertIds: inp.expertIds.data as Int32Array, activeBs: activeBs[r]! })),
+  );
   const load = new Float64Array(E);
-  const received = new Float64Array(W);
-  const activeBs = new Int32Array(W);
-  for (let r = 0; r < W; r++) {
-    const inp = ri.inputs[r]!;
-    const bs = inp.x.shape[0]!;
-    const act = activeOf(inp, bs);
-    activeBs[r] = act;
-    const ids = inp.expertIds.data as Int32Array;
-    for (let i = 0; i < act * K; i++) counts[r * E + ids[i]!]!++;
-    for (let s = 0; s < lay.sharedSends; s++) {
-      const d = sharedHome(lay, r, s);
-      traffic[r * W + d]! += act;
-      received[d]! += act;
-    }
-  }
   let maxCount = 0;
-  for (let r = 0; r < W; r++) {
-    for (let e = 0; e < E; e++) {
-      const c = counts[r * E + e]!;
-      if (c === 0) continue;
-      const d = expertHome(lay, e).rank;
-      traffic[r * W + d]! += c;
-      received[d]! += c;
-      load[e]! += c;
-      if (c > maxCount) maxCount = c;
-    }
+  for (let i = 0; i < W * E; i++) {
+    const c = rc.expertCounts[i]!;
+    load[i % E]! += c;
+    if (c > maxCount) maxCount = c;
   }
   let maxTraffic = 0;
-  for (const t of traffic) if (t > maxTraffic) maxTraffic = t;
+  for (const t of rc.traffic) if (t > maxTraffic) maxTraffic = t;
   const A = new Int32Array(W);
   for (let r = 0; r < W; r++) A[r] = expandRows(lay, r);
-  return { lay, W, E, K, activeBs, counts, traffic, load, received, A, maxCount, maxTraffic };
+  return {
+    lay, W, E, K, activeBs, counts: rc.expertCounts, traffic: rc.traffic, load, received: Float64Array.from(rc.received),
+    blockCounts: rc.blockCounts, A, maxCount, maxTraffic,
+  };
 }
 
 /** Block counts of receiver d in (local expert j, sender s) order: what dispatch_teardown gathers. */
 export function blocksOf(rt: Routing, d: number): Int32Array {
-  const { lay, W, E } = rt;
-  const Lr = localExpertNum(lay, d);
-  const out = new Int32Array(Lr * W);
-  if (d < lay.S) {
-    // a shared rank: one block per sender, the sender's active tokens for its shared expert
-    for (let s = 0; s < W; s++) {
-      for (let x = 0; x < lay.sharedSends; x++) if (sharedHome(lay, s, x) === d) out[s] = out[s]! + rt.activeBs[s]!;
-    }
-    return out;
-  }
-  for (let j = 0; j < Lr; j++) {
-    const e = (d - lay.S) * lay.L + j;
-    if (e >= E) break;
-    for (let s = 0; s < W; s++) out[j * W + s] = rt.counts[s * E + e]!;
-  }
-  return out;
+  return rt.blockCounts[d]!;
 }
 
 /** One copy of a token: where it comes from and where it lands. */
