@@ -3,6 +3,7 @@
 // prepares, here the reference's own outputs (the probe must say "confirmed"), altered ones
 // ("contradicted", naming the first differing element) or ones with a region left unwritten (the
 // poison stays: "not written").
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -286,4 +287,21 @@ describe('probe plumbing: cases needing more devices, HCCL_BUFFSIZE steps, the C
     expect(err).toContain('moe-distribute: probe: expert-token-nums (type1, type0)');
     expect(await main(['probe', '--out', dir, '--cases', 'nope'], io({ ASCEND_HOME_PATH: home }))).toBe(2);
   }, 60_000);
+  const bin = join(__dirname, '..', 'bin', 'moe-distribute.js');
+  const bundled = existsSync(join(__dirname, '..', 'dist', 'cli.js'));
+  it.skipIf(!bundled)('the bundled CLI in its own process runs the cases one after the other (the rank processes it awaits keep it alive) and writes the report', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moe-probe-bin-'));
+    const r = spawnSync(process.execPath, [bin, 'probe', '--out', dir, '--devices', '2', '--cases', 'scales-quant0,size-helpers,expert-token-nums'], {
+      encoding: 'utf8',
+      env: { ...process.env, ASCEND_HOME_PATH: home },
+      timeout: 60_000,
+    });
+    expect(r.stderr).toContain('moe-distribute: probe: size-helpers: ran (confirmed');
+    expect(r.stderr).toContain('moe-distribute: probe: expert-token-nums: ran');
+    expect(r.status).toBe(1); // the fake's pattern contradicts Decision 7
+    expect(r.stdout).toContain('Decision 14: contradicted');
+    const json = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as ProbeReport;
+    expect(json.cases.map((c) => c.id)).toEqual(['expert-token-nums', 'scales-quant0', 'size-helpers']);
+  }, 90_000);
 });
+

@@ -150,6 +150,12 @@ class RankProcess {
     return !this.gone;
   }
 
+  /** The exit, keeping the event loop alive until it comes (a caller that awaits it must not see the process end first). */
+  waitExit(): Promise<void> {
+    if (!this.gone) this.child.ref();
+    return this.exited;
+  }
+
   kill(): void {
     if (!this.gone) this.child.kill('SIGKILL');
   }
@@ -445,7 +451,7 @@ export class NpuGroup implements OpGroup {
         } catch {
           // the process is gone or its finalize failed: it exits either way
         }
-        await p.exited;
+        await p.waitExit();
         clearTimeout(timer);
       }),
     );

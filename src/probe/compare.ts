@@ -42,10 +42,10 @@ const hex = (b: Uint8Array): string =>
 
 function describeElement(t: Tensor | undefined, bytes: Uint8Array, i: number): string {
   const bits = hex(bytes);
-  if (!t || t.dtype === 'bool' || t.dtype === 'int8' || t.dtype === 'int32' || t.dtype === 'int64') {
-    return t && i < t.data.length ? `${elementAsNumber(t, i)} (${bits})` : `0 (${bits})`;
-  }
-  return i < t.data.length ? `${elementAsNumber(t, i)} (${bits})` : `0 (${bits})`;
+  if (!t || i >= t.data.length) return `0 (${bits})`;
+  // int64 exactly (a Number would round counts past 2^53)
+  if (t.dtype === 'int64') return `${(t.data as BigInt64Array)[i]!.toString()} (${bits})`;
+  return `${elementAsNumber(t, i)} (${bits})`;
 }
 
 function inRows(rows: Region['rows'], row: number): boolean {
