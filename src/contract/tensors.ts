@@ -131,8 +131,6 @@ function yWritten(c: WrittenContext): Region {
   return { rows, cols, text, skipped };
 }
 
-const sharedXShape = (c: TensorContext): number[] => [c.bs, c.lay.H];
-
 /** combine's comm_cmd_info: (A + W)·16 entries with A as the context sizes it (the size helper's formula, op_api). */
 const combineCmdLen = (c: TensorContext): number => (c.rowsA === 'tiling' ? (rowsA(c) + c.lay.W) * 16 : combineCommCmdInfoLen(c.lay, c.rank));
 

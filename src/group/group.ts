@@ -6,9 +6,6 @@ import {
   type AttrInput,
   type GroupAttrs,
   type Layout,
-  combineCommCmdInfoLen,
-  dispatchCommCmdInfoLen,
-  expandRows,
   expertHome,
   localExpertNum,
   makeLayout,
@@ -23,10 +20,10 @@ import {
 } from '../contract/checks.js';
 import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
 import { MoeError } from '../errors.js';
-import { type Tensor, zeros } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
-import { DESCRIPTOR_WORDS, KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
+import { DESCRIPTOR_WORDS, combineDescriptors, dispatchDescriptors } from './commcmd.js';
 import { gatherBlocks, sendBack, yFromBlocks } from './moves.js';
 import { OutputPool, plainBuffers, sharedBuffers } from './outputs.js';
 import { type Range, outputAllocation } from '../contract/tensors.js';
@@ -168,7 +165,8 @@ export async function attachGroup(a: {
   return new EpGroup(a.layout, backend, new Windows(a.memory, a.plan, a.layout, shared), a.timeoutMs ?? 60000, undefined, pool);
 }
 
-async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
+/** A backend by name (the wasm one loaded on demand, so that the reference never compiles kernels), or the given one. */
+export async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
   if (typeof b !== 'string') return b;
   if (b === 'reference') return new ReferenceBackend();
   if (b === 'wasm') {
@@ -399,16 +397,7 @@ export class EpGroup {
     }
     const D = DESCRIPTOR_WORDS;
     const commCmdInfo = this.out('dispatchSetup', 'commCmdInfo', rank, bs, dtype, [[0, activeBs * K * D], [sharedRows[0] * D, sharedRows[1] * D]]) as Tensor<'int32'>;
-    for (let i = 0; i < activeBs * lay.K; i++) {
-      const home = expertHome(lay, ids[i]!);
-      const t = Math.floor(i / lay.K);
-      putDescriptor(commCmdInfo.data, i, KIND_DISPATCH, home.rank, home.local, expandIdx[i]!, rank, t, i % lay.K, lay.msgBytes);
-    }
-    for (let s = 0; s < lay.sharedSends; s++) {
-      for (let t = 0; t < activeBs; t++) {
-        putDescriptor(commCmdInfo.data, bs * lay.K + s * activeBs + t, KIND_DISPATCH, sharedHome(lay, rank, s), 0, t, rank, t, lay.K + s, lay.msgBytes);
-      }
-    }
+    dispatchDescriptors(commCmdInfo.data, lay, rank, bs, activeBs, ids, expandIdx);
     Object.assign(st, { bs, activeBs, dtype, expertIds: ids.slice(), expandIdx });
     this.done(st, rank, 0);
     return { y, expandIdx: expandIdxT as Tensor<'int32'>, commCmdInfo };
@@ -491,14 +480,13 @@ export class EpGroup {
     sendBack(this.mem, lay, inp.expandX, assist, blockOffset);
     const sent = assist.length > 0 ? assist[assist.length - 1]! : 0;
     const commCmdInfo = this.out('combineSetup', 'commCmdInfo', rank, st.bs, dtype, [[0, sent * DESCRIPTOR_WORDS]]) as Tensor<'int32'>;
+    const counts = assist.map((end, idx) => end - (idx > 0 ? assist[idx - 1]! : 0));
+    combineDescriptors(commCmdInfo.data, lay, rank, counts);
     pre = 0;
     for (let idx = 0; idx < assist.length; idx++) {
       const j = Math.floor(idx / lay.W);
       const r = idx % lay.W;
-      const count = assist[idx]! - pre;
-      for (let c = 0; c < count; c++) {
-        putDescriptor(commCmdInfo.data, pre + c, KIND_COMBINE, r, j, c, rank, pre + c, 0, lay.H * 2);
-      }
+      const count = counts[idx]!;
       this.windows.publish(r, Half.Combine, rank, j, {
         flag: st.round + 1,
         count,

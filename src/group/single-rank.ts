@@ -36,10 +36,9 @@ import { MoeError } from '../errors.js';
 import { identityExpert } from '../expert.js';
 import { type Tensor, zeros } from '../tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
-import { ReferenceBackend } from '../backends/reference/index.js';
 import { type RankInputs, outputTensors } from '../round.js';
-import { KIND_COMBINE, KIND_DISPATCH, putDescriptor } from './commcmd.js';
-import type { BackendName } from './group.js';
+import { combineDescriptors, dispatchDescriptors } from './commcmd.js';
+import { type BackendName, resolveBackend } from './group.js';
 import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from '../contract/ops.js';
 import { KERNEL_RESERVED, MAX_PAGES, PAGE } from './memory.js';
 import { gatherBlocks, yFromBlocks } from './moves.js';
@@ -128,16 +127,6 @@ function withRank(e: MoeError, rank: number): MoeError {
   const out = new MoeError(e.code, e.param, e.value, e.rule);
   out.message = `rank ${rank}: ${e.message}`;
   return out;
-}
-
-async function resolveBackend(b: BackendName | Backend): Promise<Backend> {
-  if (typeof b !== 'string') return b;
-  if (b === 'reference') return new ReferenceBackend();
-  if (b === 'wasm') {
-    const { WasmBackend } = await import('../backends/wasm/index.js');
-    return WasmBackend.create();
-  }
-  throw new MoeError('E_ATTR', 'backend', b, 'backend should be "wasm" or "reference"');
 }
 
 /** The routing of one rank, kept for the whole computation (W·BS·K int32 over all ranks). */
@@ -327,15 +316,7 @@ export async function computeRank(
   const y = zeros(yAlloc.dtype, yAlloc.shape) as DispatchSetupOutputs['y'];
   yFromBlocks(new Uint8Array(memory.buffer), lay, { bs, activeBs, expertIds: own.ids, expandIdx, expertBlock, sharedBlock }, y);
   const dsCommCmdInfo = zeros('int32', [dispatchCommCmdInfoLen(lay, bs, rho)]);
-  for (let i = 0; i < activeBs * K; i++) {
-    const home = expertHome(lay, own.ids[i]!);
-    putDescriptor(dsCommCmdInfo.data, i, KIND_DISPATCH, home.rank, home.local, expandIdx[i]!, rho, Math.floor(i / K), i % K, mb);
-  }
-  for (let s = 0; s < lay.sharedSends; s++) {
-    for (let t = 0; t < activeBs; t++) {
-      putDescriptor(dsCommCmdInfo.data, bs * K + s * activeBs + t, KIND_DISPATCH, sharedHome(lay, rho, s), 0, t, rho, t, K + s, mb);
-    }
-  }
+  dispatchDescriptors(dsCommCmdInfo.data, lay, rho, bs, activeBs, own.ids, expandIdx);
   const dispatchSetup: DispatchSetupOutputs = {
     y,
     expandIdx: { dtype: 'int32', shape: [bs * K], data: expandIdx },
@@ -581,14 +562,7 @@ export async function computeRank(
 
   // ---- rank ρ: combine_setup ---------------------------------------------------------------------
   const csCommCmdInfo = zeros('int32', [combineCommCmdInfoLen(lay, rho)]);
-  let pre = 0;
-  for (let idx = 0; idx < received.length; idx++) {
-    const j = Math.floor(idx / W);
-    const r = idx % W;
-    const c = received[idx]!;
-    for (let q = 0; q < c; q++) putDescriptor(csCommCmdInfo.data, pre + q, KIND_COMBINE, r, j, q, rho, pre + q, 0, rowBytes);
-    pre += c;
-  }
+  combineDescriptors(csCommCmdInfo.data, lay, rho, received);
   const combineSetup: CombineSetupOutputs = {
     quantExpandX: zeros('int8', [A, lay.quantExpandXCols]),
     commCmdInfo: csCommCmdInfo,

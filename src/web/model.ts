@@ -10,7 +10,6 @@ import {
   type Layout,
   expandRows,
   expertHome,
-  localExpertNum,
   makeLayout,
   sharedHome,
   withDefaults,

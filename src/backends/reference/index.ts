@@ -68,7 +68,7 @@ export class ReferenceBackend implements Backend {
   }
 
   pack(a: PackArgs): void {
-    const { lay, x, expertIds, activeBs, expandIdx } = a;
+    const { lay, expertIds, activeBs, expandIdx } = a;
     const K = lay.K;
     const mem = this.bytes();
     const mb = lay.msgBytes;
