@@ -6,6 +6,7 @@ import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { toShared } from '../src/group/workers/collective.js';
 import { writeCaseOutputs } from '../src/io/case.js';
 import { HOLE_BYTES, dataRanges, writeParts } from '../src/io/files.js';
 import { npyParts, readNpy, readNpyDir, writeNpy, writeNpyDir } from '../src/io/npy.js';
@@ -146,6 +147,19 @@ describe('views and copies', () => {
     expect(c.buffer).not.toBe(a.buffer);
     expect(c.buffer.byteLength).toBe(12);
     for (const [k, want] of Object.entries(t)) expect(Buffer.compare(bytesOf(back.get(k)!), bytesOf(want)), k).toBe(0);
+  });
+
+  test('files are read into shared memory, so rank workers take the tensors read without a copy', async () => {
+    const f = join(dir, 'shared.safetensors');
+    await writeSafetensors(f, { a: bigF32(n, 1), u: fromNumbers('bf16', [2], [1, 2]) });
+    const back = (await readSafetensors(f)).tensors;
+    const a = back.get('a')!;
+    expect(a.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(toShared(a)).toBe(a);
+    // a header of non-ASCII names still decodes (TextDecoder refuses shared views: a copy is decoded)
+    const g = join(dir, 'utf8.safetensors');
+    await writeSafetensors(g, { 'größe': fromNumbers('f32', [1], [2]) });
+    expect([...(await readSafetensors(g)).tensors.keys()]).toEqual(['größe']);
   });
 
   test('a misaligned tensor is copied into an aligned buffer, with the same values', () => {

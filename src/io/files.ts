@@ -3,7 +3,7 @@
 // bytes), never joined into one buffer, so writing costs no copy of the data (a rank's outputs can
 // be gigabytes). Long runs of zero bytes become holes: outputs are mostly zeros (quant_expand_x
 // entirely, expand_x past the received rows), and a hole costs neither a write nor disk blocks.
-// Read files are taken whole, in one allocation bounded by their real size, in bounded reads.
+// Read files are taken whole, in one (shared) allocation bounded by their real size, in bounded reads.
 import { Buffer } from 'node:buffer';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -117,7 +117,9 @@ export async function readWhole(file: string, expected: string, limit?: number):
     const { size } = await fh.stat();
     if (limit !== undefined && size > limit) throw caseError(file, `is ${size} bytes; expected ${expected} (at most ${limit} bytes)`);
     // The size is the file's real length, so this allocation is bounded by what exists on disk.
-    const buf = new Uint8Array(size);
+    // Shared memory: the tensors read are views of it, and rank workers then read them in place
+    // (toShared has nothing to copy), so a case's inputs are in memory once, not twice.
+    const buf = new Uint8Array(typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
     let got = 0;
     while (got < size) {
       const { bytesRead } = await fh.read(buf, got, Math.min(size - got, IO_CHUNK), got);

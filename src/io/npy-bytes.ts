@@ -237,7 +237,8 @@ export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
   let text: string;
   if (major === 3) {
     try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+      // a copy: TextDecoder refuses views of a SharedArrayBuffer (files are read into one)
+      text = new TextDecoder('utf-8', { fatal: true }).decode(raw.slice());
     } catch {
       fail(file, 'header is not valid UTF-8; expected a UTF-8 dict literal (version 3.0)');
     }

@@ -356,7 +356,8 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   }
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + hlen));
+    // a copy: TextDecoder refuses views of a SharedArrayBuffer (files are read into one)
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf.slice(8, 8 + hlen));
   } catch {
     fail(file, 'header is not valid UTF-8; expected a UTF-8 JSON object');
   }
