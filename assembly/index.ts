@@ -6,3 +6,4 @@ export { pack } from './pack';
 export { route, assist_and_token_nums } from './route';
 
 export { combine } from './combine';
+export { identity_expert } from './expert';

@@ -2,10 +2,11 @@
 // output, and the f64 account of what combine must then return (with its error bound). The CLI
 // runner, the seed example, the bench and the tests all use these.
 import { type Layout, localExpertNum } from './contract/attrs.js';
-import type { XDtype } from './backends/types.js';
+import type { Backend, XDtype } from './backends/types.js';
+import { ReferenceBackend } from './backends/reference/index.js';
 import type { DispatchTeardownOutputs } from './contract/ops.js';
-import { fromF32, toF32 } from './numbers.js';
-import { type Tensor, zeros } from './tensor.js';
+import { toF32 } from './numbers.js';
+import type { Tensor } from './tensor.js';
 
 /**
  * Rows of expand_x that rank `rank` received: its last meaningful assist_info_for_combine entry
@@ -35,7 +36,9 @@ export function receivedRows(
 /**
  * The identity expert of a rank: its output (A, H) in `dtype` (x's dtype) is expand_x itself
  * (quant 0), or for quant 2 the dequantized token `f32(code) · dynamic_scale` (one f32 product)
- * cast round-half-even to `dtype`. Rows past the received count are 0.
+ * cast round-half-even to `dtype`. Rows past the received count are 0. The arithmetic is the
+ * backend's (`Backend.identityExpert`, the wasm kernel assembly/expert.ts): pass the group's
+ * backend; without one (the npu group has none on the host) the reference computes it.
  */
 export function identityExpert(
   lay: Layout,
@@ -43,40 +46,23 @@ export function identityExpert(
   td: Pick<DispatchTeardownOutputs, 'expandX' | 'dynamicScales' | 'assistInfoForCombine'> &
     Partial<Pick<DispatchTeardownOutputs, 'expertTokenNums'>>,
   dtype: XDtype,
+  backend: Pick<Backend, 'identityExpert'> = reference,
 ): Tensor<XDtype> {
   const A = td.expandX.shape[0]!;
-  const H = lay.H;
-  const out = zeros(dtype, [A, H]);
-  const n = Math.min(receivedRows(lay, rank, td.assistInfoForCombine, td.expertTokenNums), A);
-  if (td.expandX.dtype === 'int8') {
-    const codes = td.expandX.data as Int8Array;
-    const ds = td.dynamicScales.data as Float32Array;
-    const row = new Float32Array(H);
-    const bits = new Uint32Array(row.buffer);
-    const o = out.data;
-    for (let a = 0; a < n; a++) {
-      const s = ds[a]!;
-      const base = a * H;
-      // code·scale is exact in f64 (8 + 24 bits); the store into a Float32Array rounds it once
-      for (let h = 0; h < H; h++) row[h] = codes[base + h]! * s;
-      if (dtype === 'bf16') {
-        // f32ToBf16 inlined on the row's bits (this loop is the expert step's whole cost)
-        for (let h = 0; h < H; h++) {
-          const b = bits[h]!;
-          o[base + h] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-        }
-      } else {
-        for (let h = 0; h < H; h++) o[base + h] = fromF32(dtype, row[h]!);
-      }
-    }
-  } else {
-    if (td.expandX.dtype !== dtype) {
-      throw new TypeError(`identityExpert: expand_x is ${td.expandX.dtype}, x is ${dtype}; they should match for quant 0`);
-    }
-    out.data.set((td.expandX.data as Uint16Array).subarray(0, n * H));
+  const rows = Math.min(receivedRows(lay, rank, td.assistInfoForCombine, td.expertTokenNums), A);
+  if (td.expandX.dtype !== 'int8' && td.expandX.dtype !== dtype) {
+    throw new TypeError(`identityExpert: expand_x is ${td.expandX.dtype}, x is ${dtype}; they should match for quant 0`);
   }
-  return out;
+  return backend.identityExpert({
+    expandX: td.expandX as Tensor<XDtype | 'int8'>,
+    dynamicScales: td.dynamicScales.data as Float32Array,
+    rows,
+    dtype,
+  });
 }
+
+// the reference's identityExpert works on JS arrays alone: no group memory to attach
+const reference = new ReferenceBackend();
 
 /** One rank's inputs, as far as the combined result of identity experts depends on them. */
 export interface IdentityInputs {

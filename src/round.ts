@@ -2,7 +2,7 @@
 // (dispatchSetup on all ranks, dispatchTeardown on all, the experts, combineSetup on all,
 // combineTeardown on all). Browser-safe (no Node-only import): the CLI's runner and the preview
 // page both run rounds with it.
-import type { XDtype } from './backends/types.js';
+import type { Backend, XDtype } from './backends/types.js';
 import { MoeError } from './errors.js';
 import { identityExpert } from './expert.js';
 import type { EpGroup } from './group/group.js';
@@ -79,7 +79,7 @@ async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> |
 
 /** One round of the four ops on every rank of `group` (EpGroup, or the npu group), with `inputs[r]` for rank r. */
 export async function runRound(
-  group: Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'>,
+  group: Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'> & { readonly backend?: Backend },
   inputs: readonly RankInputs[],
   onProgress?: ProgressFn,
 ): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
@@ -109,7 +109,8 @@ export async function runRound(
   const tDt = lap();
   const ex = await phase('expert', W, (r) => {
     const given = inputs[r]!.expertOutput;
-    return given ?? identityExpert(group.layout, r, dt[r]!, inputs[r]!.x.dtype);
+    // the group's backend computes it; the npu group has none on the host (the reference then)
+    return given ?? identityExpert(group.layout, r, dt[r]!, inputs[r]!.x.dtype, group.backend);
   }, tick('expert'));
   const tEx = lap();
   const cs = await phase(

@@ -9,6 +9,9 @@ import { ReferenceBackend } from '../src/backends/reference/index.js';
 import { WasmBackend } from '../src/backends/wasm/index.js';
 import { bitsToF32, fromF32 } from '../src/numbers.js';
 import { bytesOf, type Tensor } from '../src/tensor.js';
+import { identityExpert as backendIdentityExpert, receivedRows } from '../src/expert.js';
+import type { Layout } from '../src/contract/attrs.js';
+import type { Backend, IdentityExpertArgs } from '../src/backends/types.js';
 
 type XDtype = 'bf16' | 'fp16';
 
@@ -171,6 +174,39 @@ function identityExpert(expandX: Tensor, scales: Float32Array, dtype: XDtype, H:
   return { dtype, shape: [...expandX.shape], data: out };
 }
 
+/**
+ * src/expert.ts's identityExpert as it was before it became a backend method (plain TypeScript),
+ * kept verbatim as the fixed point the backends' identityExpert must reproduce bit for bit.
+ */
+function oldIdentityExpert(lay: Layout, rank: number, td: { expandX: Tensor; dynamicScales: Tensor; assistInfoForCombine: Tensor; expertTokenNums: Tensor }, dtype: XDtype): Tensor {
+  const A = td.expandX.shape[0]!;
+  const H = lay.H;
+  const o = new Uint16Array(A * H);
+  const n = Math.min(receivedRows(lay, rank, td.assistInfoForCombine, td.expertTokenNums), A);
+  if (td.expandX.dtype === 'int8') {
+    const codes = td.expandX.data as Int8Array;
+    const ds = td.dynamicScales.data as Float32Array;
+    const row = new Float32Array(H);
+    const bits = new Uint32Array(row.buffer);
+    for (let a = 0; a < n; a++) {
+      const s = ds[a]!;
+      const base = a * H;
+      for (let h = 0; h < H; h++) row[h] = codes[base + h]! * s;
+      if (dtype === 'bf16') {
+        for (let h = 0; h < H; h++) {
+          const b = bits[h]!;
+          o[base + h] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+        }
+      } else {
+        for (let h = 0; h < H; h++) o[base + h] = fromF32(dtype, row[h]!);
+      }
+    }
+  } else {
+    o.set((td.expandX.data as Uint16Array).subarray(0, n * H));
+  }
+  return { dtype, shape: [A, H], data: o };
+}
+
 async function round(cfg: Cfg, backend: BackendName, inp: ReturnType<typeof makeInputs>): Promise<Outputs> {
   const maxBs = Math.max(...cfg.bs);
   const g = await createGroup({
@@ -196,6 +232,11 @@ async function round(cfg: Cfg, backend: BackendName, inp: ReturnType<typeof make
     ranks.map((r) => g.dispatchTeardown(r, { x: R[r]!.x, y: ds[r]!.y, expertIds: R[r]!.expertIds, commCmdInfo: ds[r]!.commCmdInfo })),
   );
   const ex = dt.map((d) => identityExpert(d.expandX, d.dynamicScales.data, cfg.dtype, cfg.H));
+  // the group's backend's identity expert (the wasm kernel, or the reference) against the old TS
+  for (const r of ranks) {
+    const d = firstDifference(backendIdentityExpert(g.layout, r, dt[r]!, cfg.dtype, g.backend), oldIdentityExpert(g.layout, r, dt[r]!, cfg.dtype));
+    if (d !== null) throw new Error(`rank ${r} identityExpert (${backend}) vs the old TS: ${d}\nconfig ${JSON.stringify(cfg)}`);
+  }
   const cs = await Promise.all(
     ranks.map((r) => g.combineSetup(r, { expandX: ex[r]!, expertIds: R[r]!.expertIds, assistInfoForCombine: dt[r]!.assistInfoForCombine })),
   );
@@ -388,5 +429,143 @@ describe('wasm backend vs reference backend, bit for bit', () => {
     const b = ref.route(args);
     expect([...a.expandIdx]).toEqual([...b.expandIdx]);
     expect([...a.counts]).toEqual([...b.counts]);
+  });
+});
+
+// ---- the identity expert's kernel against the reference, on its own -------------------------
+
+/** f32 scales that reach every branch of the casts: NaNs of both signs with payloads, ±inf, ±0,
+ *  subnormals, products that overflow both dtypes or fall into their subnormals, ties. */
+const SCALE_BITS = [
+  0x7fc00000, 0xffc00000, 0x7fc00123, 0xffa00001, 0x7f800001, 0x7f800000, 0xff800000, 0x00000000, 0x80000000,
+  0x00000001, 0x807fffff, 0x00400000, 0x7f7fffff, 0xff7fffff, 0x7e967699, 0x3c000000, 0x33800000, 0xb3000000,
+  0x38800000, 0x477fe000, 0x3f800000, 0xbf808000, 0x3b000001,
+];
+
+interface ExpertCase {
+  seed: number;
+  A: number;
+  H: number;
+  rows: number;
+  dtype: XDtype;
+  quant: 0 | 2;
+  /** operands as views of the group memory (read and written in place) instead of JS arrays */
+  inMemory: boolean;
+}
+
+const expertArb = fc
+  .record({
+    seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+    A: fc.integer({ min: 1, max: 260 }),
+    H: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.constantFrom(1024, 1031, 1040, 2047, 7168)),
+    rowsFrac: fc.double({ min: 0, max: 1, noNaN: true }),
+    dtype: fc.constantFrom<XDtype>('bf16', 'fp16'),
+    quant: fc.constantFrom<0 | 2>(0, 2, 2),
+    inMemory: fc.boolean(),
+  })
+  .map(({ rowsFrac, ...c }): ExpertCase => ({ ...c, A: c.H >= 7168 ? Math.min(c.A, 40) : c.A, rows: Math.round(rowsFrac * (c.H >= 7168 ? Math.min(c.A, 40) : c.A)) }));
+
+// scratch as the wasm backend sizes it for a quant-2 layout of the largest H, and room above it
+const EXPERT_MEM_PAGES = 1024;
+const SCRATCH_BASE = 65536;
+const SCRATCH_BYTES = 1 << 20;
+
+async function expertBackends(): Promise<{ wasm: Backend; ref: Backend; memory: WebAssembly.Memory }> {
+  const memory = new WebAssembly.Memory({ initial: EXPERT_MEM_PAGES, maximum: EXPERT_MEM_PAGES, shared: true });
+  const view = { memory, scratchBase: SCRATCH_BASE, scratchBytes: SCRATCH_BYTES };
+  const wasm = await WasmBackend.create();
+  await wasm.attach(view);
+  const ref = new ReferenceBackend();
+  ref.attach(view);
+  return { wasm, ref, memory };
+}
+
+function expertArgs(c: ExpertCase, memory: WebAssembly.Memory): IdentityExpertArgs {
+  const r = rng(c.seed);
+  const { A, H } = c;
+  let at = SCRATCH_BASE + SCRATCH_BYTES;
+  const place = <T>(make: (buf: ArrayBufferLike, off: number, n: number) => T, n: number, bytes: number): T => {
+    if (!c.inMemory) return make(new ArrayBuffer(n * bytes), 0, n);
+    const v = make(memory.buffer, at, n);
+    at += Math.ceil((n * bytes) / 16) * 16 + 4; // odd offsets of 4: the kernel loads unaligned
+    return v;
+  };
+  const scales = place((b, o, n) => new Float32Array(b, o, n), A, 4);
+  const sb = new Uint32Array(scales.buffer, scales.byteOffset, A);
+  for (let a = 0; a < A; a++) {
+    const k = r();
+    sb[a] = k < 0.4 ? SCALE_BITS[Math.floor(r() * SCALE_BITS.length)]! : k < 0.5 ? Math.floor(r() * 2 ** 32) : f32Bits((r() - 0.5) * 2 ** (Math.floor(r() * 60) - 40));
+  }
+  let expandX: IdentityExpertArgs['expandX'];
+  if (c.quant === 2) {
+    const codes = place((b, o, n) => new Int8Array(b, o, n), A * H, 1);
+    for (let i = 0; i < codes.length; i++) codes[i] = r() < 0.1 ? [-128, 127, 0, -1, 1][Math.floor(r() * 5)]! : Math.floor(r() * 256) - 128;
+    expandX = { dtype: 'int8', shape: [A, H], data: codes };
+  } else {
+    const x = place((b, o, n) => new Uint16Array(b, o, n), A * H, 2);
+    for (let i = 0; i < x.length; i++) x[i] = Math.floor(r() * 65536);
+    expandX = { dtype: c.dtype, shape: [A, H], data: x };
+  }
+  const out = c.inMemory ? { dtype: c.dtype, shape: [A, H], data: place((b, o, n) => new Uint16Array(b, o, n).fill(0), A * H, 2) } : undefined;
+  return { expandX, dynamicScales: scales, rows: c.rows, dtype: c.dtype, out };
+}
+
+function f32Bits(v: number): number {
+  return new Uint32Array(new Float32Array([v]).buffer)[0]!;
+}
+
+async function compareExpert(c: ExpertCase, be: Awaited<ReturnType<typeof expertBackends>>): Promise<void> {
+  const a = expertArgs(c, be.memory);
+  const got = be.wasm.identityExpert(a);
+  // the reference over copies in JS memory: the in-place path must not depend on where data lives
+  const copy = <T extends Int8Array | Uint16Array | Float32Array>(d: T): T => d.slice() as T;
+  const want = be.ref.identityExpert({ ...a, expandX: { ...a.expandX, data: copy(a.expandX.data) } as IdentityExpertArgs['expandX'], dynamicScales: copy(a.dynamicScales), out: undefined });
+  if (a.out) expect(got.data).toBe(a.out.data);
+  const d = firstDifference(got, want);
+  if (d !== null) throw new Error(`identityExpert: ${d}\ncase ${JSON.stringify(c)}`);
+  // rows past the received count stay 0
+  const tail = got.data.subarray(c.rows * c.H);
+  if (tail.some((v) => v !== 0)) throw new Error(`identityExpert wrote past row ${c.rows}\ncase ${JSON.stringify(c)}`);
+}
+
+describe('identityExpert: wasm kernel vs reference, bit for bit', () => {
+  const fixed: [string, Partial<ExpertCase>][] = [
+    ['bf16, H 7168 (16-wide body only), every row', { H: 7168, A: 24, rows: 24 }],
+    ['fp16, H 7168, received rows < A', { H: 7168, A: 24, rows: 17, dtype: 'fp16' }],
+    ['bf16, odd H 1031 (scalar tail), chunks of the scratch and a partial last one', { H: 1031, A: 250, rows: 249 }],
+    ['fp16, odd H 1031, in group memory', { H: 1031, A: 250, rows: 201, dtype: 'fp16', inMemory: true }],
+    ['fp16, H 7 (tail only)', { H: 7, A: 9, rows: 9, dtype: 'fp16' }],
+    ['no rows received', { H: 1024, A: 8, rows: 0 }],
+    ['quant 0 fp16: expand_x itself', { quant: 0, H: 1031, A: 40, rows: 33, dtype: 'fp16' }],
+    ['quant 0 bf16 in group memory', { quant: 0, H: 1024, A: 12, rows: 12, inMemory: true }],
+  ];
+  test.each(fixed)('%s', async (_name, over) => {
+    const be = await expertBackends();
+    await compareExpert({ seed: 777, A: 16, H: 1024, rows: 16, dtype: 'bf16', quant: 2, inMemory: false, ...over }, be);
+  });
+
+  test('every special scale reaches both casts (fp16 NaN keeps its sign, bf16 NaN is 0x7FC0)', async () => {
+    const be = await expertBackends();
+    const H = 19;
+    const A = SCALE_BITS.length;
+    const codes = Int8Array.from({ length: A * H }, (_, i) => [0, 1, -1, 127, -128, 3, -77][i % 7]!);
+    const scales = new Float32Array(new Uint32Array(SCALE_BITS).buffer);
+    for (const dtype of ['bf16', 'fp16'] as const) {
+      const a: IdentityExpertArgs = { expandX: { dtype: 'int8', shape: [A, H], data: codes }, dynamicScales: scales, rows: A, dtype };
+      const got = be.wasm.identityExpert(a);
+      expect(firstDifference(got, be.ref.identityExpert(a))).toBeNull();
+      const o = got.data as Uint16Array;
+      // the negative NaN scale 0xFFC00000 (row 1) times any code: the NaN keeps its sign in fp16
+      expect(o[1 * H + 1]).toBe(dtype === 'bf16' ? 0x7fc0 : 0xfe00);
+      // the largest f32 (row 12) times code 127 (h = 6) overflows to +inf
+      expect(codes[12 * H + 6]).toBe(127);
+      expect(o[12 * H + 6]).toBe(dtype === 'bf16' ? 0x7f80 : 0x7c00);
+    }
+  });
+
+  test('random shapes, specials and placements (fast-check)', async () => {
+    const be = await expertBackends();
+    const seed = Number(process.env.DIFF_SEED ?? 20251201);
+    await fc.assert(fc.asyncProperty(expertArb, (c) => compareExpert(c, be)), { numRuns: 200, seed, endOnFailure: true });
   });
 });

@@ -62,7 +62,7 @@ async function runOne(g: EpGroup, name: Phase, rank: number): Promise<void> {
       });
       return;
     case 'expert':
-      p.expertOutput = i.expertOutput ?? identityExpert(g.layout, rank, p.dispatchTeardown!, i.x.dtype as XDtype);
+      p.expertOutput = i.expertOutput ?? identityExpert(g.layout, rank, p.dispatchTeardown!, i.x.dtype as XDtype, g.backend);
       return;
     case 'combineSetup':
       p.combineSetup = await g.combineSetup(rank, {
