@@ -19,3 +19,5 @@ export { threadSupport, activeWorkers, type ThreadSupport } from './group/worker
 // The npu backend (Node only): registers createGroup({ backend: 'npu' | 'auto' }).
 export type { DeviceBackendName, DeviceGroupOptions, NpuOptions, OpGroup } from './group/create.js';
 export { NpuGroup, NpuError, loadBridge, npuAvailability, type BridgeStatus } from './npu/index.js';
+// the Node entry's createGroup: also backend 'npu' and 'auto' (it shadows the simulated group's)
+export { createGroup } from './npu/create.js';

@@ -1,8 +1,8 @@
 // `runCase`: one round of the four ops (src/round.ts) for a case directory, outputs written to disk.
 // The round itself lives in round.ts (browser-safe) and is re-exported here.
-import { type BackendName, createGroup } from './group/group.js';
+import type { BackendName } from './group/group.js';
+import { createGroup } from './npu/create.js';
 import type { DeviceBackendName, NpuOptions, OpGroup } from './group/create.js';
-import './npu/index.js'; // registers the npu backend (createGroup({ backend: 'npu' | 'auto' }))
 import { makeLayout } from './contract/attrs.js';
 import { type ContractWarning, contractWarnings, warningText } from './contract/warnings.js';
 import { MoeError } from './errors.js';

@@ -1,7 +1,7 @@
-// Device backends of the facade: `createGroup({ backend: 'npu' | 'auto' })` lands here. The npu
-// group (src/npu/) forks processes and loads a native addon, so it registers itself from the Node
-// entry points (src/npu/index.ts); this module imports nothing Node-only, and the browser bundle
-// that contains the simulated group stays free of it.
+// The device backends' options and what every group offers (OpGroup). The npu group (src/npu/)
+// forks processes and loads a native addon, so only the Node entry's createGroup (src/npu/create.ts,
+// exported by src/index.ts) reaches it, by an explicit import: no registration by side effect, and
+// the simulated group (src/group/group.ts, the browser's) never links it.
 import type { GroupAttrs, Layout } from '../contract/attrs.js';
 import { MoeError } from '../errors.js';
 import type { EpGroup, GroupOptions } from './group.js';
@@ -41,27 +41,6 @@ export interface OpGroup {
   close(): void;
 }
 
-type Simulated = (opts: GroupOptions) => Promise<EpGroup>;
-export type DeviceGroupFactory = (opts: DeviceGroupOptions, simulated: Simulated) => Promise<OpGroup>;
-
-let factory: DeviceGroupFactory | undefined;
-
-/** Called once by src/npu/index.ts. */
-export function registerDeviceGroupFactory(f: DeviceGroupFactory): void {
-  factory = f;
-}
-
 export function isDeviceGroupOptions(o: GroupOptions | DeviceGroupOptions): o is DeviceGroupOptions {
   return o.backend === 'npu' || o.backend === 'auto';
-}
-
-/** 'npu': the NPU group; 'auto': the NPU group when CANN is available, else the wasm group (logged). */
-export async function createDeviceGroup(opts: DeviceGroupOptions, simulated: Simulated): Promise<OpGroup> {
-  if (factory) return factory(opts, simulated);
-  if (opts.backend === 'auto') {
-    opts.log?.('backend auto: wasm, because the npu backend is not loaded here (it needs Node.js: import moe-distribute\'s Node entry)');
-    const { npu: _npu, ...rest } = opts;
-    return simulated({ ...rest, backend: 'wasm' });
-  }
-  throw new MoeError('E_ATTR', 'backend', 'npu', 'the npu backend needs Node.js and is registered by moe-distribute\'s Node entry (src/npu/index.ts); it is not loaded here');
 }

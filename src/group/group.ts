@@ -42,7 +42,7 @@ import type {
 
 export type * from '../contract/ops.js';
 import { ATTR_WORDS, Half, type MemoryPlan, Windows, createMemory, planMemory } from './memory.js';
-import { type DeviceGroupOptions, type OpGroup, createDeviceGroup, isDeviceGroupOptions } from './create.js';
+import { type DeviceGroupOptions, isDeviceGroupOptions } from './create.js';
 
 export type BackendName = 'wasm' | 'reference';
 
@@ -119,11 +119,14 @@ export function groupLayout(opts: GroupOptions): Layout {
   return lay;
 }
 
-/** backend 'npu' (Ascend NPUs, src/npu/) or 'auto' (npu when CANN is available, else wasm): see ./create.ts */
-export async function createGroup(opts: DeviceGroupOptions): Promise<OpGroup>;
-export async function createGroup(opts: GroupOptions): Promise<EpGroup>;
-export async function createGroup(opts: GroupOptions | DeviceGroupOptions): Promise<EpGroup | OpGroup> {
-  if (isDeviceGroupOptions(opts)) return createDeviceGroup(opts, createGroup);
+/**
+ * The simulated group (backend 'wasm' or 'reference'). backend 'npu' or 'auto' need Node.js and the
+ * npu group: moe-distribute's Node entry exports a createGroup that takes them (src/npu/create.ts).
+ */
+export async function createGroup(opts: GroupOptions): Promise<EpGroup> {
+  if (isDeviceGroupOptions(opts as GroupOptions | DeviceGroupOptions)) {
+    throw new MoeError('E_ATTR', 'backend', opts.backend, "backend 'npu' and 'auto' need Node.js: use createGroup of moe-distribute's Node entry (src/npu/create.ts), not the simulated group's");
+  }
   const lay = groupLayout(opts);
   const backend = await resolveBackend(opts.backend ?? 'wasm');
   const plan = planMemory(lay, backend.scratchBytes(lay));

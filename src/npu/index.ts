@@ -1,6 +1,5 @@
-// The npu backend's Node entry: registers the device group factory with the facade, so that
-// createGroup({ backend: 'npu' | 'auto' }) reaches NpuGroup. Imported by src/index.ts and the runner.
-import { registerDeviceGroupFactory } from '../group/create.js';
+// The npu backend: the npu group, the bridge's loader, and whether it can run here. The Node
+// entry's createGroup (./create.ts) reaches it for backend 'npu' and 'auto'.
 import { loadBridge } from './bridge.js';
 import { NpuGroup, childScript } from './group.js';
 import type { OpSources } from './bridge.js';
@@ -22,15 +21,3 @@ export function npuAvailability(ascendHome?: string, env: NodeJS.ProcessEnv = pr
     .join('; ');
   return { available: true, reason: `CANN found (${libs}); SoC ${b.soc ?? 'unknown'}; ${ops}`, ops: b.ops, soc: b.soc };
 }
-
-registerDeviceGroupFactory(async (opts, simulated) => {
-  if (opts.backend === 'npu') return NpuGroup.create(opts);
-  const av = npuAvailability(opts.npu?.ascendHome);
-  if (av.available) {
-    opts.log?.(`backend auto: npu, ${av.reason}`);
-    return NpuGroup.create({ ...opts, backend: 'npu' });
-  }
-  opts.log?.(`backend auto: wasm, because the npu backend is not available: ${av.reason}`);
-  const { npu: _npu, backend: _b, ...rest } = opts;
-  return simulated({ ...rest, backend: 'wasm' });
-});
