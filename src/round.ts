@@ -2,11 +2,20 @@
 // (dispatchSetup on all ranks, dispatchTeardown on all, the experts, combineSetup on all,
 // combineTeardown on all). Browser-safe (no Node-only import): the CLI's runner and the preview
 // page both run rounds with it.
-import type { Backend, XDtype } from './backends/types.js';
+import type { XDtype } from './backends/types.js';
 import { MoeError } from './errors.js';
 import { identityExpert } from './expert.js';
 import type { EpGroup } from './group/group.js';
-import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from './contract/ops.js';
+import type {
+  CombineSetupInputs,
+  CombineSetupOutputs,
+  CombineTeardownInputs,
+  CombineTeardownOutputs,
+  DispatchSetupInputs,
+  DispatchSetupOutputs,
+  DispatchTeardownInputs,
+  DispatchTeardownOutputs,
+} from './contract/ops.js';
 import { withContext } from './io/case-format.js';
 import type { Tensor } from './tensor.js';
 
@@ -77,74 +86,80 @@ async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> |
   return out;
 }
 
+/** What a round needs of a group: EpGroup, the npu group, a rank worker's attached group. */
+export type RoundGroup = Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'> & { backend?: EpGroup['backend'] };
+
+/** An expert between dispatch and combine: rank r's output (A, H) from its dispatch_teardown outputs. */
+export type ExpertFn = (rank: number, dt: DispatchTeardownOutputs) => Tensor;
+
+/**
+ * One (phase, rank) step of a round, the only place that wires an op's inputs from the rank's
+ * inputs and earlier outputs: runRound, the rank worker and the conformance harness all call it.
+ * `p` holds rank's outputs so far; the expert is the case's expert_output, else `expert`, else the
+ * identity expert on the group's backend (the npu group has none on the host: the reference then).
+ */
+export async function runRankPhase(group: RoundGroup, name: Phase, rank: number, i: RankInputs, p: Partial<RankResult>, expert?: ExpertFn): Promise<void> {
+  switch (name) {
+    case 'dispatchSetup':
+      p.dispatchSetup = await group.dispatchSetup(rank, dispatchSetupInputsOf(i));
+      return;
+    case 'dispatchTeardown':
+      p.dispatchTeardown = await group.dispatchTeardown(rank, dispatchTeardownInputsOf(i, p));
+      return;
+    case 'expert':
+      p.expertOutput = (i.expertOutput ??
+        (expert ? expert(rank, p.dispatchTeardown!) : identityExpert(group.layout, rank, p.dispatchTeardown!, i.x.dtype, group.backend))) as Tensor<XDtype>;
+      return;
+    case 'combineSetup':
+      p.combineSetup = await group.combineSetup(rank, combineSetupInputsOf(i, p));
+      return;
+    case 'combineTeardown':
+      p.combineTeardown = await group.combineTeardown(rank, combineTeardownInputsOf(i, p));
+  }
+}
+
+/** Each op's inputs from a rank's inputs and its outputs so far: the round's one wiring. */
+export const dispatchSetupInputsOf = (i: RankInputs): DispatchSetupInputs => ({ x: i.x, expertIds: i.expertIds, scales: i.scales, xActiveMask: i.xActiveMask });
+export const dispatchTeardownInputsOf = (i: RankInputs, p: Partial<RankResult>): DispatchTeardownInputs => ({
+  x: i.x,
+  y: p.dispatchSetup!.y,
+  expertIds: i.expertIds,
+  commCmdInfo: p.dispatchSetup!.commCmdInfo,
+});
+export const combineSetupInputsOf = (i: RankInputs, p: Partial<RankResult>): CombineSetupInputs => ({
+  expandX: p.expertOutput!,
+  expertIds: i.expertIds,
+  assistInfoForCombine: p.dispatchTeardown!.assistInfoForCombine,
+});
+export const combineTeardownInputsOf = (i: RankInputs, p: Partial<RankResult>): CombineTeardownInputs => ({
+  expandX: p.expertOutput!,
+  quantExpandX: p.combineSetup!.quantExpandX,
+  expertIds: i.expertIds,
+  expandIdx: p.dispatchSetup!.expandIdx,
+  expertScales: i.expertScales,
+  commCmdInfo: p.combineSetup!.commCmdInfo,
+  xActiveMask: i.xActiveMask,
+  sharedExpertX: i.sharedExpertX,
+});
+
+export type Phase = (typeof PHASES)[number];
+
 /** One round of the four ops on every rank of `group` (EpGroup, or the npu group), with `inputs[r]` for rank r. */
-export async function runRound(
-  group: Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'> & { readonly backend?: Backend },
-  inputs: readonly RankInputs[],
-  onProgress?: ProgressFn,
-): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
+export async function runRound(group: RoundGroup, inputs: readonly RankInputs[], onProgress?: ProgressFn): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
   const W = group.layout.W;
   if (inputs.length !== W) {
     throw new MoeError('E_CASE', 'inputs.length', inputs.length, `one input per rank: epWorldSize = ${W}`);
   }
   let units = 0;
   const total = PHASES.length * W;
-  const tick = (p: (typeof PHASES)[number]) => (r: number) => onProgress?.(++units, total, p, r);
-  let t0 = performance.now();
-  const lap = (): number => {
-    const t = performance.now();
-    const d = t - t0;
-    t0 = t;
-    return d;
-  };
-  const ds = await phase('dispatchSetup', W, (r) => {
-    const i = inputs[r]!;
-    return group.dispatchSetup(r, { x: i.x, expertIds: i.expertIds, scales: i.scales, xActiveMask: i.xActiveMask });
-  }, tick('dispatchSetup'));
-  const tDs = lap();
-  const dt = await phase('dispatchTeardown', W, (r) => {
-    const i = inputs[r]!;
-    return group.dispatchTeardown(r, { x: i.x, y: ds[r]!.y, expertIds: i.expertIds, commCmdInfo: ds[r]!.commCmdInfo });
-  }, tick('dispatchTeardown'));
-  const tDt = lap();
-  const ex = await phase('expert', W, (r) => {
-    const given = inputs[r]!.expertOutput;
-    // the group's backend computes it; the npu group has none on the host (the reference then)
-    return given ?? identityExpert(group.layout, r, dt[r]!, inputs[r]!.x.dtype, group.backend);
-  }, tick('expert'));
-  const tEx = lap();
-  const cs = await phase(
-    'combineSetup',
-    W,
-    (r) => group.combineSetup(r, { expandX: ex[r]!, expertIds: inputs[r]!.expertIds, assistInfoForCombine: dt[r]!.assistInfoForCombine }),
-    tick('combineSetup'),
-  );
-  const tCs = lap();
-  const ct = await phase('combineTeardown', W, (r) => {
-    const i = inputs[r]!;
-    return group.combineTeardown(r, {
-      expandX: ex[r]!,
-      quantExpandX: cs[r]!.quantExpandX,
-      expertIds: i.expertIds,
-      expandIdx: ds[r]!.expandIdx,
-      expertScales: i.expertScales,
-      commCmdInfo: cs[r]!.commCmdInfo,
-      xActiveMask: i.xActiveMask,
-      sharedExpertX: i.sharedExpertX,
-    });
-  }, tick('combineTeardown'));
-  const tCt = lap();
-  const results = ds.map((d, r) => ({
-    dispatchSetup: d,
-    dispatchTeardown: dt[r]!,
-    expertOutput: ex[r]!,
-    combineSetup: cs[r]!,
-    combineTeardown: ct[r]!,
-  }));
-  return {
-    results,
-    timings: { dispatchSetup: tDs, dispatchTeardown: tDt, expert: tEx, combineSetup: tCs, combineTeardown: tCt },
-  };
+  const partial: Partial<RankResult>[] = inputs.map(() => ({}));
+  const timings = {} as PhaseTimings;
+  for (const name of PHASES) {
+    const t0 = performance.now();
+    await phase(name, W, (r) => runRankPhase(group, name, r, inputs[r]!, partial[r]!), onProgress ? (r) => onProgress(++units, total, name, r) : undefined);
+    timings[name] = performance.now() - t0;
+  }
+  return { results: partial as RankResult[], timings };
 }
 
 /** The output tensors of a rank file (names of src/io/case.ts OUTPUT_TENSORS): the four ops' outputs. */

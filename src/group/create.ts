@@ -3,8 +3,7 @@
 // exported by src/index.ts) reaches it, by an explicit import: no registration by side effect, and
 // the simulated group (src/group/group.ts, the browser's) never links it.
 import type { GroupAttrs, Layout } from '../contract/attrs.js';
-import { MoeError } from '../errors.js';
-import type { EpGroup, GroupOptions } from './group.js';
+import type { GroupOptions } from './group.js';
 import type { CombineSetupInputs, CombineSetupOutputs, CombineTeardownInputs, CombineTeardownOutputs, DispatchSetupInputs, DispatchSetupOutputs, DispatchTeardownInputs, DispatchTeardownOutputs } from '../contract/ops.js';
 
 export type DeviceBackendName = 'npu' | 'auto';

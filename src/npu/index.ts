@@ -1,7 +1,7 @@
 // The npu backend: the npu group, the bridge's loader, and whether it can run here. The Node
 // entry's createGroup (./create.ts) reaches it for backend 'npu' and 'auto'.
 import { loadBridge } from './bridge.js';
-import { NpuGroup, childScript } from './group.js';
+import { childScript } from './group.js';
 import type { OpSources } from './bridge.js';
 
 export { NpuGroup, NpuError, childScript, type ProbeHatch } from './group.js';

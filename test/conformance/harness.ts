@@ -27,6 +27,7 @@ import {
   type GroupAttrs,
   type Layout,
 } from '../../src/index.js';
+import { type RankInputs, type RankResult, combineSetupInputsOf, combineTeardownInputsOf, dispatchSetupInputsOf, dispatchTeardownInputsOf, runRankPhase } from '../../src/round.js';
 
 // ---- backends -------------------------------------------------------------------------------
 
@@ -194,50 +195,41 @@ export class Round {
     return this.inputs.length;
   }
 
+  // the op inputs and the steps are the round driver's own (src/round.ts): one wiring for all
+  private part(r: number): Partial<RankResult> {
+    return { dispatchSetup: this.ds[r], dispatchTeardown: this.dt[r], expertOutput: this.ex[r] as Tensor<'bf16'>, combineSetup: this.cs[r] };
+  }
+  private input(r: number): RankInputs {
+    return this.inputs[r] as unknown as RankInputs;
+  }
   dispatchSetupInputs(r: number): DispatchSetupInputs {
-    const i = this.inputs[r]!;
-    return { x: i.x, expertIds: i.expertIds, scales: i.scales, xActiveMask: i.xActiveMask };
+    return dispatchSetupInputsOf(this.input(r));
   }
   dispatchTeardownInputs(r: number): DispatchTeardownInputs {
-    const i = this.inputs[r]!;
-    return { x: i.x, y: this.ds[r]!.y, expertIds: i.expertIds, commCmdInfo: this.ds[r]!.commCmdInfo };
+    return dispatchTeardownInputsOf(this.input(r), this.part(r));
   }
   combineSetupInputs(r: number): CombineSetupInputs {
-    const i = this.inputs[r]!;
-    return { expandX: this.ex[r]!, expertIds: i.expertIds, assistInfoForCombine: this.dt[r]!.assistInfoForCombine };
+    return combineSetupInputsOf(this.input(r), this.part(r));
   }
   combineTeardownInputs(r: number): CombineTeardownInputs {
-    const i = this.inputs[r]!;
-    return {
-      expandX: this.ex[r]!,
-      quantExpandX: this.cs[r]!.quantExpandX,
-      expertIds: i.expertIds,
-      expandIdx: this.ds[r]!.expandIdx,
-      expertScales: i.expertScales,
-      commCmdInfo: this.cs[r]!.commCmdInfo,
-      xActiveMask: i.xActiveMask,
-      sharedExpertX: i.sharedExpertX,
-    };
+    return combineTeardownInputsOf(this.input(r), this.part(r));
   }
 
   private async one(op: OpName, r: number): Promise<void> {
     if (OPS[this.done[r]!] !== op) throw new Error(`harness: rank ${r} is not at ${op}`);
-    switch (op) {
-      case 'dispatchSetup':
-        this.ds[r] = await this.g.dispatchSetup(r, this.dispatchSetupInputs(r));
-        break;
-      case 'dispatchTeardown': {
-        this.dt[r] = await this.g.dispatchTeardown(r, this.dispatchTeardownInputs(r));
-        this.ex[r] = this.expert(r, this.dt[r]!, this.inputs[r]!.x.dtype as 'bf16' | 'fp16', this.g.layout);
-        break;
-      }
-      case 'combineSetup':
-        this.cs[r] = await this.g.combineSetup(r, this.combineSetupInputs(r));
-        break;
-      case 'combineTeardown':
-        this.ct[r] = await this.g.combineTeardown(r, this.combineTeardownInputs(r));
-        break;
+    const p = this.part(r);
+    await runRankPhase(this.g, op, r, this.input(r), p);
+    if (op === 'dispatchTeardown') {
+      // the harness's expert, whatever the inputs carry
+      await runRankPhase(this.g, 'expert', r, { ...this.input(r), expertOutput: null }, p, (rank, dt) =>
+        this.expert(rank, dt, this.inputs[rank]!.x.dtype as 'bf16' | 'fp16', this.g.layout),
+      );
     }
+    if (p.dispatchSetup) this.ds[r] = p.dispatchSetup;
+    if (p.dispatchTeardown) this.dt[r] = p.dispatchTeardown;
+    if (p.expertOutput) this.ex[r] = p.expertOutput;
+    if (p.combineSetup) this.cs[r] = p.combineSetup;
+    if (p.combineTeardown) this.ct[r] = p.combineTeardown;
     this.done[r]!++;
   }
 

@@ -33,8 +33,9 @@ export interface WireError {
   rule?: string;
 }
 
-export const PHASES = ['dispatchSetup', 'dispatchTeardown', 'expert', 'combineSetup', 'combineTeardown'] as const;
-export type Phase = (typeof PHASES)[number];
+// the round's phases, as the round driver defines them
+import type { Phase } from '../../round.js';
+export { PHASES, type Phase } from '../../round.js';
 
 export interface RankWorkerApi {
   init(cfg: WorkerInit): Promise<Outcome<true>>;

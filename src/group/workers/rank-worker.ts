@@ -1,15 +1,13 @@
 // A rank worker: joins the group memory as one thread (its own backend on its scratch lane) and
 // either runs a rank's SPMD program or, for the collective API, the ops of the ranks it hosts.
-// Results go back by transfer of their buffers (moved, not copied). Outputs are not allocated in
-// SharedArrayBuffers: V8 frees those late, and a round's fresh outputs then cost twice the time.
+// The ops' outputs live in SharedArrayBuffers the group reuses round after round (src/group/
+// outputs.ts): the main thread maps them as they are, nothing is copied or transferred; an SPMD
+// program's own results go back by transfer of their buffers.
 import { expose, transfer } from 'comlink/dist/esm/comlink.mjs';
-import type { Tensor } from '../../tensor.js';
 import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
-import { identityExpert } from '../../expert.js';
 import { setKernelSource } from '../../backends/wasm/index.js';
-import type { RankInputs, RankResult } from '../../round.js';
-import type { XDtype } from '../../backends/types.js';
+import { type RankInputs, type RankResult, runRankPhase } from '../../round.js';
 import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
 import { isNode } from './platform.js';
 
@@ -49,40 +47,7 @@ async function runOne(g: EpGroup, name: Phase, rank: number): Promise<void> {
   if (!i) throw new Error(`rank ${rank} has no inputs in this worker`);
   const p = partial.get(rank) ?? {};
   partial.set(rank, p);
-  switch (name) {
-    case 'dispatchSetup':
-      p.dispatchSetup = await g.dispatchSetup(rank, { x: i.x, expertIds: i.expertIds, scales: i.scales, xActiveMask: i.xActiveMask });
-      return;
-    case 'dispatchTeardown':
-      p.dispatchTeardown = await g.dispatchTeardown(rank, {
-        x: i.x,
-        y: p.dispatchSetup!.y,
-        expertIds: i.expertIds,
-        commCmdInfo: p.dispatchSetup!.commCmdInfo,
-      });
-      return;
-    case 'expert':
-      p.expertOutput = i.expertOutput ?? identityExpert(g.layout, rank, p.dispatchTeardown!, i.x.dtype as XDtype, g.backend);
-      return;
-    case 'combineSetup':
-      p.combineSetup = await g.combineSetup(rank, {
-        expandX: p.expertOutput as Tensor,
-        expertIds: i.expertIds,
-        assistInfoForCombine: p.dispatchTeardown!.assistInfoForCombine,
-      });
-      return;
-    case 'combineTeardown':
-      p.combineTeardown = await g.combineTeardown(rank, {
-        expandX: p.expertOutput as Tensor,
-        quantExpandX: p.combineSetup!.quantExpandX,
-        expertIds: i.expertIds,
-        expandIdx: p.dispatchSetup!.expandIdx,
-        expertScales: i.expertScales,
-        commCmdInfo: p.combineSetup!.commCmdInfo,
-        xActiveMask: i.xActiveMask,
-        sharedExpertX: i.sharedExpertX,
-      });
-  }
+  await runRankPhase(g, name, rank, i, p);
 }
 
 async function runProgram(programUrl: string, rank: number, args: unknown): Promise<unknown> {
