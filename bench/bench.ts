@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Collective, toShared } from '../src/group/workers/collective.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { type RankInputs, runRound } from '../src/runner.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { type RankInputs, runRound } from '../src/services/runner.js';
 import { runE2e, runE2eLines } from './run-e2e.js';
 
 const OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;

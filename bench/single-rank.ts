@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MB, hcclBufferNeeded, makeLayout, withDefaults, expandRows } from '../src/contract/attrs.js';
 import { computeRank } from '../src/group/single-rank.js';
-import type { GenSpec } from '../src/gen.js';
-import { generatedSource } from '../src/single-rank-sources.js';
+import type { GenSpec } from '../src/services/gen.js';
+import { generatedSource } from '../src/services/single-rank-sources.js';
 
 export interface SingleRankBenchOptions {
   rank?: number;

@@ -1,7 +1,7 @@
 // Public API of moe-distribute.
-export * from './tensor.js';
-export * from './numbers.js';
-export * from './errors.js';
+export * from './core/tensor.js';
+export * from './core/numbers.js';
+export * from './core/errors.js';
 export * from './contract/attrs.js';
 export * from './contract/checks.js';
 export * from './group/group.js';

@@ -1,9 +1,9 @@
 // The wasm conversion kernels (assembly/convert.ts) against known bit patterns, against
-// src/numbers.ts (the reference) over every f32 pattern class, and against @petamoriken/float16.
+// src/core/numbers.ts (the reference) over every f32 pattern class, and against @petamoriken/float16.
 import { describe, expect, test } from 'vitest';
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import { wasmConvert } from '../src/backends/wasm/index.js';
-import { bitsToF32, f32Bits, f32ToBf16, f32ToFp16, fp16ToF32 } from '../src/numbers.js';
+import { bitsToF32, f32Bits, f32ToBf16, f32ToFp16, fp16ToF32 } from '../src/core/numbers.js';
 
 const hex = (v: number, w = 4) => `0x${v.toString(16).padStart(w, '0')}`;
 
@@ -145,7 +145,7 @@ function patterns(n: number, seed: number): Uint32Array {
   return out;
 }
 
-describe('f32 -> bf16/fp16 vs src/numbers.ts', () => {
+describe('f32 -> bf16/fp16 vs src/core/numbers.ts', () => {
   test('400k patterns of every class', async () => {
     const bits = patterns(400_003, 12345);
     const bf = await wasmConvert('f32ToBf16', bits);
@@ -169,7 +169,7 @@ describe('bf16/fp16 -> f32, all 65536 patterns', () => {
     const out = await wasmConvert('bf16ToF32', all);
     for (let i = 0; i < 65536; i++) if (out[i] !== ((i << 16) >>> 0)) expect(hex(out[i]!, 8)).toBe(hex((i << 16) >>> 0, 8));
   });
-  test('fp16 -> f32 vs src/numbers.ts (NaN: sign and payload by integer rule)', async () => {
+  test('fp16 -> f32 vs src/core/numbers.ts (NaN: sign and payload by integer rule)', async () => {
     const out = await wasmConvert('fp16ToF32', all);
     for (let i = 0; i < 65536; i++) {
       const nan = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;

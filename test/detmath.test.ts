@@ -2,7 +2,7 @@
 // here, that they are accurate and hit the exact values they must.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { detCosSin2Pi, detExp, detLog } from '../src/detmath.js';
+import { detCosSin2Pi, detExp, detLog } from '../src/core/detmath.js';
 
 const close = (a: number, b: number, rel = 4e-16) => Math.abs(a - b) <= rel * Math.max(1, Math.abs(b));
 

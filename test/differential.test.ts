@@ -7,9 +7,9 @@ import fc from 'fast-check';
 import { createGroup, type BackendName } from '../src/group/group.js';
 import { ReferenceBackend } from '../src/backends/reference/index.js';
 import { WasmBackend } from '../src/backends/wasm/index.js';
-import { bitsToF32, fromF32 } from '../src/numbers.js';
-import { bytesOf, type Tensor } from '../src/tensor.js';
-import { identityExpert as backendIdentityExpert, receivedRows } from '../src/expert.js';
+import { bitsToF32, fromF32 } from '../src/core/numbers.js';
+import { bytesOf, type Tensor } from '../src/core/tensor.js';
+import { identityExpert as backendIdentityExpert, receivedRows } from '../src/group/expert.js';
 import type { Layout } from '../src/contract/attrs.js';
 import type { Backend, IdentityExpertArgs } from '../src/backends/types.js';
 
@@ -175,7 +175,7 @@ function identityExpert(expandX: Tensor, scales: Float32Array, dtype: XDtype, H:
 }
 
 /**
- * src/expert.ts's identityExpert as it was before it became a backend method (plain TypeScript),
+ * src/group/expert.ts's identityExpert as it was before it became a backend method (plain TypeScript),
  * kept verbatim as the fixed point the backends' identityExpert must reproduce bit for bit.
  */
 function oldIdentityExpert(lay: Layout, rank: number, td: { expandX: Tensor; dynamicScales: Tensor; assistInfoForCombine: Tensor; expertTokenNums: Tensor }, dtype: XDtype): Tensor {

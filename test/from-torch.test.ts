@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CASE_FIELDS, INPUT_TENSORS, OUTPUT_TENSORS, readCase } from '../src/io/case.js';
 import { readNpy, writeNpy } from '../src/io/npy.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
-import type { Tensor } from '../src/tensor.js';
+import type { Tensor } from '../src/core/tensor.js';
 
 const root = join(import.meta.dirname, '..');
 const script = join(root, 'examples/from-torch/dump_case.py');

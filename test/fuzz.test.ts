@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MoeError } from '../src/errors.js';
+import { MoeError } from '../src/core/errors.js';
 import { observeAllocations } from '../src/io/alloc.js';
 import { parseNpy, parseNpyHeader, readNpy, serializeNpy } from '../src/io/npy.js';
 import { parseSafetensors, readSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
-import { DTYPES, DTYPE_BYTES, type Tensor, numel, zeros } from '../src/tensor.js';
+import { DTYPES, DTYPE_BYTES, type Tensor, numel, zeros } from '../src/core/tensor.js';
 
 /** Runs per generator family; each reader gets the same budget. */
 const RUNS = { random: 1000, mutated: 2000, truncated: 1000, structured: 2000, huge: 500 } as const;

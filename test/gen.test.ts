@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { main } from '../src/cli/cli.js';
-import { type GenSpec, generateCase } from '../src/gen.js';
+import { type GenSpec, generateCase } from '../src/services/gen.js';
 import { readCase } from '../src/io/case.js';
-import { bf16ToF32 } from '../src/numbers.js';
-import { bytesOf } from '../src/tensor.js';
+import { bf16ToF32 } from '../src/core/numbers.js';
+import { bytesOf } from '../src/core/tensor.js';
 import { warningCodes, withoutWarnings } from './fixtures/warnings.js';
 
 let dir: string;

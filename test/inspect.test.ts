@@ -9,9 +9,9 @@ import { formatValue, summarize } from '../src/cli/inspect.js';
 import { type CaseSpec, writeCase } from '../src/io/case.js';
 import { writeNpy } from '../src/io/npy.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
-import { bf16ToF32, f32ToBf16 } from '../src/numbers.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { fromNumbers, toNumbers } from '../src/tensor.js';
+import { bf16ToF32, f32ToBf16 } from '../src/core/numbers.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { fromNumbers, toNumbers } from '../src/core/tensor.js';
 
 let dir: string;
 let caseDir: string;

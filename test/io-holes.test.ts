@@ -11,7 +11,7 @@ import { writeCaseOutputs } from '../src/io/case.js';
 import { HOLE_BYTES, dataRanges, writeParts } from '../src/io/files.js';
 import { npyParts, readNpy, readNpyDir, writeNpy, writeNpyDir } from '../src/io/npy.js';
 import { VIEW_MIN_BYTES, joinParts, parseSafetensors, readSafetensors, safetensorsParts, writeSafetensors } from '../src/io/safetensors.js';
-import { type Tensor, bytesOf, fromNumbers, tensor, zeros } from '../src/tensor.js';
+import { type Tensor, bytesOf, fromNumbers, tensor, zeros } from '../src/core/tensor.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'moe-holes-'));
 afterAll(async () => {

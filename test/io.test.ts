@@ -4,11 +4,11 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { MoeError } from '../src/errors.js';
+import { MoeError } from '../src/core/errors.js';
 import { type CaseSpec, readCase, writeCase, writeCaseOutputs } from '../src/io/case.js';
 import { MAX_HEADER_SIZE, parseSafetensors, readSafetensors, serializeSafetensors, writeSafetensors } from '../src/io/safetensors.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { type Tensor, fromNumbers, zeros } from '../src/tensor.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { type Tensor, fromNumbers, zeros } from '../src/core/tensor.js';
 
 let dir: string;
 beforeAll(async () => {

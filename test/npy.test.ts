@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { MoeError } from '../src/errors.js';
+import { MoeError } from '../src/core/errors.js';
 import { type CaseSpec, readCase, readRankTensors, writeCase, writeCaseOutputs } from '../src/io/case.js';
 import { MAX_NPY_HEADER, parseNpy, readNpy, readNpyDir, serializeNpy, writeNpy, writeNpyDir } from '../src/io/npy.js';
 import { readSafetensors } from '../src/io/safetensors.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { type Tensor, fromNumbers, zeros } from '../src/tensor.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { type Tensor, fromNumbers, zeros } from '../src/core/tensor.js';
 
 let dir: string;
 beforeAll(async () => {

@@ -5,9 +5,9 @@
 import { describe, expect, test } from 'vitest';
 import { createGroup, type GroupOptions } from '../src/group/group.js';
 import { copyOutputs, subtractRanges, OutputPool } from '../src/group/outputs.js';
-import { fromNumbers } from '../src/tensor.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { type RankInputs, outputTensors, runRound } from '../src/round.js';
+import { fromNumbers } from '../src/core/tensor.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { type RankInputs, outputTensors, runRound } from '../src/group/round.js';
 
 describe('subtractRanges', () => {
   test.each([

@@ -8,8 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { RankResult } from '../src/round.js';
-import { bytesOf, type Tensor } from '../src/tensor.js';
+import type { RankResult } from '../src/group/round.js';
+import { bytesOf, type Tensor } from '../src/core/tensor.js';
 import { main } from '../src/cli/cli.js';
 import { DECISIONS } from '../src/contract/decisions.js';
 import { PROBE_CASES } from '../src/probe/cases.js';

@@ -9,9 +9,9 @@ import { main } from '../src/cli/cli.js';
 import type { CliIo } from '../src/cli/io.js';
 import { ProgressBar } from '../src/cli/progress.js';
 import { type CaseSpec, OUTPUT_TENSORS, readRankTensors, writeCase } from '../src/io/case.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { runCase } from '../src/runner.js';
-import type { Tensor } from '../src/tensor.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { runCase } from '../src/services/runner.js';
+import type { Tensor } from '../src/core/tensor.js';
 import { warningCodes, withoutWarnings } from './fixtures/warnings.js';
 
 let dir: string;

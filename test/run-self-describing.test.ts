@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { main } from '../src/cli/cli.js';
 import { ATTRS_METADATA_KEY, CASE_FIELDS, type CaseSpec, caseDocument, parseCaseAttrs, parseCaseDocument, readCaseAttrs, writeCase } from '../src/io/case.js';
 import { readSafetensors } from '../src/io/safetensors.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { fromNumbers } from '../src/tensor.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { fromNumbers } from '../src/core/tensor.js';
 
 const W = 2;
 const E = 4;

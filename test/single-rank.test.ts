@@ -4,15 +4,15 @@
 // full group (createGroup + runRound) gives for it, on both backends and from three kinds of
 // source (an array, a source that fills only the rows it is asked for, the case generator).
 import { describe, expect, test } from 'vitest';
-import { type GenSpec, CaseStream, ROUTING_ONLY, generateCase } from '../src/gen.js';
+import { type GenSpec, CaseStream, ROUTING_ONLY, generateCase } from '../src/services/gen.js';
 import { type BackendName, createGroup } from '../src/group/group.js';
 import { type InputNeed, type RankInputSource, computeRank, singleRankTensors } from '../src/group/single-rank.js';
 import { expandRows, makeLayout } from '../src/contract/attrs.js';
-import { MoeError } from '../src/errors.js';
-import { Rng, randn } from '../src/random.js';
-import { type RankInputs, outputTensors, runRound } from '../src/runner.js';
-import { generatedSource, inputsSource, rankInputsOf } from '../src/single-rank-sources.js';
-import type { Tensor } from '../src/tensor.js';
+import { MoeError } from '../src/core/errors.js';
+import { Rng, randn } from '../src/core/random.js';
+import { type RankInputs, outputTensors, runRound } from '../src/services/runner.js';
+import { generatedSource, inputsSource, rankInputsOf } from '../src/services/single-rank-sources.js';
+import type { Tensor } from '../src/core/tensor.js';
 import { withoutWarnings } from './fixtures/warnings.js';
 
 const bytes = (t: Tensor): Buffer => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
@@ -318,7 +318,7 @@ describe('run --single-rank', () => {
     const { join } = await import('node:path');
     const { main } = await import('../src/cli/cli.js');
     const { readRankTensors, writeCase } = await import('../src/io/case.js');
-    const { runCase } = await import('../src/runner.js');
+    const { runCase } = await import('../src/services/runner.js');
     const dir = await mkdtemp(join(tmpdir(), 'moe-single-'));
     try {
       const cfg: Config = {

@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { makeLayout, type GroupAttrs } from '../src/contract/attrs.js';
-import { type GeneratedCase, generateCase } from '../src/gen.js';
+import { type GeneratedCase, generateCase } from '../src/services/gen.js';
 import { writeCase, readRankTensors } from '../src/io/case.js';
-import { runCase } from '../src/runner.js';
-import { Rng } from '../src/random.js';
-import type { Tensor } from '../src/tensor.js';
-import { bytesOf } from '../src/tensor.js';
-import { verifyRuns } from '../src/verify.js';
+import { runCase } from '../src/services/runner.js';
+import { Rng } from '../src/core/random.js';
+import type { Tensor } from '../src/core/tensor.js';
+import { bytesOf } from '../src/core/tensor.js';
+import { verifyRuns } from '../src/services/verify.js';
 
 let dir: string;
 beforeAll(async () => {

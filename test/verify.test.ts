@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { main } from '../src/cli/cli.js';
 import { makeLayout } from '../src/contract/attrs.js';
-import { type GeneratedCase, generateCase } from '../src/gen.js';
+import { type GeneratedCase, generateCase } from '../src/services/gen.js';
 import { writeCase } from '../src/io/case.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
-import { runCase } from '../src/runner.js';
-import { type Tensor, fromNumbers } from '../src/tensor.js';
-import { type Provenance, type VerifyReport, verifyRuns } from '../src/verify.js';
+import { runCase } from '../src/services/runner.js';
+import { type Tensor, fromNumbers } from '../src/core/tensor.js';
+import { type Provenance, type VerifyReport, verifyRuns } from '../src/services/verify.js';
 import { warningCodes, withoutWarnings } from './fixtures/warnings.js';
 
 let dir: string;

@@ -13,11 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AttrInput, withDefaults } from '../src/contract/attrs.js';
 import { type Plan, planFor } from '../src/contract/plan.js';
 import { main } from '../src/cli/cli.js';
-import { generateCase } from '../src/gen.js';
+import { generateCase } from '../src/services/gen.js';
 import { createGroup } from '../src/group/group.js';
-import { Rng, randn, uniqueTopK } from '../src/random.js';
-import { type RankInputs, outputTensors, runRound } from '../src/round.js';
-import type { Tensor } from '../src/tensor.js';
+import { Rng, randn, uniqueTopK } from '../src/core/random.js';
+import { type RankInputs, outputTensors, runRound } from '../src/group/round.js';
+import type { Tensor } from '../src/core/tensor.js';
 import { type RunningServer, resolveUnder, startServer } from '../src/cli/serve.js';
 import { readCase, writeCase } from '../src/io/case.js';
 

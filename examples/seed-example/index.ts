@@ -12,7 +12,7 @@
 // (seed 0 + rank), and the expert dequantizes (f32(code)·dynamic_scale) where the script casts the
 // int8 codes to bf16, so that the combined output can be checked.
 import { parseArgs } from 'node:util';
-import { MoeError } from '../../src/errors.js';
+import { MoeError } from '../../src/core/errors.js';
 import { runSpmd } from '../../src/group/workers/spmd.js';
 import { type RankReport, SEED_EXAMPLE } from './rank.js';
 

@@ -3,9 +3,9 @@
 // inputs (seed 0 + rank, like np.random.seed(random_seed) per process), calls the four ops with
 // the identity expert between dispatch and combine, and returns the check of its output.
 // examples/seed-example/index.ts starts one worker per rank running this module.
-import { checkIdentityCombine, identityExpert } from '../../src/expert.js';
+import { checkIdentityCombine, identityExpert } from '../../src/group/expert.js';
 import type { RankProgramContext } from '../../src/group/workers/spmd.js';
-import { Rng, randn, uniqueTopK } from '../../src/random.js';
+import { Rng, randn, uniqueTopK } from '../../src/core/random.js';
 
 export const SEED_EXAMPLE = {
   quantMode: 2,

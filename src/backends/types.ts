@@ -2,7 +2,7 @@
 // byte offsets (into the group's shared memory) of the window blocks that the group reserved.
 // The group owns validation, the window protocol (reservations, status, waiting) and op order.
 import type { Layout } from '../contract/attrs.js';
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../core/tensor.js';
 
 export type { XDtype } from '../contract/tensors.js';
 import type { XDtype } from '../contract/tensors.js';
@@ -90,7 +90,7 @@ export interface Backend {
   identityExpert(a: IdentityExpertArgs): Tensor<XDtype>;
 }
 
-/** The identity expert (src/expert.ts) over expand_x's received rows. */
+/** The identity expert (src/group/expert.ts) over expand_x's received rows. */
 export interface IdentityExpertArgs {
   /** (A, H): x's dtype (quant 0) or int8 codes (quant 2) */
   expandX: Tensor<XDtype | 'int8'>;

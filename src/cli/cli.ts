@@ -1,7 +1,7 @@
 // The command dispatcher and the exit-code policy: a bad case (MoeError) is one line on stderr
 // and exit 1, a usage error one line and exit 2, anything else one line and exit 70 (with the
 // stack only when MOE_DISTRIBUTE_DEBUG=1). Commands live one per file next to this one.
-import { MoeError } from '../errors.js';
+import { MoeError } from '../core/errors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError } from './io.js';
 import { runCommand } from './run.js';
 import { inspectCommand } from './inspect.js';

@@ -6,8 +6,8 @@ import { basename, extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readNpy, readNpyDir } from '../io/npy.js';
 import { caseError, ioReason, readSafetensors } from '../io/safetensors.js';
-import { bf16ToF32, f32ToBf16, f32ToFp16, fp16ToF32 } from '../numbers.js';
-import type { DType, Tensor } from '../tensor.js';
+import { bf16ToF32, f32ToBf16, f32ToFp16, fp16ToF32 } from '../core/numbers.js';
+import type { DType, Tensor } from '../core/tensor.js';
 import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
 
 const HELP = `Usage: moe-distribute inspect FILE [--json]

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { type AttrInput, type DataDims, MB } from '../contract/attrs.js';
 import { type Plan, type PlanRank, planFor } from '../contract/plan.js';
 import { type WarningUsage, warningText } from '../contract/warnings.js';
-import { formatValue } from '../errors.js';
+import { formatValue } from '../core/errors.js';
 import { parseCaseDocument, rankPath, readRankTensors } from '../io/case.js';
 import { caseError } from '../io/safetensors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';

@@ -7,8 +7,8 @@ import type { BackendName } from '../group/group.js';
 import type { DeviceBackendName } from '../group/create.js';
 import { TENSOR_FORMATS, type TensorFormat, readCaseAttrs } from '../io/case.js';
 import { warningText } from '../contract/warnings.js';
-import { runCase } from '../runner.js';
-import { runCaseSingleRank } from '../single-rank-sources.js';
+import { runCase } from '../services/runner.js';
+import { runCaseSingleRank } from '../services/single-rank-sources.js';
 import { type CliIo, type Command, EXIT_OK, UsageError, numberFlag } from './io.js';
 import { ProgressBar } from './progress.js';
 

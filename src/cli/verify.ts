@@ -5,8 +5,8 @@ import { parseArgs } from 'node:util';
 import type { GroupAttrs } from '../contract/attrs.js';
 import { rankDirName, rankFileName, readCase, readCaseAttrs, readRankTensors } from '../io/case.js';
 import { caseError } from '../io/safetensors.js';
-import type { Tensor } from '../tensor.js';
-import { type Tolerance, type VerifyInputs, formatVerify, verifyRuns } from '../verify.js';
+import type { Tensor } from '../core/tensor.js';
+import { type Tolerance, type VerifyInputs, formatVerify, verifyRuns } from '../services/verify.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
 const HELP = `Usage: moe-distribute verify EXPECTED_DIR ACTUAL_DIR [--case CASE_DIR] [--ulp N | --rtol R --atol A] [options]

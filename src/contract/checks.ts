@@ -1,8 +1,8 @@
 // Every check of contract §7. Each returns MoeErrors (never throws) so that `plan` can list all
 // violations at once; the facade throws the first one before anything is written.
-import { MoeError } from '../errors.js';
-import type { DType, Tensor } from '../tensor.js';
-import { numel } from '../tensor.js';
+import { MoeError } from '../core/errors.js';
+import type { DType, Tensor } from '../core/tensor.js';
+import { numel } from '../core/tensor.js';
 import {
   type DataDims,
   type GroupAttrs,

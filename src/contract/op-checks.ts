@@ -4,8 +4,8 @@
 // state here is what later calls of the same round are checked against.
 import { type GroupAttrs, type Layout, SHARED_ATTRS } from './attrs.js';
 import { checkActiveMask, checkDims, checkExpertIds, checkRank, checkTensor } from './checks.js';
-import { MoeError, formatValue } from '../errors.js';
-import type { Tensor } from '../tensor.js';
+import { MoeError, formatValue } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
 import type { CombineSetupInputs, CombineTeardownInputs, DispatchSetupInputs, DispatchTeardownInputs } from './ops.js';
 import { OPS, type OpName, type TensorContext, type XDtype, checkOpTensor, rowsA } from './tensors.js';
 

@@ -1,7 +1,7 @@
 // The four ops' inputs and outputs as the facade takes and returns them (names from aclnn, in
 // camelCase). Shapes and dtypes are in ./tensors.ts; every group implementation (the simulated
 // group, the npu group) and every caller share these types.
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../core/tensor.js';
 import type { XDtype } from './tensors.js';
 
 export interface DispatchSetupInputs {

@@ -1,8 +1,8 @@
 // The preflight: every check of contract §7 at once, and every size a deployment needs to know
 // (L, A, tokenMsgSize, each tensor's shape and bytes per rank, HCCL_BUFFSIZE needed vs set).
 // Shared by the CLI's `plan`, the preview page and the group itself.
-import type { MoeError } from '../errors.js';
-import { DTYPE_BYTES, type DType, numel } from '../tensor.js';
+import type { MoeError } from '../core/errors.js';
+import { DTYPE_BYTES, type DType, numel } from '../core/tensor.js';
 import type { OpName } from './tensors.js';
 import {
   type AttrInput,

@@ -2,8 +2,8 @@
 // shape as a function of the layout, and, for outputs, the region the hardware writes. `plan`'s
 // tensor table, the per-call checks, both backends' and the npu backend's output shapes and
 // `verify`'s compared regions all read this table; no other module writes a shape down.
-import type { DType, Tensor } from '../tensor.js';
-import type { MoeError } from '../errors.js';
+import type { DType, Tensor } from '../core/tensor.js';
+import type { MoeError } from '../core/errors.js';
 import {
   type Layout,
   combineCommCmdInfoLen,

@@ -19,8 +19,8 @@ import {
   checkRank,
 } from '../contract/checks.js';
 import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
-import { MoeError } from '../errors.js';
-import type { Tensor } from '../tensor.js';
+import { MoeError } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { DESCRIPTOR_WORDS, combineDescriptors, dispatchDescriptors } from './commcmd.js';

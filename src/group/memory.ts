@@ -4,7 +4,7 @@
 // sender reserves exactly count·msgBytes for a block in the receiver's half (bump allocation), and
 // publishes {count, offset} in the receiver's status record. Outputs do not depend on placement.
 import { type Layout } from '../contract/attrs.js';
-import { MoeError } from '../errors.js';
+import { MoeError } from '../core/errors.js';
 
 export const PAGE = 65536;
 /** wasm32 memories address at most 4 GiB */

@@ -3,7 +3,7 @@
 // Each is one TypedArray.set per contiguous run: a kernel would stage them through scratch and
 // pay a second copy.
 import type { Layout } from '../contract/attrs.js';
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../core/tensor.js';
 
 const bytesOf = (t: Tensor): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 

@@ -13,7 +13,7 @@
 // (y's messages with their padding, expand_x's rows, x_out's rows), which the tests check against
 // fresh-output runs byte for byte.
 import type { Range } from '../contract/tensors.js';
-import { type DType, DTYPE_BYTES, type DataOf, type Tensor, type TensorData, numel } from '../tensor.js';
+import { type DType, DTYPE_BYTES, type DataOf, type Tensor, type TensorData, numel } from '../core/tensor.js';
 
 interface Slot {
   dtype: DType;

@@ -32,11 +32,11 @@ import {
   checkTensor,
 } from '../contract/checks.js';
 import { checkSharedExpertX } from '../contract/op-checks.js';
-import { MoeError } from '../errors.js';
-import { identityExpert } from '../expert.js';
-import { type Tensor, zeros } from '../tensor.js';
+import { MoeError } from '../core/errors.js';
+import { identityExpert } from './expert.js';
+import { type Tensor, zeros } from '../core/tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
-import { type RankInputs, outputTensors } from '../round.js';
+import { type RankInputs, outputTensors } from './round.js';
 import { combineDescriptors, dispatchDescriptors } from './commcmd.js';
 import { type BackendName, resolveBackend } from './group.js';
 import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from '../contract/ops.js';

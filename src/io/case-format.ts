@@ -3,8 +3,8 @@
 // case directories on disk with these.
 import { ATTR_DEFAULTS, type GroupAttrs, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
 import { checkAttrs } from '../contract/checks.js';
-import { MoeError, formatValue } from '../errors.js';
-import type { DType, Tensor } from '../tensor.js';
+import { MoeError, formatValue } from '../core/errors.js';
+import type { DType, Tensor } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
 import { caseError } from './safetensors-bytes.js';
 

@@ -9,7 +9,7 @@ import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'no
 import { join } from 'node:path';
 import { type WriteOptions, tempName, writeParts } from './files.js';
 import { type AttrInput, type GroupAttrs, withDefaults } from '../contract/attrs.js';
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../core/tensor.js';
 import { fillNpyDir, readNpyDir, replaceDir, writeNpyDir } from './npy.js';
 import { caseError, ioReason, readSafetensors, safetensorsParts, writeSafetensors } from './safetensors.js';
 import { CASE_FIELDS, type CaseSpec, type MoeCase, type RankSource, type TensorFormat, assembleCase, parseCaseAttrs, rankDirName, rankFileName } from './case-format.js';

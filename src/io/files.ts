@@ -7,7 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { MoeError } from '../errors.js';
+import { MoeError } from '../core/errors.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
 
 let counter = 0;

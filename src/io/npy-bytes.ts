@@ -1,6 +1,6 @@
 // The npy format without file system access (browser-safe): parsing and serializing bytes held
 // in memory. See npy.ts for the format, the bf16 note and the readers/writers of files.
-import { DTYPE_BYTES, type DType, type Tensor, numel } from '../tensor.js';
+import { DTYPE_BYTES, type DType, type Tensor, numel } from '../core/tensor.js';
 import { baseName, caseError, joinParts, makeData } from './safetensors-bytes.js';
 
 /** The largest header accepted (numpy's own default limit is 10 000 characters). */

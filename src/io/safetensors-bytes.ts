@@ -1,7 +1,7 @@
 // The safetensors format without file system access (browser-safe): parsing and serializing
 // bytes held in memory. See safetensors.ts for the format and the readers/writers of files.
-import { MoeError } from '../errors.js';
-import { DTYPE_BYTES, type DType, type Tensor, type TensorData, numel } from '../tensor.js';
+import { MoeError } from '../core/errors.js';
+import { DTYPE_BYTES, type DType, type Tensor, type TensorData, numel } from '../core/tensor.js';
 import { allocChecked } from './alloc.js';
 
 /** The last component of a path (POSIX, as node:path basename without a suffix). */

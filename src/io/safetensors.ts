@@ -5,7 +5,7 @@
 // tile the data buffer exactly, byte length = numel · dtype size) plus duplicate names, and never
 // allocates from a size it has not checked against the file's real length. Every failure is a
 // MoeError('E_CASE') that names the file, what is wrong and what was expected.
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../core/tensor.js';
 import { type SafetensorsFile, parseSafetensors, safetensorsParts } from './safetensors-bytes.js';
 import { type WriteOptions, type WriteStats, atomicWrite, readWhole } from './files.js';
 

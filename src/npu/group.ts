@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { type GroupAttrs, type Layout, configuredBufferBytes, localExpertNum } from '../contract/attrs.js';
 import { opOutputs, outputAllocation } from '../contract/tensors.js';
 import { checkRank } from '../contract/checks.js';
-import { MoeError } from '../errors.js';
-import type { DType, Tensor, TensorData } from '../tensor.js';
+import { MoeError } from '../core/errors.js';
+import type { DType, Tensor, TensorData } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
 import {
   type CombineSetupInputs,

@@ -2,7 +2,7 @@
 // an Ascend host, most at W = 2 so that a one-host 2-NPU machine runs all but the W-hungry ones,
 // and each chosen so that an open question or a Decision of the README gets a visible answer.
 // The ids are stable: src/contract/decisions.ts names them in each Decision's `probe` field.
-import type { GenSpec } from '../gen.js';
+import type { GenSpec } from '../services/gen.js';
 
 /** How a case is judged (src/probe/run.ts). */
 export type ProbeKind =

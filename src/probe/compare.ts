@@ -4,7 +4,7 @@
 // bridge filled the output with: still poison (not written), zero (the Decisions' value), or
 // something else.
 import type { Region } from '../contract/tensors.js';
-import { DTYPE_BYTES, type Tensor, bytesOf, elementAsNumber } from '../tensor.js';
+import { DTYPE_BYTES, type Tensor, bytesOf, elementAsNumber } from '../core/tensor.js';
 
 /** One differing element: where, and both values with their bits. */
 export interface ElementDiff {

@@ -4,11 +4,11 @@
 // poison byte instead of 0), so that the bytes the hardware does not write show as poison.
 import { type GroupAttrs, MB, hcclBufferNeeded, makeLayout, withDefaults, type Layout } from '../contract/attrs.js';
 import { type OpName, type WrittenContext, opOutputs, outputAllocation, outputSpecByFile, rowsA } from '../contract/tensors.js';
-import { receivedRows } from '../expert.js';
-import { generateCase, type GenSpec } from '../gen.js';
+import { receivedRows } from '../group/expert.js';
+import { generateCase, type GenSpec } from '../services/gen.js';
 import { type GroupOptions, createGroup } from '../group/group.js';
-import { type RankInputs, type RankResult, outputTensors, rankInputsOf, runRound } from '../round.js';
-import { type DType, type Tensor, fromNumbers, zeros } from '../tensor.js';
+import { type RankInputs, type RankResult, outputTensors, rankInputsOf, runRound } from '../group/round.js';
+import { type DType, type Tensor, fromNumbers, zeros } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
 import { NpuGroup, npuAvailability, type OpSources } from '../npu/index.js';
 import { DECISIONS } from '../contract/decisions.js';

@@ -2,7 +2,7 @@
 // Runs the same facade and kernels as Node; the kernels come from the .wasm assets next to this
 // script (setKernelSource), the shared variant when the page is cross-origin isolated.
 import { setKernelSource } from '../backends/wasm/index.js';
-import { MoeError } from '../errors.js';
+import { MoeError } from '../core/errors.js';
 import { $, h, ms } from './dom.js';
 import { type PageRun, outputHashes, runRoundInPage } from './engine.js';
 import { type Config, type PickedFile, type RoundInputs, type Routing, SEED_EXAMPLE, analyse, generateInputs, openCase, usageOf, validate } from './model.js';

@@ -3,13 +3,13 @@
 // memory); otherwise the group lives in this thread and the ranks are interleaved over the facade
 // (a shared WebAssembly.Memory where the browser still makes one, a plain one otherwise). Both give
 // the same bytes.
-import { checkIdentityCombine } from '../expert.js';
+import { checkIdentityCombine } from '../group/expert.js';
 import { createGroup } from '../group/group.js';
 import { Collective } from '../group/workers/collective.js';
 import { threadSupport } from '../group/workers/platform.js';
 import type { Layout } from '../contract/attrs.js';
-import { type PhaseTimings, type RankResult, outputTensors, runRound } from '../round.js';
-import type { Tensor } from '../tensor.js';
+import { type PhaseTimings, type RankResult, outputTensors, runRound } from '../group/round.js';
+import type { Tensor } from '../core/tensor.js';
 import type { RoundInputs } from './model.js';
 
 export interface PageRun {

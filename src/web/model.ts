@@ -17,14 +17,14 @@ import {
 import { type Plan, planFor } from '../contract/plan.js';
 import type { WarningUsage } from '../contract/warnings.js';
 import type { XDtype } from '../backends/types.js';
-import { MoeError } from '../errors.js';
-import { type GenSpec, ROUTINGS, checkGenSpec, generateCase } from '../gen.js';
+import { MoeError } from '../core/errors.js';
+import { type GenSpec, ROUTINGS, checkGenSpec, generateCase } from '../services/gen.js';
 import { assembleCase, parseCaseAttrs, type RankSource } from '../io/case-format.js';
 import { parseNpy } from '../io/npy-bytes.js';
 import { parseSafetensors } from '../io/safetensors-bytes.js';
-import { Rng, randn, uniqueTopK } from '../random.js';
-import { type RankInputs, rankInputsOf } from '../round.js';
-import type { Tensor } from '../tensor.js';
+import { Rng, randn, uniqueTopK } from '../core/random.js';
+import { type RankInputs, rankInputsOf } from '../group/round.js';
+import type { Tensor } from '../core/tensor.js';
 
 /** The routings of the generator, and the seed example's own (torch_npu documentation). */
 export const PAGE_ROUTINGS = [...ROUTINGS, 'seed-example'] as const;
@@ -145,7 +145,7 @@ export function seedExampleInputs(c: Config): RankInputs[] {
   });
 }
 
-/** Inputs from the configuration: the seed example's, or the generator's (src/gen.ts). */
+/** Inputs from the configuration: the seed example's, or the generator's (src/services/gen.ts). */
 export function generateInputs(c: Config): RoundInputs {
   const v = validate(c);
   if (v.problems.length > 0) throw new MoeError(v.problems[0]!.code as MoeError['code'], v.problems[0]!.param, undefined, v.problems[0]!.message);

@@ -27,7 +27,7 @@ import {
   type GroupAttrs,
   type Layout,
 } from '../../src/index.js';
-import { type RankInputs, type RankResult, combineSetupInputsOf, combineTeardownInputsOf, dispatchSetupInputsOf, dispatchTeardownInputsOf, runRankPhase } from '../../src/round.js';
+import { type RankInputs, type RankResult, combineSetupInputsOf, combineTeardownInputsOf, dispatchSetupInputsOf, dispatchTeardownInputsOf, runRankPhase } from '../../src/group/round.js';
 
 // ---- backends -------------------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ export class Round {
     return this.inputs.length;
   }
 
-  // the op inputs and the steps are the round driver's own (src/round.ts): one wiring for all
+  // the op inputs and the steps are the round driver's own (src/group/round.ts): one wiring for all
   private part(r: number): Partial<RankResult> {
     return { dispatchSetup: this.ds[r], dispatchTeardown: this.dt[r], expertOutput: this.ex[r] as Tensor<'bf16'>, combineSetup: this.cs[r] };
   }

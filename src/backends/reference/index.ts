@@ -1,7 +1,7 @@
 // The oracle: the contract (§2-§5) line by line in plain TypeScript, every f32 step through
 // Math.fround. Short and obvious on purpose; the wasm backend must match it bit for bit.
-import { fromF32, roundHalfEvenToInt8, toF32 } from '../../numbers.js';
-import { zeros, type Tensor } from '../../tensor.js';
+import { fromF32, roundHalfEvenToInt8, toF32 } from '../../core/numbers.js';
+import { zeros, type Tensor } from '../../core/tensor.js';
 import type {
   Backend,
   CombineArgs,

@@ -7,8 +7,8 @@
 // TypedArray.set each: routed through a kernel they would be staged in scratch and cost a second
 // copy (measured: dispatch_teardown 66 ms -> 19 ms per rank).
 import type { Layout } from '../../contract/attrs.js';
-import { MoeError } from '../../errors.js';
-import { type Tensor, zeros } from '../../tensor.js';
+import { MoeError } from '../../core/errors.js';
+import { type Tensor, zeros } from '../../core/tensor.js';
 import type {
   Backend,
   CombineArgs,

@@ -1,11 +1,11 @@
 // The collective API: all ranks' four ops over a fixed pool of workers (default: one per core),
 // ranks multiplexed round-robin (rank r on worker r mod N). The main thread only sequences the
 // phases; inputs and outputs stay in SharedArrayBuffers that every worker maps.
-import { MoeError } from '../../errors.js';
+import { MoeError } from '../../core/errors.js';
 import { type GroupOptions, groupLayout } from '../group.js';
 import type { Layout } from '../../contract/attrs.js';
-import type { PhaseTimings, ProgressFn, RankInputs, RankResult } from '../../round.js';
-import type { Tensor } from '../../tensor.js';
+import type { PhaseTimings, ProgressFn, RankInputs, RankResult } from '../round.js';
+import type { Tensor } from '../../core/tensor.js';
 import { WorkerPool } from './pool.js';
 import { graceMs } from './spmd.js';
 import { hardwareConcurrency } from './platform.js';

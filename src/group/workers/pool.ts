@@ -4,7 +4,7 @@
 // every worker is terminated, whatever happened.
 import { wrap, type Remote } from 'comlink/dist/esm/comlink.mjs';
 import type { Layout } from '../../contract/attrs.js';
-import { MoeError } from '../../errors.js';
+import { MoeError } from '../../core/errors.js';
 import type { BackendName } from '../group.js';
 import { type MemoryPlan, Windows, createMemory, planMemory } from '../memory.js';
 import { isNode, startWorker, type WorkerHandle } from './platform.js';

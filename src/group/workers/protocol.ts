@@ -1,10 +1,10 @@
 // What crosses between the main thread and a rank worker: control messages only. Tensors travel
 // as SharedArrayBuffer-backed typed arrays, which postMessage shares rather than copies.
 import type { Layout } from '../../contract/attrs.js';
-import { MoeError, type ErrorCode } from '../../errors.js';
+import { MoeError, type ErrorCode } from '../../core/errors.js';
 import type { BackendName } from '../group.js';
 import type { MemoryPlan } from '../memory.js';
-import type { RankInputs, RankResult } from '../../round.js';
+import type { RankInputs, RankResult } from '../round.js';
 
 export interface WorkerInit {
   layout: Layout;
@@ -34,8 +34,8 @@ export interface WireError {
 }
 
 // the round's phases, as the round driver defines them
-import type { Phase } from '../../round.js';
-export { PHASES, type Phase } from '../../round.js';
+import type { Phase } from '../round.js';
+export { PHASES, type Phase } from '../round.js';
 
 export interface RankWorkerApi {
   init(cfg: WorkerInit): Promise<Outcome<true>>;

@@ -7,7 +7,7 @@ import { expose, transfer } from 'comlink/dist/esm/comlink.mjs';
 import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
 import { setKernelSource } from '../../backends/wasm/index.js';
-import { type RankInputs, type RankResult, runRankPhase } from '../../round.js';
+import { type RankInputs, type RankResult, runRankPhase } from '../round.js';
 import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
 import { isNode } from './platform.js';
 

@@ -2,15 +2,15 @@
 // rank's input tensors) from a spec and a seed. Pure and deterministic: one Rng stream (src/random.ts,
 // 32-bit integer arithmetic) drawn in a fixed order, routing sampled with integer weights, so the
 // same spec gives the same bytes on every platform.
-import { type GroupAttrs, withDefaults } from './contract/attrs.js';
-import { checkAttrs, checkDims } from './contract/checks.js';
-import { MoeError } from './errors.js';
-import { detExp, detLog } from './detmath.js';
-import type { CaseSpec } from './io/case.js';
-import { f32ToBf16, f32ToFp16 } from './numbers.js';
-import { Rng, randn, randnRows } from './random.js';
-import { type Tensor, zeros } from './tensor.js';
-import type { XDtype } from './backends/types.js';
+import { type GroupAttrs, withDefaults } from '../contract/attrs.js';
+import { checkAttrs, checkDims } from '../contract/checks.js';
+import { MoeError } from '../core/errors.js';
+import { detExp, detLog } from '../core/detmath.js';
+import type { CaseSpec } from '../io/case.js';
+import { f32ToBf16, f32ToFp16 } from '../core/numbers.js';
+import { Rng, randn, randnRows } from '../core/random.js';
+import { type Tensor, zeros } from '../core/tensor.js';
+import type { XDtype } from '../backends/types.js';
 
 export const ROUTINGS = ['uniform', 'zipf', 'hot', 'one-rank'] as const;
 export type Routing = (typeof ROUTINGS)[number];

@@ -1,18 +1,18 @@
-// `runCase`: one round of the four ops (src/round.ts) for a case directory, outputs written to disk.
+// `runCase`: one round of the four ops (src/group/round.ts) for a case directory, outputs written to disk.
 // The round itself lives in round.ts (browser-safe) and is re-exported here.
-import type { BackendName } from './group/group.js';
-import { createGroup } from './npu/create.js';
-import type { DeviceBackendName, NpuOptions, OpGroup } from './group/create.js';
-import { makeLayout } from './contract/attrs.js';
-import { type ContractWarning, contractWarnings, warningText } from './contract/warnings.js';
-import { MoeError } from './errors.js';
-import { type MoeCase, type TensorFormat, readCase, withContext, writeCaseOutputs } from './io/case.js';
-import { type PhaseTimings, type ProgressFn, outputTensors, runRound } from './round.js';
-import { Collective } from './group/workers/collective.js';
-import { threadSupport } from './group/workers/platform.js';
-import { findWorkerUrl } from './group/workers/pool.js';
+import type { BackendName } from '../group/group.js';
+import { createGroup } from '../npu/create.js';
+import type { DeviceBackendName, NpuOptions, OpGroup } from '../group/create.js';
+import { makeLayout } from '../contract/attrs.js';
+import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
+import { MoeError } from '../core/errors.js';
+import { type MoeCase, type TensorFormat, readCase, withContext, writeCaseOutputs } from '../io/case.js';
+import { type PhaseTimings, type ProgressFn, outputTensors, runRound } from '../group/round.js';
+import { Collective } from '../group/workers/collective.js';
+import { threadSupport } from '../group/workers/platform.js';
+import { findWorkerUrl } from '../group/workers/pool.js';
 
-export * from './round.js';
+export * from '../group/round.js';
 
 export interface RunCaseOptions {
   /** wasm (default), reference, npu (Ascend NPUs through CANN) or auto (npu when available, else wasm) */

@@ -2,10 +2,10 @@
 // (dispatchSetup on all ranks, dispatchTeardown on all, the experts, combineSetup on all,
 // combineTeardown on all). Browser-safe (no Node-only import): the CLI's runner and the preview
 // page both run rounds with it.
-import type { XDtype } from './backends/types.js';
-import { MoeError } from './errors.js';
+import type { XDtype } from '../backends/types.js';
+import { MoeError } from '../core/errors.js';
 import { identityExpert } from './expert.js';
-import type { EpGroup } from './group/group.js';
+import type { EpGroup } from './group.js';
 import type {
   CombineSetupInputs,
   CombineSetupOutputs,
@@ -15,9 +15,9 @@ import type {
   DispatchSetupOutputs,
   DispatchTeardownInputs,
   DispatchTeardownOutputs,
-} from './contract/ops.js';
-import { withContext } from './io/case-format.js';
-import type { Tensor } from './tensor.js';
+} from '../contract/ops.js';
+import { withContext } from '../io/case-format.js';
+import type { Tensor } from '../core/tensor.js';
 
 /** The next event-loop turn: setImmediate in Node, a zero timeout elsewhere. */
 const nextTurn = (f: () => void): void => {

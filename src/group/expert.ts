@@ -1,12 +1,12 @@
 // The identity expert that stands between dispatch and combine when a case brings no expert
 // output, and the f64 account of what combine must then return (with its error bound). The CLI
 // runner, the seed example, the bench and the tests all use these.
-import { type Layout, localExpertNum } from './contract/attrs.js';
-import type { Backend, XDtype } from './backends/types.js';
-import { ReferenceBackend } from './backends/reference/index.js';
-import type { DispatchTeardownOutputs } from './contract/ops.js';
-import { toF32 } from './numbers.js';
-import type { Tensor } from './tensor.js';
+import { type Layout, localExpertNum } from '../contract/attrs.js';
+import type { Backend, XDtype } from '../backends/types.js';
+import { ReferenceBackend } from '../backends/reference/index.js';
+import type { DispatchTeardownOutputs } from '../contract/ops.js';
+import { toF32 } from '../core/numbers.js';
+import type { Tensor } from '../core/tensor.js';
 
 /**
  * Rows of expand_x that rank `rank` received: its last meaningful assist_info_for_combine entry

@@ -15,15 +15,15 @@
 // largest finite value and ∞ 1 apart, as numpy's assert_array_max_ulp); with `close`,
 // |actual − expected| ≤ atol + rtol·|expected| (infinities must be equal). Under both, a NaN
 // matches any NaN (whatever its payload) and nothing else. Integer tensors always compare exactly.
-import { type GroupAttrs, type Layout, localExpertNum, makeLayout } from './contract/attrs.js';
-import { activeRows, routingCounts } from './contract/routing.js';
-import { OUTPUT_FILES, type Region, type WrittenContext, outputSpecByFile } from './contract/tensors.js';
-import { DESCRIPTOR_WORDS, KIND_DISPATCH } from './group/commcmd.js';
-import { MoeError } from './errors.js';
-import { receivedRows } from './expert.js';
-import { caseError } from './io/safetensors.js';
-import { type Tensor, bytesOf } from './tensor.js';
-import { bf16ToF32, bitsToF32, fp16ToF32 } from './numbers.js';
+import { type GroupAttrs, type Layout, localExpertNum, makeLayout } from '../contract/attrs.js';
+import { activeRows, routingCounts } from '../contract/routing.js';
+import { OUTPUT_FILES, type Region, type WrittenContext, outputSpecByFile } from '../contract/tensors.js';
+import { DESCRIPTOR_WORDS, KIND_DISPATCH } from '../group/commcmd.js';
+import { MoeError } from '../core/errors.js';
+import { receivedRows } from '../group/expert.js';
+import { caseError } from '../io/safetensors.js';
+import { type Tensor, bytesOf } from '../core/tensor.js';
+import { bf16ToF32, bitsToF32, fp16ToF32 } from '../core/numbers.js';
 
 export type Tolerance = { kind: 'exact' } | { kind: 'ulp'; ulp: number } | { kind: 'close'; rtol: number; atol: number };
 

@@ -1,11 +1,11 @@
 // Where the single-rank view (src/group/single-rank.ts) gets each rank's inputs: an array in
 // memory, the case generator (rank by rank, only the rows asked for), or a case directory read
 // rank by rank from disk; and `runCaseSingleRank`, the CLI's `run --single-rank`.
-import { makeLayout, withDefaults } from './contract/attrs.js';
-import { type ContractWarning, contractWarnings } from './contract/warnings.js';
-import { MoeError } from './errors.js';
+import { makeLayout, withDefaults } from '../contract/attrs.js';
+import { type ContractWarning, contractWarnings } from '../contract/warnings.js';
+import { MoeError } from '../core/errors.js';
 import { CaseStream, type GenSpec, ROUTING_ONLY } from './gen.js';
-import type { BackendName } from './group/group.js';
+import type { BackendName } from '../group/group.js';
 import {
   type InputNeed,
   type RankInputSource,
@@ -13,7 +13,7 @@ import {
   type SingleRankSpec,
   computeRank,
   singleRankTensors,
-} from './group/single-rank.js';
+} from '../group/single-rank.js';
 import {
   INPUT_TENSORS,
   type TensorFormat,
@@ -21,10 +21,10 @@ import {
   readRankTensors,
   withContext,
   writeCaseOutputs,
-} from './io/case.js';
-import { type RankInputs, rankInputsOf } from './round.js';
+} from '../io/case.js';
+import { type RankInputs, rankInputsOf } from '../group/round.js';
 export { rankInputsOf };
-import type { Tensor } from './tensor.js';
+import type { Tensor } from '../core/tensor.js';
 
 
 /** A source over inputs already in memory (need hints are ignored). */
