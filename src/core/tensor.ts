@@ -42,24 +42,28 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-function allocData<D extends DType>(dtype: D, n: number): DataOf<D> {
-  const buf = new ArrayBuffer(n * (DTYPE_BYTES[dtype] ?? 1));
+/** The typed array of `dtype` over the first `n` elements of `buf` (no copy). */
+export function dataView<D extends DType>(dtype: D, buf: ArrayBufferLike, n: number): DataOf<D> {
   switch (dtype) {
     case 'bf16':
     case 'fp16':
-      return new Uint16Array(buf) as DataOf<D>;
+      return new Uint16Array(buf, 0, n) as DataOf<D>;
     case 'f32':
-      return new Float32Array(buf) as DataOf<D>;
+      return new Float32Array(buf, 0, n) as DataOf<D>;
     case 'int8':
-      return new Int8Array(buf) as DataOf<D>;
+      return new Int8Array(buf, 0, n) as DataOf<D>;
     case 'int32':
-      return new Int32Array(buf) as DataOf<D>;
+      return new Int32Array(buf, 0, n) as DataOf<D>;
     case 'int64':
-      return new BigInt64Array(buf) as DataOf<D>;
+      return new BigInt64Array(buf, 0, n) as DataOf<D>;
     case 'bool':
-      return new Uint8Array(buf) as DataOf<D>;
+      return new Uint8Array(buf, 0, n) as DataOf<D>;
   }
   throw new TypeError(`unknown dtype ${String(dtype)}`);
+}
+
+function allocData<D extends DType>(dtype: D, n: number): DataOf<D> {
+  return dataView(dtype, new ArrayBuffer(n * (DTYPE_BYTES[dtype] ?? 1)), n);
 }
 
 /** A zero-filled tensor. */

@@ -47,6 +47,8 @@ export function identityExpert(
     Partial<Pick<DispatchTeardownOutputs, 'expertTokenNums'>>,
   dtype: XDtype,
   backend: Pick<Backend, 'identityExpert'> = reference,
+  /** where to write it: (A, H) of `dtype`, zero from `rows` on; a fresh tensor when absent */
+  outFor?: (rows: number) => Tensor<XDtype>,
 ): Tensor<XDtype> {
   const A = td.expandX.shape[0]!;
   const rows = Math.min(receivedRows(lay, rank, td.assistInfoForCombine, td.expertTokenNums), A);
@@ -58,6 +60,7 @@ export function identityExpert(
     dynamicScales: td.dynamicScales.data as Float32Array,
     rows,
     dtype,
+    out: outFor?.(rows),
   });
 }
 

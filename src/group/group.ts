@@ -262,6 +262,16 @@ export class EpGroup {
     return this.outputs.take(rank, op, name, dtype, shape, writes);
   }
 
+  /**
+   * The identity expert's output for rank `rank` from the group's reused outputs: (A, H) of
+   * `dtype`, written for `rows` rows (what it returns lives until that rank's next round, as every
+   * op output does).
+   */
+  expertOutput(rank: number, dtype: XDtype, rows: number): Tensor<XDtype> {
+    const A = outputAllocation('dispatchTeardown', 'expandX', { lay: this.layout, rank, bs: this.layout.maxBs, xDtype: dtype }).shape[0]!;
+    return this.outputs.take(rank, 'expert', 'expandX', dtype, [A, this.layout.H], [[0, rows]]);
+  }
+
   /** The group memory's bytes (fixed size: the views stay valid). */
   private get mem(): Uint8Array {
     return new Uint8Array(this.windows.memory.buffer);

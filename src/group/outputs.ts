@@ -13,7 +13,7 @@
 // (y's messages with their padding, expand_x's rows, x_out's rows), which the tests check against
 // fresh-output runs byte for byte.
 import type { Range } from '../contract/tensors.js';
-import { type DType, DTYPE_BYTES, type DataOf, type Tensor, type TensorData, numel } from '../core/tensor.js';
+import { type DType, DTYPE_BYTES, type DataOf, type Tensor, type TensorData, dataView, numel } from '../core/tensor.js';
 
 interface Slot {
   dtype: DType;
@@ -39,24 +39,6 @@ export function subtractRanges(a: readonly Range[], b: readonly Range[]): Range[
     if (s < e0) out.push([s, e0]);
   }
   return out;
-}
-
-function makeData(dtype: DType, buffer: ArrayBufferLike, n: number): TensorData {
-  switch (dtype) {
-    case 'bf16':
-    case 'fp16':
-      return new Uint16Array(buffer, 0, n);
-    case 'f32':
-      return new Float32Array(buffer, 0, n);
-    case 'int8':
-      return new Int8Array(buffer, 0, n);
-    case 'int32':
-      return new Int32Array(buffer, 0, n);
-    case 'int64':
-      return new BigInt64Array(buffer, 0, n);
-    case 'bool':
-      return new Uint8Array(buffer, 0, n);
-  }
 }
 
 export type BufferFactory = (bytes: number) => ArrayBufferLike;
@@ -87,7 +69,7 @@ export class OutputPool {
     const rowBytes = rows > 0 ? (n / rows) * DTYPE_BYTES[dtype] : 0;
     let slot = this.reuse ? this.slots.get(key) : undefined;
     if (!slot || slot.dtype !== dtype || slot.shape.length !== shape.length || slot.shape.some((d, i) => d !== shape[i])) {
-      const data = makeData(dtype, this.alloc(n * DTYPE_BYTES[dtype]), n);
+      const data = dataView(dtype, this.alloc(n * DTYPE_BYTES[dtype]), n);
       slot = { dtype, shape: [...shape], data, rowBytes, written: [] };
       if (this.reuse) this.slots.set(key, slot);
     } else {

@@ -87,7 +87,8 @@ async function phase<T>(name: string, W: number, op: (r: number) => Promise<T> |
 }
 
 /** What a round needs of a group: EpGroup, the npu group, a rank worker's attached group. */
-export type RoundGroup = Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'> & { backend?: EpGroup['backend'] };
+export type RoundGroup = Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown'> &
+  Partial<Pick<EpGroup, 'backend' | 'expertOutput'>>;
 
 /** An expert between dispatch and combine: rank r's output (A, H) from its dispatch_teardown outputs. */
 export type ExpertFn = (rank: number, dt: DispatchTeardownOutputs) => Tensor;
@@ -108,7 +109,9 @@ export async function runRankPhase(group: RoundGroup, name: Phase, rank: number,
       return;
     case 'expert':
       p.expertOutput = (i.expertOutput ??
-        (expert ? expert(rank, p.dispatchTeardown!) : identityExpert(group.layout, rank, p.dispatchTeardown!, i.x.dtype, group.backend))) as Tensor<XDtype>;
+        (expert
+          ? expert(rank, p.dispatchTeardown!)
+          : identityExpert(group.layout, rank, p.dispatchTeardown!, i.x.dtype, group.backend, group.expertOutput && ((rows) => group.expertOutput!(rank, i.x.dtype, rows))))) as Tensor<XDtype>;
       return;
     case 'combineSetup':
       p.combineSetup = await group.combineSetup(rank, combineSetupInputsOf(i, p));
