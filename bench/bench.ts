@@ -114,6 +114,35 @@ async function collectiveRoundMs(c: CaseSpec, inputs: RankInputs[], reps: number
   };
 }
 
+/**
+ * The ceiling two threads give a pure copy on this machine: the same 2·`bytes` of TypedArray.set
+ * (into touched memory) by one worker, then split over two, alternately, medians of `reps`. A round
+ * that is mostly copies cannot scale past what memory bandwidth gives its copies.
+ */
+async function memcpySpeedup2(bytes: number, reps: number): Promise<number> {
+  const { Worker } = await import('node:worker_threads');
+  const code = `const { parentPort, workerData } = require('node:worker_threads');
+    const a = new Uint8Array(workerData).fill(1), b = new Uint8Array(workerData).fill(2);
+    parentPort.on('message', (n) => { const t = performance.now(); for (let i = 0; i < n; i++) b.set(a); parentPort.postMessage(performance.now() - t); });`;
+  const ws = [0, 1].map(() => new Worker(code, { eval: true, workerData: bytes }));
+  const run = (w: (typeof ws)[number], n: number) => new Promise<number>((res) => { w.once('message', res); w.postMessage(n); });
+  try {
+    await Promise.all(ws.map((w) => run(w, 1)));
+    const ratio: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      let t0 = performance.now();
+      await run(ws[0]!, 2);
+      const one = performance.now() - t0;
+      t0 = performance.now();
+      await Promise.all(ws.map((w) => run(w, 1)));
+      ratio.push(one / (performance.now() - t0));
+    }
+    return median(ratio);
+  } finally {
+    await Promise.all(ws.map((w) => w.terminate()));
+  }
+}
+
 function vmHwm(): number {
   const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
   return m ? Number(m[1]) * 1024 : Number.NaN;
@@ -172,6 +201,7 @@ async function main() {
     const copy = memcpyMs(bytes, reps);
     const shared = inputs.map((i) => ({ ...i, x: toShared(i.x), expertIds: toShared(i.expertIds), expertScales: toShared(i.expertScales), scales: i.scales ? toShared(i.scales) : null }));
     const { workers1: oneWorker, workers2: twoWorkers } = await collectiveRoundMs(c, shared, reps);
+    const copySpeedup2 = await memcpySpeedup2(bytes, reps);
     results.push({
       case: c.name,
       msPerOpPerRank: { wasm: wasmMs, reference: refRun },
@@ -186,6 +216,7 @@ async function main() {
       collectiveMs: { workers1: oneWorker, workers2: twoWorkers },
       workerSpeedup2: oneWorker.ops / twoWorkers.ops,
       workerSpeedup2WithExpert: oneWorker.round / twoWorkers.round,
+      memcpySpeedup2: copySpeedup2,
     });
   }
   const runEndToEnd = await runE2e({ W: base.W, E: base.E, BS: base.BS, H: base.H, K: base.K }, reps);
@@ -213,10 +244,10 @@ async function main() {
     }
     console.log(`  round              ${r.roundMsPerRank.wasm.toFixed(3).padStart(12)}   ${r.roundMsPerRank.reference.toFixed(3).padStart(17)}   ${r.speedupVsReference.toFixed(1).padStart(6)}x  (goal >= 5x)`);
     console.log(`  memcpy of the ${(r.roundBytesPerRank / 2 ** 20).toFixed(1)} MiB one rank's round writes: ${r.memcpyMs.toFixed(3)} ms into touched memory, ${r.freshMemcpyMs.toFixed(3)} ms into fresh memory`);
-    console.log(`  round / memcpy = ${r.roundOverMemcpy.toFixed(2)} (touched; goal <= 2), ${r.roundOverFreshMemcpy.toFixed(2)} (fresh, as new output tensors are)`);
+    console.log(`  round / memcpy = ${r.roundOverMemcpy.toFixed(2)} (touched; goal <= 1.5), ${r.roundOverFreshMemcpy.toFixed(2)} (fresh, as new output tensors are)`);
     const cm = r.collectiveMs;
     console.log(
-      `  all ${base.W} ranks' four ops over rank workers (collective): ${cm.workers1.ops.toFixed(1)} ms with 1, ${cm.workers2.ops.toFixed(1)} ms with 2; workerSpeedup2 = ${r.workerSpeedup2.toFixed(2)} (goal >= 1.7 on 2 cores)`,
+      `  all ${base.W} ranks' four ops over rank workers (collective): ${cm.workers1.ops.toFixed(1)} ms with 1, ${cm.workers2.ops.toFixed(1)} ms with 2; workerSpeedup2 = ${r.workerSpeedup2.toFixed(2)} (goal >= 1.8 on 2 cores; a plain memcpy of the round's bytes gets ${r.memcpySpeedup2.toFixed(2)} from 2 threads)`,
     );
     console.log(
       `  whole round with the identity expert: ${cm.workers1.round.toFixed(1)} ms with 1, ${cm.workers2.round.toFixed(1)} ms with 2; speedup ${r.workerSpeedup2WithExpert.toFixed(2)}`,
