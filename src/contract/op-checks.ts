@@ -120,19 +120,50 @@ export class OpChecks {
     return activeBs;
   }
 
+  /**
+   * A rank's routing alone (expert_ids and x_active_mask), as dispatchSetup checks it: BS from
+   * expert_ids (every rank the same BS when globalBs = 0), ids in range and distinct per row, the
+   * mask a prefix. The single-rank view checks every rank's routing with it before reading x.
+   */
+  routing(rank: number, expertIds: Tensor | undefined, xActiveMask: Tensor | null | undefined): { bs: number; activeBs: number; ids: Int32Array } {
+    const op = 'dispatchSetup';
+    throwFirst(checkTensor('expertIds', expertIds, ['int32'], null));
+    const shape = expertIds!.shape;
+    if (shape.length !== 2 || shape[1] !== this.layout.K) {
+      throw new MoeError('E_SHAPE', 'expertIds.shape', [...shape], `expertIds shape should be [BS, ${this.layout.K}]`);
+    }
+    const bs = shape[0]!;
+    throwFirst(checkDims(this.attrs, { h: this.layout.H, k: this.layout.K, bs }));
+    if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
+      throw new MoeError('E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`);
+    }
+    const c = this.context(rank, bs);
+    return { bs, ids: this.ids(op, expertIds, c), activeBs: this.mask(op, xActiveMask, c) };
+  }
+
+  /** The smooth scales of dispatchSetup: only with quant mode 2, (E + SN, H) f32. */
+  scales(rank: number, scales: Tensor | null | undefined, bs: number): Float32Array | undefined {
+    if (scales === undefined || scales === null) return undefined;
+    if (this.attrs.quantMode !== 2) {
+      throw new MoeError('E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
+    }
+    throwFirst(checkOpTensor('dispatchSetup', 'scales', scales, this.context(rank, bs)));
+    return scales.data as Float32Array;
+  }
+
+  /** x of dispatchSetup against a BS already known from the routing: 2-D, bf16/fp16, (BS, H). */
+  xOf(rank: number, x: Tensor | undefined, bs: number): XDtype {
+    throwFirst(checkTensor('x', x, ['bf16', 'fp16'], null));
+    throwFirst(checkOpTensor('dispatchSetup', 'x', x, this.context(rank, bs, x!.dtype as XDtype)));
+    return x!.dtype as XDtype;
+  }
+
   dispatchSetup(rank: number, inp: DispatchSetupInputs): { bs: number; dtype: XDtype; ids: Int32Array; scales?: Float32Array; activeBs: number } {
     const op = 'dispatchSetup';
     const { bs, dtype } = this.x(op, rank, inp.x);
     const c = this.context(rank, bs, dtype);
     const ids = this.ids(op, inp.expertIds, c);
-    let scales: Float32Array | undefined;
-    if (inp.scales !== undefined && inp.scales !== null) {
-      if (this.attrs.quantMode !== 2) {
-        throw new MoeError('E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
-      }
-      throwFirst(checkOpTensor(op, 'scales', inp.scales, c));
-      scales = inp.scales.data as Float32Array;
-    }
+    const scales = this.scales(rank, inp.scales, bs);
     return { bs, dtype, ids, scales, activeBs: this.mask(op, inp.xActiveMask, c) };
   }
 

@@ -23,15 +23,13 @@ import {
   withDefaults,
 } from '../contract/attrs.js';
 import {
-  checkActiveMask,
   checkAttrs,
   checkBuffer,
   checkDims,
-  checkExpertIds,
   checkRank,
   checkTensor,
 } from '../contract/checks.js';
-import { checkSharedExpertX } from '../contract/op-checks.js';
+import { OpChecks, checkSharedExpertX } from '../contract/op-checks.js';
 import { MoeError } from '../core/errors.js';
 import { identityExpert } from './expert.js';
 import { type Tensor, zeros } from '../core/tensor.js';
@@ -136,44 +134,34 @@ interface Routed {
   ids: Int32Array;
 }
 
+// The group's own per-call checks (contract/op-checks.ts), one instance per layout; their
+// errors get the rank in front, as the full round's do.
+const checksOf = new WeakMap<Layout, OpChecks>();
+function checks(lay: Layout): OpChecks {
+  let c = checksOf.get(lay);
+  if (!c) checksOf.set(lay, (c = new OpChecks(lay)));
+  return c;
+}
+
+function ranked<T>(rank: number, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw e instanceof MoeError ? withRank(e, rank) : e;
+  }
+}
+
 function routingOf(lay: Layout, rank: number, inp: RankRouting): Routed {
-  throwFirst(checkTensor('expertIds', inp.expertIds, ['int32'], null), rank);
-  const shape = inp.expertIds.shape;
-  if (shape.length !== 2 || shape[1] !== lay.K) {
-    throw rankError(rank, 'E_SHAPE', 'expertIds.shape', [...shape], `expertIds shape should be [BS, ${lay.K}]`);
-  }
-  const bs = shape[0]!;
-  throwFirst(checkDims(lay.attrs, { h: lay.H, k: lay.K, bs }), rank);
-  if (lay.attrs.globalBs === 0 && bs !== lay.maxBs) {
-    throw rankError(rank, 'E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${lay.maxBs} (rank ${rank})`);
-  }
-  const ids = inp.expertIds.data as Int32Array;
-  throwFirst(checkExpertIds(ids, bs, lay.K, lay.E), rank);
-  let activeBs = bs;
-  const mask = inp.xActiveMask;
-  if (mask !== undefined && mask !== null) {
-    throwFirst(checkTensor('xActiveMask', mask, ['bool'], [bs]), rank);
-    const m = checkActiveMask(mask.data as Uint8Array, bs);
-    throwFirst(m.errors, rank);
-    activeBs = m.activeBs;
-  }
-  return { bs, activeBs, ids };
+  return ranked(rank, () => checks(lay).routing(rank, inp.expertIds, inp.xActiveMask));
 }
 
 /** x of a rank against its routing: 2-D, bf16/fp16, (BS, H). */
 function checkX(lay: Layout, rank: number, x: Tensor | undefined, bs: number): XDtype {
-  throwFirst(checkTensor('x', x, ['bf16', 'fp16'], null), rank);
-  throwFirst(checkTensor('x', x, [x!.dtype], [bs, lay.H]), rank);
-  return x!.dtype as XDtype;
+  return ranked(rank, () => checks(lay).xOf(rank, x, bs));
 }
 
-function checkScales(lay: Layout, rank: number, scales: Tensor | null | undefined): Float32Array | undefined {
-  if (scales === undefined || scales === null) return undefined;
-  if (lay.attrs.quantMode !== 2) {
-    throw rankError(rank, 'E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
-  }
-  throwFirst(checkTensor('scales', scales, ['f32'], [lay.E + lay.SN, lay.H]), rank);
-  return scales.data as Float32Array;
+function checkScales(lay: Layout, rank: number, scales: Tensor | null | undefined, bs: number): Float32Array | undefined {
+  return ranked(rank, () => checks(lay).scales(rank, scales, bs));
 }
 
 /**
@@ -294,7 +282,7 @@ export async function computeRank(
     throw rankError(rho, 'E_CASE', 'expertIds', 'changed', 'getInputs and getRouting should give the same expert_ids and x_active_mask');
   }
   const dtype = checkX(lay, rho, ownInputs.x, bs);
-  const ownScales = checkScales(lay, rho, ownInputs.scales);
+  const ownScales = checkScales(lay, rho, ownInputs.scales, bs);
   const { expandIdx, counts } = backend.route({ expertIds: own.ids, activeBs, bs, K, E });
   const expertBlock = new Float64Array(E).fill(-1);
   let at = dataBase;
@@ -457,7 +445,7 @@ export async function computeRank(
     const subIds = new Int32Array(n);
     const subIdx = new Int32Array(n);
     let subScales: Float32Array | undefined;
-    const scales = checkScales(lay, r, inp.scales);
+    const scales = checkScales(lay, r, inp.scales, rt.bs);
     if (isShared) {
       subX = (x.data as Uint16Array).subarray(0, n * H);
       for (let t = 0; t < n; t++) subIdx[t] = t;
