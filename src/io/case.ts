@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { type WriteOptions, tempName, writeParts } from './files.js';
 import { type AttrInput, type GroupAttrs, withDefaults } from '../contract/attrs.js';
 import type { Tensor } from '../core/tensor.js';
-import { fillNpyDir, readNpyDir, replaceDir, writeNpyDir } from './npy.js';
+import { fillNpyDir, readNpyDir, writeNpyDir } from './npy.js';
 import { caseError, ioReason, readSafetensors, safetensorsParts, writeSafetensors } from './safetensors.js';
 import { CASE_FIELDS, type CaseSpec, type MoeCase, type RankSource, type TensorFormat, assembleCase, parseCaseAttrs, rankDirName, rankFileName } from './case-format.js';
 
@@ -182,6 +182,14 @@ export async function writeCaseOutputs(
     if ((await kindOf(p)) !== undefined) {
       throw caseError(p, `exists from an earlier run; expected no ${other} output when writing ${format} (remove it, or use --format ${other})`);
     }
+    // an earlier output of the wrong kind at the very name (a directory named rank1.safetensors):
+    // refused before anything is written, so that no earlier output is touched
+    const final = rankPath(outDir, r, format);
+    const kind = await kindOf(final);
+    const want = format === 'npy' ? 'dir' : 'file';
+    if (kind !== undefined && kind !== want) {
+      throw caseError(final, `is ${kind === 'dir' ? 'a directory' : 'not a regular file'}; expected ${format === 'npy' ? 'a directory of .npy files' : 'a rank file'} from an earlier run, or nothing (remove it)`);
+    }
   }
   let created: string | undefined;
   try {
@@ -192,6 +200,17 @@ export async function writeCaseOutputs(
   const doc = opts.attrs ? caseDocument(opts.attrs) : undefined;
   const temps: string[] = [];
   const written: string[] = [];
+  // earlier outputs moved aside while the new ones go in: put back on any failure, removed at the end
+  const aside: [string, string][] = [];
+  const commit = async (tmp: string, final: string): Promise<void> => {
+    if ((await kindOf(final)) !== undefined) {
+      const old = tempName(final);
+      await rename(final, old);
+      aside.push([old, final]);
+    }
+    await rename(tmp, final);
+    written.push(final);
+  };
   try {
     const wopts: WriteOptions = { holes: opts.holes };
     const staged: [string, string][] = ranks.map((r) => {
@@ -226,28 +245,29 @@ export async function writeCaseOutputs(
     }
     for (const [tmp, final] of staged) {
       try {
-        if (format === 'npy') await replaceDir(tmp, final);
-        else await rename(tmp, final);
+        await commit(tmp, final);
       } catch (e) {
         throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
       }
-      written.push(final);
     }
     // case.json last: it replaces an earlier run's only once every rank of this one is in place
     if (attrsTmp !== undefined) {
       const final = join(outDir, 'case.json');
       try {
-        await rename(attrsTmp, final);
+        await commit(attrsTmp, final);
       } catch (e) {
         throw caseError(final, `cannot write the case attributes (${(e as { code?: string }).code ?? String(e)})`);
       }
     }
   } catch (e) {
+    // the new files out, the earlier ones back, as they were
     await Promise.all([...temps, ...written].map((f) => rm(f, { recursive: true, force: true }).catch(() => undefined)));
+    for (const [old, final] of aside.reverse()) await rename(old, final).catch(() => undefined);
     if (created !== undefined) await rmdir(outDir).catch(() => undefined);
     throw e;
   }
-  return written;
+  await Promise.all(aside.map(([old]) => rm(old, { recursive: true, force: true }).catch(() => undefined)));
+  return written.filter((f) => !f.endsWith('case.json'));
 }
 
 /**
