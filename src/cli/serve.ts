@@ -3,10 +3,10 @@
 // shared WebAssembly.Memory needs in a browser; `--no-isolation` serves without them (the page then
 // runs single-threaded over a plain memory and says so).
 import { createReadStream, existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, extname, join, resolve, sep } from 'node:path';
+import { dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
@@ -79,7 +79,21 @@ export function resolveUnder(root: string, urlPath: string): string | undefined 
   if (p.endsWith('/')) p += 'index.html';
   const base = resolve(root);
   const full = resolve(base, `.${p.startsWith('/') ? p : `/${p}`}`);
-  return full === base || full.startsWith(base + sep) ? full : undefined;
+  if (full !== base && !full.startsWith(base + sep)) return undefined;
+  // no dotfile or dot-folder (.env, .git/config) is ever served
+  if (relative(base, full).split(sep).some((seg) => seg.startsWith('.'))) return undefined;
+  return full;
+}
+
+/**
+ * Whether a request's Host header names this server: 127.0.0.1, localhost or [::1] with the port it
+ * listens on. Anything else is refused, so that a page of another site that rebinds its own name
+ * to 127.0.0.1 (DNS rebinding) cannot read what is served.
+ */
+export function hostAllowed(host: string | undefined, port: number): boolean {
+  if (!host) return false;
+  const h = host.toLowerCase();
+  return h === `127.0.0.1:${port}` || h === `localhost:${port}` || h === `[::1]:${port}`;
 }
 
 /** Starts the server on 127.0.0.1; resolves once it listens. */
@@ -89,6 +103,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   if (!existsSync(join(root, 'index.html')) || !existsSync(join(root, 'app.js'))) {
     throw new UsageError(`no built page at ${root} (index.html or app.js missing); run \`npm run build\` first, or pass --root`, 'serve');
   }
+  let port = 0;
   const server = createServer((req, res) => {
     const headers: Record<string, string> = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
     if (isolation) {
@@ -105,13 +120,20 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       send(405, 'method not allowed\n');
       return;
     }
+    if (!hostAllowed(req.headers.host, port)) {
+      send(421, 'misdirected request: the Host header must be 127.0.0.1, localhost or [::1] with this port\n');
+      return;
+    }
     const file = resolveUnder(root, req.url ?? '/');
     if (!file) {
       send(403, 'forbidden\n');
       return;
     }
-    stat(file).then(
-      (st) => {
+    // the real path, symlinks resolved, must still be under the root's real path
+    Promise.all([realpath(file), realpath(root)])
+      .then(([real, realRoot]) => (real === realRoot || real.startsWith(realRoot + sep) ? stat(real).then((st) => ({ st, real })) : Promise.reject(new Error('outside'))))
+      .then(
+      ({ st, real }) => {
         if (!st.isFile()) {
           send(404, 'not found\n');
           return;
@@ -122,7 +144,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
           'content-length': String(st.size),
         });
         if (req.method === 'HEAD') res.end();
-        else createReadStream(file).on('error', () => res.destroy()).pipe(res);
+        else createReadStream(real).on('error', () => res.destroy()).pipe(res);
       },
       () => send(404, 'not found\n'),
     );
@@ -134,7 +156,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       ok();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/`,
     port,
