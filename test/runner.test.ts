@@ -282,7 +282,7 @@ describe('CLI', () => {
     expect(header).toMatch(/rank1\.safetensors: header starts with "\[/);
 
     expect(await badCase('bad-no-file', genCase(4, 0), (d) => rm(join(d, 'rank0.safetensors')))).toMatch(/rank0\.safetensors: cannot open \(no such file\)/);
-    expect(await badCase('bad-no-json', genCase(4, 0), (d) => rm(join(d, 'case.json')))).toMatch(/case\.json: cannot read \(no such file\)/);
+    expect(await badCase('bad-no-json', genCase(4, 0), (d) => rm(join(d, 'case.json')))).toMatch(/case\.json: cannot open \(no such file\); expected the case attributes as JSON/);
 
     // passes the file checks, fails the facade's: the error says which rank and op
     const badId = genCase(4, 0);

@@ -1,7 +1,8 @@
 // `moe-distribute inspect FILE [--json]`: the tensors of a .safetensors file, a .npy file or a
 // rank directory of .npy files, one line each (name, dtype, shape, bytes, min, max, NaN count),
 // after the same checks as `run` applies to its inputs.
-import { open, stat } from 'node:fs/promises';
+import { openRegular } from '../io/files.js';
+import { stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readNpy, readNpyDir } from '../io/npy.js';
@@ -119,9 +120,7 @@ export async function readTensorFile(file: string): Promise<{ format: Format; te
   if (!npy && extname(file) !== '.safetensors') {
     // Neither extension: the npy magic decides.
     const head = new Uint8Array(6);
-    const fh = await open(file, 'r').catch((e: unknown) => {
-      throw caseError(file, `cannot open (${ioReason(e)}); expected a readable tensor file`);
-    });
+    const fh = await openRegular(file, 'a readable tensor file');
     try {
       await fh.read(head, 0, 6, 0);
     } finally {

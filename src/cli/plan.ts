@@ -1,13 +1,14 @@
 // `moe-distribute plan`: every check of contract §7 at once and every size a deployment needs
 // (L, A, tokenMsgSize, tensors per rank, HCCL_BUFFSIZE needed vs configured), from flags or a case.
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type AttrInput, type DataDims, MB } from '../contract/attrs.js';
 import { type Plan, type PlanRank, planFor } from '../contract/plan.js';
 import { type WarningUsage, warningText } from '../contract/warnings.js';
 import { formatValue } from '../core/errors.js';
-import { parseCaseDocument, rankPath, readRankTensors } from '../io/case.js';
+import { CASE_JSON_LIMIT, parseCaseDocument, rankPath, readRankTensors } from '../io/case.js';
+import { readText } from '../io/files.js';
 import { caseError } from '../io/safetensors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
@@ -73,13 +74,7 @@ async function readPlanCase(path: string): Promise<{ attrs: Partial<AttrInput>; 
     const code = (e as { code?: string }).code;
     throw caseError(path, `cannot read (${code === 'ENOENT' ? 'no such file or directory' : (code ?? String(e))}); expected a case directory or its case.json`);
   }
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    throw caseError(file, `cannot read (${code === 'ENOENT' ? 'no such file' : (code ?? String(e))}); expected the case attributes as JSON`);
-  }
+  const text = await readText(file, 'the case attributes as JSON', CASE_JSON_LIMIT);
   return { attrs: parseCaseDocument(text, file) as Partial<AttrInput>, dir };
 }
 

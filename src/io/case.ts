@@ -5,9 +5,12 @@
 // the tensor, what it got and what was expected. Outputs go to `OUT_DIR/rank{r}.safetensors` or
 // `OUT_DIR/rank{r}/`, all or nothing, with the case's attributes beside them (OUT_DIR/case.json,
 // and in each safetensors file's metadata) so that an output directory describes itself.
-import { mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type WriteOptions, tempName, writeParts } from './files.js';
+import { type WriteOptions, readText, tempName, writeParts } from './files.js';
+
+/** case.json is a few hundred bytes: anything past 1 MiB is not one (a link to /dev/zero, a log). */
+export const CASE_JSON_LIMIT = 1 << 20;
 import { type AttrInput, type GroupAttrs, withDefaults } from '../contract/attrs.js';
 import type { Tensor } from '../core/tensor.js';
 import { fillNpyDir, readNpyDir, writeNpyDir } from './npy.js';
@@ -67,14 +70,7 @@ export async function readRankTensors(dir: string, rank: number): Promise<Record
 /** Reads case.json: known keys only, integer attributes, torch_npu defaults for absent ones. */
 export async function readCaseAttrs(dir: string): Promise<GroupAttrs> {
   const file = join(dir, 'case.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    throw caseError(file, `cannot read (${code === 'ENOENT' ? 'no such file' : (code ?? String(e))}); expected the case attributes as JSON`);
-  }
-  return parseCaseAttrs(text, file);
+  return parseCaseAttrs(await readText(file, 'the case attributes as JSON', CASE_JSON_LIMIT), file);
 }
 
 /** Reads and checks a whole case directory. */

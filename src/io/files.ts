@@ -5,7 +5,8 @@
 // entirely, expand_x past the received rows), and a hole costs neither a write nor disk blocks.
 // Read files are taken whole, in one (shared) allocation bounded by their real size, in bounded reads.
 import { Buffer } from 'node:buffer';
-import { open, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { MoeError } from '../core/errors.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
@@ -101,18 +102,68 @@ export async function atomicWrite(file: string, parts: readonly (Uint8Array | st
   }
 }
 
+/** What a non-regular file is, in words. */
+function kindText(st: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * `file` opened for reading only when it is a regular file (a symlink to one is followed): opened
+ * non-blocking, so that a FIFO does not wait for a writer, then refused by fstat before any read
+ * when it is a FIFO, a device or a directory. Every reader of the project opens through this.
+ */
+export async function openRegular(file: string, expected: string): Promise<FileHandle>;
+export async function openRegular(file: string, expected: string, missingOk: true): Promise<FileHandle | undefined>;
+export async function openRegular(file: string, expected: string, missingOk = false): Promise<FileHandle | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    if (missingOk && (e as { code?: string }).code === 'ENOENT') return undefined;
+    throw caseError(file, `cannot open (${ioReason(e)}); expected ${expected}`);
+  }
+  const st = await fh.stat();
+  if (!st.isFile()) {
+    await fh.close();
+    throw caseError(file, `is ${kindText(st)}; expected ${expected} (a regular file)`);
+  }
+  return fh;
+}
+
+/** A text file of at most `limit` bytes (case.json), read through openRegular. */
+export async function readText(file: string, expected: string, limit: number): Promise<string> {
+  const fh = await openRegular(file, expected);
+  try {
+    const { size } = await fh.stat();
+    if (size > limit) throw caseError(file, `is ${size} bytes; expected ${expected} (at most ${limit} bytes)`);
+    const buf = Buffer.alloc(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got).toString('utf8');
+  } catch (e) {
+    if (e instanceof MoeError) throw e;
+    throw caseError(file, `cannot read (${ioReason(e)}); expected ${expected}`);
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * The whole of `file`; every failure is one E_CASE line saying what was `expected`. With a
  * `limit`, a missing file gives undefined and a larger one is refused before it is read.
  */
 export async function readWhole(file: string, expected: string, limit?: number): Promise<Uint8Array | undefined> {
-  let fh;
-  try {
-    fh = await open(file, 'r');
-  } catch (e) {
-    if (limit !== undefined && (e as { code?: string }).code === 'ENOENT') return undefined;
-    throw caseError(file, `cannot open (${ioReason(e)}); expected ${expected}`);
-  }
+  const fh = limit !== undefined ? await openRegular(file, expected, true) : await openRegular(file, expected);
+  if (!fh) return undefined;
   try {
     const { size } = await fh.stat();
     if (limit !== undefined && size > limit) throw caseError(file, `is ${size} bytes; expected ${expected} (at most ${limit} bytes)`);
