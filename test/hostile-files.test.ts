@@ -90,4 +90,13 @@ describe('readers refuse what is not a regular file, at once', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
+
+  test('outputs under /proc end at once with one line (Node 20\'s recursive mkdir spins there)', () => {
+    const r = cli('run', good, '--out', '/proc/moe-x/out');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^moe-distribute: \/proc\/moe-x\/out: cannot create the output directory/);
+    const g = cli('gen', '/proc/moe-x', '--ep-world-size', '2', '--moe-expert-num', '4', '--bs', '2', '--h', '1024', '--k', '2');
+    expect(g.status).toBe(1);
+    expect(g.stderr).toMatch(/^moe-distribute: \/proc\/moe-x: cannot write the case/);
+  });
 });

@@ -1,7 +1,8 @@
 // `moe-distribute gen CASE_DIR [flags]`: writes a generated case (case.json + rank{r}.safetensors).
 import { makeLayout } from '../contract/attrs.js';
 import { contractWarnings, warningText } from '../contract/warnings.js';
-import { mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { makeDirs } from '../io/files.js';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { XDtype } from '../backends/types.js';
@@ -186,7 +187,7 @@ async function writeAtomically(dir: string, write: (tmp: string) => Promise<void
   }
   const tmp = join(dirname(dir), `.${basename(dir)}.gen-${process.pid}-${Date.now()}`);
   try {
-    await mkdir(tmp, { recursive: true });
+    await makeDirs(tmp);
     await write(tmp);
     if (existing) await rmdir(dir);
     await rename(tmp, dir);

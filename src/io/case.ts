@@ -5,9 +5,9 @@
 // the tensor, what it got and what was expected. Outputs go to `OUT_DIR/rank{r}.safetensors` or
 // `OUT_DIR/rank{r}/`, all or nothing, with the case's attributes beside them (OUT_DIR/case.json,
 // and in each safetensors file's metadata) so that an output directory describes itself.
-import { mkdir, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type WriteOptions, readText, tempName, writeParts } from './files.js';
+import { type WriteOptions, makeDirs, readText, tempName, writeParts } from './files.js';
 
 /** case.json is a few hundred bytes: anything past 1 MiB is not one (a link to /dev/zero, a log). */
 export const CASE_JSON_LIMIT = 1 << 20;
@@ -189,7 +189,7 @@ export async function writeCaseOutputs(
   }
   let created: string | undefined;
   try {
-    created = await mkdir(outDir, { recursive: true });
+    created = await makeDirs(outDir);
   } catch (e) {
     throw caseError(outDir, `cannot create the output directory (${(e as { code?: string }).code ?? String(e)})`);
   }
@@ -271,7 +271,7 @@ export async function writeCaseOutputs(
  * inverse of readCase.
  */
 export async function writeCase(dir: string, spec: CaseSpec, format: TensorFormat = 'safetensors'): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   await writeFile(join(dir, 'case.json'), `${JSON.stringify(spec.attrs, null, 2)}\n`);
   for (let r = 0; r < spec.ranks.length; r++) {
     const tensors: Record<string, Tensor> = {};

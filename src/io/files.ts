@@ -6,7 +6,7 @@
 // Read files are taken whole, in one (shared) allocation bounded by their real size, in bounded reads.
 import { Buffer } from 'node:buffer';
 import { constants } from 'node:fs';
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { MoeError } from '../core/errors.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
@@ -99,6 +99,30 @@ export async function atomicWrite(file: string, parts: readonly (Uint8Array | st
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
     throw e;
+  }
+}
+
+/**
+ * mkdir -p, returning the first directory it created (as fs.mkdir's recursive form does). Node 20's
+ * own recursive mkdir never returns for a path under /proc (it retries ENOENT forever), so the
+ * parents are made one at a time here and every error but EEXIST ends the walk.
+ */
+export async function makeDirs(dir: string): Promise<string | undefined> {
+  try {
+    await mkdir(dir);
+    return dir;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'EEXIST') return undefined;
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw e;
+    const first = await makeDirs(parent);
+    try {
+      await mkdir(dir);
+    } catch (e2) {
+      if ((e2 as { code?: string }).code !== 'EEXIST') throw e2;
+    }
+    return first ?? dir;
   }
 }
 

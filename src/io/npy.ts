@@ -11,11 +11,11 @@
 // The header is parsed by a small strict parser of the literals it can hold (never evaluated), and
 // every size is checked against the bytes actually present before anything is allocated. Every
 // failure is a MoeError('E_CASE') worded `<path>: <what is wrong>; expected <what>`.
-import { mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tensor } from '../core/tensor.js';
 import { MAX_NOTE_BYTES, dtypeNoteFile, latin1, npyParts, parseNpy } from './npy-bytes.js';
-import { type WriteOptions, type WriteStats, atomicWrite, readWhole, tempName, writeParts } from './files.js';
+import { type WriteOptions, type WriteStats, atomicWrite, makeDirs, readWhole, tempName, writeParts } from './files.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
 
 export * from './npy-bytes.js';
@@ -89,7 +89,7 @@ export async function fillNpyDir(
 ): Promise<WriteStats> {
   const list = [...(tensors instanceof Map ? tensors.entries() : Object.entries(tensors))] as [string, Tensor][];
   for (const [name] of list) checkName(name);
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   const total: WriteStats = { size: 0, written: 0 };
   for (const [name, t] of list) {
     const { parts, note } = npyParts(t);
