@@ -160,6 +160,17 @@ export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number, hcclSource?:
   return [];
 }
 
+/** The typed-array class of each dtype's data (contract-independent: the Tensor type's own rule). */
+const DATA_CLASS: Record<DType, { ctor: new (...a: never[]) => unknown; name: string }> = {
+  bf16: { ctor: Uint16Array, name: 'Uint16Array' },
+  fp16: { ctor: Uint16Array, name: 'Uint16Array' },
+  f32: { ctor: Float32Array, name: 'Float32Array' },
+  int8: { ctor: Int8Array, name: 'Int8Array' },
+  int32: { ctor: Int32Array, name: 'Int32Array' },
+  int64: { ctor: BigInt64Array, name: 'BigInt64Array' },
+  bool: { ctor: Uint8Array, name: 'Uint8Array' },
+};
+
 /** dtype and exact shape of a tensor parameter. */
 export function checkTensor(
   param: string,
@@ -169,6 +180,15 @@ export function checkTensor(
 ): MoeError[] {
   if (!t || typeof t !== 'object' || !t.data || !Array.isArray(t.shape)) {
     return [new MoeError('E_SHAPE', param, t === undefined ? 'undefined' : t, 'a tensor is required')];
+  }
+  if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    return [new MoeError('E_SHAPE', `${param}.shape`, [...t.shape], `${param} shape should be a list of non-negative integers`)];
+  }
+  // the data's class is the dtype's: bf16 bits in a Uint8Array would be read as bytes, silently wrong
+  const cls = DATA_CLASS[t.dtype as DType];
+  if (cls && !(t.data instanceof cls.ctor)) {
+    const got = (t.data as object).constructor?.name ?? typeof t.data;
+    return [new MoeError('E_DTYPE', `${param}.data`, got, `${param} is ${t.dtype}: its data should be a ${cls.name}${t.dtype === 'bf16' || t.dtype === 'fp16' ? ' of raw bits' : ''}`)];
   }
   if (!dtypes.includes(t.dtype)) {
     return [new MoeError('E_DTYPE', `${param}.dtype`, t.dtype, `${param} dtype should be ${dtypes.join(' or ')}`)];

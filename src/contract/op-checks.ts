@@ -159,6 +159,7 @@ export class OpChecks {
   }
 
   dispatchSetup(rank: number, inp: DispatchSetupInputs): { bs: number; dtype: XDtype; ids: Int32Array; scales?: Float32Array; activeBs: number } {
+    needInputs('dispatchSetup', inp);
     const op = 'dispatchSetup';
     const { bs, dtype } = this.x(op, rank, inp.x);
     const c = this.context(rank, bs, dtype);
@@ -168,6 +169,7 @@ export class OpChecks {
   }
 
   dispatchTeardown(rank: number, st: RankState, inp: DispatchTeardownInputs): { bs: number; dtype: XDtype } {
+    needInputs('dispatchTeardown', inp);
     const op = 'dispatchTeardown';
     const { bs, dtype } = this.x(op, rank, inp.x);
     const c = this.context(rank, bs, dtype);
@@ -185,6 +187,7 @@ export class OpChecks {
    * the entries past its end are not checked (the group keeps them itself).
    */
   combineSetup(rank: number, st: RankState, inp: CombineSetupInputs): { A: number; dtype: XDtype } {
+    needInputs('combineSetup', inp);
     const op = 'combineSetup';
     const c = this.context(rank, st.bs);
     throwFirst(checkOpTensor(op, 'expandX', inp.expandX, c));
@@ -211,6 +214,7 @@ export class OpChecks {
    * Decision 18), and the group warns that it is ignored.
    */
   combineTeardown(rank: number, st: RankState, inp: CombineTeardownInputs): { dtype: XDtype; ids: Int32Array; activeBs: number; sharedExpertXPassed: boolean } {
+    needInputs('combineTeardown', inp);
     const op = 'combineTeardown';
     const lay = this.layout;
     const bs = st.bs;
@@ -239,6 +243,13 @@ export class OpChecks {
     const passed = inp.sharedExpertX !== undefined && inp.sharedExpertX !== null;
     if (passed) throwFirst(checkSharedExpertX(lay, inp.sharedExpertX!, bs, dtype));
     return { dtype, ids, activeBs, sharedExpertXPassed: passed };
+  }
+}
+
+/** An op's inputs object: absent or not an object is one MoeError, not a TypeError further on. */
+function needInputs(op: OpName, inp: unknown): void {
+  if (inp === null || typeof inp !== 'object') {
+    throw new MoeError('E_VALUE', 'inputs', inp === undefined ? 'undefined' : inp, `${op}(rank, inputs) needs its inputs object`);
   }
 }
 

@@ -41,5 +41,5 @@ export interface OpGroup {
 }
 
 export function isDeviceGroupOptions(o: GroupOptions | DeviceGroupOptions): o is DeviceGroupOptions {
-  return o.backend === 'npu' || o.backend === 'auto';
+  return typeof o === 'object' && o !== null && (o.backend === 'npu' || o.backend === 'auto');
 }

@@ -6,6 +6,7 @@ import {
   type AttrInput,
   type GroupAttrs,
   type Layout,
+  SHARED_ATTRS,
   expertHome,
   localExpertNum,
   makeLayout,
@@ -106,7 +107,36 @@ function fingerprintOf(l: Layout): Int32Array {
 }
 
 /** Validates the options and derives the layout: everything a group needs before memory exists. */
-export function groupLayout(opts: GroupOptions): Layout {
+/** The option keys createGroup knows: the attributes and the group's own. */
+export const GROUP_OPTION_KEYS: readonly string[] = [...SHARED_ATTRS, 'h', 'k', 'bs', 'hcclBufferSize', 'backend', 'timeoutMs', 'log', 'reuseOutputs', 'npu'];
+
+/** The options object itself: an object of known keys, typed option values (attributes are checked by checkAttrs). */
+export function checkGroupOptions(opts: unknown, ownKeys: readonly string[] = []): void {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new MoeError('E_ATTR', 'options', opts === undefined ? 'undefined' : opts, 'createGroup needs an options object ({ epWorldSize, moeExpertNum, h, k, bs, ... })');
+  }
+  const o = opts as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!GROUP_OPTION_KEYS.includes(key) && !ownKeys.includes(key)) {
+      throw new MoeError('E_ATTR', key, o[key], `unknown option ${key}; expected one of ${[...GROUP_OPTION_KEYS, ...ownKeys].join(', ')}`);
+    }
+  }
+  if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0)) {
+    throw new MoeError('E_ATTR', 'timeoutMs', o.timeoutMs, 'timeoutMs should be a positive number of milliseconds');
+  }
+  if (o.hcclBufferSize !== undefined && (typeof o.hcclBufferSize !== 'number' || !Number.isFinite(o.hcclBufferSize))) {
+    throw new MoeError('E_BUFFER', 'hcclBufferSize', o.hcclBufferSize, 'hcclBufferSize should be a number of MB');
+  }
+  if (o.log !== undefined && typeof o.log !== 'function') throw new MoeError('E_ATTR', 'log', o.log, 'log should be a function (message) => void');
+  if (o.reuseOutputs !== undefined && typeof o.reuseOutputs !== 'boolean') throw new MoeError('E_ATTR', 'reuseOutputs', o.reuseOutputs, 'reuseOutputs should be true or false');
+  for (const key of ['h', 'k', 'bs'] as const) {
+    if (o[key] !== undefined && !Number.isSafeInteger(o[key])) throw new MoeError('E_ATTR', key, o[key], `${key} should be an integer`);
+  }
+}
+
+/** `ownKeys`: the option keys of the caller's own (SPMD's args, the collective's workers, ...). */
+export function groupLayout(opts: GroupOptions, ownKeys: readonly string[] = []): Layout {
+  checkGroupOptions(opts, ownKeys);
   const attrs = withDefaults(opts);
   throwFirst(checkAttrs(attrs));
   const bs = opts.bs ?? (attrs.globalBs !== 0 ? Math.floor(attrs.globalBs / attrs.epWorldSize) : undefined);

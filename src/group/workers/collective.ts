@@ -50,7 +50,7 @@ export class Collective {
   ) {}
 
   static async create(opts: CollectiveOptions): Promise<Collective> {
-    const layout = groupLayout(opts);
+    const layout = groupLayout(opts, ['workers', 'workerUrl', 'kernelSource']);
     const n = Math.max(1, Math.min(opts.workers ?? (await hardwareConcurrency()), layout.W));
     if (!Number.isInteger(n)) throw new MoeError('E_ATTR', 'workers', opts.workers, 'workers should be a positive integer');
     const backendName = typeof opts.backend === 'object' ? opts.backend.name : (opts.backend ?? 'wasm');

@@ -32,7 +32,7 @@ export interface RankProgramContext<A = unknown> {
 
 /** Runs `program` (a module URL) as every rank of the group described by `opts`. */
 export async function runSpmd<T = unknown>(program: URL | string, opts: SpmdOptions): Promise<SpmdResult<T>> {
-  const layout = groupLayout(opts);
+  const layout = groupLayout(opts, ['args', 'mode', 'workerUrl']);
   const W = layout.W;
   const support = threadSupport();
   let fallbackReason = opts.mode === 'single' ? 'mode: single was requested' : support.reason;
@@ -58,7 +58,8 @@ export async function runSpmd<T = unknown>(program: URL | string, opts: SpmdOpti
     }
   }
   opts.log?.(`moe-distribute: ranks run in one thread: ${fallbackReason}`);
-  const group = await createGroup(opts);
+  const { args: _args, mode: _mode, workerUrl: _url, ...groupOpts } = opts;
+  const group = await createGroup(groupOpts);
   const mod = (await import(/* @vite-ignore */ String(program))) as { default: (ctx: RankProgramContext) => unknown };
   try {
     const settled = await Promise.allSettled(
