@@ -1,7 +1,7 @@
 // `moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|reference|npu|auto] [--ranks LIST]
 //  [--format safetensors|npy]`
-import { existsSync, realpathSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, existsSync, openSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BackendName } from '../group/group.js';
 import type { DeviceBackendName } from '../group/create.js';
@@ -69,9 +69,52 @@ Environment:
 Exit codes: 0 success, 1 bad case (one line on stderr), 2 usage error, 70 internal error.
 `;
 
-function samePath(a: string, b: string): boolean {
+/**
+ * Whether `dir` holds a case's inputs: a case.json beside rank 0's inputs (expert_ids in
+ * rank0.safetensors's header, or rank0/expert_ids.npy). An output directory of `run` has a case.json
+ * too, but no expert_ids.
+ */
+export function holdsCaseInputs(dir: string): boolean {
+  if (!existsSync(join(dir, 'case.json'))) return false;
+  if (existsSync(join(dir, 'rank0', 'expert_ids.npy'))) return true;
+  const f = join(dir, 'rank0.safetensors');
+  let fd: number | undefined;
+  try {
+    if (!statSync(f).isFile()) return false;
+    fd = openSync(f, 'r');
+    const len = Buffer.alloc(8);
+    if (readSync(fd, len, 0, 8, 0) !== 8) return false;
+    const n = Math.min(Number(len.readBigUInt64LE()), 1 << 20);
+    const head = Buffer.alloc(n);
+    readSync(fd, head, 0, n, 8);
+    return head.includes('"expert_ids"');
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * OUT must not damage a case (issue 11, item 9): it is not a case directory, does not lie inside
+ * one (--out CASE/rank0 would write into an npy input rank), and holds none directly.
+ */
+function checkOutDir(caseDir: string, out: string): void {
   const real = (p: string): string => (existsSync(p) ? realpathSync(p) : resolve(p));
-  return real(a) === real(b);
+  const o = real(out);
+  const c = real(caseDir);
+  if (o === c) throw new UsageError('--out must not be CASE_DIR: the outputs would overwrite the inputs', 'run');
+  if (o.startsWith(c + sep)) throw new UsageError(`--out ${out} lies inside CASE_DIR ${caseDir}: the outputs would mix with its inputs`, 'run');
+  for (let d = o; ; d = dirname(d)) {
+    if (holdsCaseInputs(d)) {
+      throw new UsageError(`--out ${out} ${d === o ? 'is' : `lies inside ${d}, which is`} a case directory (case.json and rank inputs): its inputs would be overwritten`, 'run');
+    }
+    if (dirname(d) === d) break;
+  }
+  if (existsSync(o) && statSync(o).isDirectory()) {
+    const inner = readdirSync(o, { withFileTypes: true }).find((e) => e.isDirectory() && holdsCaseInputs(join(o, e.name)));
+    if (inner) throw new UsageError(`--out ${out} holds a case directory (${inner.name}/): choose an output directory of its own`, 'run');
+  }
 }
 
 /** `0,3` → [0, 3]: non-negative integers, comma-separated, no duplicates (the range is checked later). */
@@ -126,9 +169,7 @@ export const runCommand: Command = {
     const ranks = values.ranks === undefined ? undefined : parseRanks(values.ranks);
     const workers = values.workers === undefined ? undefined : numberFlag('run', 'workers', values.workers, { integer: true, min: 0 });
     const caseDir = positionals[0]!;
-    if (samePath(caseDir, values.out)) {
-      throw new UsageError('--out must not be CASE_DIR: the outputs would overwrite the inputs', 'run');
-    }
+    checkOutDir(caseDir, values.out);
     if (ranks) {
       // The range needs epWorldSize: case.json is read (and checked) first.
       const W = (await readCaseAttrs(caseDir)).epWorldSize;
