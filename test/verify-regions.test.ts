@@ -2,7 +2,9 @@
 // holds garbage (as a device allocator leaves it) is equal to the host run, and one flipped bit in
 // any written element is found, with its rank, tensor and index. The written regions are written
 // out here again from the contract's text, independently of src/contract/tensors.ts.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { main } from '../src/cli/cli.js';
+import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -184,5 +186,51 @@ describe.each(CASES)('verify over the written regions: %s', (name, spec) => {
     expect(rep.tensors.find((t) => t.tensor === 'expand_x')!.skipped.join(' ')).toMatch(/from ACTUAL's own comm_cmd_info/);
     const lay = makeLayout(attrs, { h: H, k: K, bs: Math.max(...g.bsPerRank) });
     expect(lay.H).toBe(H);
+  });
+});
+
+describe('verify refuses what it cannot vouch for (issue 11, item 8)', () => {
+  let out: string;
+  let caseDir: string;
+  beforeAll(async () => {
+    const g = generateCase({ epWorldSize: 2, moeExpertNum: 4, bs: 2, h: 1024, k: 2, seed: 4 });
+    caseDir = join(dir, 'item8');
+    await writeCase(caseDir, { attrs: g.attrs, ranks: g.ranks });
+    out = `${caseDir}-out`;
+    await runCase(caseDir, out, { backend: 'reference' });
+  });
+  const cli = async (...argv: string[]) => {
+    const o = { out: '', err: '' };
+    const code = await main(argv, { stdout: (t) => void (o.out += t), stderr: (t) => void (o.err += t), env: {} });
+    return { code, ...o };
+  };
+
+  test('an extra rank file in ACTUAL (another run mixed in) is an error, not ignored', async () => {
+    const act = `${out}-extra`;
+    await cp(out, act, { recursive: true });
+    await cp(join(out, 'rank1.safetensors'), join(act, 'rank2.safetensors'));
+    const r = await cli('verify', out, act);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/holds rank2\.safetensors, past epWorldSize = 2 ranks/);
+  });
+
+  test('a written output only ACTUAL has is an error, not "equal"', async () => {
+    const exp = `${out}-less`;
+    await cp(out, exp, { recursive: true });
+    const f = await readSafetensors(join(exp, 'rank0.safetensors'));
+    f.tensors.delete('x_out');
+    await writeSafetensors(join(exp, 'rank0.safetensors'), Object.fromEntries(f.tensors));
+    const r = await cli('verify', exp, out);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/tensor x_out is missing, though .*rank0\.safetensors has it/);
+  });
+
+  test('--case FILE reads that file, not DIR/case.json', async () => {
+    const other = join(dir, 'other.json');
+    await writeFile(other, JSON.stringify({ epWorldSize: 4, moeExpertNum: 4 }));
+    const r = await cli('verify', out, out, '--case', other);
+    // other.json says 4 ranks: the 2-rank run lacks rank2, which the message names
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/rank2/);
   });
 });

@@ -1,9 +1,10 @@
 // `moe-distribute verify EXPECTED_DIR ACTUAL_DIR`: compares two output directories rank by rank.
-import { existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { GroupAttrs } from '../contract/attrs.js';
-import { rankDirName, rankFileName, readCase, readCaseAttrs, readRankTensors } from '../io/case.js';
+import { CASE_JSON_LIMIT, parseCaseAttrs, rankDirName, rankFileName, readCase, readCaseAttrs, readRankTensors } from '../io/case.js';
+import { readText } from '../io/files.js';
 import { caseError } from '../io/safetensors.js';
 import type { Tensor } from '../core/tensor.js';
 import { type Tolerance, type VerifyInputs, formatVerify, verifyRuns } from '../services/verify.js';
@@ -27,8 +28,8 @@ the hardware writes (contract §9); the rest holds whatever the device allocator
   comm_cmd_info, combine_comm_cmd_info, quant_expand_x   never (device addresses; not written)
 activeBs and the received counts come from the case's inputs (expert_ids, x_active_mask); without
 them, from whichever directory is a host run (its own comm_cmd_info descriptors). The report says
-per tensor what it compared and what it skipped and why. Tensors absent from EXPECTED_DIR are
-not compared; one compared there must be in ACTUAL_DIR with the same dtype and shape (A-sized
+per tensor what it compared and what it skipped and why. A tensor absent from both is not
+compared; a written one in only one of them is an error; it must have the same dtype and shape in both (A-sized
 tensors may differ in rows on shared ranks, where the NPU allocates the tiling's A).
 
 Each differing tensor gets a line per rank, then its first mismatches with (rank, tensor, row,
@@ -60,6 +61,14 @@ async function readRun(dir: string, W: number): Promise<{ tensors: Record<string
   for (let r = 0; r < W; r++) {
     tensors.push(await readRankTensors(dir, r));
     files.push(existsSync(join(dir, rankDirName(r))) ? `${join(dir, rankDirName(r))}/` : join(dir, rankFileName(r)));
+  }
+  // rank files past epWorldSize would go unchecked: a dump of another group, or a mix of two runs
+  const extra = readdirSync(dir)
+    .map((n) => /^rank(\d+)(\.safetensors)?$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) >= W)
+    .map((m) => m[0]);
+  if (extra.length > 0) {
+    throw caseError(dir, `holds ${extra.join(', ')}, past epWorldSize = ${W} ranks; expected rank0 … rank${W - 1} only (another run's files?)`);
   }
   return { tensors, files };
 }
@@ -113,8 +122,11 @@ export const verifyCommand: Command = {
         const c = await readCase(p);
         attrs = c.attrs;
         inputs = c.ranks.map((rc) => ({ expertIds: rc.expertIds, xActiveMask: rc.xActiveMask }));
+      } else if (isDir) {
+        attrs = await readCaseAttrs(p);
       } else {
-        attrs = await readCaseAttrs(isDir ? p : dirname(p));
+        // the file named, whatever its name (not dirname/case.json)
+        attrs = parseCaseAttrs(await readText(p, 'the case attributes as JSON', CASE_JSON_LIMIT), p);
       }
     } else {
       const from = [expectedDir, actualDir].find((d) => existsSync(join(d, 'case.json')));

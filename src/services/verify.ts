@@ -351,6 +351,12 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
     const exp = o.expected[r]!;
     const act = o.actual[r]!;
     const names = COMPARED_TENSORS.filter((n) => exp[n] !== undefined);
+    // a written output only ACTUAL has would go unchecked: say so instead of "equal"
+    for (const n of COMPARED_TENSORS) {
+      if (exp[n] === undefined && act[n] !== undefined && outputSpecByFile(n)!.written!(contexts[r]!.ctx).rows.length > 0) {
+        throw caseError(efile(r), `tensor ${n} is missing, though ${afile(r)} has it; expected both runs to hold the same written outputs`);
+      }
+    }
     if (names.length === 0) {
       throw caseError(efile(r), `holds none of the output tensors; expected some of ${COMPARED_TENSORS.join(', ')}`);
     }
