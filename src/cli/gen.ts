@@ -2,8 +2,8 @@
 import { makeLayout } from '../contract/attrs.js';
 import { contractWarnings, warningText } from '../contract/warnings.js';
 import { readdir, rename, rm, rmdir } from 'node:fs/promises';
-import { makeDirs } from '../io/files.js';
-import { basename, dirname, join } from 'node:path';
+import { makeDirs, removeStaleTemporaries, tempName } from '../io/files.js';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { XDtype } from '../backends/types.js';
 import { MoeError } from '../core/errors.js';
@@ -185,7 +185,9 @@ async function writeAtomically(dir: string, write: (tmp: string) => Promise<void
   if (existing && existing.length > 0) {
     throw caseError(dir, `is not empty (${existing.length} entries); expected a new or empty directory for the case`);
   }
-  const tmp = join(dirname(dir), `.${basename(dir)}.gen-${process.pid}-${Date.now()}`);
+  // a temporary of the project's naming: removed on SIGINT/SIGTERM, and by a later gen if this one is killed
+  await removeStaleTemporaries(dirname(dir));
+  const tmp = tempName(dir);
   try {
     await makeDirs(tmp);
     await write(tmp);

@@ -1,5 +1,6 @@
 // The process entry of the CLI (bundled to dist/cli.js, imported by bin/moe-distribute.js):
 // runs the dispatcher in cli.ts and exits with its code once stdout and stderr are flushed.
+import { interruptCleanup } from '../io/files.js';
 import { main } from './cli.js';
 
 const flush = (s: NodeJS.WriteStream): Promise<void> => new Promise((resolve) => s.write('', () => resolve()));
@@ -11,6 +12,15 @@ const internal = (e: unknown): void => {
   process.exit(70);
 };
 process.on('uncaughtException', internal);
+// An interrupted command removes its temporaries (and puts back earlier outputs it had moved aside),
+// then exits with the conventional code, 128 + the signal's number.
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.on(sig, () => {
+    interruptCleanup();
+    process.stderr.write(`moe-distribute: interrupted (${sig}); temporaries removed, earlier outputs kept\n`);
+    process.exit(code);
+  });
+}
 process.on('unhandledRejection', internal);
 
 const code = await main(process.argv.slice(2), {

@@ -7,7 +7,8 @@
 // and in each safetensors file's metadata) so that an output directory describes itself.
 import { readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type WriteOptions, makeDirs, readText, tempName, writeParts } from './files.js';
+import { type WriteOptions, makeDirs, pidAlive, readText, removeStaleTemporaries, tempName, whileInterruptible, writeParts } from './files.js';
+import { renameSync, rmSync } from 'node:fs';
 
 /** case.json is a few hundred bytes: anything past 1 MiB is not one (a link to /dev/zero, a log). */
 export const CASE_JSON_LIMIT = 1 << 20;
@@ -67,6 +68,53 @@ export async function readRankTensors(dir: string, rank: number): Promise<Record
   return Object.fromEntries((await readRank(dir, rank)).tensors);
 }
 
+/** A planned rename of writeCaseOutputs: the temporary, its final name, and where the earlier file goes aside. */
+interface JournalEntry {
+  tmp: string;
+  final: string;
+  /** set when `final` existed before the commit */
+  old?: string;
+}
+
+const JOURNAL = 'moe-commit.json';
+
+/**
+ * Rolls back the commits of our own runs that were killed between two renames: each journal of a
+ * process that is gone puts the earlier outputs back (the new files that had gone in are removed),
+ * so the directory holds the earlier run's files, not a mix; the journal's temporaries are then
+ * stale and removed with the others.
+ */
+export async function rollBackStaleCommits(outDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(outDir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = new RegExp(`^\\.${JOURNAL.replace('.', '\\.')}\\.(\\d+)\\.\\d+\\.tmp$`).exec(n);
+    if (!m || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    let entries: JournalEntry[];
+    try {
+      entries = JSON.parse(await readText(join(outDir, n), 'a commit journal', CASE_JSON_LIMIT)) as JournalEntry[];
+    } catch {
+      continue;
+    }
+    for (const e of entries.reverse()) {
+      const movedAside = e.old !== undefined && (await kindOf(e.old)) !== undefined;
+      const wentIn = (await kindOf(e.tmp)) === undefined && (await kindOf(e.final)) !== undefined;
+      if (movedAside) {
+        // the earlier file is aside: whatever is at final is new (or nothing): put the earlier back
+        await rm(e.final, { recursive: true, force: true });
+        await rename(e.old!, e.final);
+      } else if (e.old === undefined && wentIn) {
+        await rm(e.final, { recursive: true, force: true }); // new, where there was nothing before
+      }
+    }
+    await rm(join(outDir, n), { force: true });
+  }
+}
+
 /** Reads case.json: known keys only, integer attributes, torch_npu defaults for absent ones. */
 export async function readCaseAttrs(dir: string): Promise<GroupAttrs> {
   const file = join(dir, 'case.json');
@@ -120,6 +168,8 @@ export interface WriteOutputsOptions {
   attrs?: AttrInput;
   /** zero blocks as holes (default true); false writes every byte (see WriteOptions) */
   holes?: boolean;
+  /** told the stale temporaries of earlier, killed runs that were removed from outDir */
+  onStale?: (names: string[]) => void;
   /**
    * rank files written at once (default WRITE_CONCURRENCY): while one file waits on the disk,
    * the next one's zero scan and writes proceed
@@ -187,6 +237,11 @@ export async function writeCaseOutputs(
       throw caseError(final, `is ${kind === 'dir' ? 'a directory' : 'not a regular file'}; expected ${format === 'npy' ? 'a directory of .npy files' : 'a rank file'} from an earlier run, or nothing (remove it)`);
     }
   }
+  // an earlier run of ours killed in the middle of its renames: rolled back to the outputs before it
+  await rollBackStaleCommits(outDir);
+  // temporaries of an earlier run of ours that was killed (SIGKILL leaves no chance to clean up)
+  const stale = await removeStaleTemporaries(outDir);
+  opts.onStale?.(stale);
   let created: string | undefined;
   try {
     created = await makeDirs(outDir);
@@ -198,15 +253,26 @@ export async function writeCaseOutputs(
   const written: string[] = [];
   // earlier outputs moved aside while the new ones go in: put back on any failure, removed at the end
   const aside: [string, string][] = [];
-  const commit = async (tmp: string, final: string): Promise<void> => {
-    if ((await kindOf(final)) !== undefined) {
-      const old = tempName(final);
+  const commit = async ({ tmp, final, old }: JournalEntry): Promise<void> => {
+    if (old !== undefined) {
       await rename(final, old);
       aside.push([old, final]);
     }
     await rename(tmp, final);
     written.push(final);
   };
+  let journal: string | undefined;
+  // interrupted during the renames: the new files out, the earlier ones back (as on a failure)
+  const undo = whileInterruptible(() => {
+    for (const f of written) rmSync(f, { recursive: true, force: true });
+    for (const [old, final] of [...aside].reverse()) {
+      try {
+        renameSync(old, final);
+      } catch {
+        // already back, or never moved
+      }
+    }
+  });
   try {
     const wopts: WriteOptions = { holes: opts.holes };
     const staged: [string, string][] = ranks.map((r) => {
@@ -239,29 +305,34 @@ export async function writeCaseOutputs(
         throw caseError(join(outDir, 'case.json'), `cannot write the case attributes (${(e as { code?: string }).code ?? String(e)})`);
       }
     }
-    for (const [tmp, final] of staged) {
-      try {
-        await commit(tmp, final);
-      } catch (e) {
-        throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
-      }
+    // The plan of the renames, on disk before the first: a run killed (SIGKILL) between two renames
+    // leaves a mix of new and earlier files, which the next run rolls back from this journal.
+    const entries: JournalEntry[] = [];
+    for (const [tmp, final] of [...staged, ...(attrsTmp !== undefined ? [[attrsTmp, join(outDir, 'case.json')] as [string, string]] : [])]) {
+      entries.push({ tmp, final, old: (await kindOf(final)) !== undefined ? tempName(final) : undefined });
     }
+    journal = tempName(join(outDir, JOURNAL));
+    temps.push(journal);
+    await writeFile(journal, JSON.stringify(entries));
     // case.json last: it replaces an earlier run's only once every rank of this one is in place
-    if (attrsTmp !== undefined) {
-      const final = join(outDir, 'case.json');
+    for (const e of entries) {
       try {
-        await commit(attrsTmp, final);
-      } catch (e) {
-        throw caseError(final, `cannot write the case attributes (${(e as { code?: string }).code ?? String(e)})`);
+        await commit(e);
+      } catch (err) {
+        throw caseError(e.final, `cannot write the ${e.final.endsWith('case.json') ? 'case attributes' : 'output'} (${(err as { code?: string }).code ?? String(err)})`);
       }
     }
+    // done: from here a kill leaves the new outputs, and only stale temporaries to remove
+    await rm(journal, { force: true });
   } catch (e) {
     // the new files out, the earlier ones back, as they were
     await Promise.all([...temps, ...written].map((f) => rm(f, { recursive: true, force: true }).catch(() => undefined)));
     for (const [old, final] of aside.reverse()) await rename(old, final).catch(() => undefined);
     if (created !== undefined) await rmdir(outDir).catch(() => undefined);
+    undo();
     throw e;
   }
+  undo();
   await Promise.all(aside.map(([old]) => rm(old, { recursive: true, force: true }).catch(() => undefined)));
   return written.filter((f) => !f.endsWith('case.json'));
 }

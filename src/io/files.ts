@@ -5,7 +5,7 @@
 // entirely, expand_x past the received rows), and a hole costs neither a write nor disk blocks.
 // Read files are taken whole, in one (shared) allocation bounded by their real size, in bounded reads.
 import { Buffer } from 'node:buffer';
-import { constants } from 'node:fs';
+import { constants, rmSync } from 'node:fs';
 import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { MoeError } from '../core/errors.js';
@@ -13,7 +13,72 @@ import { caseError, ioReason } from './safetensors-bytes.js';
 
 let counter = 0;
 
-export const tempName = (p: string): string => join(dirname(p), `.${basename(p)}.${process.pid}.${counter++}.tmp`);
+/**
+ * Every temporary name this process hands out, so that an interrupted command can remove them
+ * (interruptCleanup) and a later one can recognise its predecessors' (staleTemporaries).
+ */
+const live = new Set<string>();
+const onInterrupt = new Set<() => void>();
+
+export const tempName = (p: string): string => {
+  const t = join(dirname(p), `.${basename(p)}.${process.pid}.${counter++}.tmp`);
+  live.add(t);
+  return t;
+};
+
+/** `.NAME.PID.N.tmp`: a temporary of tempName's, and the process that made it. */
+const TEMP_RE = /^\..+\.(\d+)\.\d+\.tmp$/;
+
+/** Whether process `pid` exists (EPERM: it does, as another user's). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
+
+/**
+ * Temporaries in `dir` left by a process of ours that is gone (killed before it could clean up):
+ * removed, and their names returned. A live process's are left alone.
+ */
+export async function removeStaleTemporaries(dir: string): Promise<string[]> {
+  const { readdir, rm } = await import('node:fs/promises');
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const stale = names.filter((n) => {
+    const m = TEMP_RE.exec(n);
+    return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
+  });
+  await Promise.all(stale.map((n) => rm(join(dir, n), { recursive: true, force: true })));
+  return stale;
+}
+
+/** A step to run if the process is interrupted while it is registered (e.g. put earlier outputs back); returns its remover. */
+export function whileInterruptible(restore: () => void): () => void {
+  onInterrupt.add(restore);
+  return () => onInterrupt.delete(restore);
+}
+
+/**
+ * On SIGINT/SIGTERM: the registered restore steps, then every temporary of this process removed,
+ * synchronously (the process exits right after). Nothing of a half-done write stays behind.
+ */
+export function interruptCleanup(): void {
+  for (const f of onInterrupt) {
+    try {
+      f();
+    } catch {
+      // best effort: the next steps still run
+    }
+  }
+  for (const t of live) rmSync(t, { recursive: true, force: true });
+}
 
 /**
  * The granule of holes: a zero run becomes a hole only as whole blocks of this size aligned to it

@@ -77,6 +77,9 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     for (const w of caseWarnings(c)) log(warningText(w));
   };
   const base = { ...c.attrs, h: c.h, k: c.k, bs: c.bs, log };
+  const onStale = (names: string[]) => {
+    if (names.length > 0) opts.log?.(`removed ${names.length} temporar${names.length === 1 ? 'y' : 'ies'} of an earlier, interrupted run from ${outDir}: ${names.join(', ')}`);
+  };
   const threads = threadSupport();
   const workerUrl = threads.threads ? await findWorkerUrl() : undefined;
   const wantWorkers = (b === 'wasm' || b === 'reference') && (opts.workers ?? 1) > 0;
@@ -93,7 +96,7 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     warn();
     try {
       const { results, timings } = await col.runRound(c.ranks, opts.onProgress);
-      const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs });
+      const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs, onStale });
       return { case: c, files, timings, backend: b, workers: col.workers };
     } finally {
       await col.close();
@@ -108,7 +111,7 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
   warn();
   try {
     const { results, timings } = await runRound(group, c.ranks, opts.onProgress);
-    const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs });
+    const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs, onStale });
     return { case: c, files, timings, backend: group.backendName, workers: 0 };
   } finally {
     group.close();
