@@ -201,14 +201,20 @@ class Prober {
     return out;
   }
 
+  /** A variant's case generated, its group options and layout, inputs, and the reference's round. */
+  private async prepare(pc: ProbeCase, v: ProbeCase['variants'][number]) {
+    const run = { caseId: pc.id, variant: v.name };
+    const gen = generateCase(v.gen);
+    const opts = groupOptions(v.gen, gen);
+    const lay = layoutOf(opts);
+    const inputs = gen.ranks.map((t) => rankInputsOf(t));
+    const ref = await this.reference(run, opts, inputs);
+    return { run, gen, opts, lay, inputs, ref };
+  }
+
   async roundCase(pc: ProbeCase, rep: CaseReport): Promise<void> {
     for (const v of pc.variants) {
-      const run = { caseId: pc.id, variant: v.name };
-      const gen = generateCase(v.gen);
-      const opts = groupOptions(v.gen, gen);
-      const lay = layoutOf(opts);
-      const inputs = gen.ranks.map((t) => rankInputsOf(t));
-      const ref = await this.reference(run, opts, inputs);
+      const { run, gen, opts, lay, inputs, ref } = await this.prepare(pc, v);
       const { results, error } = await this.npuRound(run, opts, lay, inputs, ref);
       if (!results) {
         rep.runs.push({ variant: v.name, outcome: 'refused', error: message(error) });
@@ -274,12 +280,7 @@ class Prober {
 
   async refusalCase(pc: ProbeCase, rep: CaseReport): Promise<void> {
     const v = pc.variants[0]!;
-    const run = { caseId: pc.id, variant: v.name };
-    const gen = generateCase(v.gen);
-    const opts = groupOptions(v.gen, gen);
-    const lay = layoutOf(opts);
-    const inputs = gen.ranks.map((t) => rankInputsOf(t));
-    const ref = await this.reference(run, opts, inputs);
+    const { run, gen, opts, lay, inputs, ref } = await this.prepare(pc, v);
     const scales = fromNumbers('f32', [lay.E + lay.SN, lay.H], Array.from({ length: (lay.E + lay.SN) * lay.H }, (_, i) => 0.5 + (i % 7) / 4));
     const g = await this.npuGroup(opts, run);
     try {
