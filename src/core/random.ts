@@ -6,6 +6,68 @@ import { detCosSin2Pi, detLog } from './detmath.js';
 import { f32ToBf16, f32ToFp16 } from './numbers.js';
 import { type Tensor, zeros } from './tensor.js';
 
+// Jumps cover multiples of JUMP_MIN steps; the remainder is stepped.
+const JUMP_MIN_LOG2 = 12;
+const JUMP_MIN = 2 ** JUMP_MIN_LOG2;
+
+/** One xoshiro128 state step on four words in place (the state update of nextU32). */
+function stepState(v: number[]): void {
+  const t = v[1]! << 9;
+  v[2]! ^= v[0]!;
+  v[3]! ^= v[1]!;
+  v[1]! ^= v[2]!;
+  v[0]! ^= v[3]!;
+  v[2]! ^= t;
+  v[3] = (v[3]! << 11) | (v[3]! >>> 21);
+}
+
+/** v ← M·v, M as 128 columns of four words (column 32·w + b: the image of bit b of word w). */
+function applyJump(m: Int32Array, v: number[]): void {
+  let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (let w = 0; w < 4; w++) {
+    const x = v[w]!;
+    for (let b = 0; b < 32; b++) {
+      if ((x >>> b) & 1) {
+        const c = (w * 32 + b) * 4;
+        a0 ^= m[c]!;
+        a1 ^= m[c + 1]!;
+        a2 ^= m[c + 2]!;
+        a3 ^= m[c + 3]!;
+      }
+    }
+  }
+  v[0] = a0;
+  v[1] = a1;
+  v[2] = a2;
+  v[3] = a3;
+}
+
+/** T^(2^i), made once per process by stepping the basis (i = 0) and squaring. */
+const JUMPS: Int32Array[] = [];
+function jumpPower(i: number): Int32Array {
+  if (JUMPS.length === 0) {
+    const t = new Int32Array(512);
+    for (let j = 0; j < 128; j++) {
+      const v = [0, 0, 0, 0];
+      v[j >>> 5] = 1 << (j & 31);
+      stepState(v);
+      t.set(v, j * 4);
+    }
+    JUMPS.push(t);
+  }
+  while (JUMPS.length <= i) {
+    const m = JUMPS[JUMPS.length - 1]!;
+    const sq = new Int32Array(512);
+    for (let j = 0; j < 128; j++) {
+      const v = Array.from(m.subarray(j * 4, j * 4 + 4));
+      applyJump(m, v);
+      sq.set(v, j * 4);
+    }
+    JUMPS.push(sq);
+  }
+  return JUMPS[i]!;
+}
+
 export class Rng {
   private s0: number;
   private s1: number;
@@ -87,10 +149,16 @@ export class Rng {
     if (n % 2 === 1) this.normal();
   }
 
-  /** Advances the stream by `n` nextU32 draws (the same steps, on locals: no result computed). */
+  /**
+   * Advances the stream by `n` nextU32 draws. xoshiro128's step is linear over GF(2), so n steps
+   * are the 128×128 bit matrix T^n: past a few thousand steps the state is multiplied by the
+   * powers T^(2^i) of n's set bits (at most 53 matrix-vector products of 128 columns) instead of
+   * stepping, which makes skipping a rank's x (BS·H normals) cost microseconds, not milliseconds.
+   */
   skipU32(n: number): void {
     let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
-    for (let i = 0; i < n; i++) {
+    const small = n % JUMP_MIN;
+    for (let i = 0; i < small; i++) {
       const t = s1 << 9;
       s2 ^= s0;
       s3 ^= s1;
@@ -99,10 +167,15 @@ export class Rng {
       s2 ^= t;
       s3 = (s3 << 11) | (s3 >>> 21);
     }
-    this.s0 = s0;
-    this.s1 = s1;
-    this.s2 = s2;
-    this.s3 = s3;
+    const v = [s0, s1, s2, s3];
+    let rest = Math.floor(n / JUMP_MIN);
+    for (let i = JUMP_MIN_LOG2; rest > 0; i++, rest = Math.floor(rest / 2)) {
+      if (rest % 2 === 1) applyJump(jumpPower(i), v);
+    }
+    this.s0 = v[0]!;
+    this.s1 = v[1]!;
+    this.s2 = v[2]!;
+    this.s3 = v[3]!;
   }
 
   /** Puts this generator in `other`'s state. */
