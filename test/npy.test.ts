@@ -235,7 +235,7 @@ describe('npy', () => {
     rejects(craft(hdr('<f4', '(2.0,)'), 8), /shape \(2\.0,\) holds 2\.0; expected non-negative integers below 2\^53/);
     rejects(craft(hdr('<f4', '(2, -1)'), 8), /shape \(2, -1\) holds -1; expected non-negative/);
     rejects(craft(hdr('<f4', "(2, '3')"), 8), /holds '3'/);
-    rejects(craft(hdr('<f4', '(99999999999999999999,)'), 8), /holds 99999999999999999999; expected non-negative integers below 2\^53/);
+    rejects(craft(hdr('<f4', '(99999999999999999999,)'), 8), /holds 99999999999999999999, too large a dimension; expected dimensions of at most 2\^53 - 1/);
     rejects(craft(hdr('<f4', '(2, 3)'), 20), /'<f4' shape \(2, 3\) needs 24 bytes \(numel \* 4\) but the file holds 20 after the header; expected exactly that many/);
     rejects(craft(hdr('<i8', '(2,)'), 17), /needs 16 bytes \(numel \* 8\) but the file holds 17/);
     rejects(craft(hdr('<f2', '(3L,)'), 6), /bad number "3L"/);

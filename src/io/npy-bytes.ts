@@ -1,7 +1,7 @@
 // The npy format without file system access (browser-safe): parsing and serializing bytes held
 // in memory. See npy.ts for the format, the bf16 note and the readers/writers of files.
 import { DTYPE_BYTES, type DType, type Tensor, numel } from '../core/tensor.js';
-import { baseName, caseError, joinParts, makeData } from './safetensors-bytes.js';
+import { SAFE_BOUND, baseName, byteSize, caseError, joinParts, makeData } from './safetensors-bytes.js';
 
 /** The largest header accepted (numpy's own default limit is 10 000 characters). */
 export const MAX_NPY_HEADER = 1 << 20;
@@ -275,6 +275,9 @@ export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
   const shape: number[] = [];
   for (const item of sh.items) {
     const n = item.k === 'int' && !item.text.startsWith('-') && !item.text.startsWith('+') ? Number(item.text) : Number.NaN;
+    if (item.k === 'int' && /^[1-9][0-9]*$/.test(item.text) && !Number.isSafeInteger(n)) {
+      fail(file, `shape ${show(sh)} holds ${show(item)}, too large a dimension; expected dimensions of at most ${SAFE_BOUND}`);
+    }
     if (!Number.isSafeInteger(n)) {
       fail(file, `shape ${show(sh)} holds ${show(item)}; expected non-negative integers below 2^53`);
     }
@@ -302,11 +305,7 @@ export function parseNpy(buf: Uint8Array, file: string, note?: string, noteFile 
     fail(file, `descr '<u2' (uint16) without a note; expected a file ${baseName(noteFile)} next to it holding bf16 (bf16 tensors are stored as raw '<u2' bits)`);
   }
   const size = DTYPE_BYTES[dtype];
-  let bytes = size;
-  for (const d of h.shape) {
-    bytes *= d;
-    if (bytes > Number.MAX_SAFE_INTEGER) break;
-  }
+  const bytes = byteSize(size, h.shape);
   const have = buf.length - h.dataStart;
   if (bytes !== have) {
     const need = bytes > Number.MAX_SAFE_INTEGER ? 'more than 2^53 bytes' : `${bytes} bytes`;

@@ -48,9 +48,38 @@ const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  */
 export function caseError(file: string, rule: string, value: unknown = baseName(file)): MoeError {
   const err = new MoeError('E_CASE', file, value, rule);
-  err.message = `${file}: ${rule}`;
+  // The message reaches a terminal: names taken from a file (tensor names, keys, directory
+  // entries) must not carry escape sequences there. Our own words hold no control characters.
+  err.message = escapeControls(`${file}: ${rule}`);
   return err;
 }
+
+/**
+ * Characters a terminal may act on or that change how a line reads: C0 controls (ESC starts
+ * colour, cursor and window-title sequences), DEL, the C1 controls (U+009B is CSI on some
+ * terminals), the line and paragraph separators, and the bidirectional controls that reorder what
+ * is shown ("Trojan Source"). JSON.stringify escapes only the C0 ones.
+ */
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const U_ESCAPE = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/** `s` with every character of CONTROLS written as a JSON \uXXXX escape. */
+export const escapeControls = (s: string): string => s.replace(CONTROLS, U_ESCAPE);
+
+/** CONTROLS but the C0 ones, which JSON.stringify escapes in strings and uses as layout outside. */
+const CONTROLS_PAST_C0 = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * JSON.stringify's text with the rest of CONTROLS escaped too. It stays JSON with the same value:
+ * those characters can stand only inside its strings, where the escape means the same.
+ */
+export const escapeJsonText = (json: string): string => json.replace(CONTROLS_PAST_C0, U_ESCAPE);
+
+/** `s` quoted JSON-style for a message, with every control character escaped. */
+export const quote = (s: string): string => escapeControls(JSON.stringify(s));
+
+/** `s` as printed in a table or a list: as it is, or quoted when it holds a control character. */
+export const printable = (s: string): string => (s === '' || escapeControls(s) !== s ? quote(s) : s);
 
 function fail(file: string, what: string): never {
   throw caseError(file, what);
@@ -208,6 +237,27 @@ function asCount(v: JsonValue | undefined): number | undefined {
   return Number.isSafeInteger(v.value) ? v.value : undefined;
 }
 
+/** Written as a non-negative integer but past 2^53 - 1, where a double no longer holds it exactly. */
+const tooLarge = (v: JsonValue | undefined): v is JsonNumber =>
+  v instanceof JsonNumber && /^[1-9][0-9]*$/.test(v.text) && !Number.isSafeInteger(v.value);
+
+/** 2^53 - 1, named as messages name the bound. */
+export const SAFE_BOUND = `2^53 - 1 = ${Number.MAX_SAFE_INTEGER} (the largest exact integer)`;
+
+/**
+ * numel · `size`, multiplied out only while it stays an exact (safe) integer: past that, some
+ * number above 2^53 - 1. A zero dimension makes it 0 whatever the others are.
+ */
+export function byteSize(size: number, shape: readonly number[]): number {
+  if (shape.includes(0)) return 0;
+  let bytes = size;
+  for (const d of shape) {
+    bytes *= d;
+    if (bytes > Number.MAX_SAFE_INTEGER) break;
+  }
+  return bytes;
+}
+
 interface Entry {
   name: string;
   dtype: DType;
@@ -250,6 +300,7 @@ function parseHeader(text: string, file: string, dataBytes: number): { entries: 
     const shape: number[] = [];
     for (const d of sh) {
       const n = asCount(d);
+      if (tooLarge(d)) fail(file, `${where} has shape ${describeJson(sh)}: dimension ${d.text} is too large; expected dimensions of at most ${SAFE_BOUND}`);
       if (n === undefined) {
         fail(file, `${where} has shape ${describeJson(sh)}; expected non-negative integers, got ${describeJson(d)}`);
       }
@@ -258,6 +309,8 @@ function parseHeader(text: string, file: string, dataBytes: number): { entries: 
     const off = v.entries.get('data_offsets');
     const begin = Array.isArray(off) && off.length === 2 ? asCount(off[0]) : undefined;
     const end = Array.isArray(off) && off.length === 2 ? asCount(off[1]) : undefined;
+    const big = Array.isArray(off) && off.length === 2 ? off.find(tooLarge) : undefined;
+    if (big) fail(file, `${where} has data_offsets ${describeJson(off)}: offset ${big.text} is too large; expected offsets of at most ${SAFE_BOUND}`);
     if (begin === undefined || end === undefined) {
       fail(file, `${where} has data_offsets ${describeJson(off)}; expected [begin, end], two non-negative integers`);
     }
@@ -265,12 +318,7 @@ function parseHeader(text: string, file: string, dataBytes: number): { entries: 
     if (end > dataBytes) {
       fail(file, `${where} has data_offsets [${begin}, ${end}] past the data buffer; expected end <= ${dataBytes} (file data size)`);
     }
-    // numel · size is multiplied out only while it stays an exact (safe) integer.
-    let bytes = DTYPE_BYTES[dtype];
-    for (const d of shape) {
-      bytes *= d;
-      if (bytes > Number.MAX_SAFE_INTEGER) break;
-    }
+    const bytes = byteSize(DTYPE_BYTES[dtype], shape);
     if (bytes !== end - begin) {
       const need = bytes > Number.MAX_SAFE_INTEGER ? 'more than 2^53 bytes' : `${bytes} bytes`;
       fail(
@@ -378,12 +426,47 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   return { tensors, metadata };
 }
 
+/**
+ * The words of each errno a file operation meets, as strerror says them (shorter for ENOENT and
+ * EISDIR, which messages say of the path they name).
+ */
+const ERRNO_WORDS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EISDIR: 'is a directory',
+  ENOTDIR: 'a component of the path is not a directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large',
+  EEXIST: 'file exists',
+  ENOTEMPTY: 'directory not empty',
+  EBUSY: 'device or resource busy',
+  EXDEV: 'cross-device link',
+  ENAMETOOLONG: 'file name too long',
+  ELOOP: 'too many levels of symbolic links',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in system',
+  EIO: 'input/output error',
+  ENXIO: 'no such device or address',
+  ENODEV: 'no such device',
+  ETXTBSY: 'text file busy',
+  EINVAL: 'invalid argument',
+  EAGAIN: 'resource temporarily unavailable',
+  ENOMEM: 'out of memory',
+  ESTALE: 'stale file handle',
+};
+
+/** Why a file operation failed, in words: each errno its own, never another's. */
 export function ioReason(e: unknown): string {
   const code = (e as { code?: unknown })?.code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EISDIR') return 'is a directory';
-  if (code === 'EACCES') return 'permission denied';
-  return typeof code === 'string' ? code : String((e as Error)?.message ?? e);
+  if (typeof code === 'string' && ERRNO_WORDS[code] !== undefined) return ERRNO_WORDS[code];
+  const message = String((e as Error)?.message ?? e);
+  if (typeof code !== 'string') return message;
+  // Node's own wording, `CODE: description, syscall 'path'`: the description, then the code
+  const m = new RegExp(`^${code}: (.+?)(?:, \\w+ '.*')?$`).exec(message);
+  return m ? `${m[1]}, ${code}` : code;
 }
 
 /**
