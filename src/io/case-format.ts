@@ -6,7 +6,7 @@ import { checkAttrs } from '../contract/checks.js';
 import { MoeError, formatValue } from '../core/errors.js';
 import type { DType, Tensor } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
-import { caseError } from './safetensors-bytes.js';
+import { caseError, printable } from './safetensors-bytes.js';
 
 /** The two forms of a rank's tensors. */
 export type TensorFormat = 'safetensors' | 'npy';
@@ -106,6 +106,9 @@ export function parseCaseDocument(text: string, file: string): Partial<GroupAttr
   } catch (e) {
     throw caseError(file, `is not valid JSON (${(e as Error).message}); expected an object of attributes`);
   }
+  // JSON.parse keeps the last of equal keys; the safetensors reader refuses them, and so does this
+  const dup = duplicateKey(text);
+  if (dup) throw caseError(file, `key ${JSON.stringify(dup.key)} appears twice in ${dup.where} (${dup.at}; first at ${dup.first}); expected each key once`, dup.key);
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     throw caseError(file, `holds ${formatValue(doc)}; expected a JSON object of attributes`);
   }
@@ -120,10 +123,69 @@ export function parseCaseDocument(text: string, file: string): Partial<GroupAttr
     if (k === 'groupEp') {
       if (typeof v !== 'string') throw caseError(file, `groupEp is ${formatValue(v)}; expected a string`, v);
     } else if (typeof v !== 'number' || !Number.isInteger(v)) {
-      throw caseError(file, `${k} is ${formatValue(v)}; expected an integer (default ${formatValue((ATTR_DEFAULTS as Record<string, unknown>)[k])})`, v);
+      const d = (ATTR_DEFAULTS as Record<string, unknown>)[k];
+      throw caseError(file, `${k} is ${formatValue(v)}; expected an integer (${d === undefined ? 'required, no default' : `default ${formatValue(d)}`})`, v);
     }
   }
   return obj as Partial<GroupAttrs>;
+}
+
+/**
+ * The first key of `text` (valid JSON) that an object holds twice, after decoding (`"a"` and
+ * `"\u0061"` are one key): the key, the object it is in, where it is and where it was first, as
+ * line and column. One pass over the text, which case.json's size bound keeps small.
+ */
+export function duplicateKey(text: string): { key: string; where: string; at: string; first: string } | undefined {
+  interface Frame {
+    /** an object's keys, each with the offset where it first stands; null for an array */
+    keys: Map<string, number> | null;
+    /** where this value is (`groupEp[1]`), for the message; '' for the document */
+    path: string;
+    /** an object's next string is a key (after '{' or ',') */
+    expectKey: boolean;
+    /** an array's current element */
+    index: number;
+    /** an object's key whose value comes next */
+    lastKey: string;
+  }
+  const stack: Frame[] = [];
+  const childPath = (f: Frame | undefined): string => {
+    if (f === undefined) return '';
+    if (f.keys === null) return `${f.path}[${f.index}]`;
+    return /^[A-Za-z_$][\w$]*$/.test(f.lastKey) ? `${f.path}${f.path ? '.' : ''}${f.lastKey}` : `${f.path}[${JSON.stringify(f.lastKey)}]`;
+  };
+  const lineCol = (i: number): string => {
+    const before = text.slice(0, i);
+    const line = before.split('\n').length;
+    return `line ${line}, column ${i - before.lastIndexOf('\n')}`;
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    const top = stack[stack.length - 1];
+    if (c === '{' || c === '[') {
+      stack.push({ keys: c === '{' ? new Map() : null, path: childPath(top), expectKey: c === '{', index: 0, lastKey: '' });
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+    } else if (c === ',') {
+      if (top?.keys) top.expectKey = true;
+      else if (top) top.index++;
+    } else if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (top?.keys && top.expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const first = top.keys.get(key);
+        if (first !== undefined) {
+          return { key, where: top.path ? `the object at ${top.path}` : 'the top-level object', at: lineCol(i), first: lineCol(first) };
+        }
+        top.keys.set(key, i);
+        top.lastKey = key;
+        top.expectKey = false;
+      }
+      i = j;
+    }
+  }
+  return undefined;
 }
 
 /** case.json for a run: the document, the required fields, torch_npu defaults for absent ones, the attribute checks. */
@@ -204,7 +266,7 @@ export async function assembleCase(dir: string, attrs: GroupAttrs, readRank: (r:
     if (r === 0) label0 = src.label;
     const unknown = [...tensors.keys()].filter((n) => !(INPUT_TENSORS as readonly string[]).includes(n));
     if (unknown.length > 0) {
-      throw caseError(file, `unknown tensor${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; expected only ${INPUT_TENSORS.join(', ')}`, unknown);
+      throw caseError(file, `unknown tensor${unknown.length > 1 ? 's' : ''} ${unknown.map(printable).join(', ')}; expected only ${INPUT_TENSORS.join(', ')}`, unknown);
     }
     const from0 = r === 0 ? '' : ` (as in ${label0})`;
     const x = requireTensor(file, tensors, 'x', r === 0 ? ['bf16', 'fp16'] : [dtype], null, ' (BS, H)');
