@@ -15,7 +15,7 @@ import { readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tensor } from '../core/tensor.js';
 import { MAX_NOTE_BYTES, dtypeNoteFile, latin1, npyParts, parseNpy } from './npy-bytes.js';
-import { type WriteOptions, type WriteStats, atomicWrite, makeDirs, readWhole, tempName, writeParts } from './files.js';
+import { type WriteOptions, type WriteStats, atomicWrite, kindText, makeDirs, readWhole, tempName, writeParts } from './files.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
 
 export * from './npy-bytes.js';
@@ -48,7 +48,8 @@ export async function readNpyDir(dir: string): Promise<Map<string, Tensor>> {
   for (const e of entries) {
     const p = join(dir, e.name);
     if (e.name.endsWith('.npy') && e.name.length > 4) {
-      if (!e.isFile()) fail(p, 'is not a regular file; expected a .npy file');
+      // a symlink is left to readNpy, which follows it and refuses what it does not lead to a file
+      if (!e.isFile() && !e.isSymbolicLink()) fail(p, `is ${kindText(e)}; expected a readable .npy file (a regular file)`);
     } else if (e.name.endsWith('.dtype') && e.name.length > 6) {
       if (!npys.has(e.name.slice(0, -6))) fail(p, `is a dtype note without ${e.name.slice(0, -6)}.npy; expected a note next to its .npy file`);
     } else {
