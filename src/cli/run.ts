@@ -5,7 +5,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BackendName } from '../group/group.js';
 import type { DeviceBackendName } from '../group/create.js';
-import { TENSOR_FORMATS, type TensorFormat, readCaseAttrs } from '../io/case.js';
+import { TENSOR_FORMATS, type TensorFormat, outDirProblem, readCaseAttrs } from '../io/case.js';
 import { warningText } from '../contract/warnings.js';
 import { runCase } from '../services/runner.js';
 import { runCaseSingleRank } from '../services/single-rank-sources.js';
@@ -170,6 +170,9 @@ export const runCommand: Command = {
     const workers = values.workers === undefined ? undefined : numberFlag('run', 'workers', values.workers, { integer: true, min: 0 });
     const caseDir = positionals[0]!;
     checkOutDir(caseDir, values.out);
+    // refused here, not by the writes after the whole run
+    const outProblem = await outDirProblem(values.out);
+    if (outProblem !== undefined) throw new UsageError(`--out ${values.out}: ${outProblem}`, 'run');
     if (ranks) {
       // The range needs epWorldSize: case.json is read (and checked) first.
       const W = (await readCaseAttrs(caseDir)).epWorldSize;

@@ -6,15 +6,15 @@
 // `OUT_DIR/rank{r}/`, all or nothing, with the case's attributes beside them (OUT_DIR/case.json,
 // and in each safetensors file's metadata) so that an output directory describes itself.
 import { readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { type WriteOptions, makeDirs, pidAlive, readText, removeStaleTemporaries, tempName, whileInterruptible, writeParts } from './files.js';
+import { basename, dirname, join } from 'node:path';
+import { type WriteOptions, makeDirs, openRegular, pidAlive, readText, removeStaleTemporaries, tempName, whileInterruptible, writeParts } from './files.js';
 import { renameSync, rmSync } from 'node:fs';
 
 /** case.json is a few hundred bytes: anything past 1 MiB is not one (a link to /dev/zero, a log). */
 export const CASE_JSON_LIMIT = 1 << 20;
 import { type AttrInput, type GroupAttrs, withDefaults } from '../contract/attrs.js';
 import type { Tensor } from '../core/tensor.js';
-import { fillNpyDir, readNpyDir, writeNpyDir } from './npy.js';
+import { fillNpyDir, parseNpyHeader, readNpyDir, writeNpyDir } from './npy.js';
 import { caseError, ioReason, readSafetensors, safetensorsParts, writeSafetensors } from './safetensors.js';
 import { CASE_FIELDS, type CaseSpec, type MoeCase, type RankSource, type TensorFormat, assembleCase, parseCaseAttrs, rankDirName, rankFileName } from './case-format.js';
 
@@ -68,9 +68,12 @@ export async function readRankTensors(dir: string, rank: number): Promise<Record
   return Object.fromEntries((await readRank(dir, rank)).tensors);
 }
 
-/** A planned rename of writeCaseOutputs: the temporary, its final name, and where the earlier file goes aside. */
+/**
+ * A planned rename of writeCaseOutputs: the temporary, its final name, and where the earlier file
+ * goes aside. Without `tmp`, an earlier output that only goes (a stale one past epWorldSize).
+ */
 interface JournalEntry {
-  tmp: string;
+  tmp?: string;
   final: string;
   /** set when `final` existed before the commit */
   old?: string;
@@ -102,7 +105,7 @@ export async function rollBackStaleCommits(outDir: string): Promise<void> {
     }
     for (const e of entries.reverse()) {
       const movedAside = e.old !== undefined && (await kindOf(e.old)) !== undefined;
-      const wentIn = (await kindOf(e.tmp)) === undefined && (await kindOf(e.final)) !== undefined;
+      const wentIn = e.tmp !== undefined && (await kindOf(e.tmp)) === undefined && (await kindOf(e.final)) !== undefined;
       if (movedAside) {
         // the earlier file is aside: whatever is at final is new (or nothing): put the earlier back
         await rm(e.final, { recursive: true, force: true });
@@ -121,8 +124,14 @@ export async function readCaseAttrs(dir: string): Promise<GroupAttrs> {
   return parseCaseAttrs(await readText(file, 'the case attributes as JSON', CASE_JSON_LIMIT), file);
 }
 
-/** Reads and checks a whole case directory. */
-export async function readCase(dir: string): Promise<MoeCase> {
+/** The rank a directory entry named like a rank output or input belongs to (rank3, rank3.safetensors), if any. */
+const rankOfName = (n: string): number | undefined => {
+  const m = /^rank(\d+)(\.safetensors)?$/.exec(n);
+  return m ? Number(m[1]) : undefined;
+};
+
+/** A case directory's attributes, refused when it holds rank inputs past epWorldSize (readCase's first checks). */
+async function caseAttrsAndRanks(dir: string): Promise<GroupAttrs> {
   const attrs = await readCaseAttrs(dir);
   const W = attrs.epWorldSize;
   let names: string[];
@@ -131,15 +140,99 @@ export async function readCase(dir: string): Promise<MoeCase> {
   } catch (e) {
     throw caseError(dir, `cannot list the case directory (${(e as { code?: string }).code ?? String(e)})`);
   }
-  const extra = names.filter((n) => {
-    const m = /^rank(\d+)(\.safetensors)?$/.exec(n);
-    return m !== null && Number(m[1]) >= W;
-  });
+  const extra = names.filter((n) => (rankOfName(n) ?? -1) >= W);
   if (extra.length > 0) {
     throw caseError(join(dir, extra[0]!), `is a rank ${extra[0]!.endsWith('.safetensors') ? 'file' : 'directory'} beyond epWorldSize = ${W}; expected rank0 … rank${W - 1} only`);
   }
+  return attrs;
+}
 
+/** Reads and checks a whole case directory. */
+export async function readCase(dir: string): Promise<MoeCase> {
+  const attrs = await caseAttrsAndRanks(dir);
   return assembleCase(dir, attrs, (r) => readRank(dir, r));
+}
+
+/** A case's attributes and the dimensions its round is sized by, known before its tensors are read. */
+export interface CaseShapes {
+  attrs: GroupAttrs;
+  /** hidden size, top-k and the largest BS of any rank, as readCase finds them; undefined when a header does not tell */
+  dims?: { h: number; k: number; bs: number };
+}
+
+/**
+ * Headers larger than this are left to readCase: real ones are a few hundred bytes, and the
+ * preflight must stay cheap however many ranks a case has.
+ */
+const PREFLIGHT_HEADER_LIMIT = 1 << 20;
+
+/** The first `limit` bytes (fewer if the file is shorter) of a regular file. */
+async function readHead(file: string, at: number, limit: number): Promise<Uint8Array> {
+  const fh = await openRegular(file, 'a rank file');
+  try {
+    const buf = new Uint8Array(limit);
+    let got = 0;
+    while (got < limit) {
+      const { bytesRead } = await fh.read(buf, got, limit - got, at + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}
+
+const isShape = (s: unknown): s is number[] => Array.isArray(s) && s.every((d) => Number.isSafeInteger(d) && d >= 0);
+
+/**
+ * The shapes of x and expert_ids of rank r from the headers alone (no tensor data is read), or
+ * undefined when a header cannot be read or parsed: readCase then reads the rank and says what is
+ * wrong, in its own words (this is no check of the file, only a look at what it declares).
+ */
+async function headerShapes(dir: string, r: number, format: TensorFormat): Promise<{ x: number[]; ids: number[] } | undefined> {
+  try {
+    if (format === 'npy') {
+      const shape = async (name: string): Promise<number[]> => {
+        const f = join(dir, rankDirName(r), `${name}.npy`);
+        return parseNpyHeader(await readHead(f, 0, 1 << 16), f).shape;
+      };
+      return { x: await shape('x'), ids: await shape('expert_ids') };
+    }
+    const file = join(dir, rankFileName(r));
+    const len = await readHead(file, 0, 8);
+    if (len.length < 8) return undefined;
+    const n = new DataView(len.buffer, len.byteOffset, 8).getBigUint64(0, true);
+    if (n > BigInt(PREFLIGHT_HEADER_LIMIT)) return undefined;
+    const doc = JSON.parse(new TextDecoder().decode(await readHead(file, 8, Number(n)))) as Record<string, { shape?: unknown } | undefined>;
+    const x = doc.x?.shape;
+    const ids = doc.expert_ids?.shape;
+    return isShape(x) && isShape(ids) ? { x, ids } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a round of the case in `dir` is sized by, from case.json and the rank files' headers,
+ * without reading any tensor data: so that a round too large for this host (the group memory, the
+ * HCCL window) is refused in a moment, not after gigabytes of inputs are read. case.json, the ranks
+ * past epWorldSize and each rank's form are checked as readCase checks them (the same errors); a
+ * header that does not give consistent shapes leaves `dims` undefined, for readCase to refuse.
+ */
+export async function readCaseShapes(dir: string): Promise<CaseShapes> {
+  const attrs = await caseAttrsAndRanks(dir);
+  let h = -1;
+  let k = -1;
+  let bs = 0;
+  for (let r = 0; r < attrs.epWorldSize; r++) {
+    const s = await headerShapes(dir, r, await rankFormat(dir, r));
+    if (s === undefined || s.x.length !== 2 || s.ids.length !== 2 || s.ids[0] !== s.x[0]) return { attrs };
+    if (r === 0) [h, k] = [s.x[1]!, s.ids[1]!];
+    else if (s.x[1] !== h || s.ids[1] !== k || (attrs.globalBs === 0 && s.x[0] !== bs)) return { attrs };
+    bs = Math.max(bs, s.x[0]!);
+  }
+  return { attrs, dims: { h, k, bs } };
 }
 
 /** The safetensors metadata key of an output rank file that holds the case attributes (case.json's document as JSON). */
@@ -170,6 +263,8 @@ export interface WriteOutputsOptions {
   holes?: boolean;
   /** told the stale temporaries of earlier, killed runs that were removed from outDir */
   onStale?: (names: string[]) => void;
+  /** told, once the outputs are in, what became of earlier runs' outputs in outDir */
+  onReport?: (report: OutputsReport) => void;
   /**
    * rank files written at once (default WRITE_CONCURRENCY): while one file waits on the disk,
    * the next one's zero scan and writes proceed
@@ -207,21 +302,46 @@ export async function eachLimited<T>(items: readonly T[], limit: number, task: (
 
 
 /**
- * Writes `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank in
- * `opts.ranks` (default all), and with `opts.attrs` also `outDir/case.json`. Every file is first
- * written under a temporary name, then all are renamed into place (case.json last); if anything
- * fails, the temporaries and the ranks already renamed are removed (and outDir too when this call
- * created it and it is left empty), so that no partial output stays behind. A rank that already
- * has the other form in outDir is refused up front (a reader would find both). Returns the rank
- * files (or directories) written.
+ * Why `outDir` cannot take outputs, if it cannot: it, or the nearest of its parents that exists,
+ * is not a directory (the writes would fail only after the whole run).
  */
-export async function writeCaseOutputs(
-  outDir: string,
-  perRank: readonly Record<string, Tensor>[],
-  opts: WriteOutputsOptions = {},
-): Promise<string[]> {
-  const format = opts.format ?? 'safetensors';
-  const ranks = opts.ranks ?? perRank.map((_, r) => r);
+export async function outDirProblem(outDir: string): Promise<string | undefined> {
+  for (let d = outDir; ; d = dirname(d)) {
+    let st;
+    try {
+      st = await stat(d);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(d) !== d) continue;
+      return `cannot be examined (${ioReason(e)}); expected a directory`;
+    }
+    if (st.isDirectory()) return undefined;
+    const what = st.isFile() ? 'a file' : 'neither a file nor a directory';
+    return d === outDir ? `is ${what}; expected a directory` : `lies under ${d}, which is ${what}; expected a directory`;
+  }
+}
+
+/** Whether `p` is what writeCaseOutputs writes for a rank: a regular rank file, or a directory of .npy files and dtype notes. */
+async function isOurOutput(p: string, format: TensorFormat): Promise<boolean> {
+  const kind = await kindOf(p);
+  if (format === 'safetensors') return kind === 'file';
+  if (kind !== 'dir') return false;
+  const entries = await readdir(p, { withFileTypes: true });
+  return entries.every((e) => e.isFile() && /.\.(npy|dtype)$/.test(e.name));
+}
+
+const formatOfName = (n: string): TensorFormat => (n.endsWith('.safetensors') ? 'safetensors' : 'npy');
+
+/**
+ * Refuses, before anything is written (and before a run computes what would be), outputs that
+ * cannot go into `outDir`: `outDir` not a directory; a rank to write that has the other form there
+ * (a reader would find both); an output name held by the wrong kind of entry (a directory named
+ * rank1.safetensors); or an entry named like a rank output past `epWorldSize` that is not one of
+ * ours (writeCaseOutputs removes those of ours, as an earlier, larger run's, and nothing else).
+ */
+export async function checkOutputTargets(outDir: string, ranks: readonly number[], format: TensorFormat, epWorldSize: number): Promise<void> {
+  const problem = await outDirProblem(outDir);
+  if (problem !== undefined) throw caseError(outDir, problem);
   const other: TensorFormat = format === 'npy' ? 'safetensors' : 'npy';
   for (const r of ranks) {
     const p = rankPath(outDir, r, other);
@@ -237,6 +357,72 @@ export async function writeCaseOutputs(
       throw caseError(final, `is ${kind === 'dir' ? 'a directory' : 'not a regular file'}; expected ${format === 'npy' ? 'a directory of .npy files' : 'a rank file'} from an earlier run, or nothing (remove it)`);
     }
   }
+  for (const n of await listDir(outDir)) {
+    if ((rankOfName(n) ?? -1) < epWorldSize) continue;
+    const f = formatOfName(n);
+    if (!(await isOurOutput(join(outDir, n), f))) {
+      throw caseError(
+        join(outDir, n),
+        `is named like a rank output past epWorldSize = ${epWorldSize} but is not ${f === 'npy' ? 'a directory of .npy files' : 'a regular rank file'}; expected an earlier run's output (removed as stale) or nothing (remove it)`,
+      );
+    }
+  }
+}
+
+/** The names in `dir`, none when it does not exist yet. */
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort((a, b) => (rankOfName(a) ?? -1) - (rankOfName(b) ?? -1) || (a < b ? -1 : a > b ? 1 : 0));
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return [];
+    throw caseError(dir, `cannot list the output directory (${ioReason(e)})`);
+  }
+}
+
+/** What a commit did to the outputs of earlier runs in its directory (entry names; a directory ends with /). */
+export interface OutputsReport {
+  /** earlier rank outputs this run wrote over */
+  replaced: string[];
+  /** whether an earlier case.json was written over */
+  replacedCaseJson: boolean;
+  /** rank outputs past this case's epWorldSize (an earlier, larger run's): removed with the commit */
+  removed: string[];
+  /** rank outputs below epWorldSize that this run did not write (--ranks): left as they were */
+  kept: string[];
+}
+
+const displayName = (n: string): string => (n.endsWith('.safetensors') ? n : `${n}/`);
+const outputs = (n: number): string => `${n} ${n === 1 ? 'output' : 'outputs'}`;
+
+/** The one line that says what an OutputsReport holds, or undefined when it holds nothing. */
+export function outputsSummary(r: OutputsReport): string | undefined {
+  const parts: string[] = [];
+  if (r.replaced.length > 0) parts.push(`replaced ${outputs(r.replaced.length)} of an earlier run (${r.replaced.join(', ')})${r.replacedCaseJson ? ' and its case.json' : ''}`);
+  else if (r.replacedCaseJson) parts.push('replaced the case.json of an earlier run');
+  if (r.removed.length > 0) parts.push(`removed ${r.removed.length} stale ${r.removed.length === 1 ? 'output' : 'outputs'} of an earlier, larger run (${r.removed.join(', ')})`);
+  if (r.kept.length > 0) parts.push(`kept ${outputs(r.kept.length)} of an earlier run that this run did not write (${r.kept.join(', ')})`);
+  return parts.length > 0 ? parts.join('; ') : undefined;
+}
+
+/**
+ * Writes `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank in
+ * `opts.ranks` (default all), and with `opts.attrs` also `outDir/case.json`. Every file is first
+ * written under a temporary name, then all are renamed into place (case.json last); if anything
+ * fails, the temporaries and the ranks already renamed are removed (and outDir too when this call
+ * created it and it is left empty), so that no partial output stays behind. Rank outputs past
+ * epWorldSize (perRank.length) go with the commit; what is refused up front is checkOutputTargets'.
+ * Returns the rank files (or directories) written; `opts.onReport` hears what became of earlier
+ * outputs.
+ */
+export async function writeCaseOutputs(
+  outDir: string,
+  perRank: readonly Record<string, Tensor>[],
+  opts: WriteOutputsOptions = {},
+): Promise<string[]> {
+  const format = opts.format ?? 'safetensors';
+  const ranks = opts.ranks ?? perRank.map((_, r) => r);
+  const W = perRank.length;
+  await checkOutputTargets(outDir, ranks, format, W);
   // an earlier run of ours killed in the middle of its renames: rolled back to the outputs before it
   await rollBackStaleCommits(outDir);
   // temporaries of an earlier run of ours that was killed (SIGKILL leaves no chance to clean up)
@@ -258,10 +444,12 @@ export async function writeCaseOutputs(
       await rename(final, old);
       aside.push([old, final]);
     }
+    if (tmp === undefined) return;
     await rename(tmp, final);
     written.push(final);
   };
   let journal: string | undefined;
+  let report: OutputsReport | undefined;
   // interrupted during the renames: the new files out, the earlier ones back (as on a failure)
   const undo = whileInterruptible(() => {
     for (const f of written) rmSync(f, { recursive: true, force: true });
@@ -308,9 +496,22 @@ export async function writeCaseOutputs(
     // The plan of the renames, on disk before the first: a run killed (SIGKILL) between two renames
     // leaves a mix of new and earlier files, which the next run rolls back from this journal.
     const entries: JournalEntry[] = [];
-    for (const [tmp, final] of [...staged, ...(attrsTmp !== undefined ? [[attrsTmp, join(outDir, 'case.json')] as [string, string]] : [])]) {
-      entries.push({ tmp, final, old: (await kindOf(final)) !== undefined ? tempName(final) : undefined });
-    }
+    for (const [tmp, final] of staged) entries.push({ tmp, final, old: (await kindOf(final)) !== undefined ? tempName(final) : undefined });
+    // Rank outputs past epWorldSize are an earlier, larger run's: they go with this commit (verify
+    // refuses a directory that holds them), aside with the replaced ones and put back on a failure.
+    // Those below it that this run does not write (--ranks) are the earlier run's and stay.
+    const earlier = (await listDir(outDir)).filter((n) => rankOfName(n) !== undefined);
+    const stale = earlier.filter((n) => rankOfName(n)! >= W);
+    for (const n of stale) entries.push({ final: join(outDir, n), old: tempName(join(outDir, n)) });
+    const caseJson = join(outDir, 'case.json');
+    const replacedCaseJson = attrsTmp !== undefined && (await kindOf(caseJson)) !== undefined;
+    if (attrsTmp !== undefined) entries.push({ tmp: attrsTmp, final: caseJson, old: replacedCaseJson ? tempName(caseJson) : undefined });
+    report = {
+      replaced: entries.filter((e) => e.tmp !== undefined && e.old !== undefined && e.final !== caseJson).map((e) => displayName(basename(e.final))),
+      replacedCaseJson,
+      removed: stale.map(displayName),
+      kept: earlier.filter((n) => rankOfName(n)! < W && !ranks.includes(rankOfName(n)!)).map(displayName),
+    };
     journal = tempName(join(outDir, JOURNAL));
     temps.push(journal);
     await writeFile(journal, JSON.stringify(entries));
@@ -319,7 +520,8 @@ export async function writeCaseOutputs(
       try {
         await commit(e);
       } catch (err) {
-        throw caseError(e.final, `cannot write the ${e.final.endsWith('case.json') ? 'case attributes' : 'output'} (${(err as { code?: string }).code ?? String(err)})`);
+        const what = e.tmp === undefined ? 'cannot remove the stale output' : `cannot write the ${e.final.endsWith('case.json') ? 'case attributes' : 'output'}`;
+        throw caseError(e.final, `${what} (${(err as { code?: string }).code ?? String(err)})`);
       }
     }
     // done: from here a kill leaves the new outputs, and only stale temporaries to remove
@@ -334,6 +536,7 @@ export async function writeCaseOutputs(
   }
   undo();
   await Promise.all(aside.map(([old]) => rm(old, { recursive: true, force: true }).catch(() => undefined)));
+  opts.onReport?.(report!);
   return written.filter((f) => !f.endsWith('case.json'));
 }
 

@@ -3,16 +3,19 @@
 import type { BackendName } from '../group/group.js';
 import { createGroup } from '../npu/create.js';
 import type { DeviceBackendName, NpuOptions, OpGroup } from '../group/create.js';
-import { makeLayout } from '../contract/attrs.js';
+import { type GroupAttrs, makeLayout } from '../contract/attrs.js';
 import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
 import { MoeError } from '../core/errors.js';
-import { type MoeCase, type TensorFormat, readCase, withContext, writeCaseOutputs } from '../io/case.js';
-import { type PhaseTimings, type ProgressFn, outputTensors, runRound } from '../group/round.js';
+import { type MoeCase, type OutputsReport, type TensorFormat, checkOutputTargets, outputsSummary, readCase, readCaseShapes, withContext, writeCaseOutputs } from '../io/case.js';
+import { type PhaseTimings, type ProgressFn, type RankResult, outputTensors, runRound } from '../group/round.js';
 import { Collective } from '../group/workers/collective.js';
 import { threadSupport } from '../group/workers/platform.js';
 import { findWorkerUrl } from '../group/workers/pool.js';
 
 export * from '../group/round.js';
+
+/** What a round's group is sized by besides the attributes. */
+type Dims = { h: number; k: number; bs: number };
 
 export interface RunCaseOptions {
   /** wasm (default), reference, npu (Ascend NPUs through CANN) or auto (npu when available, else wasm) */
@@ -50,20 +53,35 @@ export function caseWarnings(c: MoeCase): ContractWarning[] {
   return contractWarnings(lay, { bsPerRank, sharedExpertX: c.ranks.some((r) => r.sharedExpertX !== undefined) });
 }
 
+/** A group ready to run the round, whichever kind runs it. */
+interface OpenRound {
+  run(ranks: MoeCase['ranks'], onProgress?: ProgressFn): Promise<{ results: RankResult[]; timings: PhaseTimings }>;
+  close(): Promise<void>;
+  backend: string;
+  workers: number;
+}
+
 /**
  * Reads the case in `caseDir`, runs one round of the four ops on every rank and writes
  * `outDir/rank{r}.safetensors` (or `outDir/rank{r}/` of .npy files) for every rank of `opts.ranks`
  * (default all). Nothing is written unless every rank's every op succeeded. HCCL_BUFFSIZE comes
  * from the environment (default 200 MB), as on hardware.
+ *
+ * What can be refused without the inputs' data is refused before it is read (a case's inputs can
+ * be gigabytes): the ranks, outputs that cannot go into outDir, and a round this host cannot hold
+ * (the group is made from the shapes in the rank files' headers, so its own refusals — the group
+ * memory, HCCL_BUFFSIZE, the attributes against the shapes — come first).
  */
 export async function runCase(caseDir: string, outDir: string, opts: RunCaseOptions = {}): Promise<RunCaseResult> {
-  const c = await readCase(caseDir);
-  const W = c.attrs.epWorldSize;
-  const ranks = opts.ranks ?? c.ranks.map((rc) => rc.rank);
+  const shapes = await readCaseShapes(caseDir);
+  const W = shapes.attrs.epWorldSize;
+  const ranks = opts.ranks ?? Array.from({ length: W }, (_, r) => r);
   const bad = ranks.find((r, i) => !Number.isInteger(r) || r < 0 || r >= W || ranks.indexOf(r) !== i);
   if (bad !== undefined) {
     throw new MoeError('E_VALUE', 'ranks', [...ranks], `ranks should be distinct integers in [0, epWorldSize) = [0, ${W})`);
   }
+  const format = opts.format ?? 'safetensors';
+  await checkOutputTargets(outDir, ranks, format, W);
   const b = opts.backend ?? 'wasm';
   // each contract warning once: the group says its own (configuration) ones as well
   const said = new Set<string>();
@@ -73,12 +91,12 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     said.add(code);
     opts.log?.(m);
   };
-  const warn = (): void => {
-    for (const w of caseWarnings(c)) log(warningText(w));
-  };
-  const base = { ...c.attrs, h: c.h, k: c.k, bs: c.bs, log };
   const onStale = (names: string[]) => {
     if (names.length > 0) opts.log?.(`removed ${names.length} temporar${names.length === 1 ? 'y' : 'ies'} of an earlier, interrupted run from ${outDir}: ${names.join(', ')}`);
+  };
+  const onReport = (r: OutputsReport) => {
+    const line = outputsSummary(r);
+    if (line !== undefined) opts.log?.(`${outDir}: ${line}`);
   };
   const threads = threadSupport();
   const workerUrl = threads.threads ? await findWorkerUrl() : undefined;
@@ -86,34 +104,34 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
   if (wantWorkers && !workerUrl) {
     opts.log?.(`ranks run in one thread: ${threads.reason ?? 'the rank worker bundle (rank-worker.js) is not next to this bundle'}`);
   }
-  if (wantWorkers && workerUrl) {
-    let col: Collective;
+  const open = async (attrs: GroupAttrs, dims: Dims): Promise<OpenRound> => {
+    const base = { ...attrs, ...dims, log };
     try {
-      col = await Collective.create({ ...base, backend: b, workers: opts.workers, workerUrl });
+      if (wantWorkers && workerUrl) {
+        const col = await Collective.create({ ...base, backend: b, workers: opts.workers, workerUrl });
+        return { run: (rs, p) => col.runRound(rs, p), close: () => col.close(), backend: b, workers: col.workers };
+      }
+      const group = b === 'npu' || b === 'auto' ? await createGroup({ ...base, backend: b, npu: opts.npu }) : await createGroup({ ...base, backend: b });
+      return { run: (rs, p) => runRound(group, rs, p), close: async () => group.close(), backend: group.backendName, workers: 0 };
     } catch (e) {
       throw e instanceof MoeError ? withContext(e, caseDir) : e;
     }
-    warn();
-    try {
-      const { results, timings } = await col.runRound(c.ranks, opts.onProgress);
-      const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs, onStale });
-      return { case: c, files, timings, backend: b, workers: col.workers };
-    } finally {
-      await col.close();
+  };
+  let round = shapes.dims === undefined ? undefined : await open(shapes.attrs, shapes.dims);
+  try {
+    const c = await readCase(caseDir);
+    const dims: Dims = { h: c.h, k: c.k, bs: c.bs };
+    // the files changed since their headers were read: the group is made again from what was read
+    if (round === undefined || JSON.stringify([shapes.attrs, shapes.dims]) !== JSON.stringify([c.attrs, dims])) {
+      await round?.close();
+      round = undefined;
+      round = await open(c.attrs, dims);
     }
-  }
-  let group: OpGroup;
-  try {
-    group = b === 'npu' || b === 'auto' ? await createGroup({ ...base, backend: b, npu: opts.npu }) : await createGroup({ ...base, backend: b });
-  } catch (e) {
-    throw e instanceof MoeError ? withContext(e, caseDir) : e;
-  }
-  warn();
-  try {
-    const { results, timings } = await runRound(group, c.ranks, opts.onProgress);
-    const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format: opts.format, ranks, attrs: c.attrs, onStale });
-    return { case: c, files, timings, backend: group.backendName, workers: 0 };
+    for (const w of caseWarnings(c)) log(warningText(w));
+    const { results, timings } = await round.run(c.ranks, opts.onProgress);
+    const files = await writeCaseOutputs(outDir, results.map(outputTensors), { format, ranks, attrs: c.attrs, onStale, onReport });
+    return { case: c, files, timings, backend: round.backend, workers: round.workers };
   } finally {
-    group.close();
+    await round?.close();
   }
 }
