@@ -9,7 +9,7 @@ import type { XDtype } from '../backends/types.js';
 import { MoeError } from '../core/errors.js';
 import { type GenSpec, ROUTINGS, type Routing, SPECIALS, type Special, checkGenSpec, generateCase } from '../services/gen.js';
 import { TENSOR_FORMATS, type TensorFormat, writeCase } from '../io/case.js';
-import { caseError } from '../io/safetensors.js';
+import { caseError, ioReason } from '../io/safetensors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
 const HELP = `Usage: moe-distribute gen CASE_DIR --ep-world-size W --moe-expert-num E --bs BS --h H --k K [options]
@@ -42,7 +42,7 @@ Content:
                                zipf: skewed, expert of popularity n drawn with weight n^-s;
                                hot: --hot-expert (default 0) in every row;
                                one-rank: all K experts of a row on one MoE rank (K <= L)
-  --zipf-s S                   the zipf exponent (default 1.2)
+  --zipf-s S                   the zipf exponent for --routing zipf (default 1.2)
   --hot-expert E               the expert in every row for --routing hot (default 0)
   --active-bs N                x_active_mask with N leading trues (capped at each rank's BS)
   --active-fraction F          x_active_mask with floor(F·BS_r) leading trues
@@ -118,6 +118,13 @@ export const genCommand: Command = {
     if (!(ROUTINGS as readonly string[]).includes(routing)) {
       throw new UsageError(`--routing should be one of ${ROUTINGS.join(', ')}, got ${JSON.stringify(routing)}`, 'gen');
     }
+    // each routing reads only its own parameter: one given for another routing would be ignored
+    if (values['hot-expert'] !== undefined && routing !== 'hot') {
+      throw new UsageError(`--hot-expert ${values['hot-expert']} needs --routing hot (the routing is ${routing}, which has no hot expert)`, 'gen');
+    }
+    if (values['zipf-s'] !== undefined && routing !== 'zipf') {
+      throw new UsageError(`--zipf-s ${values['zipf-s']} needs --routing zipf (the routing is ${routing}, which has no exponent)`, 'gen');
+    }
     const specials = values.specials === undefined || values.specials === '' ? [] : values.specials.split(',').map((x) => x.trim());
     for (const x of specials) {
       if (!(SPECIALS as readonly string[]).includes(x)) throw new UsageError(`--specials should list ${SPECIALS.join(', ')}, got ${JSON.stringify(x)}`, 'gen');
@@ -161,7 +168,7 @@ export const genCommand: Command = {
     }
     const total = gen.bsPerRank.reduce((a, b) => a + b, 0);
     io.stdout(
-      `wrote ${dir}: case.json and ${gen.ranks.length} rank files (epWorldSize ${gen.groupAttrs.epWorldSize}, moeExpertNum ${gen.groupAttrs.moeExpertNum}, ` +
+      `wrote ${dir}: case.json and ${gen.ranks.length} ${format === 'npy' ? 'rank directories of .npy files' : 'rank files'} (epWorldSize ${gen.groupAttrs.epWorldSize}, moeExpertNum ${gen.groupAttrs.moeExpertNum}, ` +
         `BS ${gen.bsPerRank.every((b) => b === gen.bsPerRank[0]) ? gen.bsPerRank[0] : gen.bsPerRank.join(',')} (${total} tokens), H ${spec.h}, K ${spec.k}, ${dtype}, ` +
         `quantMode ${gen.groupAttrs.quantMode}, routing ${routing}, seed ${spec.seed})\n`,
     );
@@ -180,7 +187,7 @@ async function writeAtomically(dir: string, write: (tmp: string) => Promise<void
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === 'ENOTDIR') throw caseError(dir, 'is a file; expected a new or empty directory for the case');
-    if (code !== 'ENOENT') throw caseError(dir, `cannot read (${code ?? String(e)}); expected a new or empty directory for the case`);
+    if (code !== 'ENOENT') throw caseError(dir, `cannot read (${ioReason(e)}); expected a new or empty directory for the case`);
   }
   if (existing && existing.length > 0) {
     throw caseError(dir, `is not empty (${existing.length} entries); expected a new or empty directory for the case`);
@@ -196,6 +203,6 @@ async function writeAtomically(dir: string, write: (tmp: string) => Promise<void
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     if (e instanceof MoeError) throw e;
-    throw caseError(dir, `cannot write the case (${(e as { code?: string }).code ?? String(e)})`);
+    throw caseError(dir, `cannot write the case (${ioReason(e)})`);
   }
 }

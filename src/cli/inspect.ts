@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readNpy, readNpyDir } from '../io/npy.js';
-import { caseError, ioReason, readSafetensors } from '../io/safetensors.js';
+import { caseError, escapeJsonText, ioReason, printable, quote, readSafetensors } from '../io/safetensors.js';
 import { bf16ToF32, f32ToBf16, f32ToFp16, fp16ToF32 } from '../core/numbers.js';
 import type { DType, Tensor } from '../core/tensor.js';
 import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
@@ -133,9 +133,6 @@ export async function readTensorFile(file: string): Promise<{ format: Format; te
   return { format: 'safetensors', tensors: f.tensors, metadata: f.metadata };
 }
 
-/** A name as printed: quoted when it holds control characters, so that a row stays one line. */
-const printable = (n: string): string => (/[\u0000-\u001f\u007f\u2028\u2029]/.test(n) ? JSON.stringify(n) : n);
-
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const right = new Set([3, 4, 5, 6]);
@@ -177,14 +174,17 @@ export const inspectCommand: Command = {
         metadata,
         tensors: sums.map((s) => ({ ...s, min: jsonValue(s.min), max: jsonValue(s.max) })),
       };
-      io.stdout(`${JSON.stringify(doc, null, 2)}\n`);
+      // still JSON, with the same strings: only how their control characters are written changes
+      io.stdout(`${escapeJsonText(JSON.stringify(doc, null, 2))}\n`);
       return EXIT_OK;
     }
     const total = sums.reduce((a, s) => a + s.bytes, 0);
     const meta = Object.entries(metadata);
+    // Everything taken from the file (names, metadata keys and values) is printed with its
+    // control characters escaped, so that a file cannot send escape sequences to the terminal.
     const lines = [
-      `${file}: ${format === 'npy-dir' ? 'directory of .npy files' : format}, ${sums.length} tensor${sums.length === 1 ? '' : 's'}, ${total} bytes of data` +
-        (meta.length > 0 ? `; metadata ${meta.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}` : ''),
+      `${printable(file)}: ${format === 'npy-dir' ? 'directory of .npy files' : format}, ${sums.length} tensor${sums.length === 1 ? '' : 's'}, ${total} bytes of data` +
+        (meta.length > 0 ? `; metadata ${meta.map(([k, v]) => `${printable(k)}=${quote(v)}`).join(', ')}` : ''),
     ];
     if (sums.length > 0) {
       const rows = [['name', 'dtype', 'shape', 'bytes', 'min', 'max', 'nan']];

@@ -40,10 +40,18 @@ export const EXIT_INTERNAL = 70;
 
 /**
  * The value of a numeric flag: a finite number, an integer when `integer`, at least `min` when
- * given; otherwise one usage error naming the flag, the value and the rule.
+ * given; otherwise one usage error naming the flag, the value and the rule. An integer must be
+ * exact as a double (at most 2^53 - 1 in magnitude): past that Number() rounds, and the flag
+ * would silently mean another number.
  */
 export function numberFlag(command: string, name: string, v: string, o: { integer?: boolean; min?: number } = {}): number {
   const n = Number(v);
+  if (o.integer && /^\s*-?\d+\s*$/.test(v) && !Number.isSafeInteger(n)) {
+    throw new UsageError(
+      `--${name} should be an integer of at most 2^53 - 1 = ${Number.MAX_SAFE_INTEGER} in magnitude (larger ones are not exact), got ${JSON.stringify(v)}`,
+      command,
+    );
+  }
   const ok = v.trim() !== '' && Number.isFinite(n) && (!o.integer || /^\s*-?\d+\s*$/.test(v)) && (o.min === undefined || n >= o.min);
   if (!ok) {
     const what = `${o.min === 0 ? 'non-negative ' : o.min !== undefined ? `>= ${o.min} ` : ''}${o.integer ? 'integer' : 'number'}`;
