@@ -41,7 +41,9 @@ field, defaults filled in), and each safetensors file holds them in its metadata
 (moe_distribute.attrs), so \`moe-distribute verify\` needs no --case for OUT_DIR.
 
 Options:
-  --out OUT_DIR        where to write the outputs (created if missing; not CASE_DIR)
+  --out OUT_DIR        where to write the outputs (created if missing; not CASE_DIR). Rank
+                        outputs there past epWorldSize (an earlier, larger run's) are removed with
+                        the new ones' commit; a note says what was replaced, removed and kept
   --backend NAME       wasm (default), reference (the plain TypeScript oracle), npu (the real
                         aclnn ops on this host's Ascend NPUs through CANN, one process per rank;
                         see docs/ascend.md) or auto (npu when CANN is available, else wasm; a
