@@ -84,7 +84,8 @@ describe('plan', () => {
     expect(r.out).toContain(`needed         ${590 * MB} bytes (590 MiB) = 2·(dispatch + combine), L = 4: torch_npu docs and the dispatch_teardown tiling  <- binds`);
     expect(r.out).toContain(`needed         ${527 * MB} bytes (527 MiB) = 2·dispatch(L') + combine, L' = floor(E / (W − SN)) = 4: the A3`);
     expect(r.out).toMatch(/^plan: INVALID, 1 violation\n/);
-    expect(r.out).toMatch(/violation +default = 200: HCCL_BUFFSIZE should be >= 618659840 bytes \(590 MB\), set by torch_npu docs and the dispatch_teardown tiling: .* with L = 4 \(the A3 dispatch_setup and combine_setup tilings: 552599552 bytes\); configured 200 MB = 209715200 bytes/);
+    // the parameter is HCCL_BUFFSIZE, with its value and where it came from
+    expect(r.out).toMatch(/violation +HCCL_BUFFSIZE = 200: 200 MB \(the default\) is too small: HCCL_BUFFSIZE should be >= 618659840 bytes \(590 MB\), set by torch_npu docs and the dispatch_teardown tiling: .* with L = 4 \(the A3 dispatch_setup and combine_setup tilings: 552599552 bytes\); configured 200 MB = 209715200 bytes/);
     expect(r.out).toContain('NOT enough for the largest figure, 618659840 bytes');
 
     const ok = await cli([...args, '--hccl-buffsize', '590', '--json']);
@@ -97,6 +98,34 @@ describe('plan', () => {
     const p = JSON.parse(env.out) as Plan;
     expect(p.hccl).toMatchObject({ source: 'HCCL_BUFFSIZE', configuredMb: 550, enough: false, binding: 'documented', needed: 590 * MB });
     expect(p.violations.map((v) => v.param)).toEqual(['HCCL_BUFFSIZE']);
+    expect(p.violations[0]!.message).toMatch(/^HCCL_BUFFSIZE = 550: 550 MB \(from the environment\) is too small: HCCL_BUFFSIZE should be >= 618659840 bytes/);
+    const flag = await cli([...args, '--hccl-buffsize', '300', '--json']);
+    expect((JSON.parse(flag.out) as Plan).violations.map((v) => [v.param, v.value])).toEqual([['HCCL_BUFFSIZE', 300]]);
+    expect((JSON.parse(flag.out) as Plan).violations[0]!.message).toMatch(/^HCCL_BUFFSIZE = 300: 300 MB \(from --hccl-buffsize\) is too small: HCCL_BUFFSIZE should be >= /);
+  });
+
+  test('HCCL_BUFFSIZE is a positive decimal integer of MB: anything else is one violation naming it, its value and the rule', async () => {
+    const args = ['plan', '--ep-world-size', '2', '--moe-expert-num', '4', '--bs', '8', '--h', '1024', '--k', '2'];
+    for (const bad of ['0x100', '1e3', '12abc', '-5', '1.5', '0', ' 200', 'Infinity']) {
+      const r = await cli(args, { HCCL_BUFFSIZE: bad });
+      expect(r.code).toBe(1);
+      expect(r.err).toBe('');
+      expect(r.out).toMatch(/^plan: INVALID, 1 violation\n/);
+      expect(r.out).toContain(`  violation   HCCL_BUFFSIZE = ${JSON.stringify(bad)}: ${JSON.stringify(bad)} (from the environment) is not a size: HCCL_BUFFSIZE should be a positive number of MB: a decimal integer such as 200\n`);
+      expect(r.out).toContain('configured     not a size (HCCL_BUFFSIZE, see the violation)');
+      const p = JSON.parse((await cli([...args, '--json'], { HCCL_BUFFSIZE: bad })).out) as Plan;
+      expect(p.violations.map((v) => [v.code, v.param, v.value])).toEqual([['E_BUFFER', 'HCCL_BUFFSIZE', bad]]);
+    }
+    // listed with the other violations, even when nothing can be sized
+    const all = await cli(['plan', '--ep-world-size', '1', '--moe-expert-num', '4', '--bs', '8', '--h', '1024', '--k', '2'], { HCCL_BUFFSIZE: '0x100' });
+    expect(all.out).toMatch(/^plan: INVALID, 2 violations\n/);
+    expect(all.out).toContain('violation   HCCL_BUFFSIZE = "0x100": "0x100" (from the environment) is not a size: HCCL_BUFFSIZE should be');
+    // the same rule for the flag, as a usage error
+    const flag = await cli([...args, '--hccl-buffsize', '0x100']);
+    expect(flag.code).toBe(2);
+    expect(flag.err).toBe('moe-distribute: HCCL_BUFFSIZE = "0x100": "0x100" (from --hccl-buffsize) is not a size: HCCL_BUFFSIZE should be a positive number of MB: a decimal integer such as 200 (see moe-distribute plan --help)\n');
+    // decimal integers are taken (leading zeros are still decimal)
+    expect((JSON.parse((await cli([...args, '--json'], { HCCL_BUFFSIZE: '0300' })).out) as Plan).hccl).toMatchObject({ configuredMb: 300, source: 'HCCL_BUFFSIZE' });
   });
 
   test('shared experts: W 8, S 2, SN 1, E 12, BS 16, H 1024, K 4', async () => {
@@ -135,7 +164,7 @@ describe('plan', () => {
     // setup tilings (L' = floor(256/15) = 17) 2·17·6 176 768 + 3 354 624 = 213 364 736 does not: 204 MB needed
     expect(r.out).toMatch(/^plan: INVALID, 1 violation\n/);
     const v = r.out.split('\n').find((l) => l.startsWith('  violation'))!;
-    expect(v).toContain('HCCL_BUFFSIZE should be >= 213364736 bytes (204 MB), set by the A3 dispatch_setup and combine_setup tilings');
+    expect(v).toContain('HCCL_BUFFSIZE = 200: 200 MB (from --hccl-buffsize) is too small: HCCL_BUFFSIZE should be >= 213364736 bytes (204 MB), set by the A3 dispatch_setup and combine_setup tilings');
     expect(v).toContain("with L' = 17");
     expect(v).toContain('(torch_npu docs and the dispatch_teardown tiling: 204365824 bytes)');
     expect(v).toContain('"HCCL_BUFFSIZE [209715200] < [213364736]."');
@@ -265,7 +294,7 @@ describe('plan', () => {
     for (const [argv, pattern] of [
       [['plan', '--bs', '8', '--h', '1024', '--k', '2'], /plan needs --ep-world-size, --moe-expert-num/],
       [['plan', ...SEED.slice(0, -2), '--global-bs', '1k'], /--global-bs should be an integer, got "1k"/],
-      [['plan', ...SEED, '--hccl-buffsize', 'lots'], /--hccl-buffsize should be a number of MB/],
+      [['plan', ...SEED, '--hccl-buffsize', 'lots'], /HCCL_BUFFSIZE = "lots": "lots" \(from --hccl-buffsize\) is not a size: HCCL_BUFFSIZE should be a positive number of MB/],
       [['plan', 'case'], /plan takes no positional arguments/],
     ] as const) {
       const u = await cli([...argv]);

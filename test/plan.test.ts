@@ -2,9 +2,10 @@
 // HCCL_BUFFSIZE (§7): al = Align512(Align32(2H) + 44), b = (K + SN)·maxBS·Align512(2H) with SN as
 // passed (default 1, also when S = 0); documented = 2·(L·maxBS·W·al + b), setup tilings =
 // 2·L'·maxBS·W·al + b with L' = floor(E/(W − SN)); the largest binds.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { planFor } from '../src/contract/plan.js';
-import { MB } from '../src/contract/attrs.js';
+import { MB, configuredBufferBytes } from '../src/contract/attrs.js';
+import { createGroup } from '../src/group/group.js';
 import type { AttrInput, DataDims } from '../src/contract/attrs.js';
 
 const codes = (a: AttrInput, d: DataDims, mb = 200, usage = {}): string[] => planFor(a, d, mb, undefined, usage).warnings.map((w) => w.code);
@@ -171,5 +172,39 @@ describe('plan', () => {
     expect(p.violations.find((v) => v.param === 'epWorldSize')!.message).toBe('epWorldSize = 1: epWorldSize should be [2, 384]');
     // no world, no sizes, no traps to name
     expect(p.warnings).toEqual([]);
+  });
+});
+
+describe('HCCL_BUFFSIZE: a positive decimal integer of MB, read in one place', () => {
+  const saved = process.env.HCCL_BUFFSIZE;
+  afterEach(() => {
+    if (saved === undefined) delete process.env.HCCL_BUFFSIZE;
+    else process.env.HCCL_BUFFSIZE = saved;
+  });
+  const group = { epWorldSize: 2, moeExpertNum: 4, h: 1024, k: 2, bs: 8, backend: 'reference' as const };
+
+  it('the environment: hex, exponents, trailing text, signs and fractions are refused by createGroup (Number() took 0x100 as 256)', async () => {
+    for (const bad of ['0x100', '1e3', '12abc', '-5', '1.5', '0']) {
+      process.env.HCCL_BUFFSIZE = bad;
+      await expect(createGroup(group)).rejects.toMatchObject({
+        code: 'E_BUFFER',
+        param: 'HCCL_BUFFSIZE',
+        value: bad,
+        message: `HCCL_BUFFSIZE = ${JSON.stringify(bad)}: ${JSON.stringify(bad)} (from the environment) is not a size: HCCL_BUFFSIZE should be a positive number of MB: a decimal integer such as 200`,
+      });
+    }
+    process.env.HCCL_BUFFSIZE = '256';
+    (await createGroup(group)).close();
+  });
+
+  it('the API option follows the same rule and names itself; the default names where it came from', async () => {
+    await expect(createGroup({ ...group, hcclBufferSize: 1.5 })).rejects.toMatchObject({ code: 'E_BUFFER', param: 'hcclBufferSize', value: 1.5 });
+    expect(configuredBufferBytes(undefined, undefined, {})).toEqual({ mb: 200, source: 'default', param: 'HCCL_BUFFSIZE' });
+    expect(configuredBufferBytes(undefined, undefined, { HCCL_BUFFSIZE: '300' })).toEqual({ mb: 300, source: 'HCCL_BUFFSIZE', param: 'HCCL_BUFFSIZE' });
+    delete process.env.HCCL_BUFFSIZE;
+    const big = { epWorldSize: 16, moeExpertNum: 256 };
+    const dims = { bs: 26, h: 7168, k: 8 };
+    expect(planFor(big, dims).violations[0]!.message).toMatch(/^HCCL_BUFFSIZE = 200: 200 MB \(the default\) is too small: HCCL_BUFFSIZE should be >= 213364736 bytes/);
+    expect(planFor(big, dims, 200, 'hcclBufferSize').violations[0]!.message).toMatch(/^hcclBufferSize = 200: HCCL_BUFFSIZE should be >= 213364736 bytes/);
   });
 });

@@ -1,13 +1,14 @@
 // `moe-distribute plan`: every check of contract §7 at once and every size a deployment needs
 // (L, A, tokenMsgSize, tensors per rank, HCCL_BUFFSIZE needed vs configured), from flags or a case.
 import { readdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type AttrInput, type DataDims, MB } from '../contract/attrs.js';
-import { type Plan, type PlanRank, planFor } from '../contract/plan.js';
+import { type AttrInput, type DataDims, MB, configuredBufferBytes, makeLayout } from '../contract/attrs.js';
+import { type Plan, type PlanRank, addViolations, planFor, rankInputChecks, rankInputsOf } from '../contract/plan.js';
 import { type WarningUsage, warningText } from '../contract/warnings.js';
-import { formatValue } from '../core/errors.js';
-import { CASE_JSON_LIMIT, parseCaseDocument, rankPath, readRankTensors } from '../io/case.js';
+import { MoeError, formatValue } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
+import { CASE_JSON_LIMIT, parseCaseDocument, readCase, readRankTensors } from '../io/case.js';
 import { readText } from '../io/files.js';
 import { caseError } from '../io/safetensors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
@@ -35,9 +36,14 @@ Shapes:
   --k K        top-k
   From --case CASE_DIR, the shapes default to those of x and expert_ids in the rank files.
 
+With rank files in CASE_DIR, plan also makes every check run makes of them, for all ranks at
+once: each rank's tensors (dtype, shape, expert ids in range and distinct per row, x_active_mask
+a prefix, ...), the rules across ranks (uneven BS needs globalBs = maxBS·W) and, when those pass
+and no attribute flag overrides case.json, the case file's own rules as run reads it.
+
 Options:
   --case PATH           a case directory or its case.json: the attributes (and shapes)
-  --hccl-buffsize MB    the configured window size (default: $HCCL_BUFFSIZE, else 200)
+  --hccl-buffsize MB    the configured window size, a decimal integer (default: $HCCL_BUFFSIZE, else 200)
   --json                print the plan as one JSON document
   -h, --help            show this help
 
@@ -62,7 +68,7 @@ const intFlag = (name: string, v: string): number => numberFlag('plan', name, v,
  * case.json read for planning: known keys and their types are checked here (one line, E_CASE),
  * the contract's ranges are left to planFor so that every violation is listed.
  */
-async function readPlanCase(path: string): Promise<{ attrs: Partial<AttrInput>; dir: string }> {
+async function readPlanCase(path: string): Promise<{ attrs: Partial<AttrInput>; dir: string; file: string }> {
   let file = path;
   let dir = dirname(path);
   try {
@@ -75,40 +81,86 @@ async function readPlanCase(path: string): Promise<{ attrs: Partial<AttrInput>; 
     throw caseError(path, `cannot read (${code === 'ENOENT' ? 'no such file or directory' : (code ?? String(e))}); expected a case directory or its case.json`);
   }
   const text = await readText(file, 'the case attributes as JSON', CASE_JSON_LIMIT);
-  return { attrs: parseCaseDocument(text, file) as Partial<AttrInput>, dir };
+  return { attrs: parseCaseDocument(text, file) as Partial<AttrInput>, dir, file };
 }
 
-/** BS (largest), H and K from the rank files of a case directory, when it has them. */
-async function caseDims(dir: string, W: number | undefined): Promise<{ dims: Partial<DataDims>; usage: WarningUsage }> {
+/** A case directory's rank inputs as plan reads them: each rank's tensors, or the error reading it. */
+interface CaseRanks {
+  /** ranks[r]: rank r's tensors by file name; undefined when it could not be read */
+  ranks: (Record<string, Tensor> | undefined)[];
+  /** each unreadable rank's error (the reader's own) */
+  readErrors: MoeError[];
+}
+
+/**
+ * Every rank file of a case directory (ranks 0 … W − 1; without a valid W, those present), or
+ * undefined when it holds none (a case.json alone: only the attributes are planned). A rank that
+ * cannot be read is one error in the listing, not the end of the plan.
+ */
+async function readCaseRanks(dir: string, W: number | undefined): Promise<CaseRanks | undefined> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
-    return { dims: {}, usage: {} };
+    return undefined;
   }
-  const ranks = names.map((n) => /^rank(\d+)(\.safetensors)?$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
-  if (ranks.length === 0) return { dims: {}, usage: {} };
-  const count = W !== undefined && Number.isInteger(W) && W > 0 ? Math.min(W, 384) : Math.max(...ranks) + 1;
+  const present = names.map((n) => /^rank(\d+)(\.safetensors)?$/.exec(n)).filter((m) => m !== null).map((m) => Number(m[1]));
+  if (present.length === 0) return undefined;
+  const count = W !== undefined && Number.isInteger(W) && W > 0 ? Math.min(W, 384) : Math.max(...present) + 1;
+  const out: CaseRanks = { ranks: [], readErrors: [] };
+  for (let r = 0; r < count; r++) {
+    try {
+      out.ranks.push(await readRankTensors(dir, r));
+    } catch (e) {
+      if (!(e instanceof MoeError)) throw e;
+      out.ranks.push(undefined);
+      out.readErrors.push(e);
+    }
+  }
+  return out;
+}
+
+/** BS (largest), H and K from x and expert_ids of the first rank that has them, and what the ranks pass. */
+function caseDims(c: CaseRanks): { dims: Partial<DataDims>; usage: WarningUsage } {
   const dims: Partial<DataDims> = {};
   const bsPerRank: number[] = [];
   let sharedExpertX = false;
-  for (let r = 0; r < count; r++) {
-    if (!ranks.includes(r)) continue;
-    const tensors = await readRankTensors(dir, r);
-    const file = names.includes(`rank${r}`) ? `${rankPath(dir, r, 'npy')}/` : rankPath(dir, r, 'safetensors');
-    const x = tensors.x;
-    const ids = tensors.expert_ids;
-    if (!x || x.shape.length !== 2) throw caseError(file, `tensor x is ${x ? `${x.dtype}[${x.shape.join(', ')}]` : 'missing'}; expected (BS, H) to take BS and H from`);
-    if (!ids || ids.shape.length !== 2) {
-      throw caseError(file, `tensor expert_ids is ${ids ? `${ids.dtype}[${ids.shape.join(', ')}]` : 'missing'}; expected (BS, K) to take K from`);
+  for (const tensors of c.ranks) {
+    const x = tensors?.x;
+    const ids = tensors?.expert_ids;
+    // a rank without a 2-D x or expert_ids gives no shapes; the rank checks say what is wrong with it
+    if (x?.shape.length === 2) {
+      dims.bs = Math.max(dims.bs ?? 0, x.shape[0]!);
+      dims.h ??= x.shape[1]!;
+      bsPerRank.push(x.shape[0]!);
     }
-    dims.bs = Math.max(dims.bs ?? 0, x.shape[0]!);
-    dims.h ??= x.shape[1]!;
-    dims.k ??= ids.shape[1]!;
-    bsPerRank.push(x.shape[0]!);
-    if (tensors.shared_expert_x) sharedExpertX = true;
+    if (ids?.shape.length === 2) dims.k ??= ids.shape[1]!;
+    if (tensors?.shared_expert_x) sharedExpertX = true;
   }
   return { dims, usage: { bsPerRank, sharedExpertX } };
+}
+
+/**
+ * What `run` would refuse in the case's rank files, all at once: the read errors, then the checks
+ * every op call makes of its inputs (rankInputChecks). Only when these find nothing is the case read
+ * as run reads it (readCase), for the case-file rules left (unknown tensors, one dtype for all ranks,
+ * rank files past epWorldSize): its other errors restate a rank check in the file's words. readCase
+ * takes the attributes from DIR/case.json, so it is left out when they are not the plan's: with
+ * attribute flags (a what-if), or `--case` naming another file (`ownAttrs` false). The checks need
+ * a well-formed world: with violations of the attributes or shapes only those are listed.
+ */
+async function caseViolations(dir: string, c: CaseRanks, plan: Plan, ownAttrs: boolean): Promise<MoeError[]> {
+  if (!plan.layout || plan.violations.some((v) => v.code !== 'E_BUFFER')) return c.readErrors;
+  const lay = makeLayout(plan.attrs, plan.dims);
+  const errors = [...c.readErrors, ...rankInputChecks(lay, c.ranks.map((t) => t && rankInputsOf(t)))];
+  if (errors.length > 0 || !ownAttrs) return errors;
+  try {
+    await readCase(dir);
+  } catch (e) {
+    if (!(e instanceof MoeError)) throw e;
+    return [e];
+  }
+  return [];
 }
 
 export const planCommand: Command = {
@@ -142,16 +194,29 @@ export const planCommand: Command = {
     let attrs: Partial<AttrInput> = {};
     let dims: Partial<DataDims> = {};
     let usage: WarningUsage = {};
+    let caseDir: string | undefined;
+    let ranks: CaseRanks | undefined;
+    let caseJson = false;
     if (typeof v.case === 'string') {
       const c = await readPlanCase(v.case);
       attrs = c.attrs;
-      ({ dims, usage } = await caseDims(c.dir, (attrs as AttrInput).epWorldSize));
+      caseDir = c.dir;
+      caseJson = basename(c.file) === 'case.json';
+      ranks = await readCaseRanks(c.dir, (attrs as AttrInput).epWorldSize);
+      if (ranks) ({ dims, usage } = caseDims(ranks));
     }
+    let attrFlags = false;
     for (const [flag, key] of Object.entries(ATTR_FLAGS)) {
       const f = v[flag];
-      if (typeof f === 'string') (attrs as Record<string, unknown>)[key] = intFlag(flag, f);
+      if (typeof f === 'string') {
+        (attrs as Record<string, unknown>)[key] = intFlag(flag, f);
+        attrFlags = true;
+      }
     }
-    if (typeof v['group-ep'] === 'string') attrs.groupEp = v['group-ep'];
+    if (typeof v['group-ep'] === 'string') {
+      attrs.groupEp = v['group-ep'];
+      attrFlags = true;
+    }
     for (const d of ['bs', 'h', 'k'] as const) {
       const f = v[d];
       if (typeof f === 'string') dims[d] = intFlag(d, f);
@@ -163,23 +228,13 @@ export const planCommand: Command = {
     ];
     if (missing.length > 0) throw new UsageError(`plan needs ${missing.join(', ')} (or --case with them)`, 'plan');
 
-    let mb: number;
-    let source: string;
-    if (typeof v['hccl-buffsize'] === 'string') {
-      const n = Number(v['hccl-buffsize']);
-      if (v['hccl-buffsize'].trim() === '' || !Number.isFinite(n)) {
-        throw new UsageError(`--hccl-buffsize should be a number of MB, got ${JSON.stringify(v['hccl-buffsize'])}`, 'plan');
-      }
-      mb = n;
-      source = '--hccl-buffsize';
-    } else if (io.env.HCCL_BUFFSIZE !== undefined && io.env.HCCL_BUFFSIZE !== '') {
-      mb = Number(io.env.HCCL_BUFFSIZE);
-      source = 'HCCL_BUFFSIZE';
-    } else {
-      mb = 200;
-      source = 'default';
-    }
-    const plan = planFor(attrs as AttrInput, dims as DataDims, mb, source, usage);
+    // the flag's text follows HCCL_BUFFSIZE's own rule; without it the environment (io.env), else 200
+    const flag = v['hccl-buffsize'];
+    const buffer = configuredBufferBytes(typeof flag === 'string' ? flag : undefined, '--hccl-buffsize', io.env);
+    // a bad flag is a usage error; a bad $HCCL_BUFFSIZE is listed with the other violations
+    if (buffer.error && buffer.source === '--hccl-buffsize') throw new UsageError(buffer.error.message, 'plan');
+    const plan = planFor(attrs as AttrInput, dims as DataDims, buffer, undefined, usage);
+    if (caseDir !== undefined && ranks) addViolations(plan, await caseViolations(caseDir, ranks, plan, caseJson && !attrFlags));
     io.stdout(v.json ? `${JSON.stringify(plan, null, 2)}\n` : formatPlan(plan));
     return plan.valid ? EXIT_OK : EXIT_CASE;
   },
@@ -252,12 +307,16 @@ export function formatPlan(p: Plan): string {
       out.push(`  needed         ${bytesText(f.bytes)} = ${what}: ${f.label}${f.id === h.binding ? '  <- binds' : ''}`);
     }
     out.push(
-      `  configured     ${h.configuredMb} MB (${h.source}) = ${bytesText(h.configuredBytes)}: ${h.enough ? 'enough' : 'NOT enough'} for the largest figure, ${bytesText(h.needed)} (${Math.ceil(h.needed / MB)} MB)`,
+      Number.isFinite(h.configuredMb)
+        ? `  configured     ${h.configuredMb} MB (${h.source}) = ${bytesText(h.configuredBytes)}: ${h.enough ? 'enough' : 'NOT enough'} for the largest figure, ${bytesText(h.needed)} (${Math.ceil(h.needed / MB)} MB)`
+        : `  configured     not a size (${h.source}, see the violation); the largest figure is ${bytesText(h.needed)} (${Math.ceil(h.needed / MB)} MB)`,
     );
-    out.push(
-      `  occupancy      ${Number.isFinite(h.occupancy) ? `${+(h.occupancy * 100).toFixed(2)}%` : '-'} of the window: each half (dispatch, combine alternately) ` +
-        `${bytesText(h.configuredBytes / 2)} holds dispatch + combine = ${bytesText(h.dispatchAreaBytes + h.combineAreaBytes)}`,
-    );
+    if (Number.isFinite(h.configuredMb)) {
+      out.push(
+        `  occupancy      ${Number.isFinite(h.occupancy) ? `${+(h.occupancy * 100).toFixed(2)}%` : '-'} of the window: each half (dispatch, combine alternately) ` +
+          `${bytesText(h.configuredBytes / 2)} holds dispatch + combine = ${bytesText(h.dispatchAreaBytes + h.combineAreaBytes)}`,
+      );
+    }
   }
   for (const w of p.warnings) out.push(warningText(w));
   return `${out.join('\n')}\n`;

@@ -1,5 +1,6 @@
 // The op attributes (contract §1) and everything derived from them: L, A, tokenMsgSize, window and
 // HCCL_BUFFSIZE sizes. This is the only place that knows these formulas.
+import { MoeError, formatValue } from '../core/errors.js';
 
 export interface GroupAttrs {
   groupEp: string;
@@ -265,10 +266,58 @@ export function hcclBufferNeeded(lay: Layout): BufferNeed {
 export const MB = 1024 * 1024;
 export const DEFAULT_HCCL_BUFFSIZE_MB = 200;
 
-/** HCCL_BUFFSIZE in bytes from an explicit value (MB) or the environment, else the 200 MB default. */
-export function configuredBufferBytes(hcclBufferSizeMb?: number): { mb: number; source: string } {
-  if (hcclBufferSizeMb !== undefined) return { mb: hcclBufferSizeMb, source: 'hcclBufferSize' };
-  const env = typeof process !== 'undefined' ? process.env?.HCCL_BUFFSIZE : undefined;
-  if (env !== undefined && env !== '') return { mb: Number(env), source: 'HCCL_BUFFSIZE' };
-  return { mb: DEFAULT_HCCL_BUFFSIZE_MB, source: 'default' };
+/**
+ * What every HCCL_BUFFSIZE must be, wherever it comes from: HCCL reads the variable as a whole
+ * number of MB, so '0x100', '1e3' or '12abc' (which Number() would take) are not sizes.
+ */
+export const HCCL_BUFFSIZE_RULE = 'should be a positive number of MB: a decimal integer such as 200';
+
+/** The configured HCCL_BUFFSIZE and where it came from; `error` when it is not a size (then `mb` is NaN). */
+export interface ConfiguredBuffer {
+  mb: number;
+  /** 'hcclBufferSize' (the API option), 'HCCL_BUFFSIZE' (the environment), 'default', or the caller's name for it (e.g. '--hccl-buffsize') */
+  source: string;
+  /** what a violation names: the API option by its own name, anything else as HCCL_BUFFSIZE */
+  param: 'hcclBufferSize' | 'HCCL_BUFFSIZE';
+  error?: MoeError;
+}
+
+/**
+ * Where the configured buffer came from, for the start of a rule ('the default', 'from the
+ * environment', 'from --hccl-buffsize'); '' for the API option, whose parameter says it already.
+ */
+export function bufferOrigin(c: Pick<ConfiguredBuffer, 'source' | 'param'>): string {
+  if (c.param === 'hcclBufferSize') return '';
+  return c.source === 'default' ? 'the default' : `from ${c.source === 'HCCL_BUFFSIZE' ? 'the environment' : c.source}`;
+}
+
+const processEnv = (): Record<string, string | undefined> | undefined => (typeof process !== 'undefined' ? process.env : undefined);
+
+/**
+ * The configured HCCL_BUFFSIZE (MB): `value` when given (a number from the API, or a flag's text),
+ * else the environment's HCCL_BUFFSIZE (`env`, default the process's), else the 200 MB default.
+ * This is the only place that reads the environment variable and the only parser of its text.
+ * `source` names where a given `value` came from (default 'hcclBufferSize', the API option).
+ */
+export function configuredBufferBytes(value?: number | string, source?: string, env = processEnv()): ConfiguredBuffer {
+  let raw: number | string;
+  let from: string;
+  if (value !== undefined) {
+    raw = value;
+    from = source ?? 'hcclBufferSize';
+  } else if (env?.HCCL_BUFFSIZE !== undefined && env.HCCL_BUFFSIZE !== '') {
+    raw = env.HCCL_BUFFSIZE;
+    from = 'HCCL_BUFFSIZE';
+  } else {
+    raw = DEFAULT_HCCL_BUFFSIZE_MB;
+    from = 'default';
+  }
+  const param = from === 'hcclBufferSize' ? 'hcclBufferSize' : 'HCCL_BUFFSIZE';
+  const mb = typeof raw === 'number' ? raw : /^[0-9]+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(mb) || mb <= 0) {
+    const origin = bufferOrigin({ source: from, param });
+    const rule = `${origin ? `${formatValue(raw)} (${origin}) is not a size: ` : ''}HCCL_BUFFSIZE ${HCCL_BUFFSIZE_RULE}`;
+    return { mb: NaN, source: from, param, error: new MoeError('E_BUFFER', param, raw, rule) };
+  }
+  return { mb, source: from, param };
 }

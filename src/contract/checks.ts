@@ -4,9 +4,11 @@ import { MoeError } from '../core/errors.js';
 import type { DType, Tensor } from '../core/tensor.js';
 import { numel } from '../core/tensor.js';
 import {
+  type ConfiguredBuffer,
   type DataDims,
   type GroupAttrs,
   type Layout,
+  bufferOrigin,
   configuredBufferBytes,
   hcclBufferNeeded,
   MB,
@@ -129,15 +131,13 @@ export function checkDims(a: GroupAttrs, d: DataDims): MoeError[] {
 /**
  * The configured HCCL_BUFFSIZE against every tiling's requirement (contract §7): below the largest
  * figure the op fails on hardware, so the message gives each figure and the one that binds, and
- * ends with the tiling's own wording.
+ * ends with the tiling's own wording. `hccl`: the size in MB (the API option; `hcclSource` names
+ * it otherwise), or one configuredBufferBytes resolved already; absent: the environment, else 200.
  */
-export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number, hcclSource?: string): MoeError[] {
-  const configured = configuredBufferBytes(hcclBufferSizeMb);
+export function checkBuffer(lay: Layout, hccl?: number | ConfiguredBuffer, hcclSource?: string): MoeError[] {
+  const configured = typeof hccl === 'object' ? hccl : configuredBufferBytes(hccl, hcclSource);
+  if (configured.error) return [configured.error];
   const mb = configured.mb;
-  const source = hcclSource ?? configured.source;
-  if (!Number.isFinite(mb) || mb <= 0) {
-    return [new MoeError('E_BUFFER', source, mb, 'HCCL_BUFFSIZE should be a positive number of MB')];
-  }
   const need = hcclBufferNeeded(lay);
   const win = mb * MB;
   if (win < need.needed) {
@@ -147,17 +147,37 @@ export function checkBuffer(lay: Layout, hcclBufferSizeMb?: number, hcclSource?:
       .map((f) => `${f.label}: ${f.bytes} bytes`)
       .join('; ');
     const lText = b.id === 'setupTilings' ? `L' = ${b.localExperts}` : `L = ${b.localExperts}`;
+    const origin = bufferOrigin(configured);
     return [
       new MoeError(
         'E_BUFFER',
-        source,
+        configured.param,
         mb,
-        `HCCL_BUFFSIZE should be >= ${need.needed} bytes (${Math.ceil(need.needed / MB)} MB), set by ${b.label}: ${b.formula} with ${lText}` +
+        `${origin ? `${mb} MB (${origin}) is too small: ` : ''}HCCL_BUFFSIZE should be >= ${need.needed} bytes (${Math.ceil(need.needed / MB)} MB), set by ${b.label}: ${b.formula} with ${lText}` +
           `${others ? ` (${others})` : ''}; configured ${mb} MB = ${win} bytes: "HCCL_BUFFSIZE [${win}] < [${need.needed}]."`,
       ),
     ];
   }
   return [];
+}
+
+/**
+ * Uneven BS across the ranks (`bsPerRank`, one entry per rank whose BS is known): with globalBs set
+ * it must be maxBS·W, the size every rank's window and A are cut to (contract §7).
+ */
+export function checkUnevenBs(a: GroupAttrs, bsPerRank: Iterable<number>): MoeError[] {
+  const seen = [...new Set(bsPerRank)].sort((x, y) => x - y);
+  if (a.globalBs === 0 || seen.length < 2) return [];
+  const maxBs = seen[seen.length - 1]!;
+  if (a.globalBs === maxBs * a.epWorldSize) return [];
+  return [
+    new MoeError(
+      'E_ATTR',
+      'globalBs',
+      a.globalBs,
+      `with uneven BS across ranks (${seen.join(', ')}) globalBs should be maxBs * epWorldSize = ${maxBs * a.epWorldSize}`,
+    ),
+  ];
 }
 
 /** The typed-array class of each dtype's data (contract-independent: the Tensor type's own rule). */

@@ -1,11 +1,13 @@
 // The preflight: every check of contract §7 at once, and every size a deployment needs to know
 // (L, A, tokenMsgSize, each tensor's shape and bytes per rank, HCCL_BUFFSIZE needed vs set).
 // Shared by the CLI's `plan`, the preview page and the group itself.
-import type { MoeError } from '../core/errors.js';
-import { DTYPE_BYTES, type DType, numel } from '../core/tensor.js';
-import type { OpName } from './tensors.js';
+import { MoeError } from '../core/errors.js';
+import { DTYPE_BYTES, type DType, type Tensor, numel } from '../core/tensor.js';
+import { withContext } from '../io/case-format.js';
+import { type OpName, checkOpTensor } from './tensors.js';
 import {
   type AttrInput,
+  type ConfiguredBuffer,
   type DataDims,
   type GroupAttrs,
   type Layout,
@@ -19,7 +21,8 @@ import {
   setupTilingLocalExperts,
   withDefaults,
 } from './attrs.js';
-import { checkAttrs, checkBuffer, checkDims } from './checks.js';
+import { checkAttrs, checkBuffer, checkDims, checkUnevenBs } from './checks.js';
+import { OpChecks, checkSharedExpertX } from './op-checks.js';
 import { OP_TENSORS } from './tensors.js';
 import { type ContractWarning, type WarningUsage, contractWarnings } from './warnings.js';
 
@@ -104,19 +107,21 @@ function tensorsOf(lay: Layout, rank: number, bs: number): PlanTensor[] {
 }
 
 /**
- * `hcclSource` names where hcclBufferSizeMb came from (e.g. '--hccl-buffsize', 'HCCL_BUFFSIZE')
- * in the plan and its violation; without it, configuredBufferBytes decides (value, else the
- * process environment, else the 200 MB default).
+ * `hccl`: the configured HCCL_BUFFSIZE in MB, named by `hcclSource` (default 'hcclBufferSize', the
+ * API option), or a configuredBufferBytes already resolved; absent, configuredBufferBytes decides
+ * (the process environment, else the 200 MB default).
  */
-export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: number, hcclSource?: string, usage: WarningUsage = {}): Plan {
+export function planFor(input: AttrInput, dims: DataDims, hccl?: number | ConfiguredBuffer, hcclSource?: string, usage: WarningUsage = {}): Plan {
   const attrs = withDefaults(input);
-  const errors: MoeError[] = [...checkAttrs(attrs), ...checkDims(attrs, dims)];
+  const configured = typeof hccl === 'object' ? hccl : configuredBufferBytes(hccl, hcclSource);
+  // a value that is no size is wrong whatever the configuration: listed even when nothing can be sized
+  const errors: MoeError[] = [...checkAttrs(attrs), ...checkDims(attrs, dims), ...(configured.error ? [configured.error] : [])];
   const plan: Plan = { valid: false, violations: [], attrs, dims, warnings: [] };
   // sizes need a well-formed world; with broken attributes we can only list the violations
   if (!errors.some((e) => ['epWorldSize', 'moeExpertNum', 'sharedExpertRankNum', 'sharedExpertNum'].includes(e.param))) {
     const lay = makeLayout(attrs, dims);
     if (lay.L > 0 && Number.isInteger(dims.h) && Number.isInteger(dims.k) && dims.h > 0 && dims.k > 0) {
-      errors.push(...checkBuffer(lay, hcclBufferSizeMb, hcclSource));
+      if (!configured.error) errors.push(...checkBuffer(lay, configured));
       plan.layout = {
         L: lay.L,
         R: lay.R,
@@ -145,7 +150,6 @@ export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: num
       }
       plan.rankKinds = kinds;
       const need = hcclBufferNeeded(lay);
-      const configured = configuredBufferBytes(hcclBufferSizeMb);
       const mb = configured.mb;
       const fig = (id: BufferFigure['id']) => need.figures.find((f) => f.id === id)!;
       plan.hccl = {
@@ -157,7 +161,7 @@ export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: num
         setupLocalExperts: setupTilingLocalExperts(lay),
         configuredMb: mb,
         configuredBytes: mb * MB,
-        source: hcclSource ?? configured.source,
+        source: configured.source,
         enough: mb * MB >= need.needed,
         occupancy: need.needed / (mb * MB),
         dispatchAreaBytes: lay.L * lay.maxBs * lay.W * need.dispatchMsgBytes,
@@ -166,7 +170,76 @@ export function planFor(input: AttrInput, dims: DataDims, hcclBufferSizeMb?: num
       plan.warnings = contractWarnings(lay, usage);
     }
   }
-  plan.violations = errors.map((e) => ({ code: e.code, param: e.param, value: e.value, rule: e.rule, message: e.message }));
-  plan.valid = errors.length === 0;
+  return addViolations(plan, errors);
+}
+
+/** `plan` with `errors` listed after its violations (valid only with none at all). */
+export function addViolations(plan: Plan, errors: readonly MoeError[]): Plan {
+  plan.violations.push(...errors.map((e) => ({ code: e.code, param: e.param, value: e.value, rule: e.rule, message: e.message })));
+  plan.valid = plan.violations.length === 0;
   return plan;
+}
+
+/** A rank's input tensors as a case holds them, by the ops' names (the table's); any may be absent. */
+export interface PlanRankInputs {
+  x?: Tensor;
+  expertIds?: Tensor;
+  expertScales?: Tensor;
+  scales?: Tensor;
+  xActiveMask?: Tensor;
+  sharedExpertX?: Tensor;
+  /** the experts' output (expert_output in a case), which combine_setup takes as expand_x */
+  expandX?: Tensor;
+}
+
+/** A rank file's tensors (by their names in files) as PlanRankInputs, through the ops' table. */
+export function rankInputsOf(tensors: Readonly<Record<string, Tensor>>): PlanRankInputs {
+  const out: Record<string, Tensor> = {};
+  for (const t of OP_TENSORS) if (t.dir === 'in' && tensors[t.file]) out[t.name] = tensors[t.file]!;
+  return out as PlanRankInputs;
+}
+
+/**
+ * The checks a round makes of every rank's inputs, for all ranks at once (a round stops at the
+ * first): the group's own OpChecks of dispatch_setup (expert_ids and x_active_mask, then x and the
+ * smooth scales, against the BS the routing gives), the table's checks of expert_scales and of the
+ * expert output as combine_setup's expand_x, shared_expert_x as combine_teardown checks it, and the
+ * group's cross-rank rule for uneven BS. `lay` must come from valid attributes and shapes (the
+ * checks assume a well-formed world); `ranks[r]` undefined: rank r could not be read (its read
+ * error is the caller's to list). Each error names its rank.
+ */
+export function rankInputChecks(lay: Layout, ranks: readonly (PlanRankInputs | undefined)[]): MoeError[] {
+  const checks = new OpChecks(lay);
+  const out: MoeError[] = [];
+  const bsPerRank: number[] = [];
+  ranks.forEach((inp, r) => {
+    if (!inp) return;
+    const push = (errors: readonly MoeError[]): void => void out.push(...errors.map((e) => withContext(e, `rank ${r}`)));
+    // OpChecks throws the first problem of a call; each call is one check here, so one rank can
+    // list several (its routing, its x, its scales, ...)
+    const attempt = <T>(f: () => T): T | undefined => {
+      try {
+        return f();
+      } catch (e) {
+        if (!(e instanceof MoeError)) throw e;
+        push([e]);
+        return undefined;
+      }
+    };
+    const routed = attempt(() => checks.routing(r, inp.expertIds, inp.xActiveMask));
+    if (!routed) {
+      // the rank's BS still counts for the cross-rank rule: the rows of its x, (BS, H)
+      if (inp.x?.shape.length === 2) bsPerRank.push(inp.x.shape[0]!);
+      return; // the other checks need the BS the routing gives
+    }
+    bsPerRank.push(routed.bs);
+    const dtype = attempt(() => checks.xOf(r, inp.x, routed.bs));
+    attempt(() => checks.scales(r, inp.scales, routed.bs));
+    const c = checks.context(r, routed.bs, dtype);
+    push(checkOpTensor('combineTeardown', 'expertScales', inp.expertScales, c));
+    if (inp.expandX) push(checkOpTensor('combineSetup', 'expandX', inp.expandX, c));
+    if (inp.sharedExpertX && dtype) push(checkSharedExpertX(lay, inp.sharedExpertX, routed.bs, dtype));
+  });
+  out.push(...checkUnevenBs(lay.attrs, bsPerRank));
+  return out;
 }

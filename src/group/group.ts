@@ -18,6 +18,7 @@ import {
   checkBuffer,
   checkDims,
   checkRank,
+  checkUnevenBs,
 } from '../contract/checks.js';
 import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
 import { MoeError } from '../core/errors.js';
@@ -460,7 +461,6 @@ export class EpGroup {
     const blockOffset = new Float64Array(Lr * lay.W);
     const blockCount = new Int32Array(Lr * lay.W);
     const bsSeen = new Set<number>();
-    let maxBs = 0;
     for (let j = 0; j < Lr; j++) {
       for (let r = 0; r < lay.W; r++) {
         const rec = this.windows.read(rank, Half.Dispatch, r, j);
@@ -468,17 +468,9 @@ export class EpGroup {
         blockCount[j * lay.W + r] = rec.count;
         this.checkDtype(rank, r, rec.dtypeCode, rec.count, dtype, 'x.dtype');
         bsSeen.add(rec.senderBs);
-        maxBs = Math.max(maxBs, rec.senderBs);
       }
     }
-    if (this.attrs.globalBs !== 0 && bsSeen.size > 1 && this.attrs.globalBs !== maxBs * lay.W) {
-      throw new MoeError(
-        'E_ATTR',
-        'globalBs',
-        this.attrs.globalBs,
-        `with uneven BS across ranks (${[...bsSeen].sort((a, b) => a - b).join(', ')}) globalBs should be maxBs * epWorldSize = ${maxBs * lay.W}`,
-      );
-    }
+    throwFirst(checkUnevenBs(this.attrs, bsSeen));
     let received = 0;
     for (const c of blockCount) received += c;
     const bs = st.bs;

@@ -28,6 +28,7 @@ import {
   checkDims,
   checkRank,
   checkTensor,
+  checkUnevenBs,
 } from '../contract/checks.js';
 import { OpChecks, checkSharedExpertX } from '../contract/op-checks.js';
 import { MoeError } from '../core/errors.js';
@@ -207,18 +208,7 @@ export async function computeRank(
   const routing = routingCounts(lay, routes.map((rt) => ({ expertIds: rt.ids, activeBs: rt.activeBs })));
   /** cnt[r·E + e]: copies rank r sends to expert e */
   const cnt = routing.expertCounts;
-  if (attrs.globalBs !== 0) {
-    const seen = [...new Set(routes.map((rt) => rt.bs))].sort((a, b) => a - b);
-    const maxBs = seen[seen.length - 1]!;
-    if (seen.length > 1 && attrs.globalBs !== maxBs * W) {
-      throw new MoeError(
-        'E_ATTR',
-        'globalBs',
-        attrs.globalBs,
-        `with uneven BS across ranks (${seen.join(', ')}) globalBs should be maxBs * epWorldSize = ${maxBs * W}`,
-      );
-    }
-  }
+  throwFirst(checkUnevenBs(attrs, routes.map((rt) => rt.bs)));
   const own = routes[rho]!;
   const { bs, activeBs } = own;
 
