@@ -290,7 +290,7 @@ describe('plan', () => {
     expect(r.err).toMatch(/^moe-distribute: .*broken\/case\.json: unknown key "quantmode"; expected only epWorldSize, [^\n]*\n$/);
     const missing = await cli(['plan', '--case', join(dir, 'nope')]);
     expect(missing.code).toBe(1);
-    expect(missing.err).toMatch(/nope: cannot read \(no such file or directory\); expected a case directory or its case\.json\n$/);
+    expect(missing.err).toMatch(/nope: cannot read \(no such file\); expected a case directory or its case\.json\n$/);
     for (const [argv, pattern] of [
       [['plan', '--bs', '8', '--h', '1024', '--k', '2'], /plan needs --ep-world-size, --moe-expert-num/],
       [['plan', ...SEED.slice(0, -2), '--global-bs', '1k'], /--global-bs should be an integer, got "1k"/],

@@ -10,7 +10,7 @@ import { MoeError, formatValue } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import { CASE_JSON_LIMIT, parseCaseDocument, readCase, readRankTensors } from '../io/case.js';
 import { readText } from '../io/files.js';
-import { caseError } from '../io/safetensors.js';
+import { caseError, ioReason } from '../io/safetensors.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, UsageError, numberFlag } from './io.js';
 
 const HELP = `Usage: moe-distribute plan [--case CASE_DIR|case.json] [attribute flags] --bs BS --h H --k K [options]
@@ -77,8 +77,7 @@ async function readPlanCase(path: string): Promise<{ attrs: Partial<AttrInput>; 
       dir = path;
     }
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    throw caseError(path, `cannot read (${code === 'ENOENT' ? 'no such file or directory' : (code ?? String(e))}); expected a case directory or its case.json`);
+    throw caseError(path, `cannot read (${ioReason(e)}); expected a case directory or its case.json`);
   }
   const text = await readText(file, 'the case attributes as JSON', CASE_JSON_LIMIT);
   return { attrs: parseCaseDocument(text, file) as Partial<AttrInput>, dir, file };

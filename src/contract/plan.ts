@@ -3,7 +3,7 @@
 // Shared by the CLI's `plan`, the preview page and the group itself.
 import { MoeError } from '../core/errors.js';
 import { DTYPE_BYTES, type DType, type Tensor, numel } from '../core/tensor.js';
-import { withContext } from '../io/case-format.js';
+import { withContext } from '../core/errors.js';
 import { type OpName, checkOpTensor } from './tensors.js';
 import {
   type AttrInput,

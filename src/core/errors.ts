@@ -28,11 +28,30 @@ export class MoeError extends Error {
   }
 }
 
-export function formatValue(v: unknown): string {
+/** Prefixes a MoeError's message with where it happened (same code, param, value and rule). */
+export function withContext(err: MoeError, where: string): MoeError {
+  const out = new MoeError(err.code, err.param, err.value, err.rule);
+  out.message = `${where}: ${err.message}`;
+  return out;
+}
+
+/**
+ * Nesting shown by formatValue: values come from files (a case.json of 5000 nested arrays is
+ * valid JSON), and formatting them in full recursed past the stack (a RangeError, not a MoeError).
+ */
+const FORMAT_DEPTH = 8;
+
+export function formatValue(v: unknown, depth = 0): string {
   if (typeof v === 'string') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(formatValue).join(', ')}]`;
+  if (Array.isArray(v)) return depth >= FORMAT_DEPTH ? '[...]' : `[${v.map((x) => formatValue(x, depth + 1)).join(', ')}]`;
   if (typeof v === 'bigint') return v.toString();
   if (v === undefined) return 'undefined';
-  if (v !== null && typeof v === 'object') return JSON.stringify(v);
+  if (v !== null && typeof v === 'object') {
+    try {
+      return JSON.stringify(v);
+    } catch {
+      return '{...}'; // nested too deep for JSON.stringify (or cyclic)
+    }
+  }
   return String(v);
 }

@@ -16,7 +16,7 @@ import type {
   DispatchTeardownInputs,
   DispatchTeardownOutputs,
 } from '../contract/ops.js';
-import { withContext } from '../io/case-format.js';
+import { withContext } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 
 /** The next event-loop turn: setImmediate in Node, a zero timeout elsewhere. */

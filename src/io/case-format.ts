@@ -3,7 +3,7 @@
 // case directories on disk with these.
 import { ATTR_DEFAULTS, type GroupAttrs, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
 import { checkAttrs } from '../contract/checks.js';
-import { MoeError, formatValue } from '../core/errors.js';
+import { MoeError, formatValue, withContext } from '../core/errors.js';
 import type { DType, Tensor } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
 import { caseError, printable } from './safetensors-bytes.js';
@@ -126,6 +126,11 @@ export function parseCaseDocument(text: string, file: string): Partial<GroupAttr
       const d = (ATTR_DEFAULTS as Record<string, unknown>)[k];
       throw caseError(file, `${k} is ${formatValue(v)}; expected an integer (${d === undefined ? 'required, no default' : `default ${formatValue(d)}`})`, v);
     }
+    // JSON.parse rounds an integer past 2^53 − 1 to the nearest double: the value the file names
+    // is not the one read, so it is refused rather than taken as another number
+    if (typeof v === 'number' && !Number.isSafeInteger(v)) {
+      throw caseError(file, `${k} is ${formatValue(v)}, past 2^53 - 1, so not read exactly; expected an integer of at most 9007199254740991`, v);
+    }
   }
   return obj as Partial<GroupAttrs>;
 }
@@ -198,13 +203,6 @@ export function parseCaseAttrs(text: string, file: string): GroupAttrs {
   const bad = checkAttrs(attrs)[0];
   if (bad) throw withContext(bad, file);
   return attrs;
-}
-
-/** Prefixes a MoeError's message with where it happened (same code, param, value and rule). */
-export function withContext(err: MoeError, where: string): MoeError {
-  const out = new MoeError(err.code, err.param, err.value, err.rule);
-  out.message = `${where}: ${err.message}`;
-  return out;
 }
 
 const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;

@@ -138,7 +138,7 @@ async function caseAttrsAndRanks(dir: string): Promise<GroupAttrs> {
   try {
     names = await readdir(dir);
   } catch (e) {
-    throw caseError(dir, `cannot list the case directory (${(e as { code?: string }).code ?? String(e)})`);
+    throw caseError(dir, `cannot list the case directory (${ioReason(e)})`);
   }
   const extra = names.filter((n) => (rankOfName(n) ?? -1) >= W);
   if (extra.length > 0) {
@@ -432,7 +432,7 @@ export async function writeCaseOutputs(
   try {
     created = await makeDirs(outDir);
   } catch (e) {
-    throw caseError(outDir, `cannot create the output directory (${(e as { code?: string }).code ?? String(e)})`);
+    throw caseError(outDir, `cannot create the output directory (${ioReason(e)})`);
   }
   const doc = opts.attrs ? caseDocument(opts.attrs) : undefined;
   const temps: string[] = [];
@@ -480,7 +480,7 @@ export async function writeCaseOutputs(
           await writeParts(tmp, safetensorsParts(perRank[r]!, meta), wopts);
         }
       } catch (e) {
-        throw caseError(final, `cannot write the output (${(e as { code?: string }).code ?? String(e)})`);
+        throw caseError(final, `cannot write the output (${ioReason(e)})`);
       }
     });
     let attrsTmp: string | undefined;
@@ -490,7 +490,7 @@ export async function writeCaseOutputs(
       try {
         await writeFile(attrsTmp, `${JSON.stringify(doc, null, 2)}\n`);
       } catch (e) {
-        throw caseError(join(outDir, 'case.json'), `cannot write the case attributes (${(e as { code?: string }).code ?? String(e)})`);
+        throw caseError(join(outDir, 'case.json'), `cannot write the case attributes (${ioReason(e)})`);
       }
     }
     // The plan of the renames, on disk before the first: a run killed (SIGKILL) between two renames

@@ -3,7 +3,7 @@
 // rank by rank from disk; and `runCaseSingleRank`, the CLI's `run --single-rank`.
 import { makeLayout, withDefaults } from '../contract/attrs.js';
 import { type ContractWarning, contractWarnings } from '../contract/warnings.js';
-import { MoeError } from '../core/errors.js';
+import { MoeError, withContext } from '../core/errors.js';
 import { CaseStream, type GenSpec, ROUTING_ONLY } from './gen.js';
 import type { BackendName } from '../group/group.js';
 import {
@@ -19,7 +19,6 @@ import {
   type TensorFormat,
   readCaseAttrs,
   readRankTensors,
-  withContext,
   writeCaseOutputs,
 } from '../io/case.js';
 import { type RankInputs, rankInputsOf } from '../group/round.js';
