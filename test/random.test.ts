@@ -23,3 +23,19 @@ describe('Rng.skipU32', () => {
     expect(b.normal()).toBe(a.normal());
   });
 });
+
+describe('Rng.shuffle', () => {
+  it('draws int(0, i + 1) from the end, as the plain Fisher-Yates does', () => {
+    const a = new Rng(99);
+    const b = new Rng(99);
+    for (const n of [1, 2, 3, 7, 384, 1000]) {
+      const plain = Array.from({ length: n }, (_, i) => i);
+      for (let i = n - 1; i > 0; i--) {
+        const j = a.int(0, i + 1);
+        [plain[i], plain[j]] = [plain[j]!, plain[i]!];
+      }
+      expect(b.shuffle(Array.from({ length: n }, (_, i) => i))).toEqual(plain);
+    }
+    expect(b.nextU32()).toBe(a.nextU32());
+  });
+});
