@@ -409,6 +409,46 @@ describe('wasm backend vs reference backend, bit for bit', () => {
     await compareRound({ ...base, seed: 4242, ...over });
   });
 
+  // The quantizer has a fast form (no NaN, a finite non-zero max; 16 elements a step) and a careful
+  // one it falls back to (assembly/quant.ts). Each special alone, in the vector part and in the
+  // H % 16 tail, at each H remainder, with and without smooth scales: both forms must give the
+  // reference's bytes, including the false alarm (+big and -big summing to inf - inf, no NaN).
+  test('quantizer: every special alone, in the vector part and the tail, fast and careful forms', async () => {
+    const bf = (v: number) => fromF32('bf16', fr(v));
+    const specials: [string, number[]][] = [
+      ['NaN', [0x7fc0]], ['NaN payload', [0xffc1]], ['+inf', [0x7f80]], ['-inf', [0xff80]],
+      ['inf - inf', [0x7f80, 0xff80]], ['+max and -max (sums overflow)', [bf(3e38), bf(-3e38), bf(3e38), bf(-3e38)]],
+      ['subnormal max (127 / m overflows)', [0x0001]], ['zero row', []], ['a tie at ±0.5', [bf(254), bf(1), bf(-1)]],
+    ];
+    for (const H of [1024, 1024 + 1, 1024 + 15, 1040 + 9]) {
+      const rows: Uint16Array[] = [];
+      for (const [, vals] of specials) {
+        for (const at of [0, 5, H - 1]) {
+          const zero = vals.length === 0 || vals[0] === 0x0001;
+          const row = Uint16Array.from({ length: H }, (_, h) => (zero ? 0 : bf(((h * 37) % 19) - 9)));
+          vals.forEach((v, i) => (row[(at + i) % H] = v));
+          rows.push(row);
+        }
+      }
+      const bs = rows.length;
+      const x = new Uint16Array(bs * H);
+      rows.forEach((row, t) => x.set(row, t * H));
+      for (const scaled of [false, true]) {
+        const cfg: Cfg = { ...base, seed: 7, W: 2, E: 4, K: 2, H, bs: [bs, bs], active: [null, null], quant: 2, scaled, special: false };
+        const inp = makeInputs(cfg);
+        for (const r of inp.ranks) r.x = { dtype: 'bf16', shape: [bs, H], data: x };
+        const wasm = await round(cfg, 'wasm', inp);
+        const ref = await round(cfg, 'reference', inp);
+        for (let r = 0; r < cfg.W; r++) {
+          for (const name of ['y', 'expandX', 'dynamicScales', 'x']) {
+            const d = firstDifference(wasm[r]![name]!, ref[r]![name]!);
+            if (d !== null) throw new Error(`H ${H} scaled ${scaled} rank ${r} ${name}: ${d}`);
+          }
+        }
+      }
+    }
+  });
+
   test('random configurations (fast-check)', async () => {
     // a fixed seed keeps CI reproducible; DIFF_SEED explores other configurations
     const seed = Number(process.env.DIFF_SEED ?? 20251125);
