@@ -66,21 +66,28 @@ describe.each([
   const spec: GroupOptions = { epWorldSize: W, moeExpertNum: E, sharedExpertRankNum: shared ? 2 : 0, quantMode, h: H, k: K, bs: BS, backend };
   const inputs = (round: number) => inputsOf(round, quantMode, E, K);
 
-  test('five rounds of changing routing and masks: every byte equals a fresh-output group', async () => {
+  test('five rounds of changing routing and masks: every byte equals a fresh-output group, also with transient experts', async () => {
     const reused = await createGroup({ ...spec });
     const fresh = await createGroup({ ...spec, reuseOutputs: false });
+    const transient = await createGroup({ ...spec });
     let kept: ReturnType<typeof copyOutputs>[] | undefined;
     let keptFrom: ReturnType<typeof outputTensors>[] | undefined;
     for (let round = 0; round < 5; round++) {
       const ins = inputs(round);
       const a = (await runRound(reused, ins)).results.map(outputTensors);
       const b = (await runRound(fresh, ins)).results.map(outputTensors);
+      // run's rounds: one identity-expert buffer per shape for every rank (shared and MoE ranks
+      // have different A), written at each combineSetup
+      const t = await runRound(transient, ins, undefined, { transientExperts: true });
+      expect(t.results.map((res) => res.expertOutput)).toEqual(Array(W).fill(undefined));
+      const c = t.results.map(outputTensors);
       for (let r = 0; r < W; r++) {
         for (const name of Object.keys(b[r]!)) {
-          const x = a[r]![name]!;
           const y = b[r]![name]!;
-          expect([x.dtype, x.shape], `round ${round} rank ${r} ${name}`).toEqual([y.dtype, y.shape]);
-          expect(Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).equals(Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength)), `round ${round} rank ${r} ${name}`).toBe(true);
+          for (const [x, how] of [[a[r]![name]!, 'reused'], [c[r]![name]!, 'transient experts']] as const) {
+            expect([x.dtype, x.shape], `round ${round} rank ${r} ${name} ${how}`).toEqual([y.dtype, y.shape]);
+            expect(Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).equals(Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength)), `round ${round} rank ${r} ${name} ${how}`).toBe(true);
+          }
         }
       }
       if (round === 2) {
@@ -98,5 +105,6 @@ describe.each([
     }
     reused.close();
     fresh.close();
+    transient.close();
   });
 });

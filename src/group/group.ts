@@ -295,12 +295,14 @@ export class EpGroup {
 
   /**
    * The identity expert's output for rank `rank` from the group's reused outputs: (A, H) of
-   * `dtype`, written for `rows` rows (what it returns lives until that rank's next round, as every
-   * op output does).
+   * `dtype`, written for `rows` rows. What it returns lives until that rank's next round, as every
+   * op output does; with `transient`, only until the next transient expert output of this thread,
+   * of any rank: one buffer per shape serves every rank (for a round that consumes each expert
+   * output at once, runRankPhase's transientExperts).
    */
-  expertOutput(rank: number, dtype: XDtype, rows: number): Tensor<XDtype> {
+  expertOutput(rank: number, dtype: XDtype, rows: number, transient = false): Tensor<XDtype> {
     const A = outputAllocation('dispatchTeardown', 'expandX', { lay: this.layout, rank, bs: this.layout.maxBs, xDtype: dtype }).shape[0]!;
-    return this.outputs.take(rank, 'expert', 'expandX', dtype, [A, this.layout.H], [[0, rows]]);
+    return this.outputs.take(transient ? `transient A ${A}` : rank, 'expert', 'expandX', dtype, [A, this.layout.H], [[0, rows]]);
   }
 
   /** The group memory's bytes (fixed size: the views stay valid). */

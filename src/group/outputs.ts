@@ -58,12 +58,13 @@ export class OutputPool {
   ) {}
 
   /**
-   * The output `name` of `op` on `rank`, `dtype` and `shape`, zero wherever the op will not write:
-   * `writes` are the rows (first dimension) it writes whole this time; the rest are zero.
+   * The output `name` of `op` of `owner` (a rank, or the name of a slot ranks share), `dtype` and
+   * `shape`, zero wherever the op will not write: `writes` are the rows (first dimension) it writes
+   * whole this time; the rest are zero.
    */
-  take<D extends DType>(rank: number, op: string, name: string, dtype: D, shape: readonly number[], writes: readonly Range[]): Tensor<D> {
+  take<D extends DType>(owner: number | string, op: string, name: string, dtype: D, shape: readonly number[], writes: readonly Range[]): Tensor<D> {
     // keyed by dtype too: a rank alternating bf16 and fp16 rounds keeps one buffer of each
-    const key = `${rank}/${op}/${name}/${dtype}`;
+    const key = `${owner}/${op}/${name}/${dtype}`;
     const n = numel(shape);
     const rows = shape.length > 0 ? shape[0]! : 1;
     const rowBytes = rows > 0 ? (n / rows) * DTYPE_BYTES[dtype] : 0;

@@ -39,8 +39,8 @@ export interface RankInputs {
 export interface RankResult {
   dispatchSetup: DispatchSetupOutputs;
   dispatchTeardown: DispatchTeardownOutputs;
-  /** what went into combineSetup as expand_x */
-  expertOutput: Tensor<XDtype>;
+  /** what went into combineSetup as expand_x; absent after a round with transientExperts */
+  expertOutput?: Tensor<XDtype>;
   combineSetup: CombineSetupOutputs;
   combineTeardown: CombineTeardownOutputs;
 }
@@ -93,13 +93,27 @@ export type RoundGroup = Pick<EpGroup, 'layout' | 'dispatchSetup' | 'dispatchTea
 /** An expert between dispatch and combine: rank r's output (A, H) from its dispatch_teardown outputs. */
 export type ExpertFn = (rank: number, dt: DispatchTeardownOutputs) => Tensor;
 
+export interface RoundOptions {
+  /**
+   * The identity expert's outputs are not kept: each rank's is computed at its combineSetup, into
+   * one buffer of the thread that every rank reuses, and read by that combineSetup before the
+   * next rank's (EpGroup.combineSetup copies expand_x into the windows before its first await;
+   * combineTeardown reads only expand_x's shape and dtype). A round then touches one expert
+   * output per thread instead of one per rank: `run`'s W·A·H·2 bytes (235 MB on the bench case).
+   * The results carry no expertOutput. Ignored where the group has no pool (the npu group) and
+   * for ranks with an expert output of their own.
+   */
+  transientExperts?: boolean;
+}
+
 /**
  * One (phase, rank) step of a round, the only place that wires an op's inputs from the rank's
  * inputs and earlier outputs: runRound, the rank worker and the conformance harness all call it.
  * `p` holds rank's outputs so far; the expert is the case's expert_output, else `expert`, else the
  * identity expert on the group's backend (the npu group has none on the host: the reference then).
  */
-export async function runRankPhase(group: RoundGroup, name: Phase, rank: number, i: RankInputs, p: Partial<RankResult>, expert?: ExpertFn): Promise<void> {
+export async function runRankPhase(group: RoundGroup, name: Phase, rank: number, i: RankInputs, p: Partial<RankResult>, expert?: ExpertFn, opts: RoundOptions = {}): Promise<void> {
+  const deferred = opts.transientExperts === true && !i.expertOutput && !expert && group.expertOutput !== undefined;
   switch (name) {
     case 'dispatchSetup':
       p.dispatchSetup = await group.dispatchSetup(rank, dispatchSetupInputsOf(i));
@@ -108,16 +122,22 @@ export async function runRankPhase(group: RoundGroup, name: Phase, rank: number,
       p.dispatchTeardown = await group.dispatchTeardown(rank, dispatchTeardownInputsOf(i, p));
       return;
     case 'expert':
+      if (deferred) return;
       p.expertOutput = (i.expertOutput ??
         (expert
           ? expert(rank, p.dispatchTeardown!)
           : identityExpert(group.layout, rank, p.dispatchTeardown!, i.x.dtype, group.backend, group.expertOutput && ((rows) => group.expertOutput!(rank, i.x.dtype, rows))))) as Tensor<XDtype>;
       return;
     case 'combineSetup':
+      if (deferred) {
+        p.expertOutput = identityExpert(group.layout, rank, p.dispatchTeardown!, i.x.dtype, group.backend, (rows) => group.expertOutput!(rank, i.x.dtype, rows, true));
+      }
       p.combineSetup = await group.combineSetup(rank, combineSetupInputsOf(i, p));
       return;
     case 'combineTeardown':
       p.combineTeardown = await group.combineTeardown(rank, combineTeardownInputsOf(i, p));
+      // by now another rank's expert output may stand in the shared buffer
+      if (deferred) delete p.expertOutput;
   }
 }
 
@@ -148,7 +168,7 @@ export const combineTeardownInputsOf = (i: RankInputs, p: Partial<RankResult>): 
 export type Phase = (typeof PHASES)[number];
 
 /** One round of the four ops on every rank of `group` (EpGroup, or the npu group), with `inputs[r]` for rank r. */
-export async function runRound(group: RoundGroup, inputs: readonly RankInputs[], onProgress?: ProgressFn): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
+export async function runRound(group: RoundGroup, inputs: readonly RankInputs[], onProgress?: ProgressFn, opts: RoundOptions = {}): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
   const W = group.layout.W;
   if (inputs.length !== W) {
     throw new MoeError('E_CASE', 'inputs.length', inputs.length, `one input per rank: epWorldSize = ${W}`);
@@ -159,7 +179,7 @@ export async function runRound(group: RoundGroup, inputs: readonly RankInputs[],
   const timings = {} as PhaseTimings;
   for (const name of PHASES) {
     const t0 = performance.now();
-    await phase(name, W, (r) => runRankPhase(group, name, r, inputs[r]!, partial[r]!), onProgress ? (r) => onProgress(++units, total, name, r) : undefined);
+    await phase(name, W, (r) => runRankPhase(group, name, r, inputs[r]!, partial[r]!, undefined, opts), onProgress ? (r) => onProgress(++units, total, name, r) : undefined);
     timings[name] = performance.now() - t0;
   }
   return { results: partial as RankResult[], timings };

@@ -164,7 +164,7 @@ class Prober {
       const bs = opts.bs!;
       const withExpert = inputs.map((inp, r) => ({
         ...inp,
-        expertOutput: fitRows(ref[r]!.expertOutput, rowsA({ lay, rank: r, bs, rowsA: 'tiling' })),
+        expertOutput: fitRows(ref[r]!.expertOutput! /* a round without transientExperts */, rowsA({ lay, rank: r, bs, rowsA: 'tiling' })),
       }));
       const { results } = await runRound(g, withExpert);
       return { results };

@@ -72,6 +72,9 @@ interface OpenRound {
  * (the group is made from the shapes in the rank files' headers, so its own refusals — the group
  * memory, HCCL_BUFFSIZE, the attributes against the shapes — come first).
  */
+/** `run` keeps no identity expert's output: only the four ops' outputs are written (peak memory). */
+const RUN_ROUND = { transientExperts: true } as const;
+
 export async function runCase(caseDir: string, outDir: string, opts: RunCaseOptions = {}): Promise<RunCaseResult> {
   const shapes = await readCaseShapes(caseDir);
   const W = shapes.attrs.epWorldSize;
@@ -109,10 +112,10 @@ export async function runCase(caseDir: string, outDir: string, opts: RunCaseOpti
     try {
       if (wantWorkers && workerUrl) {
         const col = await Collective.create({ ...base, backend: b, workers: opts.workers, workerUrl });
-        return { run: (rs, p) => col.runRound(rs, p), close: () => col.close(), backend: b, workers: col.workers };
+        return { run: (rs, p) => col.runRound(rs, p, RUN_ROUND), close: () => col.close(), backend: b, workers: col.workers };
       }
       const group = b === 'npu' || b === 'auto' ? await createGroup({ ...base, backend: b, npu: opts.npu }) : await createGroup({ ...base, backend: b });
-      return { run: (rs, p) => runRound(group, rs, p), close: async () => group.close(), backend: group.backendName, workers: 0 };
+      return { run: (rs, p) => runRound(group, rs, p, RUN_ROUND), close: async () => group.close(), backend: group.backendName, workers: 0 };
     } catch (e) {
       throw e instanceof MoeError ? withContext(e, caseDir) : e;
     }

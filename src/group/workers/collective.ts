@@ -4,7 +4,7 @@
 import { MoeError } from '../../core/errors.js';
 import { type GroupOptions, groupLayout } from '../group.js';
 import type { Layout } from '../../contract/attrs.js';
-import type { PhaseTimings, ProgressFn, RankInputs, RankResult } from '../round.js';
+import type { PhaseTimings, ProgressFn, RankInputs, RankResult, RoundOptions } from '../round.js';
 import type { Tensor } from '../../core/tensor.js';
 import { WorkerPool } from './pool.js';
 import { graceMs } from './spmd.js';
@@ -80,7 +80,7 @@ export class Collective {
   }
 
   /** One round of the four ops on every rank; the expert is expertOutput when given, else the identity. */
-  async runRound(inputs: readonly RankInputs[], onProgress?: ProgressFn): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
+  async runRound(inputs: readonly RankInputs[], onProgress?: ProgressFn, opts: RoundOptions = {}): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
     const W = this.layout.W;
     if (inputs.length !== W) {
       throw new MoeError('E_CASE', 'inputs.length', inputs.length, `one input per rank: epWorldSize = ${W}`);
@@ -100,7 +100,7 @@ export class Collective {
       const failures: { rank: number; error: Error }[] = [];
       await pool.all(async (m) => {
         for (const r of this.ranksOf(m.lane)) {
-          const o = await pool.guarded(m, m.api.phase(phase, [r]));
+          const o = await pool.guarded(m, m.api.phase(phase, [r], opts));
           if (o.ok) onProgress?.(++done, PHASES.length * W, phase, r);
           else failures.push({ rank: r, error: fromWire(o.error) });
         }

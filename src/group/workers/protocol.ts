@@ -4,7 +4,7 @@ import type { Layout } from '../../contract/attrs.js';
 import { MoeError, type ErrorCode } from '../../core/errors.js';
 import type { BackendName } from '../group.js';
 import type { MemoryPlan } from '../memory.js';
-import type { RankInputs, RankResult } from '../round.js';
+import type { RankInputs, RankResult, RoundOptions } from '../round.js';
 
 export interface WorkerInit {
   layout: Layout;
@@ -44,7 +44,7 @@ export interface RankWorkerApi {
   /** collective: the inputs of the ranks this worker hosts */
   setInputs(rank: number, inputs: RankInputs): Promise<void>;
   /** collective: one phase for each of `ranks`, in order; returns ms spent */
-  phase(name: Phase, ranks: number[]): Promise<Outcome<number>>;
+  phase(name: Phase, ranks: number[], opts?: RoundOptions): Promise<Outcome<number>>;
   /** collective: the outputs of a finished round */
   results(ranks: number[]): Promise<RankResult[]>;
 }

@@ -7,7 +7,7 @@ import { expose, transfer } from 'comlink/dist/esm/comlink.mjs';
 import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
 import { setKernelSource } from '../../backends/wasm/index.js';
-import { type RankInputs, type RankResult, runRankPhase } from '../round.js';
+import { type RankInputs, type RankResult, type RoundOptions, runRankPhase } from '../round.js';
 import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
 import { isNode } from './platform.js';
 
@@ -42,12 +42,12 @@ function need(): EpGroup {
   return group;
 }
 
-async function runOne(g: EpGroup, name: Phase, rank: number): Promise<void> {
+async function runOne(g: EpGroup, name: Phase, rank: number, opts?: RoundOptions): Promise<void> {
   const i = inputs.get(rank);
   if (!i) throw new Error(`rank ${rank} has no inputs in this worker`);
   const p = partial.get(rank) ?? {};
   partial.set(rank, p);
-  await runRankPhase(g, name, rank, i, p);
+  await runRankPhase(g, name, rank, i, p, undefined, opts);
 }
 
 async function runProgram(programUrl: string, rank: number, args: unknown): Promise<unknown> {
@@ -86,13 +86,13 @@ const api: RankWorkerApi = {
   // The collective runs phase by phase with a barrier between them, so no op here ever waits for
   // a rank that has not run: a failing rank does not abort the group, and the main thread reports
   // the lowest failing rank, as the in-thread round does.
-  phase(name: Phase, ranks: number[]) {
+  phase(name: Phase, ranks: number[], opts?: RoundOptions) {
     return guard(undefined, async () => {
       const g = need();
       const t0 = performance.now();
       for (const r of ranks) {
         try {
-          await runOne(g, name, r);
+          await runOne(g, name, r, opts);
         } catch (e) {
           if (e instanceof Error) e.message = `rank ${r} ${name}: ${e.message}`;
           throw e;
