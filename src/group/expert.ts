@@ -55,6 +55,10 @@ export function identityExpert(
   if (td.expandX.dtype !== 'int8' && td.expandX.dtype !== dtype) {
     throw new TypeError(`identityExpert: expand_x is ${td.expandX.dtype}, x is ${dtype}; they should match for quant 0`);
   }
+  // quant 0: expand_x is the answer, rows past the received count already 0 (Decision 8); with a
+  // buffer to write to (the group's pool) it is expand_x itself, which lives as long, where a copy
+  // would cost A·H·2 bytes a rank and their first touch
+  if (td.expandX.dtype !== 'int8' && outFor) return td.expandX as Tensor<XDtype>;
   return backend.identityExpert({
     expandX: td.expandX as Tensor<XDtype | 'int8'>,
     dynamicScales: td.dynamicScales.data as Float32Array,
