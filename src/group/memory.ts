@@ -62,44 +62,78 @@ export interface MemoryPlan {
   lanes: number;
 }
 
+/** Bytes rounded up to whole arena units: every region and block starts on a unit. */
+export const alignUnit = (n: number): number => Math.ceil(n / UNIT) * UNIT;
+
+/** Regions laid out one after the other above the kernels' low memory, then the scratch lanes. */
+export interface RegionPlan {
+  /** byte offset of each region, in the order given */
+  bases: number[];
+  /** first scratch lane; lane i starts at scratchBase + i·scratchBytes */
+  scratchBase: number;
+  scratchBytes: number;
+  total: number;
+}
+
+/**
+ * The one memory plan of the group and of the single-rank view: `sizes` (each rounded up to a
+ * unit) placed in order from KERNEL_RESERVED, then `lanes` scratch lanes. Past a wasm32 memory
+ * (4 GiB) it throws `tooBig(total, limit)`, which says what the caller was laying out.
+ */
+export function planRegions(
+  sizes: readonly number[],
+  scratchBytes: number,
+  lanes: number,
+  tooBig: (total: number, limit: number) => MoeError,
+): RegionPlan {
+  const bases: number[] = [];
+  let at = KERNEL_RESERVED;
+  for (const n of sizes) {
+    bases.push(at);
+    at += alignUnit(n);
+  }
+  const laneBytes = alignUnit(scratchBytes);
+  const total = at + laneBytes * lanes;
+  if (Math.ceil(total / PAGE) > MAX_PAGES) throw tooBig(total, MAX_PAGES * PAGE);
+  return { bases, scratchBase: at, scratchBytes: laneBytes, total };
+}
+
 /** Sizes of the regions; throws E_MEMORY when the round cannot fit a wasm32 memory. */
 export function planMemory(lay: Layout, scratchBytes: number, lanes = 1): MemoryPlan {
   const msgsPerRound = lay.W * lay.maxBs * (lay.K + lay.sharedSends);
-  const alignUp = (n: number) => Math.ceil(n / UNIT) * UNIT;
-  const dispatchBytes = alignUp(msgsPerRound * lay.msgBytes + lay.W * lay.lMax * UNIT);
+  const dispatchBytes = alignUnit(msgsPerRound * lay.msgBytes + lay.W * lay.lMax * UNIT);
   // Each combine block (one per sender, receiver and local expert) is reserved in whole UNITs, so a
-  // row costs up to alignUp(H·2) when H·2 is not a multiple of UNIT (H not a multiple of 32);
-  // alignUp(c·b) <= c·alignUp(b) keeps every round inside this bound.
-  const combineBytes = alignUp(msgsPerRound * alignUp(lay.H * 2) + lay.W * lay.lMax * UNIT);
-  const ctlBase = KERNEL_RESERVED;
-  const statusBase = ctlBase + alignUp(ctlWords(lay.W) * 4);
-  const statusBytes = alignUp(lay.W * 2 * lay.W * lay.lMax * STATUS_WORDS * 4);
-  const a0 = statusBase + statusBytes;
-  const a1 = a0 + dispatchBytes;
-  const scratchBase = a1 + combineBytes;
-  const laneBytes = alignUp(scratchBytes);
-  const total = scratchBase + laneBytes * lanes;
-  if (Math.ceil(total / PAGE) > MAX_PAGES) {
-    throw new MoeError(
-      'E_MEMORY',
-      'epWorldSize',
-      lay.W,
-      `the simulated round needs ${total} bytes of windows and scratch in one wasm32 memory, more than its 4 GiB limit (${MAX_PAGES * PAGE} bytes); use the single-rank view or fewer ranks/tokens`,
-    );
-  }
+  // row costs up to alignUnit(H·2) when H·2 is not a multiple of UNIT (H not a multiple of 32);
+  // alignUnit(c·b) <= c·alignUnit(b) keeps every round inside this bound.
+  const combineBytes = alignUnit(msgsPerRound * alignUnit(lay.H * 2) + lay.W * lay.lMax * UNIT);
+  const ctlBytes = ctlWords(lay.W) * 4;
+  const statusBytes = lay.W * 2 * lay.W * lay.lMax * STATUS_WORDS * 4;
+  const plan = planRegions(
+    [ctlBytes, statusBytes, dispatchBytes, combineBytes],
+    scratchBytes,
+    lanes,
+    (total, limit) =>
+      new MoeError(
+        'E_MEMORY',
+        'epWorldSize',
+        lay.W,
+        `the simulated round needs ${total} bytes of windows and scratch in one wasm32 memory, more than its 4 GiB limit (${limit} bytes); use the single-rank view or fewer ranks/tokens`,
+      ),
+  );
+  const [ctlBase, statusBase, a0, a1] = plan.bases as [number, number, number, number];
   return {
-    total,
+    total: plan.total,
     ctlBase,
     statusBase,
     arenaBase: [a0, a1],
     arenaBytes: [dispatchBytes, combineBytes],
-    scratchBase,
-    scratchBytes: laneBytes,
+    scratchBase: plan.scratchBase,
+    scratchBytes: plan.scratchBytes,
     lanes,
   };
 }
 
-export function createMemory(plan: MemoryPlan): { memory: WebAssembly.Memory; shared: boolean; reason?: string } {
+export function createMemory(plan: Pick<MemoryPlan, 'total'>): { memory: WebAssembly.Memory; shared: boolean; reason?: string } {
   const pages = Math.max(1, Math.ceil(plan.total / PAGE));
   try {
     return { memory: new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }), shared: true };

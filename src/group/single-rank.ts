@@ -10,39 +10,22 @@
 //     itself sent.
 // Every kernel call is the backend's (route, pack, gather, combine) on a memory of its own sized
 // for ρ's blocks, so the outputs are bit-identical to the full group's for that rank.
-import {
-  type AttrInput,
-  type Layout,
-  combineCommCmdInfoLen,
-  dispatchCommCmdInfoLen,
-  expandRows,
-  expertHome,
-  localExpertNum,
-  makeLayout,
-  sharedHome,
-  withDefaults,
-} from '../contract/attrs.js';
-import {
-  checkAttrs,
-  checkBuffer,
-  checkDims,
-  checkRank,
-  checkTensor,
-  checkUnevenBs,
-} from '../contract/checks.js';
-import { OpChecks, checkSharedExpertX } from '../contract/op-checks.js';
-import { MoeError } from '../core/errors.js';
-import { identityExpert } from './expert.js';
-import { type Tensor, zeros } from '../core/tensor.js';
-import type { Backend, XDtype } from '../backends/types.js';
-import { type RankInputs, outputTensors } from './round.js';
-import { combineDescriptors, dispatchDescriptors } from './commcmd.js';
-import { type BackendName, resolveBackend } from './group.js';
+import { type AttrInput, type Layout, expandRows, expertHome, localExpertNum, sharedHome } from '../contract/attrs.js';
+import { checkRank, checkTensor, checkUnevenBs } from '../contract/checks.js';
+import { OpChecks, checkSharedExpertX, throwFirst } from '../contract/op-checks.js';
 import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from '../contract/ops.js';
-import { KERNEL_RESERVED, MAX_PAGES, PAGE } from './memory.js';
-import { gatherBlocks, yFromBlocks } from './moves.js';
-import { outputAllocation } from '../contract/tensors.js';
 import { routingCounts } from '../contract/routing.js';
+import { type OpName, type Range, outputAllocation } from '../contract/tensors.js';
+import type { Backend, XDtype } from '../backends/types.js';
+import { MoeError } from '../core/errors.js';
+import type { Tensor } from '../core/tensor.js';
+import { DESCRIPTOR_WORDS, combineDescriptors, dispatchDescriptors } from './commcmd.js';
+import { identityExpert } from './expert.js';
+import { type BackendName, groupLayout, resolveBackend } from './group.js';
+import { alignUnit, createMemory, planRegions } from './memory.js';
+import { gatherBlocks, yFromBlocks } from './moves.js';
+import { OutputPool, plainBuffers } from './outputs.js';
+import { type RankInputs, outputTensors } from './round.js';
 
 /** What the routing pass needs of a rank: its expert_ids and x_active_mask. */
 export type RankRouting = Pick<RankInputs, 'expertIds' | 'xActiveMask'>;
@@ -106,18 +89,6 @@ export interface SingleRankResult {
 /** The output tensors of a rank file (src/io/case.ts OUTPUT_TENSORS) from a single-rank result. */
 export const singleRankTensors = (res: SingleRankResult): Record<string, Tensor> => outputTensors(res);
 
-const ALIGN = 64;
-const alignUp = (n: number): number => Math.ceil(n / ALIGN) * ALIGN;
-
-function throwFirst(errors: MoeError[], rank?: number): void {
-  const e = errors[0];
-  if (!e) return;
-  if (rank === undefined) throw e;
-  const out = new MoeError(e.code, e.param, e.value, e.rule);
-  out.message = `rank ${rank}: ${e.message}`;
-  throw out;
-}
-
 function rankError(rank: number, code: MoeError['code'], param: string, value: unknown, rule: string): MoeError {
   return withRank(new MoeError(code, param, value, rule), rank);
 }
@@ -128,20 +99,9 @@ function withRank(e: MoeError, rank: number): MoeError {
   return out;
 }
 
-/** The routing of one rank, kept for the whole computation (W·BS·K int32 over all ranks). */
-interface Routed {
-  bs: number;
-  activeBs: number;
-  ids: Int32Array;
-}
-
-// The group's own per-call checks (contract/op-checks.ts), one instance per layout; their
-// errors get the rank in front, as the full round's do.
-const checksOf = new WeakMap<Layout, OpChecks>();
-function checks(lay: Layout): OpChecks {
-  let c = checksOf.get(lay);
-  if (!c) checksOf.set(lay, (c = new OpChecks(lay)));
-  return c;
+/** The first of `errors`, with the rank in front as the full round gives it. */
+function throwFirstOf(rank: number, errors: MoeError[]): void {
+  if (errors[0]) throw withRank(errors[0], rank);
 }
 
 function ranked<T>(rank: number, f: () => T): T {
@@ -152,17 +112,26 @@ function ranked<T>(rank: number, f: () => T): T {
   }
 }
 
-function routingOf(lay: Layout, rank: number, inp: RankRouting): Routed {
-  return ranked(rank, () => checks(lay).routing(rank, inp.expertIds, inp.xActiveMask));
+/** The routing of one rank, kept for the whole computation (W·BS·K int32 over all ranks). */
+interface Routed {
+  bs: number;
+  activeBs: number;
+  ids: Int32Array;
 }
 
-/** x of a rank against its routing: 2-D, bf16/fp16, (BS, H). */
-function checkX(lay: Layout, rank: number, x: Tensor | undefined, bs: number): XDtype {
-  return ranked(rank, () => checks(lay).xOf(rank, x, bs));
-}
-
-function checkScales(lay: Layout, rank: number, scales: Tensor | null | undefined, bs: number): Float32Array | undefined {
-  return ranked(rank, () => checks(lay).scales(rank, scales, bs));
+/**
+ * Blocks of counts[i] rows of `rowBytes` each, one after another from `base`, each a whole number
+ * of units as a window reserves it (memory.ts); an empty block gets -1, as one never reserved.
+ * Returns the end.
+ */
+function placeBlocks(base: number, counts: ArrayLike<number>, rowBytes: number, offsets: Float64Array): number {
+  let at = base;
+  for (let i = 0; i < counts.length; i++) {
+    const c = counts[i]!;
+    offsets[i] = c > 0 ? at : -1;
+    at += alignUnit(c * rowBytes);
+  }
+  return at;
 }
 
 /**
@@ -177,32 +146,33 @@ export async function computeRank(
   source: RankInputSource,
   opts: SingleRankOptions = {},
 ): Promise<SingleRankResult> {
-  // ---- the group's own checks (createGroup) -------------------------------------------------
-  const attrs = withDefaults(spec);
-  throwFirst(checkAttrs(attrs));
+  // ---- createGroup's own layout and checks, then the rank id as every op checks it ------------
+  const lay = groupLayout(spec);
+  const attrs = lay.attrs;
   throwFirst(checkRank(attrs, rank));
-  const bsOpt = spec.bs ?? (attrs.globalBs !== 0 ? Math.floor(attrs.globalBs / attrs.epWorldSize) : undefined);
-  if (bsOpt === undefined) {
-    throw new MoeError('E_ATTR', 'bs', bsOpt, 'bs (rows of x on every rank) is required when globalBs = 0');
-  }
-  throwFirst(checkDims(attrs, { h: spec.h, k: spec.k, bs: bsOpt }));
-  const lay = makeLayout(attrs, { h: spec.h, k: spec.k, bs: bsOpt });
-  throwFirst(checkBuffer(lay, spec.hcclBufferSize));
   const { W, E, K, H, S, L } = lay;
   const rho = rank;
   const mb = lay.msgBytes;
   const rowBytes = H * 2;
   const isShared = rho < S;
   const Lr = localExpertNum(lay, rho);
-  const A = expandRows(lay, rho);
   const e0 = isShared ? 0 : (rho - S) * L;
   const sharedS = isShared ? Math.floor(rho / lay.R) : -1;
+  // the group's per-call checks, their errors with the rank in front as the full round's are
+  const checks = new OpChecks(lay);
+  const routingOf = (r: number, inp: RankRouting): Routed => ranked(r, () => checks.routing(r, inp.expertIds, inp.xActiveMask));
+  const checkX = (r: number, x: Tensor | undefined, bs: number): XDtype => ranked(r, () => checks.xOf(r, x, bs));
+  const checkScales = (r: number, scales: Tensor | null | undefined, bs: number): Float32Array | undefined =>
+    ranked(r, () => checks.scales(r, scales, bs));
+  // outputs as the group takes them (dtype and shape from the contract's table), fresh: a
+  // single-rank result is kept by its caller, never reused by a next round
+  const outputs = new OutputPool(plainBuffers, false);
 
   // ---- pass 1: the routing of every rank -----------------------------------------------------
   const routes: Routed[] = [];
   for (let r = 0; r < W; r++) {
     const inp = source.getRouting ? await source.getRouting(r) : await source.getInputs(r);
-    routes.push(routingOf(lay, r, inp));
+    routes.push(routingOf(r, inp));
     opts.onProgress?.(r + 1, W, 'routing', r);
   }
   const routing = routingCounts(lay, routes.map((rt) => ({ expertIds: rt.ids, activeBs: rt.activeBs })));
@@ -211,22 +181,38 @@ export async function computeRank(
   throwFirst(checkUnevenBs(attrs, routes.map((rt) => rt.bs)));
   const own = routes[rho]!;
   const { bs, activeBs } = own;
+  const out = (op: OpName, name: string, xDtype: XDtype, writes: readonly Range[]): Tensor => {
+    const { dtype, shape } = outputAllocation(op, name, { lay, rank: rho, bs, xDtype });
+    return outputs.take(rho, op, name, dtype, shape, writes);
+  };
 
   /** (Lr·W) messages rank ρ receives per (local expert j, sender r) */
   const received = routing.blockCounts[rho]!;
   const receivedRows = received.reduce((s, c) => s + c, 0);
+  /** the first expand_x row of each received block (j, r): blocks are compacted in that order */
+  const blockRow = new Int32Array(Lr * W);
+  received.reduce((n, c, idx) => ((blockRow[idx] = n), n + c), 0);
 
-  // ---- the memory: ρ's own messages or the received blocks (one region, used in turn), the
-  // rows returned to ρ, and the backend's scratch ----------------------------------------------
+  // ---- the memory, one plan of the group's (memory.ts) over two regions and the scratch:
+  // the data region holds ρ's own messages until y has them, then the rows returned to ρ for
+  // combine; the staging region holds one sender's blocks to ρ at a time, gathered into expand_x
+  // before the next sender is packed. Memory is then ρ's messages and one sender's, not every
+  // received block as well. ----------------------------------------------------------------------
   const backend = await resolveBackend(opts.backend ?? 'wasm');
-  let ownBytes = 0;
-  for (let e = 0; e < E; e++) ownBytes += alignUp(cnt[rho * E + e]! * mb);
-  ownBytes += lay.sharedSends * alignUp(activeBs * mb);
-  let recvBytes = 0;
-  for (const c of received) recvBytes += alignUp(c * mb);
-  let combBytes = 0;
-  for (let e = 0; e < E; e++) combBytes += alignUp(cnt[rho * E + e]! * rowBytes);
-  combBytes += lay.sharedSends * alignUp(activeBs * rowBytes);
+  const ownCounts = cnt.subarray(rho * E, (rho + 1) * E);
+  const sharedCounts = new Int32Array(lay.sharedSends).fill(activeBs);
+  const expertBlock = new Float64Array(E);
+  const sharedBlock = new Float64Array(lay.sharedSends);
+  const combExpertBlock = new Float64Array(E);
+  const combSharedBlock = new Float64Array(lay.sharedSends);
+  const ownBytes = placeBlocks(placeBlocks(0, ownCounts, mb, expertBlock), sharedCounts, mb, sharedBlock);
+  const combBytes = placeBlocks(placeBlocks(0, ownCounts, rowBytes, combExpertBlock), sharedCounts, rowBytes, combSharedBlock);
+  let stageBytes = 0;
+  for (let r = 0; r < W; r++) {
+    let n = 0;
+    for (let j = 0; j < Lr; j++) n += alignUnit(received[j * W + r]! * mb);
+    stageBytes = Math.max(stageBytes, n);
+  }
   // a sender's messages to ρ: at most maxBs·min(L, K) (MoE ρ) or maxBs (shared ρ), packed as
   // tokens with one destination each (K = 1) among ρ's Lr experts
   const subRows = Math.max(1, isShared ? lay.maxBs : lay.maxBs * Math.min(L, K));
@@ -243,102 +229,70 @@ export async function computeRank(
     gbs: subRows,
     maxBs: subRows,
   };
-  const scratchBytes = alignUp(Math.max(backend.scratchBytes(lay), backend.scratchBytes(subLay)));
-  const dataBase = alignUp(KERNEL_RESERVED);
-  const combBase = dataBase + alignUp(Math.max(ownBytes, recvBytes));
-  const scratchBase = combBase + alignUp(combBytes);
-  const total = scratchBase + scratchBytes;
-  const pages = Math.max(1, Math.ceil(total / PAGE));
-  if (pages > MAX_PAGES) {
-    throw new MoeError(
-      'E_MEMORY',
-      'epRankId',
-      rho,
-      `the single-rank view of rank ${rho} needs ${total} bytes (received blocks ${recvBytes}, returned rows ${combBytes}, scratch ${scratchBytes}) in one wasm32 memory, more than its 4 GiB limit (${MAX_PAGES * PAGE} bytes)`,
-    );
-  }
-  let memory: WebAssembly.Memory;
-  try {
-    memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  } catch {
-    memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  }
-  await backend.attach({ memory, scratchBase, scratchBytes });
+  const scratchBytes = Math.max(backend.scratchBytes(lay), backend.scratchBytes(subLay));
+  const dataBytes = Math.max(ownBytes, combBytes);
+  const plan = planRegions(
+    [dataBytes, stageBytes],
+    scratchBytes,
+    1,
+    (total, limit) =>
+      new MoeError(
+        'E_MEMORY',
+        'epRankId',
+        rho,
+        `the single-rank view of rank ${rho} needs ${total} bytes (its messages or returned rows ${dataBytes}, one sender's blocks ${stageBytes}, scratch ${scratchBytes}) in one wasm32 memory, more than its 4 GiB limit (${limit} bytes)`,
+      ),
+  );
+  const [dataBase, stageBase] = plan.bases as [number, number];
+  const { memory } = createMemory(plan);
+  await backend.attach({ memory, scratchBase: plan.scratchBase, scratchBytes: plan.scratchBytes });
+  const mem = new Uint8Array(memory.buffer);
+  placeBlocks(placeBlocks(dataBase, ownCounts, mb, expertBlock), sharedCounts, mb, sharedBlock);
+  placeBlocks(placeBlocks(dataBase, ownCounts, rowBytes, combExpertBlock), sharedCounts, rowBytes, combSharedBlock);
 
   // ---- rank ρ: dispatch_setup ------------------------------------------------------------------
   const ownInputs = await source.getInputs(rho);
-  const ownRt = routingOf(lay, rho, ownInputs);
+  const ownRt = routingOf(rho, ownInputs);
   if (!sameInts(ownRt.ids, own.ids) || ownRt.activeBs !== activeBs) {
     throw rankError(rho, 'E_CASE', 'expertIds', 'changed', 'getInputs and getRouting should give the same expert_ids and x_active_mask');
   }
-  const dtype = checkX(lay, rho, ownInputs.x, bs);
-  const ownScales = checkScales(lay, rho, ownInputs.scales, bs);
-  const { expandIdx, counts } = backend.route({ expertIds: own.ids, activeBs, bs, K, E });
-  const expertBlock = new Float64Array(E).fill(-1);
-  let at = dataBase;
-  for (let e = 0; e < E; e++) {
-    if (counts[e]! > 0) {
-      expertBlock[e] = at;
-      at += alignUp(counts[e]! * mb);
-    }
-  }
-  const sharedBlock = new Float64Array(lay.sharedSends).fill(-1);
-  for (let s = 0; s < lay.sharedSends; s++) {
-    if (activeBs > 0) {
-      sharedBlock[s] = at;
-      at += alignUp(activeBs * mb);
-    }
-  }
+  const dtype = checkX(rho, ownInputs.x, bs);
+  const ownScales = checkScales(rho, ownInputs.scales, bs);
+  const sharedRows: Range = [bs * K, bs * K + lay.sharedSends * activeBs];
+  const expandIdxT = out('dispatchSetup', 'expandIdx', dtype, [[0, bs * K]]) as Tensor<'int32'>;
+  const { expandIdx } = backend.route({ expertIds: own.ids, activeBs, bs, K, E, expandIdx: expandIdxT.data });
   backend.pack({ lay, x: ownInputs.x as Tensor<XDtype>, expertIds: own.ids, scales: ownScales, activeBs, expandIdx, expertBlock, sharedBlock });
-  const yAlloc = outputAllocation('dispatchSetup', 'y', { lay, rank: rho, bs, xDtype: dtype });
-  const y = zeros(yAlloc.dtype, yAlloc.shape) as DispatchSetupOutputs['y'];
-  yFromBlocks(new Uint8Array(memory.buffer), lay, { bs, activeBs, expertIds: own.ids, expandIdx, expertBlock, sharedBlock }, y);
-  const dsCommCmdInfo = zeros('int32', [dispatchCommCmdInfoLen(lay, bs, rho)]);
+  const y = out('dispatchSetup', 'y', dtype, [[0, activeBs * K], sharedRows]) as DispatchSetupOutputs['y'];
+  yFromBlocks(mem, lay, { bs, activeBs, expertIds: own.ids, expandIdx, expertBlock, sharedBlock }, y);
+  const D = DESCRIPTOR_WORDS;
+  const dsCommCmdInfo = out('dispatchSetup', 'commCmdInfo', dtype, [[0, activeBs * K * D], [sharedRows[0] * D, sharedRows[1] * D]]) as Tensor<'int32'>;
   dispatchDescriptors(dsCommCmdInfo.data, lay, rho, bs, activeBs, own.ids, expandIdx);
-  const dispatchSetup: DispatchSetupOutputs = {
-    y,
-    expandIdx: { dtype: 'int32', shape: [bs * K], data: expandIdx },
-    commCmdInfo: dsCommCmdInfo,
-  };
+  const dispatchSetup: DispatchSetupOutputs = { y, expandIdx: expandIdxT, commCmdInfo: dsCommCmdInfo };
+  // from here on the data region is free for the rows returned to ρ
 
   // combine's dtype: ρ's expert output (expand_x of combine), its expert_output or x's dtype
   const ownOut = ownInputs.expertOutput;
   if (ownOut !== undefined && ownOut !== null) {
-    throwFirst(checkTensor('expandX', ownOut, ['bf16', 'fp16'], [A, H]), rho);
+    throwFirstOf(rho, checkTensor('expandX', ownOut, ['bf16', 'fp16'], [expandRows(lay, rho), H]));
   }
   const combDtype: XDtype = (ownOut?.dtype as XDtype | undefined) ?? dtype;
   // checked, then ignored as every kernel does (contract §5)
   const sx = ownInputs.sharedExpertX;
-  if (sx !== undefined && sx !== null) throwFirst(checkSharedExpertX(lay, sx, bs, combDtype), rho);
-  throwFirst(checkTensor('expertScales', ownInputs.expertScales, ['f32'], [bs, K]), rho);
+  if (sx !== undefined && sx !== null) throwFirstOf(rho, checkSharedExpertX(lay, sx, bs, combDtype));
+  throwFirstOf(rho, checkTensor('expertScales', ownInputs.expertScales, ['f32'], [bs, K]));
 
-  // ---- the blocks of dispatch_teardown, in (local expert j, sender r) order ----------------
-  const blockOffset = new Float64Array(Lr * W).fill(-1);
-  at = dataBase;
-  for (let idx = 0; idx < Lr * W; idx++) {
-    if (received[idx]! > 0) {
-      blockOffset[idx] = at;
-      at += alignUp(received[idx]! * mb);
-    }
-  }
+  // ---- dispatch_teardown's outputs, filled sender by sender in pass 2 -------------------------
+  const rows: Range[] = [[0, receivedRows]];
+  const dtOp = 'dispatchTeardown';
+  const assistLen = outputAllocation(dtOp, 'assistInfoForCombine', { lay, rank: rho, bs, xDtype: dtype }).shape[0]!;
+  const dispatchTeardown: DispatchTeardownOutputs = {
+    expandX: out(dtOp, 'expandX', dtype, rows) as DispatchTeardownOutputs['expandX'],
+    dynamicScales: out(dtOp, 'dynamicScales', dtype, lay.attrs.quantMode === 2 ? rows : []) as Tensor<'f32'>,
+    assistInfoForCombine: out(dtOp, 'assistInfoForCombine', dtype, [[0, Math.min(received.length, assistLen)]]) as Tensor<'int32'>,
+    expertTokenNums: out(dtOp, 'expertTokenNums', dtype, [[0, Lr]]) as Tensor<'int64'>,
+  };
 
   // ---- the rows returned to ρ in combine: one block per expert ρ sends to, by slot ----------
-  const combExpertBlock = new Float64Array(E).fill(-1);
-  at = combBase;
-  for (let e = 0; e < E; e++) {
-    const c = cnt[rho * E + e]!;
-    if (c > 0) {
-      combExpertBlock[e] = at;
-      at += alignUp(c * rowBytes);
-    }
-  }
-  const combSharedBlock = new Float64Array(lay.sharedSends).fill(-1);
-  for (let s = 0; s < lay.sharedSends; s++) {
-    if (activeBs > 0) {
-      combSharedBlock[s] = at;
-      at += alignUp(activeBs * rowBytes);
-    }
-  }
   // colSum[e]: copies expert e receives from all ranks (its rows in its rank's expand_x)
   const colSum = new Float64Array(E);
   for (let r = 0; r < W; r++) for (let e = 0; e < E; e++) colSum[e]! += cnt[r * E + e]!;
@@ -368,8 +322,9 @@ export async function computeRank(
   }
 
   // ---- pass 2: the ranks that exchange data with ρ ------------------------------------------
-  const mem = (): Uint8Array => new Uint8Array(memory.buffer);
   const identityFrom: number[] = [];
+  const stageCounts = new Int32Array(Lr);
+  const stageBlock = new Float64Array(Lr);
   let ranksLoaded = 0;
   for (let r = 0; r < W; r++) {
     let sends = 0;
@@ -393,28 +348,28 @@ export async function computeRank(
       const scaleRows = isShared ? Int32Array.of(sharedS) : Int32Array.from({ length: L }, (_, j) => e0 + j + lay.SN);
       inp = await source.getInputs(r, { xRows, scaleRows, expertOutput: back !== undefined, all: false });
       ranksLoaded++;
-      const again = routingOf(lay, r, inp);
+      const again = routingOf(r, inp);
       if (!sameInts(again.ids, rt.ids) || again.activeBs !== rt.activeBs) {
         throw rankError(r, 'E_CASE', 'expertIds', 'changed', 'getInputs and getRouting should give the same expert_ids and x_active_mask');
       }
     }
-    const xDtype = checkX(lay, r, inp.x, rt.bs);
+    const xDtype = checkX(r, inp.x, rt.bs);
     if (sends > 0) {
       if (xDtype !== dtype) {
         throw new MoeError('E_MISMATCH', 'x.dtype', dtype, `rank ${r} sent ${xDtype} rows to rank ${rho}, whose x is ${dtype}: every rank must use the same dtype`);
       }
       packToRho(r, rt, flat, inp, xDtype);
+      gatherFromStage(r);
     }
     if (back) {
-      const out = inp.expertOutput;
-      if (out !== undefined && out !== null) {
-        throwFirst(checkTensor('expandX', out, ['bf16', 'fp16'], [expandRows(lay, r), H]), r);
-        if (out.dtype !== combDtype) {
-          throw new MoeError('E_MISMATCH', 'expandX.dtype', combDtype, `rank ${r} sent ${out.dtype} rows to rank ${rho}, whose expandX is ${combDtype}: every rank must use the same dtype`);
+      const eo = inp.expertOutput;
+      if (eo !== undefined && eo !== null) {
+        throwFirstOf(r, checkTensor('expandX', eo, ['bf16', 'fp16'], [expandRows(lay, r), H]));
+        if (eo.dtype !== combDtype) {
+          throw new MoeError('E_MISMATCH', 'expandX.dtype', combDtype, `rank ${r} sent ${eo.dtype} rows to rank ${rho}, whose expandX is ${combDtype}: every rank must use the same dtype`);
         }
-        const src = new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength);
-        const m = mem();
-        for (const p of back) m.set(src.subarray(p.first * rowBytes, (p.first + p.count) * rowBytes), p.block);
+        const src = new Uint8Array(eo.data.buffer, eo.data.byteOffset, eo.data.byteLength);
+        for (const p of back) mem.set(src.subarray(p.first * rowBytes, (p.first + p.count) * rowBytes), p.block);
       } else {
         if (xDtype !== combDtype) {
           throw new MoeError('E_MISMATCH', 'expandX.dtype', combDtype, `rank ${r} sent ${xDtype} rows to rank ${rho}, whose expandX is ${combDtype}: every rank must use the same dtype`);
@@ -428,14 +383,14 @@ export async function computeRank(
   function packToRho(r: number, rt: Routed, flat: number[], inp: RankInputs, xDtype: XDtype): void {
     // The messages of r to ρ as a problem of their own: one token per message (K = 1), expert
     // ids 0 … Lr−1 for ρ's local experts, their smooth-scale rows moved to rows SN + j, and the
-    // slots r's routing gives them; pack writes each straight into its block (j, r).
+    // slots r's routing gives them; pack writes each straight into its block (j, r), staged.
     const n = flat.length;
     const x = inp.x as Tensor<XDtype>;
     let subX: Uint16Array;
     const subIds = new Int32Array(n);
     const subIdx = new Int32Array(n);
     let subScales: Float32Array | undefined;
-    const scales = checkScales(lay, r, inp.scales, rt.bs);
+    const scales = checkScales(r, inp.scales, rt.bs);
     if (isShared) {
       subX = (x.data as Uint16Array).subarray(0, n * H);
       for (let t = 0; t < n; t++) subIdx[t] = t;
@@ -459,8 +414,8 @@ export async function computeRank(
         subScales.set(scales.subarray((e0 + lay.SN) * H, (e0 + L + lay.SN) * H), lay.SN * H);
       }
     }
-    const subBlock = new Float64Array(Lr);
-    for (let j = 0; j < Lr; j++) subBlock[j] = blockOffset[j * W + r]!;
+    for (let j = 0; j < Lr; j++) stageCounts[j] = received[j * W + r]!;
+    placeBlocks(stageBase, stageCounts, mb, stageBlock);
     backend.pack({
       lay: subLay,
       x: { dtype: xDtype, shape: [n, H], data: subX },
@@ -468,23 +423,29 @@ export async function computeRank(
       scales: subScales,
       activeBs: n,
       expandIdx: subIdx,
-      expertBlock: subBlock,
+      expertBlock: stageBlock,
       sharedBlock: new Float64Array(0),
     });
   }
 
-  // ---- rank ρ: dispatch_teardown ---------------------------------------------------------------
-  const dtOut = (name: string) => {
-    const o = outputAllocation('dispatchTeardown', name, { lay, rank: rho, bs, xDtype: dtype });
-    return zeros(o.dtype, o.shape);
-  };
-  const dispatchTeardown: DispatchTeardownOutputs = {
-    expandX: dtOut('expandX') as DispatchTeardownOutputs['expandX'],
-    dynamicScales: dtOut('dynamicScales') as Tensor<'f32'>,
-    assistInfoForCombine: dtOut('assistInfoForCombine') as Tensor<'int32'>,
-    expertTokenNums: dtOut('expertTokenNums') as Tensor<'int64'>,
-  };
-  gatherBlocks(mem(), lay, blockOffset, received, dispatchTeardown.expandX, dispatchTeardown.dynamicScales);
+  /** dispatch_teardown's compaction of the staged blocks (j, r), each at its rows of expand_x. */
+  function gatherFromStage(r: number): void {
+    const { expandX, dynamicScales } = dispatchTeardown;
+    for (let j = 0; j < Lr; j++) {
+      const c = stageCounts[j]!;
+      if (c === 0) continue;
+      const row = blockRow[j * W + r]!;
+      gatherBlocks(
+        mem,
+        lay,
+        stageBlock.subarray(j, j + 1),
+        stageCounts.subarray(j, j + 1),
+        { dtype: expandX.dtype, shape: [c, H], data: expandX.data.subarray(row * H, (row + c) * H) } as Tensor,
+        { dtype: 'f32', shape: [c], data: dynamicScales.data.subarray(row, row + c) },
+      );
+    }
+  }
+  // ---- rank ρ: dispatch_teardown's counts (its expand_x rows were gathered sender by sender) ----
   backend.assistAndTokenNums({
     lay,
     localExperts: Lr,
@@ -498,7 +459,6 @@ export async function computeRank(
   if (identityFrom.length > 0) {
     const want = new Set(identityFrom);
     const yb = new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength);
-    const m = mem();
     // message row of y -> byte offset of its row in the combine blocks
     const rowsTo: [number, number][] = [];
     for (let i = 0; i < activeBs * K; i++) {
@@ -510,7 +470,7 @@ export async function computeRank(
       for (let t = 0; t < activeBs; t++) rowsTo.push([bs * K + s * activeBs + t, combSharedBlock[s]! + t * rowBytes]);
     }
     if (lay.attrs.quantMode === 0) {
-      for (const [i, off] of rowsTo) m.set(yb.subarray(i * mb, i * mb + rowBytes), off);
+      for (const [i, off] of rowsTo) mem.set(yb.subarray(i * mb, i * mb + rowBytes), off);
     } else {
       // identityExpert itself over the messages as expand_x rows (codes, then the scale bits)
       const n = rowsTo.length;
@@ -534,15 +494,16 @@ export async function computeRank(
         backend,
       );
       const db = new Uint8Array(deq.data.buffer, deq.data.byteOffset, deq.data.byteLength);
-      rowsTo.forEach(([, off], a) => m.set(db.subarray(a * rowBytes, (a + 1) * rowBytes), off));
+      rowsTo.forEach(([, off], a) => mem.set(db.subarray(a * rowBytes, (a + 1) * rowBytes), off));
     }
   }
 
   // ---- rank ρ: combine_setup ---------------------------------------------------------------------
-  const csCommCmdInfo = zeros('int32', [combineCommCmdInfoLen(lay, rho)]);
+  const csCommCmdInfo = out('combineSetup', 'commCmdInfo', combDtype, [[0, receivedRows * D]]) as Tensor<'int32'>;
   combineDescriptors(csCommCmdInfo.data, lay, rho, received);
+  // never written with commQuantMode 0 (Decision 9)
   const combineSetup: CombineSetupOutputs = {
-    quantExpandX: zeros('int8', [A, lay.quantExpandXCols]),
+    quantExpandX: out('combineSetup', 'quantExpandX', combDtype, []) as Tensor<'int8'>,
     commCmdInfo: csCommCmdInfo,
   };
 
@@ -557,6 +518,7 @@ export async function computeRank(
     expertScales: ownInputs.expertScales.data as Float32Array,
     expertBlock: combExpertBlock,
     sharedBlock: combSharedBlock,
+    out: out('combineTeardown', 'x', combDtype, [[0, activeBs]]) as Tensor<XDtype>,
   });
 
   return {
