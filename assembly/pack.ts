@@ -25,7 +25,9 @@ import { quantizeRow } from './quant';
  * scratch for quantization (quant 2).
  * Each message is built once, in place in its window block (padding zeroed: window memory is
  * reused between rounds); the wrapper then copies y's rows out of the blocks, so every message
- * byte is written exactly twice (window, y) and never staged in scratch.
+ * byte is written exactly twice (window, y) and never staged in scratch. Packs tokens [t0, t1)
+ * (t1 ≤ activeBs): the wrapper calls it chunk by chunk and copies each chunk's y rows while the
+ * messages are still in cache.
  */
 export function pack(
   x: usize,
@@ -35,7 +37,8 @@ export function pack(
   K: i32,
   SN: i32,
   sharedSends: i32,
-  activeBs: i32,
+  t0: i32,
+  t1: i32,
   ids: usize,
   expandIdx: usize,
   scales: usize,
@@ -48,7 +51,7 @@ export function pack(
   const mb = <usize>msgBytes;
   const rowBytes = <usize>H << 1;
   const hp = <usize>H << 2;
-  for (let t = 0; t < activeBs; t++) {
+  for (let t = t0; t < t1; t++) {
     const xt = x + <usize>t * rowBytes;
     // Without smooth scales every message of a token is the same: quantize once (for k = 0)
     // and copy; with scales each destination has its own scale row.

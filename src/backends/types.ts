@@ -37,6 +37,11 @@ export interface PackArgs {
   expertBlock: Float64Array;
   /** byte offset of the block (this rank -> shared expert s) on its shared rank, per s < sharedSends */
   sharedBlock: Float64Array;
+  /**
+   * Called after the messages of tokens [t0, t1) are in their blocks, in ascending chunks that
+   * cover [0, activeBs): the group copies their y rows then, while they are in cache.
+   */
+  packed?: (t0: number, t1: number) => void;
 }
 
 /** assist_info_for_combine's prefix sums and expert_token_nums from the received block counts. */

@@ -413,10 +413,14 @@ export class EpGroup {
     for (let s = 0; s < lay.sharedSends; s++) {
       if (activeBs > 0) sharedBlock[s] = this.windows.reserve(Half.Dispatch, activeBs * lay.msgBytes);
     }
-    this.backend.pack({ lay, x: inp.x as Tensor<XDtype>, expertIds: ids, scales, activeBs, expandIdx, expertBlock, sharedBlock });
     const sharedRows: Range = [bs * K, bs * K + lay.sharedSends * activeBs];
     const y = this.out('dispatchSetup', 'y', rank, bs, dtype, [[0, activeBs * K], sharedRows]) as DispatchSetupOutputs['y'];
-    yFromBlocks(this.mem, lay, { bs, activeBs, expertIds: ids, expandIdx, expertBlock, sharedBlock }, y);
+    const mem = this.mem;
+    const blocks = { bs, activeBs, expertIds: ids, expandIdx, expertBlock, sharedBlock };
+    this.backend.pack({
+      lay, x: inp.x as Tensor<XDtype>, expertIds: ids, scales, activeBs, expandIdx, expertBlock, sharedBlock,
+      packed: (t0, t1) => yFromBlocks(mem, lay, blocks, y, [t0, t1]),
+    });
     const flag = st.round + 1;
     for (let e = 0; e < lay.E; e++) {
       const home = expertHome(lay, e);

@@ -11,25 +11,28 @@ const bytesOf = (t: Tensor): Uint8Array => new Uint8Array(t.data.buffer, t.data.
  * y out of the blocks the messages were just packed into (contract §2): row i = t·K + k of each
  * active token is its message to expert_ids[i]; shared rows BS·K + s·activeBs + t (stride activeBs,
  * as the kernel does) its shared messages. Rows are whole messages (their padding is 0); the rest
- * of y is left as it is (the caller hands over a tensor zero there).
+ * of y is left as it is (the caller hands over a tensor zero there). `tokens`: only the rows of
+ * tokens [t0, t1) (dispatchSetup copies them chunk by chunk as the pack goes); default all.
  */
 export function yFromBlocks(
   mem: Uint8Array,
   lay: Layout,
   a: { bs: number; activeBs: number; expertIds: Int32Array; expandIdx: Int32Array; expertBlock: Float64Array; sharedBlock: Float64Array },
   y: Tensor,
+  tokens: readonly [number, number] = [0, a.activeBs],
 ): void {
   const yb = bytesOf(y);
   const mb = lay.msgBytes;
   const K = lay.K;
-  for (let i = 0; i < a.activeBs * K; i++) {
+  const [t0, t1] = tokens;
+  for (let i = t0 * K; i < t1 * K; i++) {
     const src = a.expertBlock[a.expertIds[i]!]! + a.expandIdx[i]! * mb;
     yb.set(mem.subarray(src, src + mb), i * mb);
   }
-  for (let s = 0; s < lay.sharedSends && a.activeBs > 0; s++) {
+  for (let s = 0; s < lay.sharedSends && t1 > t0; s++) {
     // a token's shared messages are consecutive both in y and in the block
-    const src = a.sharedBlock[s]!;
-    yb.set(mem.subarray(src, src + a.activeBs * mb), (a.bs * K + s * a.activeBs) * mb);
+    const src = a.sharedBlock[s]! + t0 * mb;
+    yb.set(mem.subarray(src, src + (t1 - t0) * mb), (a.bs * K + s * a.activeBs + t0) * mb);
   }
 }
 

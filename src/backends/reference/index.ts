@@ -86,6 +86,7 @@ export class ReferenceBackend implements Backend {
         send(t, e + lay.SN, a.expertBlock[e]! + expandIdx[i]! * mb);
       }
       for (let s = 0; s < lay.sharedSends; s++) send(t, s, a.sharedBlock[s]! + t * mb);
+      a.packed?.(t, t + 1);
     }
   }
 

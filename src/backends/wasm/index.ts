@@ -177,6 +177,9 @@ const expertRegions = (ar: Arena, rows: number, H: number) => ({
   out: ar.take(rows * H * 2),
 });
 
+/** Bytes of messages a pack chunk writes before the group copies their y rows (a fraction of L2). */
+const PACK_CHUNK_BYTES = 256 * 1024;
+
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
   private k!: Kernels;
@@ -256,10 +259,18 @@ export class WasmBackend implements Backend {
     // offsets < 4 GiB: Int32Array.set wraps them to the u32 bits the kernel reads (-1: unused)
     this.i32.set(a.expertBlock, r.expertBlock >> 2);
     this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
-    this.k.pack(
-      r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, K, lay.SN, lay.sharedSends, activeBs,
-      r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf,
-    );
+    // chunks of about PACK_CHUNK_BYTES of messages, so that the group's copy of their y rows
+    // (packed) reads them from cache, not memory: a whole rank's messages (15-30 MB on the bench
+    // case) are long out of cache by the end of the pack
+    const chunk = a.packed ? Math.max(1, Math.floor(PACK_CHUNK_BYTES / ((K + lay.sharedSends) * lay.msgBytes))) : activeBs;
+    for (let t0 = 0; t0 < activeBs; t0 += chunk) {
+      const t1 = Math.min(activeBs, t0 + chunk);
+      this.k.pack(
+        r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, K, lay.SN, lay.sharedSends, t0, t1,
+        r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf,
+      );
+      a.packed?.(t0, t1);
+    }
   }
 
   assistAndTokenNums(a: AssistArgs): void {
