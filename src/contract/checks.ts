@@ -1,8 +1,7 @@
 // Every check of contract §7. Each returns MoeErrors (never throws) so that `plan` can list all
 // violations at once; the facade throws the first one before anything is written.
 import { MoeError } from '../core/errors.js';
-import type { DType, Tensor } from '../core/tensor.js';
-import { numel } from '../core/tensor.js';
+import { type DType, type Tensor, isFp8, numel } from '../core/tensor.js';
 import {
   type ConfiguredBuffer,
   type DataDims,
@@ -189,6 +188,9 @@ const DATA_CLASS: Record<DType, { ctor: new (...a: never[]) => unknown; name: st
   int32: { ctor: Int32Array, name: 'Int32Array' },
   int64: { ctor: BigInt64Array, name: 'BigInt64Array' },
   bool: { ctor: Uint8Array, name: 'Uint8Array' },
+  fp8_e4m3fn: { ctor: Uint8Array, name: 'Uint8Array' },
+  fp8_e5m2: { ctor: Uint8Array, name: 'Uint8Array' },
+  fp8_e8m0: { ctor: Uint8Array, name: 'Uint8Array' },
 };
 
 /** dtype and exact shape of a tensor parameter. */
@@ -208,7 +210,7 @@ export function checkTensor(
   const cls = DATA_CLASS[t.dtype as DType];
   if (cls && !(t.data instanceof cls.ctor)) {
     const got = (t.data as object).constructor?.name ?? typeof t.data;
-    return [new MoeError('E_DTYPE', `${param}.data`, got, `${param} is ${t.dtype}: its data should be a ${cls.name}${t.dtype === 'bf16' || t.dtype === 'fp16' ? ' of raw bits' : ''}`)];
+    return [new MoeError('E_DTYPE', `${param}.data`, got, `${param} is ${t.dtype}: its data should be a ${cls.name}${t.dtype === 'bf16' || t.dtype === 'fp16' ? ' of raw bits' : isFp8(t.dtype) ? ' of raw codes' : ''}`)];
   }
   if (!dtypes.includes(t.dtype)) {
     return [new MoeError('E_DTYPE', `${param}.dtype`, t.dtype, `${param} dtype should be ${dtypes.join(' or ')}`)];

@@ -1,8 +1,15 @@
 // A Tensor is a dtype, a shape and row-major contiguous data. bf16/fp16 hold raw IEEE bits in a
-// Uint16Array so that no conversion ever happens behind the user's back.
-import { bf16ToF32, f32ToBf16, f32ToFp16, fp16ToF32 } from './numbers.js';
+// Uint16Array, and fp8_e4m3fn/fp8_e5m2/fp8_e8m0 their raw codes in a Uint8Array, so that no
+// conversion ever happens behind the user's back.
+import { MoeError } from './errors.js';
+import { bf16ToF32, e8m0ToF32, f32ToBf16, f32ToE8m0Exact, f32ToFp16, f32ToFp8, fp16ToF32, fp8ToF32 } from './numbers.js';
 
-export type DType = 'bf16' | 'fp16' | 'f32' | 'int8' | 'int32' | 'int64' | 'bool';
+export type DType = 'bf16' | 'fp16' | 'f32' | 'int8' | 'int32' | 'int64' | 'bool' | Fp8DType;
+
+/** The one-byte float dtypes (950 contract §1, §6): raw codes in a Uint8Array. fp8_e8m0 holds only scales. */
+export type Fp8DType = 'fp8_e4m3fn' | 'fp8_e5m2' | 'fp8_e8m0';
+
+export const isFp8 = (d: DType): d is Fp8DType => d === 'fp8_e4m3fn' || d === 'fp8_e5m2' || d === 'fp8_e8m0';
 
 export type TensorData = Uint16Array | Float32Array | Int8Array | Int32Array | BigInt64Array | Uint8Array;
 
@@ -32,9 +39,12 @@ export const DTYPE_BYTES: Record<DType, number> = {
   int32: 4,
   int64: 8,
   bool: 1,
+  fp8_e4m3fn: 1,
+  fp8_e5m2: 1,
+  fp8_e8m0: 1,
 };
 
-export const DTYPES: readonly DType[] = ['bf16', 'fp16', 'f32', 'int8', 'int32', 'int64', 'bool'];
+export const DTYPES: readonly DType[] = ['bf16', 'fp16', 'f32', 'int8', 'int32', 'int64', 'bool', 'fp8_e4m3fn', 'fp8_e5m2', 'fp8_e8m0'];
 
 export function numel(shape: readonly number[]): number {
   let n = 1;
@@ -57,6 +67,9 @@ export function dataView<D extends DType>(dtype: D, buf: ArrayBufferLike, n: num
     case 'int64':
       return new BigInt64Array(buf, 0, n) as DataOf<D>;
     case 'bool':
+    case 'fp8_e4m3fn':
+    case 'fp8_e5m2':
+    case 'fp8_e8m0':
       return new Uint8Array(buf, 0, n) as DataOf<D>;
   }
   throw new TypeError(`unknown dtype ${String(dtype)}`);
@@ -79,7 +92,13 @@ export function tensor<D extends DType>(dtype: D, shape: readonly number[], data
   return { dtype, shape: [...shape], data };
 }
 
-/** Makes a tensor from plain numbers; floats are rounded to the dtype round-half-even. */
+/**
+ * Makes a tensor from plain numbers; floats are rounded to the dtype round-half-even (through f32,
+ * as the hardware converts). fp8_e4m3fn/fp8_e5m2 convert as torch's `.to(float8_*)` does, not
+ * saturating, like bf16/fp16: past max is NaN (e4m3fn) or ±inf (e5m2); the saturating conversion is
+ * `f32ToFp8(format, x, true)`. fp8_e8m0 takes only exact powers of two 2^-127..2^127 (or NaN):
+ * a scale is never rounded, so anything else is a MoeError.
+ */
 export function fromNumbers<D extends DType>(
   dtype: D,
   shape: readonly number[],
@@ -105,6 +124,18 @@ export function fromNumbers<D extends DType>(
       case 'bool':
         d[i] = v ? 1 : 0;
         break;
+      case 'fp8_e4m3fn':
+      case 'fp8_e5m2':
+        d[i] = f32ToFp8(dtype, Math.fround(Number(v)), false);
+        break;
+      case 'fp8_e8m0': {
+        const code = f32ToE8m0Exact(Number(v));
+        if (code < 0) {
+          throw new MoeError('E_VALUE', `values[${i}]`, Number(v), 'fp8_e8m0 values should be 2^k for an integer k in [-127, 127], or NaN');
+        }
+        d[i] = code;
+        break;
+      }
       default:
         (d as Float32Array)[i] = Number(v);
     }
@@ -112,7 +143,7 @@ export function fromNumbers<D extends DType>(
   return t;
 }
 
-/** The values as plain numbers (bf16/fp16 decoded exactly, int64 through Number). */
+/** The values as plain numbers (bf16/fp16/fp8 decoded exactly, int64 through Number). */
 export function toNumbers(t: Tensor): number[] {
   const out = new Array<number>(t.data.length);
   for (let i = 0; i < t.data.length; i++) out[i] = elementAsNumber(t, i);
@@ -125,6 +156,11 @@ export function elementAsNumber(t: Tensor, i: number): number {
       return bf16ToF32((t.data as Uint16Array)[i]!);
     case 'fp16':
       return fp16ToF32((t.data as Uint16Array)[i]!);
+    case 'fp8_e4m3fn':
+    case 'fp8_e5m2':
+      return fp8ToF32(t.dtype, (t.data as Uint8Array)[i]!);
+    case 'fp8_e8m0':
+      return e8m0ToF32((t.data as Uint8Array)[i]!);
     case 'int64':
       return Number((t.data as BigInt64Array)[i]!);
     default:

@@ -6,8 +6,11 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Integer codes of aclDataType (acl/acl_base.h). */
-export const ACL_DTYPE = { f32: 0, fp16: 1, int8: 2, int32: 3, int64: 9, bool: 12, bf16: 27 } as const;
+/**
+ * Integer codes of aclDataType (acl/acl_base.h; the fp8 codes are torch_npu's DType minus 256,
+ * 950 contract §11). The addon sizes only the A3 dtypes and refuses the rest with their code.
+ */
+export const ACL_DTYPE = { f32: 0, fp16: 1, int8: 2, int32: 3, int64: 9, bool: 12, bf16: 27, fp8_e5m2: 35, fp8_e4m3fn: 36, fp8_e8m0: 37 } as const;
 export type AclDtypeName = keyof typeof ACL_DTYPE;
 
 /** A tensor as the addon takes it: aclDataType code, shape, and for inputs the data. */

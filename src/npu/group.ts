@@ -175,6 +175,9 @@ const dataOf = (dtype: DType, b: ArrayBuffer): TensorData => {
     case 'int64':
       return new BigInt64Array(b);
     case 'bool':
+    case 'fp8_e4m3fn':
+    case 'fp8_e5m2':
+    case 'fp8_e8m0':
       return new Uint8Array(b);
   }
 };
