@@ -29,6 +29,9 @@ function sample(): Record<string, Tensor> {
     mask: fromNumbers('bool', [3], [true, false, true]),
     empty: zeros('f32', [0, 4]),
     scalar: fromNumbers('f32', [], [42]),
+    e4m3: fromNumbers('fp8_e4m3fn', [2, 2], [1, -448, Number.NaN, 2 ** -9]),
+    e5m2: fromNumbers('fp8_e5m2', [3], [-Infinity, 57344, -0]),
+    e8m0: fromNumbers('fp8_e8m0', [3], [1, 2 ** -127, Number.NaN]),
   };
 }
 
@@ -137,12 +140,35 @@ describe('safetensors', () => {
     buf[10] = 0xff;
     rejects(buf, /header is not valid UTF-8/);
   });
+  test('fp8: F8_E4M3, F8_E5M2 and F8_E8M0 are the raw codes, one byte per element, read and written', () => {
+    const t = sample();
+    const bytes = serializeSafetensors({ a: t.e4m3!, b: t.e5m2!, c: t.e8m0! });
+    const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, { dtype: string; data_offsets: number[] }>;
+    expect([header.a!.dtype, header.b!.dtype, header.c!.dtype]).toEqual(['F8_E4M3', 'F8_E5M2', 'F8_E8M0']);
+    expect([header.a!.data_offsets, header.b!.data_offsets, header.c!.data_offsets]).toEqual([[0, 4], [4, 7], [7, 10]]);
+    expect(Array.from(bytes.subarray(8 + n))).toEqual([0x38, 0xfe, 0x7f, 0x01, 0xfc, 0x7b, 0x80, 127, 0, 255]);
+    // a file as torch/safetensors writes it (float8_e4m3fn, float8_e5m2, float8_e8m0fnu), read back
+    const other = craft({ s: { dtype: 'F8_E8M0', shape: [2], data_offsets: [0, 2] }, q: { dtype: 'F8_E4M3', shape: [1, 3], data_offsets: [2, 5] } }, new Uint8Array([127, 130, 0x7e, 0x80, 0x08]));
+    const back = parseSafetensors(other, 'other.safetensors').tensors;
+    expect([back.get('q')!.dtype, back.get('q')!.shape, Array.from(back.get('q')!.data as Uint8Array)]).toEqual(['fp8_e4m3fn', [1, 3], [0x7e, 0x80, 0x08]]);
+    expect(back.get('s')!.dtype).toBe('fp8_e8m0');
+    expect(back.get('s')!.data).toBeInstanceOf(Uint8Array);
+    // one byte per element: a length of numel·2 is refused
+    rejects(craft({ t: { dtype: 'F8_E5M2', shape: [2], data_offsets: [0, 4] } }, 4), /F8_E5M2\[2\] occupies 4 bytes \(data_offsets \[0, 4\]\); expected 2 bytes \(numel \* 1\)/);
+  });
+
   test('rejects duplicate tensor names', () => {
     const h = '{"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}';
     rejects(craft(h, 8), /header names "t" twice; expected every name once/);
   });
   test('rejects unknown and unsupported dtypes, naming the supported ones', () => {
-    rejects(craft({ t: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, 8), /tensor "t" has dtype "F64" \(a safetensors dtype that no op tensor uses\); expected one of BF16, F16, F32, I8, I32, I64, BOOL/);
+    rejects(
+      craft({ t: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, 8),
+      /tensor "t" has dtype "F64" \(a safetensors dtype that no op tensor uses\); expected one of BF16, F16, F32, I8, I32, I64, BOOL, F8_E4M3, F8_E5M2, F8_E8M0$/,
+    );
+    rejects(craft({ t: { dtype: 'F6_E2M3', shape: [1], data_offsets: [0, 1] } }, 1), /dtype "F6_E2M3" \(a safetensors dtype that no op tensor uses\)/);
+    rejects(craft({ t: { dtype: 'F8_E4M3FN', shape: [1], data_offsets: [0, 1] } }, 1), /dtype "F8_E4M3FN" \(not a safetensors dtype\)/);
     rejects(craft({ t: { dtype: 'Q4', shape: [1], data_offsets: [0, 8] } }, 8), /dtype "Q4" \(not a safetensors dtype\)/);
     rejects(craft({ t: { shape: [1], data_offsets: [0, 8] } }, 8), /tensor "t" has dtype nothing; expected a dtype name/);
   });

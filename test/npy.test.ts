@@ -35,6 +35,9 @@ function sample(): Record<string, Tensor> {
     empty: zeros('f32', [0, 4]),
     scalar: fromNumbers('f32', [], [42]),
     cube: fromNumbers('int32', [2, 1, 2], [1, 2, 3, 4]),
+    e4m3: fromNumbers('fp8_e4m3fn', [2, 2], [1, -448, Number.NaN, 2 ** -9]),
+    e5m2: fromNumbers('fp8_e5m2', [3], [-Infinity, 57344, -0]),
+    e8m0: fromNumbers('fp8_e8m0', [3], [1, 2 ** -127, Number.NaN]),
   };
 }
 
@@ -111,7 +114,7 @@ function rejects(buf: Uint8Array, pattern: RegExp, note?: string, file = FILE): 
 }
 
 describe('npy', () => {
-  test('round trip of every dtype through files, bit for bit, bf16 with its note', async () => {
+  test('round trip of every dtype through files, bit for bit, bf16 and fp8 with their notes', async () => {
     for (const [name, t] of Object.entries(sample())) {
       const file = join(dir, `${name}.npy`);
       await writeNpy(file, t);
@@ -122,8 +125,14 @@ describe('npy', () => {
       expect(bytesOf(back).equals(bytesOf(t)), name).toBe(true);
     }
     expect(await readFile(join(dir, 'x.dtype'), 'utf8')).toBe('bf16\n');
+    expect(await readFile(join(dir, 'e4m3.dtype'), 'utf8')).toBe('fp8_e4m3fn\n');
+    expect(await readFile(join(dir, 'e5m2.dtype'), 'utf8')).toBe('fp8_e5m2\n');
+    expect(await readFile(join(dir, 'e8m0.dtype'), 'utf8')).toBe('fp8_e8m0\n');
+    // fp8 data is the raw codes under numpy's uint8
+    expect(Buffer.from(await readFile(join(dir, 'e4m3.npy'))).toString('latin1')).toContain("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), }");
+    expect(Array.from((await readNpy(join(dir, 'e8m0.npy'))).data as Uint8Array)).toEqual([127, 0, 255]);
     const names = await readdir(dir);
-    expect(names.filter((n) => n.endsWith('.dtype'))).toEqual(['x.dtype']);
+    expect(names.filter((n) => n.endsWith('.dtype')).sort()).toEqual(['e4m3.dtype', 'e5m2.dtype', 'e8m0.dtype', 'x.dtype']);
     expect(names.filter((n) => n.endsWith('.tmp'))).toEqual([]);
     expect((await readNpy(join(dir, 'nums.npy'))).data[0]).toBe(9007199254740993n);
   });
@@ -218,13 +227,44 @@ describe('npy', () => {
 
   test('rejects dtypes: big-endian, unknown, structured, <u2 without its note, notes that do not fit', () => {
     rejects(numpyFile('big'), /descr '>f4' is big-endian; expected little-endian '<f4'/);
-    rejects(craft(hdr('<f8', '(1,)'), 8), /descr '<f8' is not a dtype any op tensor uses; expected '<f4', '<f2', '\|i1', '<i4', '<i8', '\|b1', or '<u2' with a NAME\.dtype note saying bf16/);
-    rejects(craft(hdr('|u1', '(1,)'), 1), /descr '\|u1' is not a dtype any op tensor uses/);
+    rejects(
+      craft(hdr('<f8', '(1,)'), 8),
+      /descr '<f8' is not a dtype any op tensor uses; expected '<f4', '<f2', '\|i1', '<i4', '<i8', '\|b1', or '<u2' with a NAME\.dtype note saying bf16, or '\|u1' with one saying fp8_e4m3fn, fp8_e5m2 or fp8_e8m0$/,
+    );
+    rejects(craft(hdr('<u1', '(1,)'), 1), /descr '<u1' is not a dtype any op tensor uses/);
     rejects(craft("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,)}", 4), /descr is \[\('a', '<f4'\)\] \(a structured dtype\); expected a dtype string/);
     rejects(craft("{'descr': 4, 'fortran_order': False, 'shape': (1,)}", 4), /descr is 4; expected a dtype string/);
     rejects(numpyFile('u2'), /x\.npy: descr '<u2' \(uint16\) without a note; expected a file x\.dtype next to it holding bf16/);
     rejects(numpyFile('u2'), /x\.dtype: holds "fp16"; expected bf16 \(the only dtype stored as raw '<u2' bits\)/, 'fp16\n');
     rejects(numpyFile('f4'), /x\.dtype: says bf16 but x\.npy has descr '<f4'; expected '<u2' \(raw bf16 bits\), or no note/, 'bf16');
+  });
+
+  test('fp8: a |u1 file with a note naming fp8_e4m3fn, fp8_e5m2 or fp8_e8m0, and nothing else', () => {
+    // np.save of torch's t.view(torch.uint8).numpy(): descr '|u1', the codes as they are
+    const codes = new Uint8Array([0x00, 0x7f, 0x80, 0xfe, 0x7c, 0x01]);
+    const u1 = craft(hdr('|u1', '(2, 3)'), codes);
+    for (const word of ['fp8_e4m3fn', 'fp8_e5m2', 'fp8_e8m0']) {
+      for (const note of [word, `${word}\n`, ` ${word}\r\n`]) {
+        const t = parseNpy(u1, FILE, note);
+        expect([t.dtype, t.shape, Array.from(t.data as Uint8Array)]).toEqual([word, [2, 3], Array.from(codes)]);
+        expect(t.data).toBeInstanceOf(Uint8Array);
+      }
+    }
+    rejects(u1, /^\/cases\/bad\/rank0\/x\.npy: descr '\|u1' \(uint8\) without a note; expected a file x\.dtype next to it holding fp8_e4m3fn, fp8_e5m2 or fp8_e8m0 \(fp8 tensors are stored as raw '\|u1' codes\)$/);
+    // a note naming a 2-byte dtype beside |u1, and an fp8 note beside <u2 or <f4
+    rejects(u1, /^\/cases\/bad\/rank0\/x\.dtype: says bf16 but x\.npy has descr '\|u1'; expected '<u2' \(raw bf16 bits\), or no note$/, 'bf16\n');
+    rejects(numpyFile('u2'), /x\.dtype: says fp8_e5m2 but x\.npy has descr '<u2'; expected '\|u1' \(raw fp8_e5m2 codes\), or no note$/, 'fp8_e5m2');
+    rejects(numpyFile('f4'), /x\.dtype: says fp8_e4m3fn but x\.npy has descr '<f4'; expected '\|u1' \(raw fp8_e4m3fn codes\), or no note$/, 'fp8_e4m3fn');
+    rejects(numpyFile('i1'), /x\.dtype: says fp8_e8m0 but x\.npy has descr '\|i1'; expected '\|u1'/, 'fp8_e8m0');
+    // words that are not a dtype's name: spelled otherwise, other case, torch's names
+    for (const word of ['fp16', 'FP8_E4M3FN', 'F8_E4M3', 'float8_e4m3fn', 'fp8_e4m3', 'e8m0', 'fp8_e4m3fn fp8_e4m3fn']) {
+      rejects(u1, new RegExp(`^/cases/bad/rank0/x\\.dtype: holds "${word}"; expected fp8_e4m3fn, fp8_e5m2 or fp8_e8m0 \\(the dtypes stored as raw '\\|u1' codes\\)$`), word);
+    }
+    rejects(numpyFile('f4'), /x\.dtype: holds "e4m3"; expected bf16, fp8_e4m3fn, fp8_e5m2 or fp8_e8m0 \(the dtypes numpy lacks\), or no note$/, 'e4m3');
+    // a note word that is a property of every object is still not a dtype's name
+    rejects(u1, /holds "constructor"/, 'constructor');
+    // the data length is checked at one byte per element
+    rejects(craft(hdr('|u1', '(2, 3)'), 5), /'\|u1' shape \(2, 3\) needs 6 bytes \(numel \* 1\) but the file holds 5/, 'fp8_e5m2');
   });
 
   test('rejects fortran order, bad shapes and data of the wrong length', () => {
@@ -252,15 +292,17 @@ describe('npy', () => {
     await mkdir(d);
     await writeNpy(join(d, 'a.npy'), fromNumbers('bf16', [1], [1]));
     await writeFile(join(d, 'a.dtype'), 'bf16'.padEnd(100, ' '));
-    await expect(readNpy(join(d, 'a.npy'))).rejects.toThrow(/a\.dtype: is 100 bytes; expected a note holding bf16 \(at most 64 bytes\)$/);
+    await expect(readNpy(join(d, 'a.npy'))).rejects.toThrow(/a\.dtype: is 100 bytes; expected a note holding bf16, fp8_e4m3fn, fp8_e5m2 or fp8_e8m0 \(at most 64 bytes\)$/);
     // a tensor rewritten with another dtype loses its stale note
     await writeNpy(join(d, 'a.npy'), fromNumbers('f32', [1], [1]));
     expect(await readdir(d)).toEqual(['a.npy']);
 
     const rd = join(dir, 'rankdir');
-    await writeNpyDir(rd, { b: fromNumbers('int32', [1], [5]), a: fromNumbers('bf16', [2], [1, 2]) });
-    expect((await readdir(rd)).sort()).toEqual(['a.dtype', 'a.npy', 'b.npy']);
-    expect([...(await readNpyDir(rd)).keys()]).toEqual(['a', 'b']);
+    await writeNpyDir(rd, { b: fromNumbers('int32', [1], [5]), a: fromNumbers('bf16', [2], [1, 2]), s: fromNumbers('fp8_e8m0', [1], [4]) });
+    expect((await readdir(rd)).sort()).toEqual(['a.dtype', 'a.npy', 'b.npy', 's.dtype', 's.npy']);
+    const read = await readNpyDir(rd);
+    expect([...read.keys()]).toEqual(['a', 'b', 's']);
+    expect([read.get('s')!.dtype, Array.from(read.get('s')!.data as Uint8Array)]).toEqual(['fp8_e8m0', [129]]);
     // rewriting the directory replaces it whole
     await writeNpyDir(rd, { c: zeros('f32', [1]) });
     expect((await readdir(rd)).sort()).toEqual(['c.npy']);

@@ -1,5 +1,5 @@
 // The npy format without file system access (browser-safe): parsing and serializing bytes held
-// in memory. See npy.ts for the format, the bf16 note and the readers/writers of files.
+// in memory. See npy.ts for the format, the dtype notes and the readers/writers of files.
 import { DTYPE_BYTES, type DType, type Tensor, numel } from '../core/tensor.js';
 import { SAFE_BOUND, baseName, byteSize, caseError, joinParts, makeData } from './safetensors-bytes.js';
 
@@ -16,8 +16,31 @@ const DESCR_TO_DTYPE: Record<string, DType> = {
   '<i4': 'int32',
   '<i8': 'int64',
   '|b1': 'bool',
-  '<u2': 'bf16', // only with a NAME.dtype note saying bf16
+  '<u2': 'bf16', // only with a NAME.dtype note; the note names the dtype (NOTE_DTYPES)
+  '|u1': 'fp8_e4m3fn', // likewise
 };
+
+/**
+ * The dtypes numpy has no dtype for, each stored as raw bits under an unsigned descr of its size
+ * with a sibling note NAME.dtype holding its name (the only words a note may hold). A file of
+ * such a descr needs a note, and a note needs its dtype's descr: uint16 and uint8 are no op
+ * tensor's dtype, so a bare '<u2' or '|u1' is more likely a bf16 or fp8 file that lost its note.
+ */
+const NOTE_DTYPES: Readonly<Record<string, { dtype: DType; descr: string; what: string }>> = {
+  bf16: { dtype: 'bf16', descr: '<u2', what: 'bits' },
+  fp8_e4m3fn: { dtype: 'fp8_e4m3fn', descr: '|u1', what: 'codes' },
+  fp8_e5m2: { dtype: 'fp8_e5m2', descr: '|u1', what: 'codes' },
+  fp8_e8m0: { dtype: 'fp8_e8m0', descr: '|u1', what: 'codes' },
+};
+const RAW_DESCRS: Readonly<Record<string, { numpy: string; names: string[] }>> = {
+  '<u2': { numpy: 'uint16', names: ['bf16'] },
+  '|u1': { numpy: 'uint8', names: ['fp8_e4m3fn', 'fp8_e5m2', 'fp8_e8m0'] },
+};
+/** "a, b or c" */
+const orList = (w: readonly string[]): string => (w.length < 2 ? w.join('') : `${w.slice(0, -1).join(', ')} or ${w[w.length - 1]}`);
+/** The words a note may hold, for messages. */
+export const NOTE_NAMES = orList(Object.keys(NOTE_DTYPES));
+
 const DTYPE_TO_DESCR: Record<DType, string> = {
   bf16: '<u2',
   fp16: '<f2',
@@ -26,15 +49,19 @@ const DTYPE_TO_DESCR: Record<DType, string> = {
   int32: '<i4',
   int64: '<i8',
   bool: '|b1',
+  fp8_e4m3fn: '|u1',
+  fp8_e5m2: '|u1',
+  fp8_e8m0: '|u1',
 };
-const KNOWN_DESCRS = "'<f4', '<f2', '|i1', '<i4', '<i8', '|b1', or '<u2' with a NAME.dtype note saying bf16";
+const KNOWN_DESCRS =
+  "'<f4', '<f2', '|i1', '<i4', '<i8', '|b1', or '<u2' with a NAME.dtype note saying bf16, or '|u1' with one saying fp8_e4m3fn, fp8_e5m2 or fp8_e8m0";
 const EXPECTED_HEADER = "{'descr': ..., 'fortran_order': False, 'shape': (...), }";
 
 function fail(file: string, what: string): never {
   throw caseError(file, what);
 }
 
-/** The note file that marks NAME.npy as bf16. */
+/** The note file that names NAME.npy's dtype (bf16, fp8). */
 export function dtypeNoteFile(npyFile: string): string {
   return `${npyFile.endsWith('.npy') ? npyFile.slice(0, -4) : npyFile}.dtype`;
 }
@@ -293,16 +320,26 @@ export function parseNpyHeader(buf: Uint8Array, file: string): NpyHeader {
 export function parseNpy(buf: Uint8Array, file: string, note?: string, noteFile = dtypeNoteFile(file)): Tensor {
   const h = parseNpyHeader(buf, file);
   let dtype = DESCR_TO_DTYPE[h.descr]!;
+  const raw = RAW_DESCRS[h.descr];
   if (note !== undefined) {
     const word = note.trim();
-    if (word !== 'bf16') {
-      fail(noteFile, `holds ${JSON.stringify(clip(word))}; expected bf16 (the only dtype stored as raw '<u2' bits)`);
+    const named = Object.hasOwn(NOTE_DTYPES, word) ? NOTE_DTYPES[word]! : undefined;
+    if (!named) {
+      const why = raw
+        ? `${orList(raw.names)} (${raw.names.length === 1 ? 'the only dtype' : 'the dtypes'} stored as raw '${h.descr}' ${NOTE_DTYPES[raw.names[0]!]!.what})`
+        : `${NOTE_NAMES} (the dtypes numpy lacks), or no note`;
+      fail(noteFile, `holds ${JSON.stringify(clip(word))}; expected ${why}`);
     }
-    if (h.descr !== '<u2') {
-      fail(noteFile, `says bf16 but ${baseName(file)} has descr '${h.descr}'; expected '<u2' (raw bf16 bits), or no note`);
+    if (h.descr !== named.descr) {
+      fail(noteFile, `says ${word} but ${baseName(file)} has descr '${h.descr}'; expected '${named.descr}' (raw ${word} ${named.what}), or no note`);
     }
-  } else if (h.descr === '<u2') {
-    fail(file, `descr '<u2' (uint16) without a note; expected a file ${baseName(noteFile)} next to it holding bf16 (bf16 tensors are stored as raw '<u2' bits)`);
+    dtype = named.dtype;
+  } else if (raw) {
+    const kind = raw.names.length === 1 ? raw.names[0]! : 'fp8';
+    fail(
+      file,
+      `descr '${h.descr}' (${raw.numpy}) without a note; expected a file ${baseName(noteFile)} next to it holding ${orList(raw.names)} (${kind} tensors are stored as raw '${h.descr}' ${NOTE_DTYPES[raw.names[0]!]!.what})`,
+    );
   }
   const size = DTYPE_BYTES[dtype];
   const bytes = byteSize(size, h.shape);
@@ -317,7 +354,6 @@ export function parseNpy(buf: Uint8Array, file: string, note?: string, noteFile 
     const bad = (data as Uint8Array).findIndex((b) => b > 1);
     if (bad >= 0) fail(file, `'|b1' data holds byte ${(data as Uint8Array)[bad]} at element ${bad}; expected 0 or 1`);
   }
-  dtype = note !== undefined ? 'bf16' : dtype;
   return { dtype, shape: h.shape, data } as Tensor;
 }
 
@@ -328,7 +364,8 @@ const shapeRepr = (s: readonly number[]): string => `(${s.join(', ')}${s.length 
 
 /**
  * A .npy file for `t` as its parts: the header (version 1.0, or 2.0 if it needs more than 65535
- * bytes) and the tensor's own bytes (a view, not a copy); and the note to write next to it (bf16).
+ * bytes) and the tensor's own bytes (a view, not a copy); and the note to write next to it (bf16,
+ * fp8: the dtype's name).
  */
 export function npyParts(t: Tensor): { parts: [Uint8Array, Uint8Array]; note?: string } {
   if (!(t.dtype in DTYPE_TO_DESCR)) throw new TypeError(`unknown dtype ${String(t.dtype)}`);
@@ -353,10 +390,10 @@ export function npyParts(t: Tensor): { parts: [Uint8Array, Uint8Array]; note?: s
   const header = `${dict}${' '.repeat(hlen - dict.length - 1)}\n`;
   for (let i = 0; i < header.length; i++) head[prelude + i] = header.charCodeAt(i);
   const parts: [Uint8Array, Uint8Array] = [head, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)];
-  return t.dtype === 'bf16' ? { parts, note: 'bf16\n' } : { parts };
+  return Object.hasOwn(NOTE_DTYPES, t.dtype) ? { parts, note: `${t.dtype}\n` } : { parts };
 }
 
-/** The bytes of a .npy file for `t` in memory (its parts joined: the page, tests), and the note to write next to it (bf16). File writers stream npyParts instead. */
+/** The bytes of a .npy file for `t` in memory (its parts joined: the page, tests), and the note to write next to it (bf16, fp8). File writers stream npyParts instead. */
 export function serializeNpy(t: Tensor): { bytes: Uint8Array; note?: string } {
   const { parts, note } = npyParts(t);
   const bytes = joinParts(parts);

@@ -4,9 +4,11 @@
 // UTF-8 for 3.0), padded with spaces and a newline so that the data starts at a multiple of 64,
 // then the data, row-major.
 //
-// bf16 has no numpy dtype: a bf16 tensor is stored as its raw bits with descr '<u2', and a sibling
-// text file NAME.dtype holding `bf16` says so. A '<u2' file without that note is refused (no op
-// tensor is uint16), and so is a note next to anything but '<u2'.
+// bf16 and the fp8 dtypes have no numpy dtype: a bf16 tensor is stored as its raw bits with descr
+// '<u2', an fp8_e4m3fn, fp8_e5m2 or fp8_e8m0 tensor as its raw codes with descr '|u1', and a
+// sibling text file NAME.dtype holding the dtype's name says which. A '<u2' or '|u1' file without
+// a note is refused (no op tensor is uint16 or uint8), and so is a note beside a file of another
+// descr than its dtype's (bf16 beside '|u1', fp8_e5m2 beside '<f4').
 //
 // The header is parsed by a small strict parser of the literals it can hold (never evaluated), and
 // every size is checked against the bytes actually present before anything is allocated. Every
@@ -14,7 +16,7 @@
 import { readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tensor } from '../core/tensor.js';
-import { MAX_NOTE_BYTES, dtypeNoteFile, latin1, npyParts, parseNpy } from './npy-bytes.js';
+import { MAX_NOTE_BYTES, NOTE_NAMES, dtypeNoteFile, latin1, npyParts, parseNpy } from './npy-bytes.js';
 import { type WriteOptions, type WriteStats, atomicWrite, kindText, makeDirs, readWhole, tempName, writeParts } from './files.js';
 import { caseError, ioReason } from './safetensors-bytes.js';
 
@@ -28,7 +30,7 @@ function fail(file: string, what: string): never {
 export async function readNpy(file: string): Promise<Tensor> {
   const buf = (await readWhole(file, 'a readable .npy file'))!;
   const noteFile = dtypeNoteFile(file);
-  const note = await readWhole(noteFile, 'a note holding bf16', MAX_NOTE_BYTES);
+  const note = await readWhole(noteFile, `a note holding ${NOTE_NAMES}`, MAX_NOTE_BYTES);
   return parseNpy(buf, file, note === undefined ? undefined : latin1(note), noteFile);
 }
 
@@ -53,7 +55,7 @@ export async function readNpyDir(dir: string): Promise<Map<string, Tensor>> {
     } else if (e.name.endsWith('.dtype') && e.name.length > 6) {
       if (!npys.has(e.name.slice(0, -6))) fail(p, `is a dtype note without ${e.name.slice(0, -6)}.npy; expected a note next to its .npy file`);
     } else {
-      fail(p, 'is not a .npy file or a .dtype note; expected only NAME.npy files (and NAME.dtype notes for bf16) in the directory');
+      fail(p, 'is not a .npy file or a .dtype note; expected only NAME.npy files (and NAME.dtype notes for bf16 and fp8) in the directory');
     }
   }
   const out = new Map<string, Tensor>();
@@ -62,7 +64,7 @@ export async function readNpyDir(dir: string): Promise<Map<string, Tensor>> {
 }
 
 /**
- * Writes NAME.npy atomically (a temporary name, then renamed), with its NAME.dtype note for bf16;
+ * Writes NAME.npy atomically (a temporary name, then renamed), with its NAME.dtype note for bf16 and fp8;
  * a stale note next to a tensor of another dtype is removed.
  */
 export async function writeNpy(file: string, t: Tensor, opts: WriteOptions = {}): Promise<WriteStats> {

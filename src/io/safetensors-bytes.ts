@@ -21,6 +21,11 @@ const TO_DTYPE: Record<string, DType> = {
   I32: 'int32',
   I64: 'int64',
   BOOL: 'bool',
+  // the safetensors names (huggingface/safetensors Dtype): F8_E4M3 is the fn variant (no infinities,
+  // torch.float8_e4m3fn), F8_E8M0 the OCP MX scale (torch.float8_e8m0fnu)
+  F8_E4M3: 'fp8_e4m3fn',
+  F8_E5M2: 'fp8_e5m2',
+  F8_E8M0: 'fp8_e8m0',
 };
 const FROM_DTYPE: Record<DType, string> = {
   bf16: 'BF16',
@@ -30,10 +35,13 @@ const FROM_DTYPE: Record<DType, string> = {
   int32: 'I32',
   int64: 'I64',
   bool: 'BOOL',
+  fp8_e4m3fn: 'F8_E4M3',
+  fp8_e5m2: 'F8_E5M2',
+  fp8_e8m0: 'F8_E8M0',
 };
 const KNOWN_NAMES = Object.keys(TO_DTYPE).join(', ');
 /** safetensors dtypes that exist but that no op tensor uses. */
-const OTHER_SAFETENSORS_DTYPES = new Set(['F64', 'F8_E5M2', 'F8_E4M3', 'I16', 'U8', 'U16', 'U32', 'U64']);
+const OTHER_SAFETENSORS_DTYPES = new Set(['F64', 'F6_E2M3', 'F6_E3M2', 'F4', 'I16', 'U8', 'U16', 'U32', 'U64', 'C64']);
 
 export interface SafetensorsFile {
   tensors: Map<string, Tensor>;
@@ -384,6 +392,9 @@ export function makeData(dtype: DType, bytes: Uint8Array, available: number, vie
     case 'int64':
       return new BigInt64Array(buf, at, n);
     case 'bool':
+    case 'fp8_e4m3fn':
+    case 'fp8_e5m2':
+    case 'fp8_e8m0':
       return new Uint8Array(buf, at, n);
   }
 }
