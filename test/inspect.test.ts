@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/cli.js';
 import { formatValue, summarize } from '../src/cli/inspect.js';
 import { type CaseSpec, writeCase } from '../src/io/case.js';
-import { writeNpy } from '../src/io/npy.js';
+import { writeNpy, writeNpyDir } from '../src/io/npy.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { bf16ToF32, f32ToBf16 } from '../src/core/numbers.js';
 import { Rng, randn, uniqueTopK } from '../src/core/random.js';
@@ -127,6 +127,50 @@ describe('inspect', () => {
     expect(doc.format).toBe('npy-dir');
     expect(doc.tensors.map((t) => t.name)).toEqual([...doc.tensors.map((t) => t.name)].sort());
     expect(doc.tensors.find((t) => t.name === 'x_out')).toMatchObject({ dtype: 'bf16', nanCount: 0 });
+  });
+
+  it('fp8 tensors: exact decoded min and max (NaN codes skipped and counted), in safetensors and npy form', async () => {
+    const codes = (d: 'fp8_e4m3fn' | 'fp8_e5m2' | 'fp8_e8m0', c: number[]) => ({ dtype: d, shape: [c.length], data: new Uint8Array(c) }) as const;
+    const tensors = {
+      // 2^-9, -448, NaN 0x7F and 0xFF, 0.1015625
+      q4: codes('fp8_e4m3fn', [0x01, 0xfe, 0x7f, 0xff, 0x1d]),
+      // 2^-16, 3·2^-16, NaN 0x7E and 0xFD
+      q5: codes('fp8_e5m2', [0x01, 0x03, 0x7e, 0xfd]),
+      // 2^-127, 1, 2^127, NaN
+      sc: codes('fp8_e8m0', [0, 127, 254, 255]),
+    };
+    const f = join(dir, 'fp8.safetensors');
+    await writeSafetensors(f, tensors);
+    const r = await cli('inspect', f);
+    expect(r.err).toBe('');
+    expect(r.out).toMatch(/\nq4 +fp8_e4m3fn +\[5\] +5 +-448 +0\.1015625 +2\n/);
+    expect(r.out).toMatch(/\nq5 +fp8_e5m2 +\[4\] +4 +0\.0000152587890625 +0\.0000457763671875 +2\n/);
+    expect(r.out).toMatch(/\nsc +fp8_e8m0 +\[4\] +4 +5\.877471754111438e-39 +1\.7014118346046923e\+38 +1\n/);
+    const j = JSON.parse((await cli('inspect', f, '--json')).out) as { tensors: { name: string; min: number; max: number; nanCount: number }[] };
+    const by = Object.fromEntries(j.tensors.map((t) => [t.name, [t.min, t.max, t.nanCount]]));
+    expect(by).toEqual({ q4: [-448, 0.1015625, 2], q5: [2 ** -16, 3 * 2 ** -16, 2], sc: [2 ** -127, 2 ** 127, 1] });
+    // the npy form (raw '|u1' codes with notes) gives the same rows
+    const nd = join(dir, 'fp8-npy');
+    await writeNpyDir(nd, tensors);
+    const n = await cli('inspect', nd);
+    expect(n.out.split('\n').slice(1)).toEqual(r.out.split('\n').slice(1));
+    // all 256 codes: e4m3fn spans ±448 with 2 NaNs; e5m2 ±inf with 6 NaNs; e8m0 2^-127..2^127 with 1
+    const all = Array.from({ length: 256 }, (_, i) => i);
+    expect(Object.values(summarize('a', codes('fp8_e4m3fn', all))).slice(-3)).toEqual([-448, 448, 2]);
+    expect(Object.values(summarize('a', codes('fp8_e5m2', all))).slice(-3)).toEqual([-Infinity, Infinity, 6]);
+    expect(Object.values(summarize('a', codes('fp8_e8m0', all))).slice(-3)).toEqual([2 ** -127, 2 ** 127, 1]);
+    const neg = summarize('a', codes('fp8_e4m3fn', [0x80, 0x00]));
+    expect(Object.is(neg.min, -0) && neg.max === 0).toBe(true);
+  });
+
+  it('fp8 values print exactly: the shortest form through fp8 would name another number', () => {
+    expect(formatValue(448, 'fp8_e4m3fn')).toBe('448'); // not 450, which also rounds to 448 in e4m3fn
+    expect(formatValue(57344, 'fp8_e5m2')).toBe('57344'); // not 6e+4
+    expect(formatValue(-0.1015625, 'fp8_e4m3fn')).toBe('-0.1015625');
+    expect(formatValue(2 ** -9, 'fp8_e4m3fn')).toBe('0.001953125');
+    expect(formatValue(2 ** -127, 'fp8_e8m0')).toBe('5.877471754111438e-39');
+    expect(formatValue(Number.NEGATIVE_INFINITY, 'fp8_e5m2')).toBe('-inf');
+    expect(formatValue(-0, 'fp8_e5m2')).toBe('-0');
   });
 
   it('a file without a known extension is recognised by its content', async () => {

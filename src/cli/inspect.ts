@@ -7,17 +7,18 @@ import { basename, extname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readNpy, readNpyDir } from '../io/npy.js';
 import { caseError, escapeJsonText, ioReason, printable, quote, readSafetensors } from '../io/safetensors.js';
-import { bf16ToF32, f32ToBf16, f32ToFp16, fp16ToF32 } from '../core/numbers.js';
-import type { DType, Tensor } from '../core/tensor.js';
+import { bf16ToF32, e8m0ToF32, f32ToBf16, f32ToFp16, fp16ToF32, fp8ToF32 } from '../core/numbers.js';
+import { type DType, type Tensor, isFp8 } from '../core/tensor.js';
 import { type CliIo, type Command, EXIT_OK, UsageError } from './io.js';
 
 const HELP = `Usage: moe-distribute inspect FILE [--json]
 
 Lists the tensors of FILE, a .safetensors file, a .npy file or a rank directory of .npy files
-(rank{r}/NAME.npy, a bf16 tensor as '<u2' raw bits with a note NAME.dtype holding bf16), one line
-each: name, dtype, shape, bytes, min, max and NaN count. Floats are decoded exactly (bf16 and
-fp16 bits included) and printed in the shortest form that reads back to the same value; min and
-max skip NaNs. The file is checked as \`run\` checks its inputs.
+(rank{r}/NAME.npy, a bf16 tensor as '<u2' raw bits with a note NAME.dtype holding bf16, an fp8
+tensor as '|u1' raw codes with a note holding fp8_e4m3fn, fp8_e5m2 or fp8_e8m0), one line each:
+name, dtype, shape, bytes, min, max and NaN count. Floats are decoded exactly (bf16, fp16 and fp8
+codes included) and printed in the shortest form that reads back to the same value; min and max
+skip NaNs. The file is checked as \`run\` checks its inputs.
 
 Options:
   --json      one JSON document: {file, format, metadata, tensors: [{name, dtype, shape, bytes,
@@ -39,7 +40,7 @@ export interface TensorSummary {
   nanCount: number;
 }
 
-const isFloat = (d: DType): d is 'bf16' | 'fp16' | 'f32' => d === 'bf16' || d === 'fp16' || d === 'f32';
+const isFloat = (d: DType): boolean => d === 'bf16' || d === 'fp16' || d === 'f32' || isFp8(d);
 
 /** Min, max (NaNs skipped) and NaN count of a tensor, floats decoded exactly. */
 export function summarize(name: string, t: Tensor): TensorSummary {
@@ -53,12 +54,17 @@ export function summarize(name: string, t: Tensor): TensorSummary {
     }
     return { ...base, min, max, nanCount: 0 };
   }
+  const dt = t.dtype;
   const decode: (i: number) => number =
-    t.dtype === 'bf16'
+    dt === 'bf16'
       ? (i) => bf16ToF32((t.data as Uint16Array)[i]!)
-      : t.dtype === 'fp16'
+      : dt === 'fp16'
         ? (i) => fp16ToF32((t.data as Uint16Array)[i]!)
-        : (i) => (t.data as Float32Array)[i]!;
+        : dt === 'fp8_e4m3fn' || dt === 'fp8_e5m2'
+          ? (i) => fp8ToF32(dt, (t.data as Uint8Array)[i]!)
+          : dt === 'fp8_e8m0'
+            ? (i) => e8m0ToF32((t.data as Uint8Array)[i]!)
+            : (i) => (t.data as Float32Array)[i]!;
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
   let nanCount = 0;
@@ -83,7 +89,11 @@ export function formatValue(v: number | bigint | null, dtype: DType): string {
   if (v === Number.POSITIVE_INFINITY) return 'inf';
   if (v === Number.NEGATIVE_INFINITY) return '-inf';
   if (Object.is(v, -0)) return '-0';
-  if (!isFloat(dtype)) return String(v);
+  // fp8 values have at most 4 significant bits: the shortest decimal that rounds back to the code
+  // (as for bf16) would often name another number (448 as 450, 57344 as 6e+4). A double's
+  // shortest form is the exact decimal for every fp8_e4m3fn/fp8_e5m2 value (at most 15 digits) and
+  // reads back to exactly 2^k for every e8m0 value.
+  if (!isFloat(dtype) || isFp8(dtype)) return String(v);
   const back =
     dtype === 'bf16'
       ? (x: number) => bf16ToF32(f32ToBf16(Math.fround(x)))
