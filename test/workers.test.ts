@@ -196,6 +196,25 @@ describe('collective: all ranks over a pool of workers', () => {
     }
     expect(activeWorkers()).toBe(0);
   });
+  it('several failing ranks over both workers: the lowest is reported, with or without progress', async () => {
+    const spec: GenSpec = { epWorldSize: 4, moeExpertNum: 8, bs: 2, h: 1024, k: 2, seed: 1 };
+    for (const [bad, lowest] of [[[3, 2], 2], [[2, 1], 1], [[3], 3]] as const) {
+      for (const progress of [false, true]) {
+        const inputs = caseInputs(spec);
+        for (const r of bad) inputs[r]!.expertIds.data[1] = 99;
+        const c = await Collective.create({ ...groupOpts(spec), workers: 2, timeoutMs: 5000 });
+        const seen: number[] = [];
+        try {
+          await expect(c.runRound(inputs, progress ? (_d, _t, _p, r) => seen.push(r) : undefined)).rejects.toThrow(new RegExp(`^rank ${lowest} dispatchSetup: expertIds`));
+          // every rank of the phase ran: the good ones reported their progress
+          if (progress) expect(seen.sort()).toEqual([0, 1, 2, 3].filter((r) => !(bad as readonly number[]).includes(r)));
+        } finally {
+          await c.close();
+        }
+      }
+    }
+    expect(activeWorkers()).toBe(0);
+  });
 });
 
 describe('diagnosis instead of hangs', () => {

@@ -24,6 +24,11 @@ export interface KernelUrls {
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: WireError };
 
+export interface PhaseOutcome {
+  ms: number;
+  failed?: { rank: number; error: WireError };
+}
+
 export interface WireError {
   name: string;
   message: string;
@@ -43,8 +48,11 @@ export interface RankWorkerApi {
   runProgram(programUrl: string, rank: number, args: unknown): Promise<Outcome<unknown>>;
   /** collective: the inputs of the ranks this worker hosts */
   setInputs(rank: number, inputs: RankInputs): Promise<void>;
-  /** collective: one phase for each of `ranks`, in order; returns ms spent */
-  phase(name: Phase, ranks: number[], opts?: RoundOptions): Promise<Outcome<number>>;
+  /**
+   * collective: one phase for each of `ranks`, in order, every one of them even after a failure;
+   * the ms spent and the first failing rank with its error
+   */
+  phase(name: Phase, ranks: number[], opts?: RoundOptions): Promise<Outcome<PhaseOutcome>>;
   /** collective: the outputs of a finished round */
   results(ranks: number[]): Promise<RankResult[]>;
 }

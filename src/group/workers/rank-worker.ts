@@ -8,7 +8,7 @@ import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
 import { setKernelSource } from '../../backends/wasm/index.js';
 import { type RankInputs, type RankResult, type RoundOptions, runRankPhase } from '../round.js';
-import { type Outcome, type Phase, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
+import { type Outcome, type Phase, type PhaseOutcome, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
 import { isNode } from './platform.js';
 
 /** The non-shared buffers of the typed arrays inside `value` (each once), to transfer with it. */
@@ -90,15 +90,16 @@ const api: RankWorkerApi = {
     return guard(undefined, async () => {
       const g = need();
       const t0 = performance.now();
+      let failed: PhaseOutcome['failed'];
       for (const r of ranks) {
         try {
           await runOne(g, name, r, opts);
         } catch (e) {
           if (e instanceof Error) e.message = `rank ${r} ${name}: ${e.message}`;
-          throw e;
+          failed ??= { rank: r, error: toWire(e) };
         }
       }
-      return performance.now() - t0;
+      return { ms: performance.now() - t0, failed };
     });
   },
   async results(ranks: number[]) {
