@@ -78,7 +78,21 @@ function checkTensor(what: string, t: Tensor): void {
   if (t.dtype === 'bool' && bytesOfData(t).some((b) => b > 1)) throw new Breach('wrong', `${what}: a bool byte above 1`);
 }
 
-const ST_DTYPES: Record<string, DType> = { BF16: 'bf16', F16: 'fp16', F32: 'f32', I8: 'int8', I32: 'int32', I64: 'int64', BOOL: 'bool' };
+const ST_DTYPES: Record<string, DType> = {
+  BF16: 'bf16',
+  F16: 'fp16',
+  F32: 'f32',
+  I8: 'int8',
+  I32: 'int32',
+  I64: 'int64',
+  BOOL: 'bool',
+  F8_E4M3: 'fp8_e4m3fn',
+  F8_E5M2: 'fp8_e5m2',
+  F8_E8M0: 'fp8_e8m0',
+};
+
+/** The dtypes stored in npy as raw bits with a NAME.dtype note holding their name, and the descr each needs. */
+const NOTED: Record<string, string> = { bf16: '<u2', fp8_e4m3fn: '|u1', fp8_e5m2: '|u1', fp8_e8m0: '|u1' };
 
 /**
  * An accepted safetensors file against its own bytes, read independently of the reader: the
@@ -127,10 +141,12 @@ export function checkNpy(buf: Uint8Array, t: Tensor, note: string | undefined): 
     if (dims.length !== t.shape.length || dims.some((d, i) => d !== t.shape[i])) throw new Breach('wrong', `shape [${t.shape}], the header says (${shape})`);
   }
   const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text)?.[1];
-  const want: Record<string, DType> = { '<f4': 'f32', '<f2': 'fp16', '|i1': 'int8', '<i4': 'int32', '<i8': 'int64', '|b1': 'bool', '<u2': 'bf16' };
-  if (descr !== undefined && want[descr] !== t.dtype) throw new Breach('wrong', `dtype ${t.dtype}, the header says descr '${descr}'`);
-  if ((note !== undefined) !== (t.dtype === 'bf16')) throw new Breach('wrong', `dtype ${t.dtype} with${note === undefined ? 'out' : ''} a note`);
-  if (note !== undefined && note.trim() !== 'bf16') throw new Breach('wrong', `accepted the note ${JSON.stringify(note)}`);
+  const want: Record<string, DType> = { '<f4': 'f32', '<f2': 'fp16', '|i1': 'int8', '<i4': 'int32', '<i8': 'int64', '|b1': 'bool' };
+  const noted = Object.hasOwn(NOTED, t.dtype);
+  const descrOfDtype = noted ? NOTED[t.dtype] : Object.keys(want).find((d) => want[d] === t.dtype);
+  if (descr !== undefined && descr !== descrOfDtype) throw new Breach('wrong', `dtype ${t.dtype}, the header says descr '${descr}'`);
+  if ((note !== undefined) !== noted) throw new Breach('wrong', `dtype ${t.dtype} with${note === undefined ? 'out' : ''} a note`);
+  if (note !== undefined && note.trim() !== t.dtype) throw new Breach('wrong', `dtype ${t.dtype} from the note ${JSON.stringify(note)}`);
 }
 
 /** An accepted case.json against its text: exactly the document's known keys, integer values, defaults for the rest. */
@@ -300,7 +316,7 @@ function stFile(text: string, body: Uint8Array): Uint8Array {
   return out;
 }
 
-const ST_SIZES: Record<string, number> = { '"BF16"': 2, '"F16"': 2, '"F32"': 4, '"I8"': 1, '"I32"': 4, '"I64"': 8, '"BOOL"': 1 };
+const ST_SIZES: Record<string, number> = { '"BF16"': 2, '"F16"': 2, '"F32"': 4, '"I8"': 1, '"I32"': 4, '"I64"': 8, '"BOOL"': 1, '"F8_E4M3"': 1, '"F8_E5M2"': 1, '"F8_E8M0"': 1 };
 
 /**
  * A JSON header text from random entries: names, dtypes, shapes and offsets as raw text. Offsets
@@ -314,7 +330,7 @@ const stHeaderArb: fc.Arbitrary<Input> = fc
         name: mostly(fc.constantFrom('x', 'expert_ids', 'scales', 'y'), fc.oneof(fc.constantFrom('__metadata__', 'x', '\u0000', '\u001b[31m', '\u202e'), fc.string({ maxLength: 6 }))),
         dtype: mostly(
           fc.constantFrom(...Object.keys(ST_SIZES)),
-          fc.oneof(fc.constantFrom('"F64"', '"U8"', '"bf16"', '"F8_E4M3"', '" F32"', '3', 'null', '{}', '["F32"]'), fc.string({ maxLength: 4 }).map((s) => JSON.stringify(s))),
+          fc.oneof(fc.constantFrom('"F64"', '"U8"', '"bf16"', '"F8_E4M3FN"', '"f8_e5m2"', '" F32"', '3', 'null', '{}', '["F32"]'), fc.string({ maxLength: 4 }).map((s) => JSON.stringify(s))),
         ),
         shape: mostly(
           fc.array(fc.nat(4), { maxLength: 3 }).map((a) => `[${a.join(', ')}]`),
@@ -444,16 +460,20 @@ export const npyDataStart = (b: Uint8Array): number =>
   b[6] === 1 ? 10 + new DataView(b.buffer, b.byteOffset).getUint16(8, true) : 12 + new DataView(b.buffer, b.byteOffset).getUint32(8, true);
 
 const BF16_NOTE = u8('bf16\n');
+/** The note serializeNpy writes beside a tensor of this dtype (bf16, fp8), if any. */
+const noteOf = (t: Tensor): Uint8Array | undefined => (Object.hasOwn(NOTED, t.dtype) ? u8(`${t.dtype}\n`) : undefined);
+const FP8_NOTES = ['fp8_e4m3fn', 'fp8_e5m2', 'fp8_e8m0'].map((w) => u8(`${w}\n`));
 
 const npyValidArb = fc
   .record({ t: tensorArb, version: fc.constantFrom(1, 2, 3) as fc.Arbitrary<1 | 2 | 3> })
-  .map(({ t, version }) => ({ bytes: npyBytes(t, version), note: t.dtype === 'bf16' ? BF16_NOTE : undefined }));
+  .map(({ t, version }) => ({ bytes: npyBytes(t, version), note: noteOf(t) }));
 
-/** Notes: none (mostly), the right word with spacing, wrong words, noise. */
+/** Notes: none (mostly), the right words with spacing, wrong words, noise. */
 const noteArb: fc.Arbitrary<Uint8Array | undefined> = fc.oneof(
   fc.constant(undefined),
   fc.constant(undefined),
   fc.constantFrom('bf16', 'bf16\n', ' bf16 ', 'fp16', '', 'BF16', 'bf16\r\n', '\ufeffbf16', 'bf16\u0000', 'bf16 bf16').map(u8),
+  fc.constantFrom('fp8_e4m3fn', 'fp8_e5m2\n', ' fp8_e8m0\r\n', 'FP8_E5M2', 'F8_E4M3', 'fp8_e4m3', 'float8_e5m2', 'fp8_e8m0 bf16', 'toString').map(u8),
   fc.string({ maxLength: 8 }).map(u8),
   fc.uint8Array({ maxLength: 80 }),
 );
@@ -462,9 +482,9 @@ const noteArb: fc.Arbitrary<Uint8Array | undefined> = fc.oneof(
 const npyHeaderArb: fc.Arbitrary<Input> = fc
   .record({
     descr: mostly(
-      fc.constantFrom("'<f4'", "'<f2'", "'|i1'", "'<i4'", "'<i8'", "'|b1'", "'<u2'", '"<f4"'),
+      fc.constantFrom("'<f4'", "'<f2'", "'|i1'", "'<i4'", "'<i8'", "'|b1'", "'<u2'", "'|u1'", '"<f4"'),
       fc.oneof(
-        fc.constantFrom("'>f4'", "'>i8'", "'<f8'", "'|u1'", "'<c8'", "'|O'", "'<U3'", "[('a', '<f4')]", '4', 'None', "'<f4' '<f4'", "b'<f4'", "'\\x3cf4'"),
+        fc.constantFrom("'>f4'", "'>i8'", "'<f8'", "'<u1'", "'<c8'", "'|O'", "'<U3'", "[('a', '<f4')]", '4', 'None', "'<f4' '<f4'", "b'<f4'", "'\\x3cf4'"),
         fc.string({ maxLength: 5 }).map((s) => `'${s.replace(/['\\\n\r]/g, '')}'`),
       ),
     ),
@@ -490,14 +510,14 @@ const npyHeaderArb: fc.Arbitrary<Input> = fc
   .map((g) => {
     // Usually, size the data to what descr and shape declare (when they are plain), so that the
     // other fields decide.
-    const itemsize: Record<string, number> = { "'<f4'": 4, "'<f2'": 2, "'|i1'": 1, "'<i4'": 4, "'<i8'": 8, "'|b1'": 1, "'<u2'": 2, '"<f4"': 4 };
+    const itemsize: Record<string, number> = { "'<f4'": 4, "'<f2'": 2, "'|i1'": 1, "'<i4'": 4, "'<i8'": 8, "'|b1'": 1, "'<u2'": 2, "'|u1'": 1, '"<f4"': 4 };
     const dims = /^\(([0-9, ]*)\)$/.exec(g.shape)?.[1]?.split(',').map((d) => d.trim()).filter((d) => d !== '');
     if (g.fitData && itemsize[g.descr] && dims && dims.every((d) => /^[0-9]{1,2}$/.test(d))) {
       const n = dims.reduce((a, d) => a * Number(d), 1) * itemsize[g.descr]!;
       g = { ...g, data: new Uint8Array(n).map((_, i) => (g.descr === "'|b1'" ? i & 1 : i * 7)) };
     }
-    // 'fit': the note the descr needs (bf16 for '<u2', none otherwise)
-    const note = g.note === 'fit' ? (g.descr === "'<u2'" ? BF16_NOTE : undefined) : g.note;
+    // 'fit': the note the descr needs (bf16 for '<u2', one of the fp8 names for '|u1', none otherwise)
+    const note = g.note === 'fit' ? (g.descr === "'<u2'" ? BF16_NOTE : g.descr === "'|u1'" ? FP8_NOTES[g.data.length % 3] : undefined) : g.note;
     const q = (k: string) => `${g.quote}${k}${g.quote}`;
     let items = [`${q('descr')}: ${g.descr}`, `${q('fortran_order')}: ${g.fortran}`, `${q('shape')}: ${g.shape}`];
     if (g.keys === 'no-descr') items = items.slice(1);
@@ -579,29 +599,35 @@ export const NPY: Family[] = [
 
 // ---- the .dtype note ----------------------------------------------------------------------------
 
-/** A bf16 tensor (stored as '<u2' with a note), its bits deterministic and non-trivial. */
-const bf16Arb: fc.Arbitrary<Tensor> = fc.tuple(fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), fc.nat(255)).map(([shape, seed]) => {
-  const t = zeros('bf16', shape);
-  const b = new Uint8Array(t.data.buffer);
-  for (let i = 0; i < b.length; i++) b[i] = (i * 29 + seed) & 0xff;
-  return t;
-});
+/** A bf16 or fp8 tensor (stored as '<u2' or '|u1' with a note), its bits deterministic and non-trivial. */
+const notedArb: fc.Arbitrary<Tensor> = fc
+  .tuple(fc.constantFrom('bf16', 'bf16', 'fp8_e4m3fn', 'fp8_e5m2', 'fp8_e8m0') as fc.Arbitrary<DType>, fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }), fc.nat(255))
+  .map(([dtype, shape, seed]) => {
+    const t = zeros(dtype, shape);
+    const b = new Uint8Array(t.data.buffer);
+    for (let i = 0; i < b.length; i++) b[i] = (i * 29 + seed) & 0xff;
+    return t;
+  });
 
-/** Valid .npy files (bf16 as '<u2' half the time) with notes: the right one mutated, or any bytes. */
+/** Valid .npy files (bf16 as '<u2' or fp8 as '|u1' half the time) with notes: a right one mutated, or any bytes. */
 const withNote = (note: fc.Arbitrary<Uint8Array | undefined>): fc.Arbitrary<Input> =>
-  fc.tuple(fc.oneof(tensorArb, bf16Arb), fc.constantFrom(1, 2, 3) as fc.Arbitrary<1 | 2 | 3>, note).map(([t, v, n]) => ({
+  fc.tuple(fc.oneof(tensorArb, notedArb), fc.constantFrom(1, 2, 3) as fc.Arbitrary<1 | 2 | 3>, note).map(([t, v, n]) => ({
     bytes: npyBytes(t, v),
     note: n,
   }));
 
 export const NOTE: Family[] = [
-  { name: 'mutated bf16 notes', weight: 40, arb: withNote(fc.tuple(fc.constantFrom('bf16', 'bf16\n', ' bf16\r\n'), mutationsArb).map(([n, m]) => mutate(u8(n), 64, m))) },
+  {
+    name: 'mutated notes',
+    weight: 40,
+    arb: withNote(fc.tuple(fc.constantFrom('bf16', 'bf16\n', ' bf16\r\n', 'fp8_e4m3fn\n', 'fp8_e5m2', ' fp8_e8m0\n'), mutationsArb).map(([n, m]) => mutate(u8(n), 64, m))),
+  },
   { name: 'word-like notes', weight: 30, arb: withNote(noteArb) },
   {
     name: 'random bytes and sizes',
     weight: 30,
     // noise up to and past MAX_NOTE_BYTES, and long runs of spaces around the word
-    arb: withNote(fc.oneof(fc.uint8Array({ maxLength: 70 }), fc.tuple(fc.nat(70), fc.nat(70)).map(([a, b]) => u8(`${' '.repeat(a)}bf16${'\n'.repeat(b)}`)))),
+    arb: withNote(fc.oneof(fc.uint8Array({ maxLength: 70 }), fc.tuple(fc.nat(70), fc.constantFrom('bf16', 'fp8_e5m2'), fc.nat(70)).map(([a, w, b]) => u8(`${' '.repeat(a)}${w}${'\n'.repeat(b)}`)))),
   },
 ];
 
