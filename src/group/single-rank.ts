@@ -89,6 +89,12 @@ export interface SingleRankResult {
 /** The output tensors of a rank file (src/io/case.ts OUTPUT_TENSORS) from a single-rank result. */
 export const singleRankTensors = (res: SingleRankResult): Record<string, Tensor> => outputTensors(res);
 
+/**
+ * Bytes of ρ's messages (or returned rows) staged at a time: a few chunks per rank, so that the
+ * calls stay few (pack copies the smooth scales, (E + SN)·H f32, into its scratch at each call).
+ */
+const CHUNK_BYTES = 4 << 20;
+
 function rankError(rank: number, code: MoeError['code'], param: string, value: unknown, rule: string): MoeError {
   return withRank(new MoeError(code, param, value, rule), rank);
 }
@@ -181,6 +187,11 @@ export async function computeRank(
   throwFirst(checkUnevenBs(attrs, routes.map((rt) => rt.bs)));
   const own = routes[rho]!;
   const { bs, activeBs } = own;
+  /** a chunk of ρ's tokens in blocks of its own (placeChunk) */
+  const chunkCount = new Int32Array(E);
+  const chunkSlot = new Int32Array(bs * K);
+  const chunkBlock = new Float64Array(E);
+  const chunkShared = new Float64Array(lay.sharedSends);
   const out = (op: OpName, name: string, xDtype: XDtype, writes: readonly Range[]): Tensor => {
     const { dtype, shape } = outputAllocation(op, name, { lay, rank: rho, bs, xDtype });
     return outputs.take(rho, op, name, dtype, shape, writes);
@@ -193,21 +204,28 @@ export async function computeRank(
   const blockRow = new Int32Array(Lr * W);
   received.reduce((n, c, idx) => ((blockRow[idx] = n), n + c), 0);
 
-  // ---- the memory, one plan of the group's (memory.ts) over two regions and the scratch:
-  // the data region holds ρ's own messages until y has them, then the rows returned to ρ for
-  // combine; the staging region holds one sender's blocks to ρ at a time, gathered into expand_x
-  // before the next sender is packed. Memory is then ρ's messages and one sender's, not every
-  // received block as well. ----------------------------------------------------------------------
+  // ---- the memory, one plan of the group's (memory.ts): a staging region and the rows returned
+  // to ρ, then the scratch. The staging region holds, in turn, a chunk of ρ's tokens' messages
+  // (dispatch_setup, copied into y), one sender's blocks to ρ (dispatch_teardown, gathered into
+  // expand_x at their rows), and a chunk of tokens' rows from identity experts (combine). The
+  // rows region is written only for rows an expert_output returns: untouched wasm pages cost no
+  // memory, so with identity experts the view holds its outputs, a chunk and one sender. ----------
   const backend = await resolveBackend(opts.backend ?? 'wasm');
   const ownCounts = cnt.subarray(rho * E, (rho + 1) * E);
   const sharedCounts = new Int32Array(lay.sharedSends).fill(activeBs);
-  const expertBlock = new Float64Array(E);
-  const sharedBlock = new Float64Array(lay.sharedSends);
   const combExpertBlock = new Float64Array(E);
   const combSharedBlock = new Float64Array(lay.sharedSends);
-  const ownBytes = placeBlocks(placeBlocks(0, ownCounts, mb, expertBlock), sharedCounts, mb, sharedBlock);
-  const combBytes = placeBlocks(placeBlocks(0, ownCounts, rowBytes, combExpertBlock), sharedCounts, rowBytes, combSharedBlock);
+  const rowsBytes = placeBlocks(placeBlocks(0, ownCounts, rowBytes, combExpertBlock), sharedCounts, rowBytes, combSharedBlock);
+  /** tokens of a chunk of ρ's messages (dispatch_setup) and of ρ's returned rows (combine) */
+  const dispatchChunk = Math.max(1, Math.floor(CHUNK_BYTES / ((K + lay.sharedSends) * mb)));
+  const combineChunk = Math.max(1, Math.floor(CHUNK_BYTES / ((K + lay.sharedSends) * rowBytes)));
   let stageBytes = 0;
+  for (let t0 = 0; t0 < activeBs; t0 += dispatchChunk) {
+    stageBytes = Math.max(stageBytes, placeChunk(t0, Math.min(activeBs, t0 + dispatchChunk), mb, 0));
+  }
+  for (let t0 = 0; t0 < activeBs; t0 += combineChunk) {
+    stageBytes = Math.max(stageBytes, placeChunk(t0, Math.min(activeBs, t0 + combineChunk), rowBytes, 0));
+  }
   for (let r = 0; r < W; r++) {
     let n = 0;
     for (let j = 0; j < Lr; j++) n += alignUnit(received[j * W + r]! * mb);
@@ -230,9 +248,8 @@ export async function computeRank(
     maxBs: subRows,
   };
   const scratchBytes = Math.max(backend.scratchBytes(lay), backend.scratchBytes(subLay));
-  const dataBytes = Math.max(ownBytes, combBytes);
   const plan = planRegions(
-    [dataBytes, stageBytes],
+    [stageBytes, rowsBytes],
     scratchBytes,
     1,
     (total, limit) =>
@@ -240,17 +257,40 @@ export async function computeRank(
         'E_MEMORY',
         'epRankId',
         rho,
-        `the single-rank view of rank ${rho} needs ${total} bytes (its messages or returned rows ${dataBytes}, one sender's blocks ${stageBytes}, scratch ${scratchBytes}) in one wasm32 memory, more than its 4 GiB limit (${limit} bytes)`,
+        `the single-rank view of rank ${rho} needs ${total} bytes (staged blocks ${stageBytes}, returned rows ${rowsBytes}, scratch ${scratchBytes}) in one wasm32 memory, more than its 4 GiB limit (${limit} bytes)`,
       ),
   );
-  const [dataBase, stageBase] = plan.bases as [number, number];
+  const [stageBase, rowsBase] = plan.bases as [number, number];
   const { memory } = createMemory(plan);
   await backend.attach({ memory, scratchBase: plan.scratchBase, scratchBytes: plan.scratchBytes });
   const mem = new Uint8Array(memory.buffer);
-  placeBlocks(placeBlocks(dataBase, ownCounts, mb, expertBlock), sharedCounts, mb, sharedBlock);
-  placeBlocks(placeBlocks(dataBase, ownCounts, rowBytes, combExpertBlock), sharedCounts, rowBytes, combSharedBlock);
+  placeBlocks(placeBlocks(rowsBase, ownCounts, rowBytes, combExpertBlock), sharedCounts, rowBytes, combSharedBlock);
 
-  // ---- rank ρ: dispatch_setup ------------------------------------------------------------------
+  /**
+   * Blocks of their own from `base` for the messages (or rows, `bytes` each) of ρ's tokens
+   * [t0, t1), on the experts and shared experts `staged` keeps (all by default): chunkBlock,
+   * chunkShared (token t at chunkShared[s] + (t − t0)·bytes) and each message's slot in them,
+   * chunkSlot. The bytes of a message depend only on its token and destination, not on where it
+   * lies, so a chunk is packed (or combined) as a problem of its own. Returns the end.
+   */
+  function placeChunk(t0: number, t1: number, bytes: number, base: number, staged?: { expert(e: number): boolean; shared(s: number): boolean }): number {
+    chunkCount.fill(0);
+    for (let i = t0 * K; i < t1 * K; i++) {
+      const e = own.ids[i]!;
+      if (!staged || staged.expert(e)) chunkSlot[i] = chunkCount[e]!++;
+    }
+    let end = placeBlocks(base, chunkCount, bytes, chunkBlock);
+    for (let s = 0; s < lay.sharedSends; s++) {
+      if (staged && !staged.shared(s)) chunkShared[s] = -1;
+      else {
+        chunkShared[s] = end;
+        end += alignUnit((t1 - t0) * bytes);
+      }
+    }
+    return end;
+  }
+
+  // ---- rank ρ: dispatch_setup, chunk by chunk through the staging region ---------------------
   const ownInputs = await source.getInputs(rho);
   const ownRt = routingOf(rho, ownInputs);
   if (!sameInts(ownRt.ids, own.ids) || ownRt.activeBs !== activeBs) {
@@ -261,14 +301,27 @@ export async function computeRank(
   const sharedRows: Range = [bs * K, bs * K + lay.sharedSends * activeBs];
   const expandIdxT = out('dispatchSetup', 'expandIdx', dtype, [[0, bs * K]]) as Tensor<'int32'>;
   const { expandIdx } = backend.route({ expertIds: own.ids, activeBs, bs, K, E, expandIdx: expandIdxT.data });
-  backend.pack({ lay, x: ownInputs.x as Tensor<XDtype>, expertIds: own.ids, scales: ownScales, activeBs, expandIdx, expertBlock, sharedBlock });
   const y = out('dispatchSetup', 'y', dtype, [[0, activeBs * K], sharedRows]) as DispatchSetupOutputs['y'];
-  yFromBlocks(mem, lay, { bs, activeBs, expertIds: own.ids, expandIdx, expertBlock, sharedBlock }, y);
+  const yb = new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength);
+  // yFromBlocks over a chunk writes its rows to experts into y's view from row t0·K; the rows to
+  // shared experts, which y keeps apart (BS·K + s·activeBs + t), are copied after it
+  const toExperts: Layout = { ...lay, sharedSends: 0 };
+  const x = ownInputs.x as Tensor<XDtype>;
+  for (let t0 = 0; t0 < activeBs; t0 += dispatchChunk) {
+    const t1 = Math.min(activeBs, t0 + dispatchChunk);
+    const n = t1 - t0;
+    placeChunk(t0, t1, mb, stageBase);
+    const chunk = { bs: n, activeBs: n, expertIds: own.ids.subarray(t0 * K, t1 * K), expandIdx: chunkSlot.subarray(t0 * K, t1 * K), expertBlock: chunkBlock, sharedBlock: chunkShared };
+    backend.pack({ lay, x: { dtype: x.dtype, shape: [n, H], data: x.data.subarray(t0 * H, t1 * H) }, scales: ownScales, ...chunk });
+    yFromBlocks(mem, toExperts, chunk, { ...y, data: yb.subarray(t0 * K * mb) });
+    for (let s = 0; s < lay.sharedSends; s++) {
+      yb.set(mem.subarray(chunkShared[s]!, chunkShared[s]! + n * mb), (bs * K + s * activeBs + t0) * mb);
+    }
+  }
   const D = DESCRIPTOR_WORDS;
   const dsCommCmdInfo = out('dispatchSetup', 'commCmdInfo', dtype, [[0, activeBs * K * D], [sharedRows[0] * D, sharedRows[1] * D]]) as Tensor<'int32'>;
   dispatchDescriptors(dsCommCmdInfo.data, lay, rho, bs, activeBs, own.ids, expandIdx);
   const dispatchSetup: DispatchSetupOutputs = { y, expandIdx: expandIdxT, commCmdInfo: dsCommCmdInfo };
-  // from here on the data region is free for the rows returned to ρ
 
   // combine's dtype: ρ's expert output (expand_x of combine), its expert_output or x's dtype
   const ownOut = ownInputs.expertOutput;
@@ -455,49 +508,6 @@ export async function computeRank(
     expertTokenNums: dispatchTeardown.expertTokenNums.data,
   });
 
-  // ---- rows that identity experts return: the dequantized messages ρ sent ---------------------
-  if (identityFrom.length > 0) {
-    const want = new Set(identityFrom);
-    const yb = new Uint8Array(y.data.buffer, y.data.byteOffset, y.data.byteLength);
-    // message row of y -> byte offset of its row in the combine blocks
-    const rowsTo: [number, number][] = [];
-    for (let i = 0; i < activeBs * K; i++) {
-      const e = own.ids[i]!;
-      if (want.has(expertHome(lay, e).rank)) rowsTo.push([i, combExpertBlock[e]! + expandIdx[i]! * rowBytes]);
-    }
-    for (let s = 0; s < lay.sharedSends; s++) {
-      if (!want.has(sharedHome(lay, rho, s))) continue;
-      for (let t = 0; t < activeBs; t++) rowsTo.push([bs * K + s * activeBs + t, combSharedBlock[s]! + t * rowBytes]);
-    }
-    if (lay.attrs.quantMode === 0) {
-      for (const [i, off] of rowsTo) mem.set(yb.subarray(i * mb, i * mb + rowBytes), off);
-    } else {
-      // identityExpert itself over the messages as expand_x rows (codes, then the scale bits)
-      const n = rowsTo.length;
-      const codes = new Int8Array(n * H);
-      const scaleBits = new Uint32Array(n);
-      const dv = new DataView(yb.buffer, yb.byteOffset, yb.byteLength);
-      rowsTo.forEach(([i], a) => {
-        codes.set(new Int8Array(yb.buffer, yb.byteOffset + i * mb, H), a * H);
-        scaleBits[a] = dv.getUint32(i * mb + lay.scaleOffset, true);
-      });
-      const assist = new Int32Array(W * Lr).fill(n);
-      const deq = identityExpert(
-        lay,
-        rho,
-        {
-          expandX: { dtype: 'int8', shape: [n, H], data: codes },
-          dynamicScales: { dtype: 'f32', shape: [n], data: new Float32Array(scaleBits.buffer) },
-          assistInfoForCombine: { dtype: 'int32', shape: [assist.length], data: assist },
-        },
-        combDtype,
-        backend,
-      );
-      const db = new Uint8Array(deq.data.buffer, deq.data.byteOffset, deq.data.byteLength);
-      rowsTo.forEach(([, off], a) => mem.set(db.subarray(a * rowBytes, (a + 1) * rowBytes), off));
-    }
-  }
-
   // ---- rank ρ: combine_setup ---------------------------------------------------------------------
   const csCommCmdInfo = out('combineSetup', 'commCmdInfo', combDtype, [[0, receivedRows * D]]) as Tensor<'int32'>;
   combineDescriptors(csCommCmdInfo.data, lay, rho, received);
@@ -507,25 +517,86 @@ export async function computeRank(
     commCmdInfo: csCommCmdInfo,
   };
 
-  // ---- rank ρ: combine_teardown --------------------------------------------------------------------
-  const x = backend.combine({
-    lay,
-    dtype: combDtype,
-    bs,
-    activeBs,
-    expertIds: own.ids,
-    expandIdx,
-    expertScales: ownInputs.expertScales.data as Float32Array,
-    expertBlock: combExpertBlock,
-    sharedBlock: combSharedBlock,
-    out: out('combineTeardown', 'x', combDtype, [[0, activeBs]]) as Tensor<XDtype>,
-  });
+  // ---- rank ρ: combine_teardown, chunk by chunk: the rows of a chunk's tokens that identity
+  // experts return (ρ's own messages, dequantized) are staged, the rows expert outputs returned
+  // are read where pass 2 put them -----------------------------------------------------------------
+  const identity = new Set(identityFrom);
+  const staged = {
+    expert: (e: number) => identity.has(expertHome(lay, e).rank),
+    shared: (s: number) => identity.has(sharedHome(lay, rho, s)),
+  };
+  const xOut = out('combineTeardown', 'x', combDtype, [[0, activeBs]]) as Tensor<XDtype>;
+  const expertScales = ownInputs.expertScales.data as Float32Array;
+  for (let t0 = 0; t0 < activeBs; t0 += combineChunk) {
+    const t1 = Math.min(activeBs, t0 + combineChunk);
+    const n = t1 - t0;
+    placeChunk(t0, t1, rowBytes, stageBase, staged);
+    // message row of y -> byte offset of its row in the staged blocks
+    const rowsTo: [number, number][] = [];
+    for (let i = t0 * K; i < t1 * K; i++) {
+      const e = own.ids[i]!;
+      if (staged.expert(e)) rowsTo.push([i, chunkBlock[e]! + chunkSlot[i]! * rowBytes]);
+      else {
+        chunkBlock[e] = combExpertBlock[e]!;
+        chunkSlot[i] = expandIdx[i]!;
+      }
+    }
+    for (let s = 0; s < lay.sharedSends; s++) {
+      if (staged.shared(s)) for (let t = t0; t < t1; t++) rowsTo.push([bs * K + s * activeBs + t, chunkShared[s]! + (t - t0) * rowBytes]);
+      else chunkShared[s] = combSharedBlock[s]! + t0 * rowBytes;
+    }
+    identityRows(rowsTo);
+    backend.combine({
+      lay,
+      dtype: combDtype,
+      bs: n,
+      activeBs: n,
+      expertIds: own.ids.subarray(t0 * K, t1 * K),
+      expandIdx: chunkSlot.subarray(t0 * K, t1 * K),
+      expertScales: expertScales.subarray(t0 * K, t1 * K),
+      expertBlock: chunkBlock,
+      sharedBlock: chunkShared,
+      out: { dtype: combDtype, shape: [n, H], data: xOut.data.subarray(t0 * H, t1 * H) },
+    });
+  }
+
+  /** The identity expert's rows for messages of y (row i), each written at its offset. */
+  function identityRows(rowsTo: [number, number][]): void {
+    if (rowsTo.length === 0) return;
+    if (lay.attrs.quantMode === 0) {
+      for (const [i, off] of rowsTo) mem.set(yb.subarray(i * mb, i * mb + rowBytes), off);
+      return;
+    }
+    // identityExpert itself over the messages as expand_x rows (codes, then the scale bits)
+    const n = rowsTo.length;
+    const codes = new Int8Array(n * H);
+    const scaleBits = new Uint32Array(n);
+    const dv = new DataView(yb.buffer, yb.byteOffset, yb.byteLength);
+    rowsTo.forEach(([i], a) => {
+      codes.set(new Int8Array(yb.buffer, yb.byteOffset + i * mb, H), a * H);
+      scaleBits[a] = dv.getUint32(i * mb + lay.scaleOffset, true);
+    });
+    const assist = new Int32Array(W * Lr).fill(n);
+    const deq = identityExpert(
+      lay,
+      rho,
+      {
+        expandX: { dtype: 'int8', shape: [n, H], data: codes },
+        dynamicScales: { dtype: 'f32', shape: [n], data: new Float32Array(scaleBits.buffer) },
+        assistInfoForCombine: { dtype: 'int32', shape: [assist.length], data: assist },
+      },
+      combDtype,
+      backend,
+    );
+    const db = new Uint8Array(deq.data.buffer, deq.data.byteOffset, deq.data.byteLength);
+    rowsTo.forEach(([, off], a) => mem.set(db.subarray(a * rowBytes, (a + 1) * rowBytes), off));
+  }
 
   return {
     dispatchSetup,
     dispatchTeardown,
     combineSetup,
-    combineTeardown: { x },
+    combineTeardown: { x: xOut },
     stats: { memoryBytes: memory.buffer.byteLength, receivedRows, ranksLoaded },
   };
 }
