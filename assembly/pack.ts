@@ -28,6 +28,10 @@ import { quantizeRow } from './quant';
  * byte is written exactly twice (window, y) and never staged in scratch. Packs tokens [t0, t1)
  * (t1 ≤ activeBs): the wrapper calls it chunk by chunk and copies each chunk's y rows while the
  * messages are still in cache.
+ * dests, scaleRows (950 sorted rows, 950 contract §2.1, §2.4): when dests ≠ 0, pair i's message
+ * goes to byte dests[i] (u32; 0xFFFFFFFF: the pair's message is sent nowhere) instead of its
+ * expert's block slot, and uses smooth-scale row scaleRows[i] instead of ids[i] + SN; tokens
+ * then run up to bs, since a sorted row can carry an inactive token.
  */
 export function pack(
   x: usize,
@@ -47,28 +51,44 @@ export function pack(
   msgBytes: i32,
   scaleOffset: i32,
   xf: usize,
+  dests: usize,
+  scaleRows: usize,
 ): void {
   const mb = <usize>msgBytes;
   const rowBytes = <usize>H << 1;
   const hp = <usize>H << 2;
   for (let t = t0; t < t1; t++) {
     const xt = x + <usize>t * rowBytes;
-    // Without smooth scales every message of a token is the same: quantize once (for k = 0)
-    // and copy; with scales each destination has its own scale row.
+    // Without smooth scales every message of a token is the same: quantize once (for the first
+    // message written) and copy; with scales each destination has its own scale row.
     let first: usize = 0;
+    let have = false;
     for (let k = 0; k < K; k++) {
       const i = t * K + k;
-      const e = load<i32>(ids + (<usize>i << 2));
-      const dst = <usize>load<u32>(expertBlock + (<usize>e << 2)) + <usize>load<i32>(expandIdx + (<usize>i << 2)) * mb;
+      let dst: usize;
+      let row: i32;
+      if (dests) {
+        const d = load<u32>(dests + (<usize>i << 2));
+        if (d == 0xffffffff) continue;
+        dst = <usize>d;
+        row = load<i32>(scaleRows + (<usize>i << 2));
+      } else {
+        const e = load<i32>(ids + (<usize>i << 2));
+        dst = <usize>load<u32>(expertBlock + (<usize>e << 2)) + <usize>load<i32>(expandIdx + (<usize>i << 2)) * mb;
+        row = e + SN;
+      }
       if (quant == 0) message16(dst, xt, rowBytes, mb);
-      else if (scales == 0 && k > 0) memory.copy(dst, first, mb);
-      else messageQ(xt, scales ? scales + <usize>(e + SN) * hp : 0, H, dst, scaleOffset, mb, xf, fp16);
-      if (k == 0) first = dst;
+      else if (scales == 0 && have) memory.copy(dst, first, mb);
+      else messageQ(xt, scales ? scales + <usize>row * hp : 0, H, dst, scaleOffset, mb, xf, fp16);
+      if (!have) {
+        first = dst;
+        have = true;
+      }
     }
     for (let s = 0; s < sharedSends; s++) {
       const dst = <usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb;
       if (quant == 0) message16(dst, xt, rowBytes, mb);
-      else if (scales == 0 && K > 0) memory.copy(dst, first, mb);
+      else if (scales == 0 && have) memory.copy(dst, first, mb);
       else messageQ(xt, scales ? scales + <usize>s * hp : 0, H, dst, scaleOffset, mb, xf, fp16);
     }
   }

@@ -231,7 +231,7 @@ async function round(cfg: Cfg, backend: BackendName, inp: ReturnType<typeof make
   const dt = await Promise.all(
     ranks.map((r) => g.dispatchTeardown(r, { x: R[r]!.x, y: ds[r]!.y, expertIds: R[r]!.expertIds, commCmdInfo: ds[r]!.commCmdInfo })),
   );
-  const ex = dt.map((d) => identityExpert(d.expandX, d.dynamicScales.data, cfg.dtype, cfg.H));
+  const ex = dt.map((d) => identityExpert(d.expandX, d.dynamicScales.data as Float32Array, cfg.dtype, cfg.H));
   // the group's backend's identity expert (the wasm kernel, or the reference) against the old TS
   for (const r of ranks) {
     const d = firstDifference(backendIdentityExpert(g.layout, r, dt[r]!, cfg.dtype, g.backend), oldIdentityExpert(g.layout, r, dt[r]!, cfg.dtype));
@@ -558,7 +558,7 @@ async function compareExpert(c: ExpertCase, be: Awaited<ReturnType<typeof expert
   const a = expertArgs(c, be.memory);
   const got = be.wasm.identityExpert(a);
   // the reference over copies in JS memory: the in-place path must not depend on where data lives
-  const copy = <T extends Int8Array | Uint16Array | Float32Array>(d: T): T => d.slice() as T;
+  const copy = <T extends Int8Array | Uint8Array | Uint16Array | Float32Array>(d: T): T => d.slice() as T;
   const want = be.ref.identityExpert({ ...a, expandX: { ...a.expandX, data: copy(a.expandX.data) } as IdentityExpertArgs['expandX'], dynamicScales: copy(a.dynamicScales), out: undefined });
   if (a.out) expect(got.data).toBe(a.out.data);
   const d = firstDifference(got, want);

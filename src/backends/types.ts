@@ -42,6 +42,13 @@ export interface PackArgs {
    * cover [0, activeBs): the group copies their y rows then, while they are in cache.
    */
   packed?: (t0: number, t1: number) => void;
+  /**
+   * 950's sorted rows (contract/routing.ts sortedRows950): pair i's message goes to byte dests[i]
+   * of group memory (-1: nowhere) instead of its expert's block slot, quantized with smooth-scale
+   * row scaleRows[i] (SN included); tokens [0, tokens) are packed (a row can carry an inactive
+   * token). `packed` is not called.
+   */
+  placement?: { dests: Float64Array; scaleRows: Int32Array; tokens: number };
 }
 
 /** assist_info_for_combine's prefix sums and expert_token_nums from the received block counts. */
@@ -97,10 +104,10 @@ export interface Backend {
 
 /** The identity expert (src/group/expert.ts) over expand_x's received rows. */
 export interface IdentityExpertArgs {
-  /** (A, H): x's dtype (quant 0) or int8 codes (quant 2) */
-  expandX: Tensor<XDtype | 'int8'>;
-  /** (A) dynamic_scales (quant 2) */
-  dynamicScales: Float32Array;
+  /** (A, H): x's dtype (quant 0), int8 codes (quant 2), fp8 codes (950 quant 2 and 4) */
+  expandX: Tensor<XDtype | 'int8' | 'fp8_e4m3fn' | 'fp8_e5m2'>;
+  /** dynamic_scales: (A) f32 (quant 2), or 950 MX (A, Align2(ceil(H/32))) e8m0 codes */
+  dynamicScales: Float32Array | Uint8Array;
   /** rows received (at most A): rows [0, rows) are written whole, the rest are left alone */
   rows: number;
   /** x's dtype, the output's */

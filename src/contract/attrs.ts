@@ -1,6 +1,7 @@
 // The op attributes (contract §1) and everything derived from them: L, A, tokenMsgSize, window and
 // HCCL_BUFFSIZE sizes. This is the only place that knows these formulas.
 import { MoeError, formatValue } from '../core/errors.js';
+import { type PlatformSpec, type QuantKind, type QuantYDtype, platformSpec, quantYDtype } from './platform.js';
 
 export interface GroupAttrs {
   groupEp: string;
@@ -15,7 +16,26 @@ export interface GroupAttrs {
   commAlg: string;
   expertTokenNumsType: number;
   commQuantMode: number;
+  /**
+   * The chip whose kernels are reproduced: 'a3' (the A3 family, op-contract.md) or '950' (Ascend
+   * 950, arch35, op-contract-950.md, a delta against A3). Not an aclnn attribute: the chip a call
+   * runs on. Every difference between the two is read from PLATFORMS (src/contract/platform.ts).
+   */
+  platform: Platform;
+  /**
+   * torch_npu's y_dtype (950 contract §11): '' = absent (y takes x's dtype in quant mode 0; A3's
+   * quant mode 2 is int8), a dtype name ('int8', 'fp8_e4m3fn', 'fp8_e5m2', 'bf16', 'fp16') or the
+   * integer code torch_npu takes (1, 5, 15, 23, 24, 290-293); yDtypeOf resolves it.
+   */
+  yDtype: string | number;
+  /** 950 Decision (§2.1.4): sort only the active pairs (the A3 result) instead of the open kernel's all-pair sort */
+  fix950MaskSort: boolean;
+  /** 950 Decision (§2.4): smooth-scale row of the expert a row is sent to, not of the unsorted id at the row's index */
+  fix950SmoothRow: boolean;
 }
+
+export type Platform = 'a3' | '950';
+export const PLATFORM_NAMES: readonly Platform[] = ['a3', '950'];
 
 /** torch_npu defaults of the optional attributes. */
 export const ATTR_DEFAULTS = {
@@ -29,13 +49,24 @@ export const ATTR_DEFAULTS = {
   commAlg: '',
   expertTokenNumsType: 1,
   commQuantMode: 0,
+  platform: 'a3',
+  yDtype: '',
+  fix950MaskSort: false,
+  fix950SmoothRow: false,
 } as const;
+
+/**
+ * On 950 the defaults are the values its tilings accept: comm_type 2 (URMA, the only one) and
+ * shared_expert_num 0 (the combine tilings accept only 0); torch_npu's own defaults (0 and 1) are
+ * refused there (950 contract §7).
+ */
+export const PLATFORM_950_DEFAULTS = { commType: 2, sharedExpertNum: 0 } as const;
 
 export type AttrInput = Partial<GroupAttrs> & Pick<GroupAttrs, 'epWorldSize' | 'moeExpertNum'>;
 
 /** The attributes of `a` (other keys, such as a group's h, k or backend, are left out), defaults filled in. */
 export function withDefaults(a: AttrInput): GroupAttrs {
-  const out: Record<string, unknown> = { ...ATTR_DEFAULTS };
+  const out: Record<string, unknown> = { ...ATTR_DEFAULTS, ...(a.platform === '950' ? PLATFORM_950_DEFAULTS : {}) };
   for (const key of SHARED_ATTRS) {
     const v = (a as Record<string, unknown>)[key];
     if (v !== undefined) out[key] = v;
@@ -57,6 +88,10 @@ export const SHARED_ATTRS: readonly (keyof GroupAttrs)[] = [
   'commAlg',
   'expertTokenNumsType',
   'commQuantMode',
+  'platform',
+  'yDtype',
+  'fix950MaskSort',
+  'fix950SmoothRow',
 ];
 
 export const align = (x: number, n: number): number => Math.ceil(x / n) * n;
@@ -88,13 +123,24 @@ export interface Layout {
   maxBs: number;
   /** shared-expert messages a token sends (SN when S > 0, else 0) */
   sharedSends: number;
+  /** the platform's row of src/contract/platform.ts */
+  platform: PlatformSpec;
+  /** what the quant mode makes of a message: a copy ('none'), codes and an f32 scale ('token'), MX blocks ('mx') */
+  quant: QuantKind;
+  /** y's (and expand_x's) dtype when quantized; undefined: x's dtype (quant mode 0) */
+  yDtype: QuantYDtype | undefined;
   /** elements of y's dtype per message */
   tokenMsgSize: number;
-  /** bytes of y per element: 2 (bf16/fp16) for quant 0, 1 (int8) for quant 2 */
+  /** bytes of y per element: 2 (bf16/fp16) for quant 0, 1 (int8, fp8) when quantized */
   yElemBytes: number;
+  /** bytes of a y row and of a message in a window: tokenMsgSize · yElemBytes */
   msgBytes: number;
-  /** byte offset of the f32 scale inside a quant-2 message */
+  /** bytes of a message the kernel writes (950 §2.3 msgBytes(mode)); the rest of the row is padding */
+  msgWrittenBytes: number;
+  /** byte offset of the scale(s) inside a quantized message: Align32(H) (token), Align256(H) (MX) */
   scaleOffset: number;
+  /** bytes of scale per message: 4 (token, one f32), Align2(ceil(H/32)) e8m0 codes (MX), 0 */
+  scaleBytes: number;
   quantExpandXCols: number;
   /** max(L, 1): stride of (sender, local expert) status records */
   lMax: number;
@@ -110,11 +156,19 @@ export function makeLayout(attrs: GroupAttrs, dims: DataDims): Layout {
   const gbs = attrs.globalBs !== 0 ? attrs.globalBs : dims.bs * W;
   const maxBs = Math.floor(gbs / W);
   const H = dims.h;
-  const quant = attrs.quantMode === 2;
-  const tokenMsgSize = quant ? align(align(H, 32) + 4, 512) : align(H, 256);
-  const yElemBytes = quant ? 1 : 2;
+  const platform = platformSpec(attrs.platform);
+  const quant: QuantKind = platform.quantModes[attrs.quantMode]?.kind ?? 'none';
+  // 950 contract §2.3: tokenMsgSize as the tilings check it, per mode (A3: modes 0 and 2 alike)
+  const mxScales = align(Math.ceil(H / 32), 2);
+  const tokenMsgSize = quant === 'token' ? align(align(H, 32) + 4, 512) : quant === 'mx' ? align(align(H, 256) + mxScales, 512) : align(H, 256);
+  const yElemBytes = quant === 'none' ? 2 : 1;
+  const scaleOffset = quant === 'mx' ? align(H, 256) : align(H, 32);
+  const scaleBytes = quant === 'token' ? 4 : quant === 'mx' ? mxScales : 0;
   return {
     attrs,
+    platform,
+    quant,
+    yDtype: quantYDtype(attrs.platform, attrs.quantMode, attrs.yDtype),
     W,
     S,
     SN,
@@ -129,7 +183,9 @@ export function makeLayout(attrs: GroupAttrs, dims: DataDims): Layout {
     tokenMsgSize,
     yElemBytes,
     msgBytes: tokenMsgSize * yElemBytes,
-    scaleOffset: align(H, 32),
+    msgWrittenBytes: quant === 'none' ? align(2 * H, 32) : scaleOffset + scaleBytes,
+    scaleOffset,
+    scaleBytes,
     quantExpandXCols: align(align(H, 32) + (align(H, 8) / 8) * 4, 512),
     lMax: Math.max(L, 1),
   };
@@ -206,7 +262,7 @@ export function setupTilingLocalExperts(lay: Layout): number {
   return d > 0 ? Math.floor(lay.E / d) : 0;
 }
 
-export type BufferFigureId = 'documented' | 'setupTilings';
+export type BufferFigureId = 'documented' | 'setupTilings' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
 
 /** One tiling's HCCL_BUFFSIZE requirement (contract §7). */
 export interface BufferFigure {
@@ -216,7 +272,13 @@ export interface BufferFigure {
   formula: string;
   /** the local expert count in the formula: L, or L' for the setup tilings */
   localExperts: number;
+  /** HCCL_BUFFSIZE in bytes the figure needs */
   bytes: number;
+  /**
+   * 950: the tiling compares half the window (HCCL_BUFFSIZE / 2) against this and prints both
+   * ("HCCL_BUFFSIZE [half] < [need].", 950 contract §8); undefined on A3, which compares the whole
+   */
+  halfBytes?: number;
 }
 
 export interface BufferNeed {
@@ -243,7 +305,32 @@ export function hcclBufferNeeded(lay: Layout): BufferNeed {
   const b = (lay.K + lay.SN) * lay.maxBs * align(2 * lay.H, 512);
   const perExpert = lay.maxBs * lay.W * al;
   const lSetup = Math.max(lay.W > lay.S ? setupTilingLocalExperts(lay) : 0, lay.S > 0 ? 1 : 0);
-  const figures: BufferFigure[] = [
+  const figures = lay.platform.name === '950' ? bufferFigures950(lay, al, b, perExpert, lSetup) : bufferFiguresA3(lay, b, perExpert, lSetup);
+  const binding = figures.reduce((m, f) => (f.bytes > m.bytes ? f : m));
+  return { figures, needed: binding.bytes, binding, dispatchMsgBytes: al, combineAreaBytes: b };
+}
+
+/**
+ * 950 contract §8: each op's tiling compares half the window, floor(HCCL_BUFFSIZE·2^20 / 2), with
+ * its own row; dispatch_teardown's is the binding rule (the documented factor 4). combine_teardown
+ * uses the rank's BS, not gbs/W: maxBS here, the largest rank's.
+ */
+function bufferFigures950(lay: Layout, al: number, b: number, perExpert: number, lSetup: number): BufferFigure[] {
+  const half = (id: BufferFigureId, label: string, formula: string, localExperts: number, need: number): BufferFigure => ({
+    id, label, formula, localExperts, halfBytes: need, bytes: 2 * need,
+  });
+  const AL = 'Align512(Align32(2 * H) + 44)';
+  const B = '(K + sharedExpertNum) * maxBs * Align512(2 * H)';
+  return [
+    half('dispatchSetup', 'the 950 dispatch_setup tiling (DSt:775-806)', `HCCL_BUFFSIZE / 2 >= 2 * L' * maxBs * epWorldSize * ${AL} + ${B}, L' = floor(moeExpertNum / (epWorldSize - sharedExpertNum))`, lSetup, 2 * lSetup * perExpert + b),
+    half('dispatchTeardown', 'the 950 dispatch_teardown tiling (DTt:725-760)', `HCCL_BUFFSIZE / 2 >= 2 * (L * maxBs * epWorldSize * ${AL} + ${B})`, lay.L, 2 * (lay.L * perExpert + b)),
+    half('combineSetup', 'the 950 combine_setup tiling (CSt:678-712)', `HCCL_BUFFSIZE / 2 >= 2 * L * maxBs * epWorldSize * ${AL} + ${B}`, lay.L, 2 * lay.L * perExpert + b),
+    half('combineTeardown', 'the 950 combine_teardown tiling (CTt:763-791)', `HCCL_BUFFSIZE / 2 >= 2 * (L * BS * epWorldSize * ${AL} + (K + sharedExpertNum) * BS * Align512(2 * H))`, lay.L, 2 * (lay.L * perExpert + b)),
+  ];
+}
+
+function bufferFiguresA3(lay: Layout, b: number, perExpert: number, lSetup: number): BufferFigure[] {
+  return [
     {
       id: 'documented',
       label: 'torch_npu docs and the dispatch_teardown tiling',
@@ -259,8 +346,6 @@ export function hcclBufferNeeded(lay: Layout): BufferNeed {
       bytes: 2 * lSetup * perExpert + b,
     },
   ];
-  const binding = figures.reduce((m, f) => (f.bytes > m.bytes ? f : m));
-  return { figures, needed: binding.bytes, binding, dispatchMsgBytes: al, combineAreaBytes: b };
 }
 
 export const MB = 1024 * 1024;

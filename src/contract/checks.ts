@@ -11,7 +11,9 @@ import {
   configuredBufferBytes,
   hcclBufferNeeded,
   MB,
+  PLATFORM_NAMES,
 } from './attrs.js';
+import { Y_DTYPE_RULE, platformSpec, yDtypeName } from './platform.js';
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 
@@ -26,6 +28,10 @@ function intIn(out: MoeError[], param: string, v: unknown, lo: number, hi: numbe
 /** Attribute checks (A3 tiling wording in the rules). */
 export function checkAttrs(a: GroupAttrs): MoeError[] {
   const out: MoeError[] = [];
+  if (!PLATFORM_NAMES.includes(a.platform)) {
+    out.push(new MoeError('E_ATTR', 'platform', a.platform, `platform should be ${PLATFORM_NAMES.map((n) => `'${n}'`).join(' or ')}`));
+  }
+  const p = platformSpec(a.platform);
   if (typeof a.groupEp !== 'string' || a.groupEp.length < 1 || a.groupEp.length >= 128) {
     out.push(new MoeError('E_ATTR', 'groupEp', a.groupEp, 'groupEp length should be in [1, 128)'));
   }
@@ -80,19 +86,46 @@ export function checkAttrs(a: GroupAttrs): MoeError[] {
       );
     }
   }
-  if (a.quantMode !== 0 && a.quantMode !== 2) {
-    out.push(new MoeError('E_ATTR', 'quantMode', a.quantMode, 'quantMode only support 0 or 2'));
+  const mode = p.quantModes[a.quantMode];
+  if (!mode) {
+    const refused = p.refusedQuantModes[a.quantMode];
+    const known = Object.keys(p.quantModes).join(' or ');
+    out.push(new MoeError('E_ATTR', 'quantMode', a.quantMode, refused ?? `quantMode should be ${known} on ${p.opLabel}`));
+  }
+  const yName = yDtypeName(a.yDtype);
+  if (yName === undefined) out.push(new MoeError('E_ATTR', 'yDtype', a.yDtype, Y_DTYPE_RULE));
+  else if (mode && yName !== '') {
+    const ok = mode.yDtypes ? (mode.yDtypes as readonly string[]).includes(yName) : yName === 'bf16' || yName === 'fp16';
+    if (!ok) out.push(new MoeError('E_DTYPE', 'yDtype', a.yDtype, `${mode.yRule} (yDtype ${yName}${typeof a.yDtype === 'number' ? `, torch_npu code ${a.yDtype}` : ''})`));
+  } else if (mode && mode.yDtypes && !mode.defaultYDtype) {
+    out.push(new MoeError('E_DTYPE', 'yDtype', a.yDtype, `${mode.yRule}: pass yDtype (torch_npu y_dtype 24 or 292 for fp8_e4m3fn, 23 or 291 for fp8_e5m2); without it y gets x's dtype and the tiling refuses it`));
   }
   if (!isInt(a.globalBs) || a.globalBs < 0) {
     out.push(new MoeError('E_ATTR', 'globalBs', a.globalBs, 'globalBs should be 0 or a positive integer'));
   }
-  intIn(out, 'commType', a.commType, 0, 0, 'commType only support 0 (AICPU-SDMA)');
+  intIn(out, 'commType', a.commType, p.commType.value, p.commType.value, p.commType.rule);
   if (a.commAlg !== '') out.push(new MoeError('E_ATTR', 'commAlg', a.commAlg, 'commAlg is reserved and must be ""'));
-  if (a.expertTokenNumsType !== 0 && a.expertTokenNumsType !== 1) {
-    out.push(new MoeError('E_ATTR', 'expertTokenNumsType', a.expertTokenNumsType, 'expertTokenNumsType only support 0 or 1'));
+  if (!p.expertTokenNumsTypes.values.includes(a.expertTokenNumsType)) {
+    out.push(new MoeError('E_ATTR', 'expertTokenNumsType', a.expertTokenNumsType, p.expertTokenNumsTypes.rule));
   }
   if (a.commQuantMode !== 0) {
     out.push(new MoeError('E_ATTR', 'commQuantMode', a.commQuantMode, 'commQuantMode only support 0'));
+  }
+  if (!p.sharedRanks.allowed && sOk && a.sharedExpertRankNum !== 0) {
+    out.push(new MoeError('E_ATTR', 'sharedExpertRankNum', a.sharedExpertRankNum, p.sharedRanks.rule!));
+  }
+  const env = p.envelope;
+  if (env) {
+    // the combine tilings' envelope (950 contract §7): a round outside it stops at combine_setup
+    const inSet = (param: 'epWorldSize' | 'moeExpertNum' | 'sharedExpertNum', v: number, set: readonly number[]) => {
+      if (isInt(v) && !set.includes(v)) out.push(new MoeError('E_ATTR', param, v, `${param} should be ${set.join(', ')}: the only ${set.length > 1 ? 'values' : 'value'} the 950 combine tilings accept (CSa:79-119, CTa:91-125)`));
+    };
+    if (wOk) inSet('epWorldSize', a.epWorldSize, env.epWorldSize);
+    if (eOk) inSet('moeExpertNum', a.moeExpertNum, env.moeExpertNum);
+    if (snOk) inSet('sharedExpertNum', a.sharedExpertNum, env.sharedExpertNum);
+  }
+  for (const key of ['fix950MaskSort', 'fix950SmoothRow'] as const) {
+    if (typeof a[key] !== 'boolean') out.push(new MoeError('E_ATTR', key, a[key], `${key} should be true or false`));
   }
   return out;
 }
@@ -110,6 +143,18 @@ export function checkDims(a: GroupAttrs, d: DataDims): MoeError[] {
   const bsOk = intIn(out, 'BS', d.bs, 1, 512, 'BS should be in (0, 512]');
   const kMax = Math.min(16, isInt(a.moeExpertNum) && a.moeExpertNum > 0 ? a.moeExpertNum : 16);
   intIn(out, 'K', d.k, 1, kMax, `K should be in (0, min(16, moeExpertNum)] = (0, ${kMax}]`);
+  const env = platformSpec(a.platform).envelope;
+  if (env) {
+    // 950 contract §7: the combine tilings' VALUE checks (CSa:126-136, CTa:143-153)
+    const inSet = (param: 'BS' | 'H' | 'K', v: number, set: readonly number[]) => {
+      if (isInt(v) && !out.some((e) => e.param === param) && !set.includes(v)) {
+        out.push(new MoeError('E_VALUE', param, v, `${param} should be ${set.join(', ')}: the only values the 950 combine tilings accept (CSa:126-136, CTa:143-153)`));
+      }
+    };
+    inSet('BS', d.bs, env.BS);
+    inSet('H', d.h, env.H);
+    inSet('K', d.k, env.K);
+  }
   if (bsOk && isInt(a.globalBs) && a.globalBs !== 0 && isInt(a.epWorldSize)) {
     const lo = d.bs * a.epWorldSize;
     const hi = 512 * a.epWorldSize;
@@ -153,7 +198,8 @@ export function checkBuffer(lay: Layout, hccl?: number | ConfiguredBuffer, hcclS
         configured.param,
         mb,
         `${origin ? `${mb} MB (${origin}) is too small: ` : ''}HCCL_BUFFSIZE should be >= ${need.needed} bytes (${Math.ceil(need.needed / MB)} MB), set by ${b.label}: ${b.formula} with ${lText}` +
-          `${others ? ` (${others})` : ''}; configured ${mb} MB = ${win} bytes: "HCCL_BUFFSIZE [${win}] < [${need.needed}]."`,
+          `${others ? ` (${others})` : ''}; configured ${mb} MB = ${win} bytes: ` +
+          (b.halfBytes !== undefined ? `"HCCL_BUFFSIZE [${Math.floor(win / 2)}] < [${b.halfBytes}]."` : `"HCCL_BUFFSIZE [${win}] < [${need.needed}]."`),
       ),
     ];
   }

@@ -144,8 +144,13 @@ export class OpChecks {
   /** The smooth scales of dispatchSetup: only with quant mode 2, (E + SN, H) f32. */
   scales(rank: number, scales: Tensor | null | undefined, bs: number): Float32Array | undefined {
     if (scales === undefined || scales === null) return undefined;
-    if (this.attrs.quantMode !== 2) {
-      throw new MoeError('E_VALUE', 'scales', 'a tensor', 'scales must be absent when quantMode = 0 (no quantization)');
+    if (this.layout.quant !== 'token') {
+      throw new MoeError(
+        'E_VALUE', 'scales', 'a tensor',
+        this.layout.quant === 'none'
+          ? 'scales must be absent when quantMode = 0 (no quantization)'
+          : 'scales must be absent when quantMode = 4: the MX kernel exists only without smooth scales (950 contract §2.4, DSe:69-73)',
+      );
     }
     throwFirst(checkOpTensor('dispatchSetup', 'scales', scales, this.context(rank, bs)));
     return scales.data as Float32Array;

@@ -4,6 +4,9 @@
 import type { Tensor } from '../core/tensor.js';
 import type { XDtype } from './tensors.js';
 
+/** The dtypes y and expand_x take. */
+export type YDtype = 'bf16' | 'fp16' | 'int8' | 'fp8_e4m3fn' | 'fp8_e5m2';
+
 export interface DispatchSetupInputs {
   x: Tensor;
   expertIds: Tensor;
@@ -11,7 +14,8 @@ export interface DispatchSetupInputs {
   xActiveMask?: Tensor | null;
 }
 export interface DispatchSetupOutputs {
-  y: Tensor<'bf16' | 'fp16' | 'int8'>;
+  /** x's dtype (quant 0), int8, or on 950 fp8_e4m3fn / fp8_e5m2 */
+  y: Tensor<YDtype>;
   expandIdx: Tensor<'int32'>;
   commCmdInfo: Tensor<'int32'>;
 }
@@ -22,8 +26,9 @@ export interface DispatchTeardownInputs {
   commCmdInfo: Tensor;
 }
 export interface DispatchTeardownOutputs {
-  expandX: Tensor<'bf16' | 'fp16' | 'int8'>;
-  dynamicScales: Tensor<'f32'>;
+  expandX: Tensor<YDtype>;
+  /** (A,) f32; on 950 MX (A, Align2(ceil(H/32))) fp8_e8m0 codes */
+  dynamicScales: Tensor<'f32' | 'fp8_e8m0'>;
   assistInfoForCombine: Tensor<'int32'>;
   expertTokenNums: Tensor<'int64'>;
 }

@@ -57,3 +57,67 @@ export function activeRows(mask: Uint8Array | undefined | null, bs: number): num
   while (n < bs && mask[n]) n++;
   return n;
 }
+
+/**
+ * 950 dispatch_setup's rows (950 contract §2.1, §2.4): y is sorted by expert id, stable in flat
+ * index, and the rows sent to expert e are y[Q_e, Q_e + c_e), with Q_e, c_e over the active pairs.
+ * The open kernel sorts all BS·K pairs, inactive ones included (TokenScatter, DSk:850-874), so
+ * with a partial mask a sent row can carry another token, even an inactive one (§2.1.4, a bug
+ * reproduced unless `fixMaskSort`); and it quantizes row p with the smooth-scale row of the
+ * unsorted id at index p (DSk:544, 564; reproduced unless `fixSmoothRow`).
+ */
+export interface SortedRows {
+  /** (activeBs·K): the flat pair whose token row p of y carries */
+  pairOfRow: Int32Array;
+  /** (activeBs·K): the expert row p is sent to */
+  expertOfRow: Int32Array;
+  /** (activeBs·K): the smooth-scale row (without SN) row p is quantized with */
+  scaleOfRow: Int32Array;
+  /** (E): Q_e, the first row sent to expert e */
+  blockStart: Int32Array;
+  /** (E): c_e, active pairs of expert e */
+  counts: Int32Array;
+  /** rows whose token or expert differ from what A3 (and the fixed sort) would send there */
+  wrongRows: number;
+}
+
+export function sortedRows950(
+  expertIds: Int32Array,
+  bs: number,
+  activeBs: number,
+  K: number,
+  E: number,
+  fix: { fixMaskSort: boolean; fixSmoothRow: boolean },
+): SortedRows {
+  const n = activeBs * K;
+  const active = stableSortById(expertIds, n, E);
+  const pairOfRow = fix.fixMaskSort || n === bs * K ? active : stableSortById(expertIds, bs * K, E).subarray(0, n);
+  const counts = new Int32Array(E);
+  for (let i = 0; i < n; i++) counts[expertIds[i]!]!++;
+  const blockStart = new Int32Array(E);
+  for (let e = 1; e < E; e++) blockStart[e] = blockStart[e - 1]! + counts[e - 1]!;
+  const expertOfRow = new Int32Array(n);
+  const scaleOfRow = new Int32Array(n);
+  let wrongRows = 0;
+  for (let e = 0, p = 0; e < E; e++) {
+    for (let j = 0; j < counts[e]!; j++, p++) {
+      expertOfRow[p] = e;
+      scaleOfRow[p] = fix.fixSmoothRow ? e : expertIds[p]!;
+      if (pairOfRow[p] !== active[p]) wrongRows++;
+    }
+  }
+  return { pairOfRow, expertOfRow, scaleOfRow, blockStart, counts, wrongRows };
+}
+
+/**
+ * The flat indices [0, n) ordered by (id, index): a counting sort is the stable sort by id, as
+ * AscendC's Sort keeps equal scores in input order (950 contract §2.1.1).
+ */
+export function stableSortById(ids: Int32Array, n: number, E: number): Int32Array {
+  const start = new Int32Array(E + 1);
+  for (let i = 0; i < n; i++) start[ids[i]! + 1]!++;
+  for (let e = 0; e < E; e++) start[e + 1]! += start[e]!;
+  const perm = new Int32Array(n);
+  for (let i = 0; i < n; i++) perm[start[ids[i]!]!++] = i;
+  return perm;
+}

@@ -78,7 +78,8 @@ export interface TensorSpec {
 
 const X_DTYPES: readonly DType[] = ['bf16', 'fp16'];
 const xDtypes = (c: TensorContext): readonly DType[] => (c.xDtype ? [c.xDtype] : X_DTYPES);
-const yDtypes = (c: TensorContext): readonly DType[] => (c.lay.attrs.quantMode === 2 ? ['int8'] : xDtypes(c));
+/** y and expand_x: x's dtype unquantized, else the mode's y dtype (MX without a named one: refused by checkAttrs) */
+const yDtypes = (c: TensorContext): readonly DType[] => (c.lay.quant === 'none' ? xDtypes(c) : [c.lay.yDtype ?? 'fp8_e4m3fn']);
 const int32: readonly DType[] = ['int32'];
 
 /**
@@ -101,11 +102,15 @@ const rowsBelow = (n: number, total: number, text: string, why: string): Region 
   skipped: n < total ? [why] : [],
 });
 
-/** y: each active token's messages, message bytes only (contract §2, §9). */
+/**
+ * y: each active token's messages, message bytes only (contract §2, §9; 950 §2.1, §2.3, §9). On 950
+ * the rows are sorted by expert (row p < activeBs·K holds a message), so the row region is the
+ * same and only the owner of each row differs.
+ */
 function yWritten(c: WrittenContext): Region {
   const { lay, bs, activeBs } = c;
-  const quant = lay.attrs.quantMode === 2;
-  if (!quant && !c.strictY) {
+  const quant = lay.quant;
+  if (quant === 'none' && lay.platform.yQuant0StrideBug && !c.strictY) {
     return none(
       `y (quant mode 0): the A3 kernel's own row stride is Align512(Align32(2H) + 32) = ${Math.ceil((Math.ceil((2 * lay.H) / 32) * 32 + 32) / 512) * 512} bytes, ` +
         `not the tensor's 2·Align256(H) = ${lay.msgBytes} (open question 1a): compared only with --strict-y`,
@@ -115,21 +120,46 @@ function yWritten(c: WrittenContext): Region {
   const rows: Range[] = [];
   if (activeBs > 0) rows.push([0, activeBs * K]);
   if (lay.sharedSends > 0 && activeBs > 0) rows.push([bs * K, bs * K + lay.sharedSends * activeBs]);
-  const cols: Range[] = quant ? [[0, lay.H], [lay.scaleOffset, lay.scaleOffset + 4]] : [[0, lay.H]];
+  const H = lay.H;
+  const so = lay.scaleOffset;
+  const blocks = Math.ceil(H / 32);
+  const cols: Range[] = quant === 'token' ? [[0, H], [so, so + 4]] : quant === 'mx' ? [[0, H], [so, so + blocks]] : [[0, H]];
   const skipped: string[] = [
-    quant
-      ? `bytes [${lay.H}, ${lay.scaleOffset}) between the codes and the scale and [${lay.scaleOffset + 4}, ${lay.tokenMsgSize}) after it: padding the kernel does not write`
-      : `columns [${lay.H}, ${lay.tokenMsgSize}) after the message: padding the kernel does not write`,
+    quant === 'token'
+      ? `bytes [${H}, ${so}) between the codes and the scale and [${so + 4}, ${lay.tokenMsgSize}) after it: padding the kernel does not write`
+      : quant === 'mx'
+        ? `bytes [${H}, ${so}): the quantized zero padding, which the 950 kernel can fill with stale data (950 §9); ` +
+          `[${so + blocks}, ${lay.tokenMsgSize}) after the ${blocks} block scales (the Align2 scale of a padding block, and padding)`
+        : `columns [${H}, ${lay.tokenMsgSize}) after the message: padding the kernel does not write`,
   ];
   if (activeBs < bs) skipped.push(`rows [${activeBs * K}, ${bs * K}) of the inactive tokens (x_active_mask)`);
   if (lay.sharedSends === 0 && lay.SN > 0) skipped.push(`the ${lay.SN} shared rows per token [${bs * K}, ${bs * (K + lay.SN)}): no shared rank to send to (sharedExpertRankNum = 0)`);
   else if (lay.sharedSends > 0 && activeBs < bs) skipped.push(`shared rows [${bs * K + lay.sharedSends * activeBs}, ${bs * (K + lay.SN)}) past the active tokens' (stride activeBs)`);
   const text =
-    `rows < activeBs·K = ${activeBs * K}` +
+    `rows < activeBs·K = ${activeBs * K}${lay.platform.ySortedByExpert ? ' (sorted by expert id, 950)' : ''}` +
     (lay.sharedSends > 0 ? ` and shared rows [${bs * K}, ${bs * K + lay.sharedSends * activeBs})` : '') +
-    (quant ? `, codes [0, ${lay.H}) and the scale [${lay.scaleOffset}, ${lay.scaleOffset + 4})` : `, columns [0, ${lay.H})`);
+    (quant === 'token' ? `, codes [0, ${H}) and the scale [${so}, ${so + 4})` : quant === 'mx' ? `, codes [0, ${H}) and the e8m0 block scales [${so}, ${so + blocks})` : `, columns [0, ${H})`);
   return { rows, cols, text, skipped };
 }
+
+/** dynamic_scales: (A,) f32, or on 950 MX (A, Align2(ceil(H/32))) e8m0 codes (950 §1, §3). */
+const dynamicScalesShape = (c: TensorContext): number[] => (c.lay.quant === 'mx' ? [rowsA(c), c.lay.scaleBytes] : [rowsA(c)]);
+
+function dynamicScalesWritten(c: WrittenContext): Region {
+  const A = rowsA(c);
+  if (c.lay.quant === 'none') return none('dynamic_scales: not written in quant mode 0 (Decision 6)');
+  const r = rowsBelow(c.received, A, `entries < ${c.received} received`, `entries [${c.received}, ${A}) past the received count`);
+  if (c.lay.quant !== 'mx') return r;
+  const blocks = Math.ceil(c.lay.H / 32);
+  const skipped = blocks < c.lay.scaleBytes ? [...r.skipped, `column ${blocks}: the Align2 scale of a padding block past H`] : r.skipped;
+  return { ...r, cols: [[0, blocks]], text: `rows < ${c.received} received, the ${blocks} block scales of each`, skipped };
+}
+
+/** comm_cmd_info: our descriptors on A3 (Decision 5); never written on 950 (§2.5, zeros here) */
+const commCmdInfoWritten = (c: TensorContext): Region =>
+  none(c.lay.platform.commCmdInfoWritten
+    ? 'comm_cmd_info: device addresses on hardware, our own descriptors here (Decision 5)'
+    : 'comm_cmd_info: no 950 kernel reads or writes it (950 §2.5); zeros here');
 
 /** combine's comm_cmd_info: (A + W)·16 entries with A as the context sizes it (the size helper's formula, op_api). */
 const combineCmdLen = (c: TensorContext): number => (c.rowsA === 'tiling' ? (rowsA(c) + c.lay.W) * 16 : combineCommCmdInfoLen(c.lay, c.rank));
@@ -141,7 +171,7 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   { op: 'dispatchSetup', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
   {
     op: 'dispatchSetup', name: 'scales', file: 'scales', dir: 'in', optional: true,
-    present: (lay) => lay.attrs.quantMode === 2,
+    present: (lay) => lay.quant === 'token',
     dtypes: () => ['f32'], shape: (c) => [c.lay.E + c.lay.SN, c.lay.H],
   },
   { op: 'dispatchSetup', name: 'xActiveMask', file: 'x_active_mask', dir: 'in', optional: true, dtypes: () => ['bool'], shape: (c) => [c.bs] },
@@ -158,7 +188,7 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   {
     op: 'dispatchSetup', name: 'commCmdInfo', file: 'comm_cmd_info', dir: 'out', dtypes: () => int32,
     shape: (c) => [dispatchCommCmdInfoLen(c.lay, c.bs, c.rank)],
-    written: () => none('comm_cmd_info: device addresses on hardware, our own descriptors here (Decision 5)'),
+    written: commCmdInfoWritten,
   },
   // dispatch_teardown
   { op: 'dispatchTeardown', name: 'x', file: 'x', dir: 'in', dtypes: xDtypes, shape: (c) => [c.bs, c.lay.H] },
@@ -171,12 +201,10 @@ export const OP_TENSORS: readonly TensorSpec[] = [
     written: (c) => rowsBelow(c.received, rowsA(c), `rows < ${c.received} received`, `rows [${c.received}, ${rowsA(c)}) past the received count`),
   },
   {
-    op: 'dispatchTeardown', name: 'dynamicScales', file: 'dynamic_scales', dir: 'out', dtypes: () => ['f32'],
-    shape: (c) => [rowsA(c)],
-    written: (c) =>
-      c.lay.attrs.quantMode !== 2
-        ? none('dynamic_scales: not written in quant mode 0 (Decision 6)')
-        : rowsBelow(c.received, rowsA(c), `entries < ${c.received} received`, `entries [${c.received}, ${rowsA(c)}) past the received count`),
+    op: 'dispatchTeardown', name: 'dynamicScales', file: 'dynamic_scales', dir: 'out',
+    dtypes: (c) => (c.lay.quant === 'mx' ? ['fp8_e8m0'] : ['f32']),
+    shape: dynamicScalesShape,
+    written: dynamicScalesWritten,
   },
   {
     op: 'dispatchTeardown', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'out', dtypes: () => int32,
@@ -209,7 +237,7 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   {
     op: 'combineSetup', name: 'commCmdInfo', file: 'combine_comm_cmd_info', dir: 'out', dtypes: () => int32,
     shape: (c) => [combineCmdLen(c)],
-    written: () => none('comm_cmd_info: device addresses on hardware, our own descriptors here (Decision 5)'),
+    written: commCmdInfoWritten,
   },
   // combine_teardown
   { op: 'combineTeardown', name: 'expandX', file: 'expert_output', dir: 'in', dtypes: () => X_DTYPES, shape: (c) => [rowsA(c), c.lay.H] },

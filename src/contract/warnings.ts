@@ -16,7 +16,9 @@ export type WarningCode =
   | 'W_SETUP_LOCAL_EXPERTS'
   | 'W_SHARED_RANK_A'
   | 'W_SHARED_EXPERT_X_IGNORED'
-  | 'W_Y_DTYPE';
+  | 'W_Y_DTYPE'
+  | 'W_950_PARTIAL_MASK'
+  | 'W_950_SMOOTH_ROW';
 
 export interface ContractWarning {
   code: WarningCode;
@@ -32,6 +34,10 @@ export interface WarningUsage {
   sharedExpertX?: boolean;
   /** BS of each rank, when they differ (uneven BS with globalBs) */
   bsPerRank?: readonly number[];
+  /** 950: an x_active_mask with false rows is passed to dispatch_setup (and the rows it sends wrong) */
+  partialMask?: { rank: number; activeBs: number; bs: number; wrongRows: number };
+  /** 950: smooth scales are passed to dispatch_setup */
+  smoothScales?: boolean;
 }
 
 /** "warning W_CODE: message; remedy" */
@@ -107,7 +113,29 @@ export function contractWarnings(lay: Layout, usage: WarningUsage = {}): Contrac
     });
   }
 
-  if (a.quantMode === 2) {
+  if (lay.platform.ySortedByExpert && usage.partialMask && !a.fix950MaskSort) {
+    const m = usage.partialMask;
+    out.push({
+      code: 'W_950_PARTIAL_MASK',
+      message:
+        `rank ${m.rank} passes an x_active_mask with ${m.bs - m.activeBs} false rows of ${m.bs}: the 950 dispatch_setup kernel sorts all BS * K pairs, inactive ones included, ` +
+        `but cuts the blocks by the active counts, so ${m.wrongRows} of its ${m.activeBs * lay.K} sent rows carry another token or expert (950 contract §2.1.4); ` +
+        'the simulation reproduces the open kernel (Decision)',
+      remedy: 'pass no mask (or all true) on 950, or set fix950MaskSort to see what a fixed kernel would send (the A3 result)',
+    });
+  }
+
+  if (lay.platform.ySortedByExpert && usage.smoothScales && !a.fix950SmoothRow) {
+    out.push({
+      code: 'W_950_SMOOTH_ROW',
+      message:
+        'smooth scales on 950: the dispatch_setup kernel quantizes sorted row p with the scale row of the unsorted expert id at index p, not of the expert the row is sent to (950 contract §2.4, DSk:544, 564); ' +
+        'the simulation reproduces the open kernel (Decision)',
+      remedy: 'set fix950SmoothRow to see what a fixed kernel would send',
+    });
+  }
+
+  if (lay.quant === 'token' && (a.yDtype === '' || a.yDtype === undefined)) {
     out.push({
       code: 'W_Y_DTYPE',
       message:

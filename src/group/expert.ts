@@ -2,6 +2,7 @@
 // output, and the f64 account of what combine must then return (with its error bound). The CLI
 // runner, the seed example, the bench and the tests all use these.
 import { type Layout, localExpertNum } from '../contract/attrs.js';
+import { sortedRows950 } from '../contract/routing.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import type { DispatchTeardownOutputs } from '../contract/ops.js';
@@ -52,20 +53,37 @@ export function identityExpert(
 ): Tensor<XDtype> {
   const A = td.expandX.shape[0]!;
   const rows = Math.min(receivedRows(lay, rank, td.assistInfoForCombine, td.expertTokenNums), A);
-  if (td.expandX.dtype !== 'int8' && td.expandX.dtype !== dtype) {
+  const copy = td.expandX.dtype === 'bf16' || td.expandX.dtype === 'fp16';
+  if (copy && td.expandX.dtype !== dtype) {
     throw new TypeError(`identityExpert: expand_x is ${td.expandX.dtype}, x is ${dtype}; they should match for quant 0`);
   }
   // quant 0: expand_x is the answer, rows past the received count already 0 (Decision 8); with a
   // buffer to write to (the group's pool) it is expand_x itself, which lives as long, where a copy
   // would cost A·H·2 bytes a rank and their first touch
-  if (td.expandX.dtype !== 'int8' && outFor) return td.expandX as Tensor<XDtype>;
+  if (copy && outFor) return td.expandX as Tensor<XDtype>;
   return backend.identityExpert({
-    expandX: td.expandX as Tensor<XDtype | 'int8'>,
-    dynamicScales: td.dynamicScales.data as Float32Array,
+    expandX: td.expandX,
+    dynamicScales: td.dynamicScales.data,
     rows,
     dtype,
     out: outFor?.(rows),
   });
+}
+
+/**
+ * What quantization adds to the identity round trip's error, relative to the message's largest
+ * |x·sc| (m): int8 codes step m/127 (error ≤ m/254); per-token fp8 (950 mode 2) rounds values up
+ * to fmax with a half ulp of 16 (e4m3fn, of 448) or 4096 (e5m2, of 57344); MX (mode 4) scales each
+ * block so that its largest exponent is emax, where a mantissa of 3 (e4m3fn) or 2 (e5m2) bits
+ * rounds by at most 2^-4 or 2^-3 of the value and saturation at 448 = 1.75·2^8 (57344 =
+ * 1.75·2^15) clips at most 1 − 1.75/2 of it: 1/8.
+ */
+function quantBound(lay: Layout): number {
+  if (lay.quant === 'none') return 0;
+  const e5m2 = lay.yDtype === 'fp8_e5m2';
+  if (lay.quant === 'mx') return 1 / 8 + (e5m2 ? 1 / 8 : 1 / 16);
+  if (lay.yDtype === 'int8' || lay.yDtype === undefined) return 1 / 254;
+  return e5m2 ? 4096 / 57344 : 16 / 448;
 }
 
 // the reference's identityExpert works on JS arrays alone: no group memory to attach
@@ -108,9 +126,9 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
   const K = lay.K;
   const bs = inp.x.shape[0]!;
   const dtype = inp.x.dtype as XDtype;
-  const quant = lay.attrs.quantMode === 2;
+  const quant = lay.quant !== 'none';
   const u = dtype === 'bf16' ? 2 ** -8 : 2 ** -11;
-  const bound = (quant ? 1 / 254 + u : 0) + u + 1e-5;
+  const bound = quantBound(lay) + u + 1e-5;
   const x = inp.x.data as Uint16Array;
   const ids = inp.expertIds.data as Int32Array;
   const w = inp.expertScales.data as Float32Array;
@@ -118,6 +136,15 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
   const mask = inp.xActiveMask ? (inp.xActiveMask.data as Uint8Array) : undefined;
   let activeBs = 0;
   while (activeBs < bs && (!mask || mask[activeBs])) activeBs++;
+  // 950 (§2.4): the open kernel quantizes sorted row p with the scale row of the id at unsorted
+  // index p; the message pair i gets is then that row's (with a full mask, row p carries pair
+  // pairOfRow[p]). A partial mask's wrong rows (§2.1.4) are beyond what identity experts can check.
+  let scaleRowOf: Int32Array | undefined;
+  if (lay.platform.ySortedByExpert && sc) {
+    const sr = sortedRows950(ids, bs, activeBs, K, lay.E, { fixMaskSort: lay.attrs.fix950MaskSort, fixSmoothRow: lay.attrs.fix950SmoothRow });
+    scaleRowOf = new Int32Array(bs * K);
+    sr.pairOfRow.forEach((i, p) => (scaleRowOf![i] = sr.scaleOfRow[p]!));
+  }
   const got = (i: number): number => toF32(dtype, (out.data as Uint16Array)[i]!);
 
   const xf = new Float64Array(H);
@@ -143,7 +170,7 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
       }
       magnitude += Math.abs(weight) * m;
     };
-    for (let k = 0; k < K; k++) addMessage(ids[t * K + k]! + lay.SN, w[t * K + k]!);
+    for (let k = 0; k < K; k++) addMessage((scaleRowOf ? scaleRowOf[t * K + k]! : ids[t * K + k]!) + lay.SN, w[t * K + k]!);
     for (let s = 0; s < lay.sharedSends; s++) addMessage(s, 1);
     for (let h = 0; h < H; h++) {
       const g = got(t * H + h);

@@ -20,13 +20,13 @@ import {
   checkRank,
   checkUnevenBs,
 } from '../contract/checks.js';
-import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
+import { type ContractWarning, type WarningCode, type WarningUsage, contractWarnings, warningText } from '../contract/warnings.js';
 import { MoeError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { DESCRIPTOR_WORDS, combineDescriptors, dispatchDescriptors } from './commcmd.js';
-import { gatherBlocks, sendBack, yFromBlocks } from './moves.js';
+import { gatherBlocks, sendBack, sortedPlacement, yFromBlocks, yFromSortedBlocks } from './moves.js';
 import { OutputPool, plainBuffers, sharedBuffers } from './outputs.js';
 import { type Range, outputAllocation } from '../contract/tensors.js';
 import { OpChecks, type RankState, describeLastOp, newRankState, throwFirst } from '../contract/op-checks.js';
@@ -86,6 +86,10 @@ const FINGERPRINT: { name: string; hashed?: boolean; of: (l: Layout) => number |
   { name: 'commQuantMode', of: (l) => l.attrs.commQuantMode },
   { name: 'groupEp', hashed: true, of: (l) => l.attrs.groupEp },
   { name: 'commAlg', hashed: true, of: (l) => l.attrs.commAlg },
+  { name: 'platform', hashed: true, of: (l) => l.attrs.platform },
+  { name: 'yDtype', hashed: true, of: (l) => String(l.yDtype ?? '') },
+  { name: 'fix950MaskSort', of: (l) => (l.attrs.fix950MaskSort ? 1 : 0) },
+  { name: 'fix950SmoothRow', of: (l) => (l.attrs.fix950SmoothRow ? 1 : 0) },
   { name: 'H', of: (l) => l.H },
   { name: 'K', of: (l) => l.K },
   // with globalBs = 0 every rank has the same BS; with globalBs it is derived and always equal
@@ -319,6 +323,12 @@ export class EpGroup {
     this.warned.add(w.code);
     this.log?.(warningText(w));
   }
+
+  /** The warning `code` that `usage` sets in this group's configuration, if it sets it. */
+  private warnFor(code: WarningCode, usage: WarningUsage): void {
+    const w = contractWarnings(this.layout, usage).find((x) => x.code === code);
+    if (w) this.warn(w);
+  }
   private readonly fingerprint: Int32Array;
 
   /** Marks rank `rank`'s progress, in this thread and in shared memory for the diagnosis. */
@@ -417,10 +427,20 @@ export class EpGroup {
     const y = this.out('dispatchSetup', 'y', rank, bs, dtype, [[0, activeBs * K], sharedRows]) as DispatchSetupOutputs['y'];
     const mem = this.mem;
     const blocks = { bs, activeBs, expertIds: ids, expandIdx, expertBlock, sharedBlock };
-    this.backend.pack({
-      lay, x: inp.x as Tensor<XDtype>, expertIds: ids, scales, activeBs, expandIdx, expertBlock, sharedBlock,
-      packed: (t0, t1) => yFromBlocks(mem, lay, blocks, y, [t0, t1]),
-    });
+    const x = inp.x as Tensor<XDtype>;
+    if (lay.platform.ySortedByExpert) {
+      // 950 (§2.1): the blocks are y's ranges [Q_e, Q_e + c_e) of rows sorted by expert
+      const placement = sortedPlacement(lay, ids, bs, activeBs, expertBlock);
+      if (activeBs < bs) this.warnFor('W_950_PARTIAL_MASK', { partialMask: { rank, activeBs, bs, wrongRows: placement.wrongRows } });
+      if (scales) this.warnFor('W_950_SMOOTH_ROW', { smoothScales: true });
+      this.backend.pack({ lay, x, expertIds: ids, scales, activeBs, expandIdx, expertBlock, sharedBlock, placement });
+      yFromSortedBlocks(mem, lay, expertBlock, counts, y);
+    } else {
+      this.backend.pack({
+        lay, x, expertIds: ids, scales, activeBs, expandIdx, expertBlock, sharedBlock,
+        packed: (t0, t1) => yFromBlocks(mem, lay, blocks, y, [t0, t1]),
+      });
+    }
     const flag = st.round + 1;
     for (let e = 0; e < lay.E; e++) {
       const home = expertHome(lay, e);
@@ -446,8 +466,10 @@ export class EpGroup {
       });
     }
     const D = DESCRIPTOR_WORDS;
-    const commCmdInfo = this.out('dispatchSetup', 'commCmdInfo', rank, bs, dtype, [[0, activeBs * K * D], [sharedRows[0] * D, sharedRows[1] * D]]) as Tensor<'int32'>;
-    dispatchDescriptors(commCmdInfo.data, lay, rank, bs, activeBs, ids, expandIdx);
+    const cmdRows: Range[] = lay.platform.commCmdInfoWritten ? [[0, activeBs * K * D], [sharedRows[0] * D, sharedRows[1] * D]] : [];
+    const commCmdInfo = this.out('dispatchSetup', 'commCmdInfo', rank, bs, dtype, cmdRows) as Tensor<'int32'>;
+    // on 950 no kernel writes comm_cmd_info (§2.5): the pool's zeros stay (Decision)
+    if (lay.platform.commCmdInfoWritten) dispatchDescriptors(commCmdInfo.data, lay, rank, bs, activeBs, ids, expandIdx);
     Object.assign(st, { bs, activeBs, dtype, expertIds: ids.slice(), expandIdx });
     this.done(st, rank, 0);
     return { y, expandIdx: expandIdxT as Tensor<'int32'>, commCmdInfo };
@@ -483,7 +505,7 @@ export class EpGroup {
     const rows: Range[] = [[0, received]];
     const op = 'dispatchTeardown';
     const expandX = this.out(op, 'expandX', rank, bs, dtype, rows) as DispatchTeardownOutputs['expandX'];
-    const dynamicScales = this.out(op, 'dynamicScales', rank, bs, dtype, lay.attrs.quantMode === 2 ? rows : []) as Tensor<'f32'>;
+    const dynamicScales = this.out(op, 'dynamicScales', rank, bs, dtype, lay.quant !== 'none' ? rows : []) as DispatchTeardownOutputs['dynamicScales'];
     const assistLen = outputAllocation(op, 'assistInfoForCombine', { lay, rank, bs, xDtype: dtype }).shape[0]!;
     const assistInfoForCombine = this.out(op, 'assistInfoForCombine', rank, bs, dtype, [[0, Math.min(blockCount.length, assistLen)]]) as Tensor<'int32'>;
     const expertTokenNums = this.out(op, 'expertTokenNums', rank, bs, dtype, [[0, Lr]]) as Tensor<'int64'>;
@@ -520,9 +542,11 @@ export class EpGroup {
     }
     sendBack(this.mem, lay, inp.expandX, assist, blockOffset);
     const sent = assist.length > 0 ? assist[assist.length - 1]! : 0;
-    const commCmdInfo = this.out('combineSetup', 'commCmdInfo', rank, st.bs, dtype, [[0, sent * DESCRIPTOR_WORDS]]) as Tensor<'int32'>;
+    const cmdWritten = lay.platform.commCmdInfoWritten;
+    const commCmdInfo = this.out('combineSetup', 'commCmdInfo', rank, st.bs, dtype, cmdWritten ? [[0, sent * DESCRIPTOR_WORDS]] : []) as Tensor<'int32'>;
     const counts = assist.map((end, idx) => end - (idx > 0 ? assist[idx - 1]! : 0));
-    combineDescriptors(commCmdInfo.data, lay, rank, counts);
+    // on 950 no kernel writes comm_cmd_info (§2.5): zeros (Decision)
+    if (cmdWritten) combineDescriptors(commCmdInfo.data, lay, rank, counts);
     pre = 0;
     for (let idx = 0; idx < assist.length; idx++) {
       const j = Math.floor(idx / lay.W);
@@ -553,7 +577,7 @@ export class EpGroup {
     const lay = this.layout;
     const bs = st.bs;
     const { dtype, ids, activeBs, sharedExpertXPassed } = this.checks.combineTeardown(rank, st, inp);
-    if (sharedExpertXPassed) this.warn(contractWarnings(lay, { sharedExpertX: true }).find((w) => w.code === 'W_SHARED_EXPERT_X_IGNORED')!);
+    if (sharedExpertXPassed) this.warnFor('W_SHARED_EXPERT_X_IGNORED', { sharedExpertX: true });
     await this.awaitStatus('combineTeardown', rank, Half.Combine, st.round, (s) => localExpertNum(lay, s));
     const expertBlock = new Float64Array(lay.E).fill(-1);
     for (let rho = lay.S; rho < lay.W; rho++) {

@@ -3,6 +3,7 @@
 // Each is one TypedArray.set per contiguous run: a kernel would stage them through scratch and
 // pay a second copy.
 import type { Layout } from '../contract/attrs.js';
+import { sortedRows950 } from '../contract/routing.js';
 import type { Tensor } from '../core/tensor.js';
 
 const bytesOf = (t: Tensor): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
@@ -37,6 +38,51 @@ export function yFromBlocks(
 }
 
 /**
+ * 950 (§2.1): y's rows sorted by expert are the blocks one after another, block e at row Q_e with
+ * its c_e messages: one copy per expert, as the kernel sends one write per (peer, expert).
+ */
+export function yFromSortedBlocks(mem: Uint8Array, lay: Layout, expertBlock: Float64Array, counts: Int32Array, y: Tensor): void {
+  const yb = bytesOf(y);
+  const mb = lay.msgBytes;
+  let row = 0;
+  for (let e = 0; e < lay.E; e++) {
+    const c = counts[e]!;
+    if (c === 0) continue;
+    const src = expertBlock[e]!;
+    yb.set(mem.subarray(src, src + c * mb), row * mb);
+    row += c;
+  }
+}
+
+/**
+ * Where each pair's message goes on 950 (routing.ts sortedRows950): row p of the sorted y is
+ * slot p − Q_e of expert e's block, and carries the token of pair pairOfRow[p], quantized with
+ * smooth-scale row scaleOfRow[p] + SN. Pairs no row carries go nowhere (-1).
+ */
+export function sortedPlacement(
+  lay: Layout,
+  ids: Int32Array,
+  bs: number,
+  activeBs: number,
+  expertBlock: Float64Array,
+): { dests: Float64Array; scaleRows: Int32Array; tokens: number; wrongRows: number } {
+  const K = lay.K;
+  const a = lay.attrs;
+  const sr = sortedRows950(ids, bs, activeBs, K, lay.E, { fixMaskSort: a.fix950MaskSort, fixSmoothRow: a.fix950SmoothRow });
+  const dests = new Float64Array(bs * K).fill(-1);
+  const scaleRows = new Int32Array(bs * K);
+  let tokens = 0;
+  for (let p = 0; p < sr.pairOfRow.length; p++) {
+    const i = sr.pairOfRow[p]!;
+    const e = sr.expertOfRow[p]!;
+    dests[i] = expertBlock[e]! + (p - sr.blockStart[e]!) * lay.msgBytes;
+    scaleRows[i] = sr.scaleOfRow[p]! + lay.SN;
+    tokens = Math.max(tokens, Math.floor(i / K) + 1);
+  }
+  return { dests, scaleRows, tokens, wrongRows: sr.wrongRows };
+}
+
+/**
  * dispatch_teardown's compaction (contract §3): the received blocks, in (local expert j, sender r)
  * order, into consecutive rows of expand_x (the first H elements of each message) and, for quant
  * mode 2, each message's f32 scale into dynamic_scales, copied as bits (a NaN read into a JS
@@ -48,20 +94,23 @@ export function gatherBlocks(
   blockOffset: Float64Array,
   blockCount: Int32Array,
   expandX: Tensor,
-  dynamicScales: Tensor<'f32'>,
+  dynamicScales: Tensor,
 ): number {
-  const quant = lay.attrs.quantMode === 2;
+  const quant = lay.quant;
   const mb = lay.msgBytes;
   const rowBytes = lay.H * lay.yElemBytes;
   const xb = bytesOf(expandX);
-  const scaleBits = new Uint32Array(dynamicScales.data.buffer, dynamicScales.data.byteOffset, dynamicScales.data.length);
+  const scaleBits = quant === 'token' ? new Uint32Array(dynamicScales.data.buffer, dynamicScales.data.byteOffset, dynamicScales.data.length) : new Uint32Array(0);
+  // MX (950 §3): the message's Align2(ceil(H/32)) e8m0 codes are one row of dynamic_scales
+  const scaleBytes = bytesOf(dynamicScales);
+  const sb = lay.scaleBytes;
   const mem32 = new Uint32Array(mem.buffer, mem.byteOffset, mem.byteLength >> 2);
   let n = 0;
   for (let idx = 0; idx < blockCount.length; idx++) {
     const base = blockOffset[idx]!;
     const c = blockCount[idx]!;
     if (c === 0) continue;
-    if (!quant && mb === rowBytes) {
+    if (quant === 'none' && mb === rowBytes) {
       // H a multiple of 256: the block's messages are exactly consecutive expand_x rows
       xb.set(mem.subarray(base, base + c * mb), n * rowBytes);
       n += c;
@@ -70,7 +119,8 @@ export function gatherBlocks(
     for (let m = 0; m < c; m++, n++) {
       const msg = base + m * mb;
       xb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
-      if (quant) scaleBits[n] = mem32[(msg + lay.scaleOffset) >> 2]!;
+      if (quant === 'token') scaleBits[n] = mem32[(msg + lay.scaleOffset) >> 2]!;
+      else if (quant === 'mx') scaleBytes.set(mem.subarray(msg + lay.scaleOffset, msg + lay.scaleOffset + sb), n * sb);
     }
   }
   return n;

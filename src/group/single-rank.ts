@@ -156,6 +156,11 @@ export async function computeRank(
   const lay = groupLayout(spec);
   const attrs = lay.attrs;
   throwFirst(checkRank(attrs, rank));
+  if (lay.platform.ySortedByExpert) {
+    // 950's envelope is W ≤ 8 (950 contract §7): the full group holds it in a fraction of what the
+    // single-rank view is for, and its sorted rows (§2.1.4) tie each block to the sender's whole sort
+    throw new MoeError('E_ATTR', 'platform', attrs.platform, "the single-rank view is for large A3 groups; a 950 group (epWorldSize 2, 4 or 8) runs whole: leave out --single-rank");
+  }
   const { W, E, K, H, S, L } = lay;
   const rho = rank;
   const mb = lay.msgBytes;

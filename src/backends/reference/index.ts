@@ -42,15 +42,16 @@ export class ReferenceBackend implements Backend {
     return { expandIdx, counts };
   }
 
-  /** One message's bytes (contract §2) into `out` at byte `at`. */
+  /** One message's bytes (contract §2; 950 §2.3-§2.4) into `out` at byte `at`. */
   private message(a: PackArgs, t: number, scaleRow: number, out: Uint8Array, at: number): void {
     const { lay, x } = a;
     const H = lay.H;
     const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
-    if (lay.attrs.quantMode === 0) {
+    if (lay.quant === 'none') {
       for (let h = 0; h < H; h++) dv.setUint16(at + 2 * h, x.data[t * H + h]!, true);
       return;
     }
+    /*FP8-BRANCHES*/
     const xf = new Array<number>(H);
     for (let h = 0; h < H; h++) {
       xf[h] = toF32(x.dtype, x.data[t * H + h]!); // 1. xf = f32(x)
@@ -79,6 +80,14 @@ export class ReferenceBackend implements Backend {
       this.message(a, t, scaleRow, row, 0);
       mem.set(row, at);
     };
+    const pl = a.placement;
+    if (pl) {
+      // 950's sorted rows: each pair to the row the sort gives it, if any (routing.ts sortedRows950)
+      for (let i = 0; i < pl.tokens * K; i++) {
+        if (pl.dests[i]! >= 0) send(Math.floor(i / K), pl.scaleRows[i]!, pl.dests[i]!);
+      }
+      return;
+    }
     for (let t = 0; t < activeBs; t++) {
       for (let k = 0; k < K; k++) {
         const i = t * K + k;

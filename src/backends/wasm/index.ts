@@ -142,7 +142,21 @@ const packRegions = (ar: Arena, lay: Layout, bs: number, scaled: boolean) => ({
   expertBlock: ar.take(lay.E * 4),
   sharedBlock: ar.take(lay.sharedSends * 4),
   xf: ar.take(lay.H * 4),
+  dests: ar.take(bs * lay.K * 4),
+  scaleRows: ar.take(bs * lay.K * 4),
 });
+
+/**
+ * The pack kernel's message kind (assembly/pack.ts): 0 a copy, 2 per-token int8 codes, 3 / 4
+ * per-token fp8_e4m3fn / fp8_e5m2 codes (950 mode 2), 5 / 6 MX blocks of fp8_e4m3fn / fp8_e5m2
+ * (950 mode 4).
+ */
+function quantCode(lay: Layout): number {
+  if (lay.quant === 'none') return 0;
+  const e5m2 = lay.yDtype === 'fp8_e5m2' ? 1 : 0;
+  if (lay.quant === 'mx') return 5 + e5m2;
+  return lay.yDtype === 'int8' || lay.yDtype === undefined ? 2 : 3 + e5m2;
+}
 
 const gatherRegions = (ar: Arena, blocks: number, localExperts: number) => ({
   blockCount: ar.take(blocks * 4),
@@ -210,7 +224,7 @@ export class WasmBackend implements Backend {
     };
     return Math.max(
       size((ar) => routeRegions(ar, bs, lay.K, lay.E)),
-      size((ar) => packRegions(ar, lay, bs, lay.attrs.quantMode === 2)),
+      size((ar) => packRegions(ar, lay, bs, lay.quant === 'token')),
       size((ar) => gatherRegions(ar, blocks, Lr)),
       size((ar) => combineRegions(ar, lay, bs)),
       lay.attrs.quantMode === 2 ? size((ar) => expertRegions(ar, expertChunkRows(lay.H), lay.H)) : 0,
@@ -250,7 +264,6 @@ export class WasmBackend implements Backend {
     const { lay, x, activeBs, expandIdx } = a;
     const bs = x.shape[0]!;
     const K = lay.K;
-    const quant = lay.attrs.quantMode === 2;
     const r = packRegions(this.arena(), lay, bs, a.scales !== undefined);
     this.u16.set(x.data, r.x >> 1);
     this.i32.set(a.expertIds.subarray(0, bs * K), r.ids >> 2);
@@ -259,6 +272,17 @@ export class WasmBackend implements Backend {
     // offsets < 4 GiB: Int32Array.set wraps them to the u32 bits the kernel reads (-1: unused)
     this.i32.set(a.expertBlock, r.expertBlock >> 2);
     this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
+    const pl = a.placement;
+    if (pl) {
+      // Int32Array.set wraps -1 to 0xFFFFFFFF, the kernel's "sent nowhere"
+      this.i32.set(pl.dests, r.dests >> 2);
+      this.i32.set(pl.scaleRows, r.scaleRows >> 2);
+      this.k.pack(
+        r.x, x.dtype === 'fp16' ? 1 : 0, quantCode(lay), lay.H, K, lay.SN, lay.sharedSends, 0, pl.tokens,
+        r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf, r.dests, r.scaleRows,
+      );
+      return;
+    }
     // chunks of about PACK_CHUNK_BYTES of messages, so that the group's copy of their y rows
     // (packed) reads them from cache, not memory: a whole rank's messages (15-30 MB on the bench
     // case) are long out of cache by the end of the pack
@@ -266,8 +290,8 @@ export class WasmBackend implements Backend {
     for (let t0 = 0; t0 < activeBs; t0 += chunk) {
       const t1 = Math.min(activeBs, t0 + chunk);
       this.k.pack(
-        r.x, x.dtype === 'fp16' ? 1 : 0, quant ? 2 : 0, lay.H, K, lay.SN, lay.sharedSends, t0, t1,
-        r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf,
+        r.x, x.dtype === 'fp16' ? 1 : 0, quantCode(lay), lay.H, K, lay.SN, lay.sharedSends, t0, t1,
+        r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf, 0, 0,
       );
       a.packed?.(t0, t1);
     }

@@ -64,6 +64,8 @@ const WARNING_FIELD: Record<WarningCode, string | undefined> = {
   W_SHARED_RANK_A: 'sharedExpertRankNum',
   W_Y_DTYPE: 'quantMode',
   W_SHARED_EXPERT_X_IGNORED: undefined,
+  W_950_PARTIAL_MASK: undefined,
+  W_950_SMOOTH_ROW: undefined,
 };
 
 const GROUP_TITLE = {
