@@ -85,7 +85,7 @@ describe.skipIf(!python)(`the from-torch recipe (python: ${python ?? PY.reason})
     const r = spawnSync(python!, ['-c', code], { encoding: 'utf8', cwd: join(root, 'examples/from-torch'), env: pyEnv });
     expect(r.stderr).toBe('');
     const [doc, err] = r.stdout.trim().split('\n');
-    expect(JSON.parse(doc!)).toEqual({ epWorldSize: 16, moeExpertNum: 16, quantMode: 2, globalBs: 1024 });
+    expect(JSON.parse(doc!)).toEqual({ epWorldSize: 16, moeExpertNum: 16, quantMode: 2, globalBs: 1024, yDtype: 1 });
     expect(err).toMatch(/unknown attribute 'tp_world_size'/);
   });
 

@@ -53,11 +53,14 @@ CASE_FIELDS = {
     "comm_quant_mode": "commQuantMode",
     "expert_shard_type": "expertShardType",
     "group_ep": "groupEp",
+    "y_dtype": "yDtype",
+    # not torch_npu keywords: the chip whose kernels are reproduced, and the 950 Decisions' flags
+    "platform": "platform",
+    "fix950_mask_sort": "fix950MaskSort",
+    "fix950_smooth_row": "fix950SmoothRow",
 }
-# torch_npu keywords that are not case attributes: per rank, fixed by the platform, or a torch_npu
-# detail that does not change the result (y_dtype selects int8 y for quant mode 2, which the case
-# already implies).
-NOT_CASE_FIELDS = {"ep_rank_id", "comm_type", "comm_alg", "y_dtype"}
+# torch_npu keywords that are not case attributes: per rank, or fixed by the platform.
+NOT_CASE_FIELDS = {"ep_rank_id", "comm_type", "comm_alg"}
 
 INPUT_TENSORS = ("x", "expert_ids", "expert_scales", "scales", "x_active_mask",
                  "shared_expert_x", "expert_output")
@@ -86,8 +89,13 @@ def case_attrs(attrs):
         name = CASE_FIELDS.get(key, key)
         if name not in camel:
             raise ValueError(f"unknown attribute {key!r}; expected one of {sorted(CASE_FIELDS)}")
-        if name == "groupEp":
+        if name in ("groupEp", "platform"):
             doc[name] = str(value)
+        elif name in ("fix950MaskSort", "fix950SmoothRow"):
+            doc[name] = bool(value)
+        elif name == "yDtype":
+            # torch_npu's integer code (1 int8, 23/291 fp8_e5m2, 24/292 fp8_e4m3fn), or a dtype name
+            doc[name] = value if isinstance(value, str) else int(value)
         else:
             if int(value) != value:
                 raise ValueError(f"attribute {key!r} is {value!r}; expected an integer")

@@ -1,5 +1,6 @@
 // `moe-distribute gen CASE_DIR [flags]`: writes a generated case (case.json + rank{r}.safetensors).
-import { makeLayout } from '../contract/attrs.js';
+import { type Platform, makeLayout } from '../contract/attrs.js';
+import { sortedRows950 } from '../contract/routing.js';
 import { contractWarnings, warningText } from '../contract/warnings.js';
 import { readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { makeDirs, removeStaleTemporaries, tempName } from '../io/files.js';
@@ -20,14 +21,28 @@ expert_scales (BS,K) standard normals, and on request smooth scales, x_active_ma
 shared_expert_x. The same flags and seed give the same bytes on every platform.
 
 Attributes:
+  --platform a3|950            the chip reproduced (default a3); 950: the Ascend 950 variant
+                               (op-contract-950.md), whose defaults are comm_type 2 and
+                               shared-expert-num 0, and whose combine tilings accept only
+                               W 2|4|8, E 32, BS 8|16|256, H 4096|7168, K 6|8
   --ep-world-size W            ranks (required)
   --moe-expert-num E           MoE experts (required)
-  --shared-expert-num SN       shared experts (default 1)
-  --shared-expert-rank-num S   shared-expert ranks (default 0)
-  --quant-mode 0|2             0: no quantization, 2: dynamic int8 (default 0)
+  --shared-expert-num SN       shared experts (default 1; 0 on 950)
+  --shared-expert-rank-num S   shared-expert ranks (default 0; must be 0 on 950)
+  --quant-mode 0|2|4           0: no quantization, 2: dynamic per token (int8; on 950 also
+                               fp8), 4: MX blocks of 32 with e8m0 scales (950 only, fp8 y,
+                               needs --y-dtype) (default 0)
+  --y-dtype NAME|CODE          torch_npu's y_dtype: a name (int8, fp8_e4m3fn, fp8_e5m2, bf16,
+                               fp16) or its integer code (1 int8, 5 fp16, 15 bf16, 23 or 291
+                               fp8_e5m2, 24 or 292 fp8_e4m3fn); default absent: x's dtype,
+                               int8 for quant mode 2
   --global-bs N                default 0; with uneven BS it defaults to maxBS·W
-  --expert-token-nums-type 0|1 default 1
+  --expert-token-nums-type 0|1 default 1 (950: 1 only)
   --group-ep NAME              default moe_ep_group
+  --fix-950-mask-sort          950: sort only the active pairs (what a fixed kernel sends with a
+                               partial x_active_mask) instead of the open kernel's all-pair sort
+  --fix-950-smooth-row         950: quantize a row with its own expert's smooth-scale row, not
+                               the open kernel's row of the unsorted id at its index
 
 Shapes:
   --bs BS                      rows of x on every rank
@@ -46,7 +61,7 @@ Content:
   --hot-expert E               the expert in every row for --routing hot (default 0)
   --active-bs N                x_active_mask with N leading trues (capped at each rank's BS)
   --active-fraction F          x_active_mask with floor(F·BS_r) leading trues
-  --smooth-scales              scales (E+SN, H) f32 (quant mode 2 only)
+  --smooth-scales              scales (E+SN, H) f32 (quant mode 2 only: modes 0 and 4 take none)
   --shared-expert-x            shared_expert_x (BS, H) (only with --shared-expert-rank-num 0)
   --specials LIST              comma list of ${SPECIALS.join(', ')}: each in one active
                                row of x per rank (ties: codes that are exact .5 ties for quant 2
@@ -57,6 +72,15 @@ Content:
 CASE_DIR must not exist or be empty; it is written completely or not at all.
 Exit codes: 0 written, 1 invalid spec (one line per problem), 2 usage error.
 `;
+
+/**
+ * --y-dtype's value (950 contract §11): digits are torch_npu's integer y_dtype code, anything else a
+ * dtype name; whether the code or name is one the quant mode takes is the contract's check.
+ */
+export function yDtypeFlag(command: string, v: string): string | number {
+  if (/^[0-9]+$/.test(v)) return numberFlag(command, 'y-dtype', v, { integer: true });
+  return v;
+}
 
 const int = (name: string, v: string | undefined): number | undefined =>
   v === undefined ? undefined : numberFlag('gen', name, v, { integer: true });
@@ -81,6 +105,10 @@ export const genCommand: Command = {
         'global-bs': s,
         'expert-token-nums-type': s,
         'group-ep': s,
+        platform: s,
+        'y-dtype': s,
+        'fix-950-mask-sort': { type: 'boolean' },
+        'fix-950-smooth-row': { type: 'boolean' },
         bs: s,
         'bs-per-rank': s,
         h: s,
@@ -139,6 +167,11 @@ export const genCommand: Command = {
       globalBs: int('global-bs', values['global-bs']),
       expertTokenNumsType: int('expert-token-nums-type', values['expert-token-nums-type']),
       groupEp: values['group-ep'],
+      // checked with the other attributes (checkAttrs): an unknown platform is one line of the listing
+      platform: values.platform as Platform | undefined,
+      yDtype: values['y-dtype'] === undefined ? undefined : yDtypeFlag('gen', values['y-dtype']),
+      fix950MaskSort: values['fix-950-mask-sort'] || undefined,
+      fix950SmoothRow: values['fix-950-smooth-row'] || undefined,
       bs,
       h: int('h', values.h)!,
       k: int('k', values.k)!,
@@ -163,14 +196,25 @@ export const genCommand: Command = {
     await writeAtomically(dir, (tmp) => writeCase(tmp, { attrs: gen.attrs, ranks: gen.ranks }, format));
     // the traps the generated case sets on hardware (contract §8): notes, never a failure
     const lay = makeLayout(gen.groupAttrs, { h: spec.h, k: spec.k, bs: Math.max(...gen.bsPerRank) });
-    for (const w of contractWarnings(lay, { bsPerRank: gen.bsPerRank, sharedExpertX: spec.sharedExpertX })) {
-      io.stderr(`moe-distribute: note: ${warningText(w)}\n`);
+    const notes = contractWarnings(lay, { bsPerRank: gen.bsPerRank, sharedExpertX: spec.sharedExpertX, smoothScales: spec.smoothScales });
+    // 950 (§2.1.4): a partial mask makes the open kernel send wrong rows; each rank's count, as run reports it
+    if (lay.platform.ySortedByExpert) {
+      gen.ranks.forEach((rank, r) => {
+        const bs = gen.bsPerRank[r]!;
+        const activeBs = gen.activeBs[r]!;
+        if (activeBs === bs) return;
+        const f = { fixMaskSort: lay.attrs.fix950MaskSort, fixSmoothRow: lay.attrs.fix950SmoothRow };
+        const { wrongRows } = sortedRows950(rank.expert_ids!.data as Int32Array, bs, activeBs, spec.k, lay.E, f);
+        if (wrongRows > 0) notes.push(...contractWarnings(lay, { partialMask: { rank: r, activeBs, bs, wrongRows } }).filter((w) => w.code === 'W_950_PARTIAL_MASK'));
+      });
     }
+    for (const w of notes) io.stderr(`moe-distribute: note: ${warningText(w)}\n`);
     const total = gen.bsPerRank.reduce((a, b) => a + b, 0);
     io.stdout(
       `wrote ${dir}: case.json and ${gen.ranks.length} ${format === 'npy' ? 'rank directories of .npy files' : 'rank files'} (epWorldSize ${gen.groupAttrs.epWorldSize}, moeExpertNum ${gen.groupAttrs.moeExpertNum}, ` +
         `BS ${gen.bsPerRank.every((b) => b === gen.bsPerRank[0]) ? gen.bsPerRank[0] : gen.bsPerRank.join(',')} (${total} tokens), H ${spec.h}, K ${spec.k}, ${dtype}, ` +
-        `quantMode ${gen.groupAttrs.quantMode}, routing ${routing}, seed ${spec.seed})\n`,
+        `quantMode ${gen.groupAttrs.quantMode}${gen.groupAttrs.yDtype !== '' ? `, yDtype ${gen.groupAttrs.yDtype}` : ''}, ` +
+        `${gen.groupAttrs.platform !== 'a3' ? `platform ${gen.groupAttrs.platform}, ` : ''}routing ${routing}, seed ${spec.seed})\n`,
     );
     return EXIT_OK;
   },

@@ -3,8 +3,11 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type AttrInput, type DataDims, MB, configuredBufferBytes, makeLayout } from '../contract/attrs.js';
-import { type Plan, type PlanRank, addViolations, planFor, rankInputChecks, rankInputsOf } from '../contract/plan.js';
+import { type AttrInput, type BufferFigure, type DataDims, MB, type Platform, configuredBufferBytes, makeLayout } from '../contract/attrs.js';
+import { type Plan, type PlanRank, type PlanWarning, addViolations, planFor, rankInputChecks, rankInputsOf } from '../contract/plan.js';
+import { activeRows, sortedRows950 } from '../contract/routing.js';
+import { isHelperError } from '../contract/size-helpers.js';
+import { yDtypeFlag } from './gen.js';
 import { type WarningUsage, warningText } from '../contract/warnings.js';
 import { MoeError, formatValue } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
@@ -22,13 +25,28 @@ tensor's dtype, shape and bytes per rank, the HCCL_BUFFSIZE needed by each tilin
 and which one binds, whether the configured buffer is enough, how full the window is, and the
 traps (contract §8) the configuration sets, as warnings that do not change the exit code.
 
-Attributes (torch_npu defaults when absent; flags override --case):
+On --platform 950 (op-contract-950.md) it checks the 950 tilings' rules (quant modes 0, 2 and 4,
+y_dtype, comm_type 2, expert_token_nums_type 1, and the combine tilings' envelope: W 2|4|8,
+E 32, S = SN = 0, BS 8|16|256, H 4096|7168, K 6|8), prints each op's own HCCL_BUFFSIZE row
+(§8: every tiling compares half the window, "HCCL_BUFFSIZE [half] < [need]."; the binding one
+marked), and the figures of the aclnn size helpers (§10, reproduced literally, flaws included)
+beside the contract's sizes, with a warning where they disagree.
+
+Attributes (torch_npu defaults when absent, the platform's on 950; flags override --case):
+  --platform a3|950 (a3)         the chip whose tilings and kernels are reproduced
   --ep-world-size W              --moe-expert-num E
-  --shared-expert-num SN (1)     --shared-expert-rank-num S (0)
-  --quant-mode 0|2 (0)           --global-bs N (0)
-  --expert-token-nums-type 0|1 (1)
+  --shared-expert-num SN (1; 950: 0)
+  --shared-expert-rank-num S (0)
+  --quant-mode 0|2|4 (0)         4 (MX, fp8 y) on 950 only
+  --y-dtype NAME|CODE            torch_npu's y_dtype: int8, fp8_e4m3fn, fp8_e5m2, bf16, fp16, or
+                                 its integer code (1, 5, 15, 23|291 e5m2, 24|292 e4m3fn); absent:
+                                 x's dtype, int8 for quant mode 2; quant mode 4 needs it
+  --global-bs N (0)              --comm-type N (0; 950: 2)
+  --expert-token-nums-type 0|1 (1; 950: 1 only)
   --comm-quant-mode N (0)        --expert-shard-type N (0)
   --group-ep NAME (moe_ep_group)
+  --fix-950-mask-sort            950 Decision (§2.1.4): the fixed sort of the active pairs only
+  --fix-950-smooth-row           950 Decision (§2.4): the smooth-scale row of the row's expert
 
 Shapes:
   --bs BS      rows of x per rank (with uneven BS: the largest)
@@ -60,6 +78,14 @@ const ATTR_FLAGS = {
   'expert-token-nums-type': 'expertTokenNumsType',
   'comm-quant-mode': 'commQuantMode',
   'expert-shard-type': 'expertShardType',
+  // not a case field (only one value runs on each platform, the default): a what-if for plan alone
+  'comm-type': 'commType',
+} as const;
+
+/** Boolean attribute flags: present = true (absent: case.json's, else false). */
+const BOOL_FLAGS = {
+  'fix-950-mask-sort': 'fix950MaskSort',
+  'fix-950-smooth-row': 'fix950SmoothRow',
 } as const;
 
 const intFlag = (name: string, v: string): number => numberFlag('plan', name, v, { integer: true });
@@ -140,6 +166,34 @@ function caseDims(c: CaseRanks): { dims: Partial<DataDims>; usage: WarningUsage 
 }
 
 /**
+ * What a 950 case's rank files pass that only the 950 warnings read (§2.1.4, §2.4): smooth scales,
+ * and the first rank whose partial x_active_mask makes the open kernel send wrong rows. Ranks
+ * whose routing the checks would refuse (ids out of range, a mask of the wrong shape) are skipped:
+ * their violations are listed instead.
+ */
+function usage950(attrs: Partial<AttrInput>, dims: Partial<DataDims>, c: CaseRanks): WarningUsage {
+  if (attrs.platform !== '950') return {};
+  const usage: WarningUsage = { smoothScales: c.ranks.some((t) => t?.scales !== undefined) };
+  const E = attrs.moeExpertNum;
+  const K = dims.k;
+  if (!Number.isInteger(E) || !Number.isInteger(K) || E! <= 0) return usage;
+  for (const [r, t] of c.ranks.entries()) {
+    const ids = t?.expert_ids;
+    const mask = t?.x_active_mask;
+    if (!ids || !mask || ids.dtype !== 'int32' || mask.dtype !== 'bool' || ids.shape.length !== 2 || ids.shape[1] !== K) continue;
+    const bs = ids.shape[0]!;
+    const data = ids.data as Int32Array;
+    if (mask.shape.length !== 1 || mask.shape[0] !== bs || data.some((e) => e < 0 || e >= E!)) continue;
+    const activeBs = activeRows(mask.data as Uint8Array, bs);
+    if (activeBs === bs) continue;
+    const fix = { fixMaskSort: attrs.fix950MaskSort === true, fixSmoothRow: attrs.fix950SmoothRow === true };
+    const { wrongRows } = sortedRows950(data, bs, activeBs, K!, E!, fix);
+    if (wrongRows > 0) return { ...usage, partialMask: { rank: r, activeBs, bs, wrongRows } };
+  }
+  return usage;
+}
+
+/**
  * What `run` would refuse in the case's rank files, all at once: the read errors, then the checks
  * every op call makes of its inputs (rankInputChecks). Only when these find nothing is the case read
  * as run reads it (readCase), for the case-file rules left (unknown tensors, one dtype for all ranks,
@@ -175,6 +229,9 @@ export const planCommand: Command = {
       options: {
         ...Object.fromEntries(Object.keys(ATTR_FLAGS).map((f) => [f, s])),
         'group-ep': s,
+        platform: s,
+        'y-dtype': s,
+        ...Object.fromEntries(Object.keys(BOOL_FLAGS).map((f) => [f, { type: 'boolean' } as const])),
         bs: s,
         h: s,
         k: s,
@@ -216,6 +273,21 @@ export const planCommand: Command = {
       attrs.groupEp = v['group-ep'];
       attrFlags = true;
     }
+    // platform and y_dtype are checked with the other attributes (listed as violations, not usage errors)
+    if (typeof v.platform === 'string') {
+      attrs.platform = v.platform as Platform;
+      attrFlags = true;
+    }
+    if (typeof v['y-dtype'] === 'string') {
+      attrs.yDtype = yDtypeFlag('plan', v['y-dtype']);
+      attrFlags = true;
+    }
+    for (const [flag, key] of Object.entries(BOOL_FLAGS)) {
+      if (v[flag] === true) {
+        attrs[key] = true;
+        attrFlags = true;
+      }
+    }
     for (const d of ['bs', 'h', 'k'] as const) {
       const f = v[d];
       if (typeof f === 'string') dims[d] = intFlag(d, f);
@@ -232,6 +304,7 @@ export const planCommand: Command = {
     const buffer = configuredBufferBytes(typeof flag === 'string' ? flag : undefined, '--hccl-buffsize', io.env);
     // a bad flag is a usage error; a bad $HCCL_BUFFSIZE is listed with the other violations
     if (buffer.error && buffer.source === '--hccl-buffsize') throw new UsageError(buffer.error.message, 'plan');
+    if (ranks) usage = { ...usage, ...usage950(attrs, dims, ranks) };
     const plan = planFor(attrs as AttrInput, dims as DataDims, buffer, undefined, usage);
     if (caseDir !== undefined && ranks) addViolations(plan, await caseViolations(caseDir, ranks, plan, caseJson && !attrFlags));
     io.stdout(v.json ? `${JSON.stringify(plan, null, 2)}\n` : formatPlan(plan));
@@ -277,7 +350,12 @@ export function formatPlan(p: Plan): string {
   out.push(
     `  attributes  epWorldSize ${a.epWorldSize}, moeExpertNum ${a.moeExpertNum}, sharedExpertNum ${a.sharedExpertNum}, sharedExpertRankNum ${a.sharedExpertRankNum}, ` +
       `quantMode ${a.quantMode}, globalBs ${a.globalBs}, expertTokenNumsType ${a.expertTokenNumsType}, commQuantMode ${a.commQuantMode}, ` +
-      `expertShardType ${a.expertShardType}, groupEp ${formatValue(a.groupEp)}`,
+      `expertShardType ${a.expertShardType}, groupEp ${formatValue(a.groupEp)}` +
+      // the 950 attributes when any is not A3's default (an A3 plan reads as before)
+      (a.platform !== 'a3' || a.yDtype !== '' || a.fix950MaskSort || a.fix950SmoothRow
+        ? `, platform ${formatValue(a.platform)}, commType ${a.commType}, yDtype ${a.yDtype === '' ? '(absent)' : formatValue(a.yDtype)}` +
+          `${a.fix950MaskSort ? ', fix950MaskSort' : ''}${a.fix950SmoothRow ? ', fix950SmoothRow' : ''}`
+        : ''),
   );
   out.push(`  shapes      BS ${p.dims.bs}, H ${p.dims.h}, K ${p.dims.k}`);
   for (const v of p.violations) out.push(`  violation   ${v.message}`);
@@ -296,14 +374,25 @@ export function formatPlan(p: Plan): string {
     const h = p.hccl;
     const l = p.layout;
     const al = Math.ceil((Math.ceil((2 * p.dims.h) / 32) * 32 + 44) / 512) * 512;
-    out.push('HCCL_BUFFSIZE (shared_expert_num counts as passed, as every setup/teardown tiling counts it):');
+    const half = h.configuredHalfBytes;
+    out.push(
+      half !== undefined
+        ? 'HCCL_BUFFSIZE (950 contract §8: each op\'s tiling compares half the window, floor(HCCL_BUFFSIZE·2^20 / 2), against its own row; shared_expert_num counts as passed):'
+        : 'HCCL_BUFFSIZE (shared_expert_num counts as passed, as every setup/teardown tiling counts it):',
+    );
     out.push(`  dispatch area  L·maxBS·W·Align512(Align32(2H) + 44) = ${l.L}·${l.maxBs}·${p.attrs.epWorldSize}·${al} = ${bytesText(h.dispatchAreaBytes)}`);
     out.push(
       `  combine area   (K + SN)·maxBS·Align512(2H) = (${p.dims.k} + ${p.attrs.sharedExpertNum})·${l.maxBs}·${Math.ceil((2 * p.dims.h) / 512) * 512} = ${bytesText(h.combineAreaBytes)}`,
     );
     for (const f of h.figures) {
-      const what = f.id === 'documented' ? `2·(dispatch + combine), L = ${f.localExperts}` : `2·dispatch(L') + combine, L' = floor(E / (W − SN)) = ${f.localExperts}`;
-      out.push(`  needed         ${bytesText(f.bytes)} = ${what}: ${f.label}${f.id === h.binding ? '  <- binds' : ''}`);
+      const binds = f.id === h.binding ? '  <- binds' : '';
+      if (f.halfBytes === undefined) {
+        out.push(`  needed         ${bytesText(f.bytes)} = ${figureWhat(f)}: ${f.label}${binds}`);
+        continue;
+      }
+      // 950: the tiling's own comparison, half against its row, and how it goes at the configured size
+      const verdict = half === undefined || !Number.isFinite(half) ? '' : half >= f.halfBytes ? `; passes (half ${half})` : `; FAILS: "HCCL_BUFFSIZE [${half}] < [${f.halfBytes}]."`;
+      out.push(`  needed         ${bytesText(f.bytes)}, HCCL_BUFFSIZE >= ${Math.ceil(f.bytes / MB)}: half >= ${f.halfBytes} = ${figureWhat(f)}: ${f.label}${verdict}${binds}`);
     }
     out.push(
       Number.isFinite(h.configuredMb)
@@ -311,12 +400,63 @@ export function formatPlan(p: Plan): string {
         : `  configured     not a size (${h.source}, see the violation); the largest figure is ${bytesText(h.needed)} (${Math.ceil(h.needed / MB)} MB)`,
     );
     if (Number.isFinite(h.configuredMb)) {
+      // 950 §3: the data halves are [0, HCCL_BUFFSIZE/4) and [HCCL_BUFFSIZE/4, HCCL_BUFFSIZE/2); the upper half is unused
+      const dataHalf = half !== undefined ? `each data half (dispatch, combine alternately) HCCL_BUFFSIZE/4 = ${bytesText(Math.floor(h.configuredBytes / 4))}` : `each half (dispatch, combine alternately) ${bytesText(h.configuredBytes / 2)}`;
       out.push(
-        `  occupancy      ${Number.isFinite(h.occupancy) ? `${+(h.occupancy * 100).toFixed(2)}%` : '-'} of the window: each half (dispatch, combine alternately) ` +
-          `${bytesText(h.configuredBytes / 2)} holds dispatch + combine = ${bytesText(h.dispatchAreaBytes + h.combineAreaBytes)}`,
+        `  occupancy      ${Number.isFinite(h.occupancy) ? `${+(h.occupancy * 100).toFixed(2)}%` : '-'} of the window: ${dataHalf} ` +
+          `holds dispatch + combine = ${bytesText(h.dispatchAreaBytes + h.combineAreaBytes)}`,
       );
     }
   }
+  if (p.sizeHelpers) out.push(...formatSizeHelpers(p.sizeHelpers));
   for (const w of p.warnings) out.push(warningText(w));
+  if (p.sizeHelpers?.warning) out.push(planWarningText(p.sizeHelpers.warning));
   return `${out.join('\n')}\n`;
+}
+
+/** How a figure is made up, in the terms of the dispatch and combine areas printed above it. */
+function figureWhat(f: BufferFigure): string {
+  const L = `L = ${f.localExperts}`;
+  switch (f.id) {
+    case 'documented':
+      return `2·(dispatch + combine), ${L}`;
+    case 'setupTilings':
+    case 'dispatchSetup':
+      return `2·dispatch(L') + combine, L' = floor(E / (W − SN)) = ${f.localExperts}`;
+    case 'dispatchTeardown':
+      return `2·(dispatch + combine), ${L}`;
+    case 'combineSetup':
+      return `2·dispatch + combine, ${L}`;
+    case 'combineTeardown':
+      return `2·(dispatch + combine) with the rank's BS, ${L}`;
+  }
+}
+
+/** "warning W_CODE: message; remedy", as warningText writes a contract warning. */
+function planWarningText(w: PlanWarning): string {
+  return `warning ${w.code}: ${w.message}; ${w.remedy}`;
+}
+
+/** The size helpers' figures (950 contract §10) beside the contract's, per rank kind. */
+function formatSizeHelpers(sh: NonNullable<Plan['sizeHelpers']>): string[] {
+  const out = ['size helpers (950 contract §10, the aclnn CalcOutputSize helpers reproduced literally) beside the contract\'s sizes:'];
+  for (const r of sh.ranks) {
+    out.push(`  ${r.kind === 'moe' ? 'MoE' : 'shared'} rank ${r.epRankId}:`);
+    for (const [name, res] of [
+      ['aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize', r.dispatch],
+      ['aclnnMoeDistributeCombineSetupTeardownCalcOutputSize', r.combine],
+    ] as const) {
+      if (isHelperError(res)) {
+        out.push(`    ${name}: status ${res.status}, "${res.message}"`);
+        continue;
+      }
+      out.push(`    ${name}: status 0`);
+      const rows = r.rows.filter((x) => x.helper === (name.includes('Dispatch') ? 'dispatch' : 'combine'));
+      const w = Math.max(...rows.map((x) => `${x.field} ${x.helperValue}`.length));
+      for (const x of rows) {
+        out.push(`      ${`${x.field} ${x.helperValue}`.padEnd(w)}  ${x.agree ? 'agrees with' : 'DIFFERS from'} ${x.contractValue}: ${x.what}`);
+      }
+    }
+  }
+  return out;
 }

@@ -24,8 +24,11 @@ combine_teardown) on every rank of the case in CASE_DIR and writes OUT_DIR/rank{
 CASE_DIR holds
   case.json            {"epWorldSize", "moeExpertNum", and optionally "sharedExpertNum",
                         "sharedExpertRankNum", "quantMode", "globalBs", "expertTokenNumsType",
-                        "commQuantMode", "expertShardType", "groupEp"}; absent ones take the
-                        torch_npu defaults
+                        "commQuantMode", "expertShardType", "groupEp", "platform" ("a3" or
+                        "950"), "yDtype" (torch_npu's y_dtype: a name such as "fp8_e4m3fn" or
+                        its integer code such as 292), "fix950MaskSort", "fix950SmoothRow"
+                        (true or false)}; absent ones take the torch_npu defaults (on 950 the
+                        platform's: comm_type 2, sharedExpertNum 0)
   rank{r}.safetensors  per rank: x (BS,H) bf16/fp16, expert_ids (BS,K) int32,
                         expert_scales (BS,K) f32; optionally scales (E+SN,H) f32,
                         x_active_mask (BS) bool, shared_expert_x (BS,H) and expert_output (A,H)

@@ -96,9 +96,9 @@ export function checkAttrs(a: GroupAttrs): MoeError[] {
   if (yName === undefined) out.push(new MoeError('E_ATTR', 'yDtype', a.yDtype, Y_DTYPE_RULE));
   else if (mode && yName !== '') {
     const ok = mode.yDtypes ? (mode.yDtypes as readonly string[]).includes(yName) : yName === 'bf16' || yName === 'fp16';
-    if (!ok) out.push(new MoeError('E_DTYPE', 'yDtype', a.yDtype, `${mode.yRule} (yDtype ${yName}${typeof a.yDtype === 'number' ? `, torch_npu code ${a.yDtype}` : ''})`));
+    if (!ok) out.push(new MoeError('E_ATTR', 'yDtype', a.yDtype, `${mode.yRule} (yDtype ${yName}${typeof a.yDtype === 'number' ? `, torch_npu code ${a.yDtype}` : ''})`));
   } else if (mode && mode.yDtypes && !mode.defaultYDtype) {
-    out.push(new MoeError('E_DTYPE', 'yDtype', a.yDtype, `${mode.yRule}: pass yDtype (torch_npu y_dtype 24 or 292 for fp8_e4m3fn, 23 or 291 for fp8_e5m2); without it y gets x's dtype and the tiling refuses it`));
+    out.push(new MoeError('E_ATTR', 'yDtype', a.yDtype, `${mode.yRule}: pass yDtype (torch_npu y_dtype 24 or 292 for fp8_e4m3fn, 23 or 291 for fp8_e5m2); without it y gets x's dtype and the tiling refuses it`));
   }
   if (!isInt(a.globalBs) || a.globalBs < 0) {
     out.push(new MoeError('E_ATTR', 'globalBs', a.globalBs, 'globalBs should be 0 or a positive integer'));

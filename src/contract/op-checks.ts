@@ -3,6 +3,7 @@
 // order, and each input's dtype, shape and values — all before anything is written. A rank's
 // state here is what later calls of the same round are checked against.
 import { type GroupAttrs, type Layout, SHARED_ATTRS } from './attrs.js';
+import { yDtypeName } from './platform.js';
 import { checkActiveMask, checkDims, checkExpertIds, checkRank, checkTensor } from './checks.js';
 import { MoeError, formatValue } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
@@ -170,6 +171,11 @@ export class OpChecks {
     const c = this.context(rank, bs, dtype);
     const ids = this.ids(op, inp.expertIds, c);
     const scales = this.scales(rank, inp.scales, bs);
+    // quant mode 0 with y_dtype named: it must be x's own (the dispatch_setup tiling, 950 §7, DSt:585-607)
+    const yName = yDtypeName(this.attrs.yDtype);
+    if (this.layout.quant === 'none' && yName && yName !== dtype) {
+      throw new MoeError('E_DTYPE', 'yDtype', this.attrs.yDtype, `If quantMode is 0, the dtype of yOut must be the same as that of x (x is ${dtype}, yDtype ${yName})`);
+    }
     return { bs, dtype, ids, scales, activeBs: this.mask(op, inp.xActiveMask, c) };
   }
 

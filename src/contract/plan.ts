@@ -25,6 +25,13 @@ import { checkAttrs, checkBuffer, checkDims, checkUnevenBs } from './checks.js';
 import { OpChecks, checkSharedExpertX } from './op-checks.js';
 import { OP_TENSORS } from './tensors.js';
 import { type ContractWarning, type WarningUsage, contractWarnings } from './warnings.js';
+import {
+  type CombineSizeHelperResult,
+  type DispatchSizeHelperResult,
+  combineSetupTeardownCalcOutputSize,
+  dispatchSetupTeardownCalcOutputSize,
+  isHelperError,
+} from './size-helpers.js';
 
 export interface PlanTensor {
   op: OpName;
@@ -45,6 +52,41 @@ export interface PlanRank {
   bytes: number;
 }
 
+/** One output size as an aclnn size helper gives it beside the contract's (950 contract §10). */
+export interface SizeHelperRow {
+  /** the helper: dispatch (aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize) or combine (…CombineSetup…) */
+  helper: 'dispatch' | 'combine';
+  /** the helper's output */
+  field: 'tokenMsgSize' | 'expandIdxOutSize' | 'assistInfoForCombineOutSize' | 'commCmdInfoOutSize';
+  /** the helper's value */
+  helperValue: number;
+  /** what the contract (the tilings, as the tensor table sizes the tensor) demands */
+  contractValue: number;
+  /** which tensor dimension the figures size, and who checks the contract's */
+  what: string;
+  agree: boolean;
+}
+
+/** The size helpers of one rank kind: their results (or refusals, status 161001/161002) and the comparison. */
+export interface SizeHelperRank {
+  kind: 'moe' | 'shared';
+  /** the rank the helpers are asked about (the kind's first) */
+  epRankId: number;
+  dispatch: DispatchSizeHelperResult;
+  combine: CombineSizeHelperResult;
+  rows: SizeHelperRow[];
+}
+
+/**
+ * A warning of `plan` alone, in ContractWarning's form: the size helpers against the contract.
+ * Kept out of contractWarnings (and its WarningCode) because only plan computes the helpers.
+ */
+export interface PlanWarning {
+  code: 'W_950_SIZE_HELPER';
+  message: string;
+  remedy: string;
+}
+
 export interface Plan {
   valid: boolean;
   violations: { code: string; param: string; value: unknown; rule: string; message: string }[];
@@ -61,20 +103,25 @@ export interface Plan {
   };
   rankKinds?: PlanRank[];
   hccl?: {
-    /** every tiling's figure (contract §7), bytes */
+    /** every tiling's figure (contract §7; on 950 each op's own row of §8, with the half it compares), bytes */
     figures: BufferFigure[];
     /** the largest figure: the need */
     needed: number;
     /** the id of the figure that sets the need */
     binding: BufferFigure['id'];
-    /** the documented formula's figure (also the dispatch_teardown tiling's) */
+    /** the documented formula's figure (also the dispatch_teardown tiling's; on 950 that tiling's row, the documented factor 4) */
     neededDocumented: number;
-    /** the A3 dispatch_setup/combine_setup tilings' figure, with L' */
+    /** the setup tilings' figure with L' (A3: dispatch_setup and combine_setup; 950: the dispatch_setup row, the one with L') */
     neededSetupTilings: number;
     /** L' = floor(E / (W − SN)), the setup tilings' local expert count on MoE ranks */
     setupLocalExperts: number;
     configuredMb: number;
     configuredBytes: number;
+    /**
+     * 950: what each tiling compares against its row, floor(HCCL_BUFFSIZE·2^20 / 2) (§8, DSt:777);
+     * undefined on A3, whose tilings compare the whole window
+     */
+    configuredHalfBytes?: number;
     source: string;
     /** configured ≥ needed */
     enough: boolean;
@@ -87,6 +134,11 @@ export interface Plan {
   };
   /** the traps of contract §8 this configuration sets; never part of validity */
   warnings: ContractWarning[];
+  /**
+   * 950: the aclnn size helpers (§10, reproduced literally) beside the contract's sizes, per rank
+   * kind, and a warning where they disagree (never part of validity); undefined on A3
+   */
+  sizeHelpers?: { ranks: SizeHelperRank[]; warning?: PlanWarning };
 }
 
 function tensorsOf(lay: Layout, rank: number, bs: number): PlanTensor[] {
@@ -152,15 +204,18 @@ export function planFor(input: AttrInput, dims: DataDims, hccl?: number | Config
       const need = hcclBufferNeeded(lay);
       const mb = configured.mb;
       const fig = (id: BufferFigure['id']) => need.figures.find((f) => f.id === id)!;
+      // on 950 each op has its own row (§8): dispatch_teardown's is the documented factor 4, dispatch_setup's the one with L'
+      const is950 = need.figures.some((f) => f.halfBytes !== undefined);
       plan.hccl = {
         figures: need.figures,
         needed: need.needed,
         binding: need.binding.id,
-        neededDocumented: fig('documented').bytes,
-        neededSetupTilings: fig('setupTilings').bytes,
+        neededDocumented: fig(is950 ? 'dispatchTeardown' : 'documented').bytes,
+        neededSetupTilings: fig(is950 ? 'dispatchSetup' : 'setupTilings').bytes,
         setupLocalExperts: setupTilingLocalExperts(lay),
         configuredMb: mb,
         configuredBytes: mb * MB,
+        ...(is950 ? { configuredHalfBytes: Math.floor((mb * MB) / 2) } : {}),
         source: configured.source,
         enough: mb * MB >= need.needed,
         occupancy: need.needed / (mb * MB),
@@ -168,9 +223,80 @@ export function planFor(input: AttrInput, dims: DataDims, hccl?: number | Config
         combineAreaBytes: need.combineAreaBytes,
       };
       plan.warnings = contractWarnings(lay, usage);
+      if (lay.platform.name === '950') plan.sizeHelpers = sizeHelpersOf(lay, kinds);
     }
   }
   return addViolations(plan, errors);
+}
+
+const numelOf = (t: PlanTensor | undefined): number => (t ? numel(t.shape) : NaN);
+
+/**
+ * The two aclnn size helpers (950 contract §10) asked about each rank kind's first rank with the
+ * plan's shapes — x (maxBS, H), expert_ids (maxBS, K), expand_x (A, H) — beside the sizes the
+ * tensor table gives (the tilings' own checks, §1, §2.3, §7); and one warning listing where they
+ * disagree: a tensor sized by the helper is refused by the tiling that checks it.
+ */
+function sizeHelpersOf(lay: Layout, kinds: readonly PlanRank[]): NonNullable<Plan['sizeHelpers']> {
+  const a = lay.attrs;
+  const ranks: SizeHelperRank[] = kinds.map((k) => {
+    const rank = k.ranks[0]!;
+    const bs = lay.maxBs;
+    const t = (op: OpName, name: string) => k.tensors.find((x) => x.op === op && x.name === name);
+    const dispatch = dispatchSetupTeardownCalcOutputSize({
+      x: { shape: [bs, lay.H] },
+      expertIds: { shape: [bs, lay.K] },
+      groupEp: a.groupEp,
+      epWorldSize: a.epWorldSize,
+      epRankId: rank,
+      moeExpertNum: a.moeExpertNum,
+      expertShardType: a.expertShardType,
+      sharedExpertNum: a.sharedExpertNum,
+      sharedExpertRankNum: a.sharedExpertRankNum,
+      quantMode: a.quantMode,
+      globalBs: a.globalBs,
+      expertTokenNumsType: a.expertTokenNumsType,
+      commType: a.commType,
+      commAlg: a.commAlg,
+    });
+    const combine = combineSetupTeardownCalcOutputSize({ expandX: { shape: [k.A, lay.H] }, epWorldSize: a.epWorldSize });
+    const rows: SizeHelperRow[] = [];
+    const row = (helper: SizeHelperRow['helper'], field: SizeHelperRow['field'], helperValue: number, contractValue: number, what: string): void =>
+      void rows.push({ helper, field, helperValue, contractValue, what, agree: helperValue === contractValue });
+    if (!isHelperError(dispatch)) {
+      const y = t('dispatchSetup', 'y');
+      row('dispatch', 'tokenMsgSize', dispatch.tokenMsgSize, y ? y.shape[1]! : lay.tokenMsgSize, `dim 1 of y, as the dispatch_setup tiling checks it (DSt:716-733, §2.3, quantMode ${a.quantMode})`);
+      row('dispatch', 'expandIdxOutSize', dispatch.expandIdxOutSize, numelOf(t('dispatchSetup', 'expandIdx')), 'expand_idx, BS·K (DSt:735-740)');
+      row('dispatch', 'assistInfoForCombineOutSize', dispatch.assistInfoForCombineOutSize, numelOf(t('dispatchTeardown', 'assistInfoForCombine')), 'assist_info_for_combine, A·128 (DTt:590-597)');
+      row('dispatch', 'commCmdInfoOutSize', dispatch.commCmdInfoOutSize, numelOf(t('dispatchSetup', 'commCmdInfo')), 'comm_cmd_info with L = E/(W − S), as dispatch_teardown checks it (DTt:541-547)');
+      // the dispatch_setup tiling checks comm_cmd_info with L' = E/(W − SN) on MoE ranks, 1 on shared (DSt:742-749)
+      const lSetup = k.kind === 'shared' ? 1 : setupTilingLocalExperts(lay);
+      row('dispatch', 'commCmdInfoOutSize', dispatch.commCmdInfoOutSize, (bs * (lay.K + lay.SN) + lay.W * lSetup) * 16, `comm_cmd_info with L' = ${lSetup}, as the dispatch_setup tiling checks it (DSt:742-749)`);
+    }
+    if (!isHelperError(combine)) {
+      const q = t('combineSetup', 'quantExpandX');
+      row('combine', 'tokenMsgSize', combine.tokenMsgSize, q ? q.shape[1]! : lay.quantExpandXCols, 'dim 1 of quant_expand_x (CSt:548-555)');
+      row('combine', 'commCmdInfoOutSize', combine.commCmdInfoOutSize, numelOf(t('combineSetup', 'commCmdInfo')), 'combine comm_cmd_info, (A + W)·16 (CSt:557-563)');
+    }
+    return { kind: k.kind, epRankId: rank, dispatch, combine, rows };
+  });
+  const bad = ranks.flatMap((r) => r.rows.filter((x) => !x.agree).map((x) => ({ r, x })));
+  if (bad.length === 0) return { ranks };
+  const helperName = (h: SizeHelperRow['helper']): string => `aclnnMoeDistribute${h === 'dispatch' ? 'DispatchSetup' : 'CombineSetup'}TeardownCalcOutputSize`;
+  const list = bad
+    .map(({ r, x }) => `${helperName(x.helper)} gives ${x.field} ${x.helperValue} on rank ${r.epRankId} (${r.kind === 'moe' ? 'MoE' : 'shared'}), the contract ${x.contractValue}: ${x.what}`)
+    .join('; ');
+  const tokenMsg = bad.some(({ x }) => x.helper === 'dispatch' && x.field === 'tokenMsgSize')
+    ? ` (the dispatch helper computes Align512(Align32(H) + 4) for every quant mode but 0; the tiling wants ${lay.quant === 'mx' ? 'Align512(Align256(H) + Align2(ceil(H/32))) for MX' : `quantMode ${a.quantMode}'s own size`}, so "Dim1 of yOut must be equal to tokenMsgSize" refuses a y sized by the helper)`
+    : '';
+  return {
+    ranks,
+    warning: {
+      code: 'W_950_SIZE_HELPER',
+      message: `the aclnn size helpers disagree with the tilings (950 contract §10, reproduced literally): ${list}${tokenMsg}`,
+      remedy: "size the outputs by the contract's figures (the tensors above, as the tilings check them), not by the size helpers",
+    },
+  };
 }
 
 /** `plan` with `errors` listed after its violations (valid only with none at all). */

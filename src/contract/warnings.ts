@@ -140,8 +140,10 @@ export function contractWarnings(lay: Layout, usage: WarningUsage = {}): Contrac
       code: 'W_Y_DTYPE',
       message:
         'current torch_npu adds y_dtype to npu_moe_distribute_dispatch_setup: with quantMode = 2 and y_dtype left out, y gets x\'s dtype and the tiling rejects it ' +
-        '("yOut only support int8 when quant mode equal = 2")',
-      remedy: 'pass y_dtype = 1 (torch.int8) to npu_moe_distribute_dispatch_setup when quant_mode = 2',
+        `("${lay.platform.quantModes[2]!.yRule}"); the simulation takes int8`,
+      remedy: lay.platform.name === '950'
+        ? 'pass y_dtype = 1 (torch.int8), 24 (float8_e4m3fn) or 23 (float8_e5m2) to npu_moe_distribute_dispatch_setup when quant_mode = 2 (yDtype in the case)'
+        : 'pass y_dtype = 1 (torch.int8) to npu_moe_distribute_dispatch_setup when quant_mode = 2',
     });
   }
   return out;

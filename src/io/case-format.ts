@@ -1,7 +1,7 @@
 // The case format without file system access (browser-safe): case.json's fields and checks, the
 // tensor names, and the checks of a whole case over tensors already read. case.ts reads and writes
 // case directories on disk with these.
-import { ATTR_DEFAULTS, type GroupAttrs, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
+import { ATTR_DEFAULTS, type GroupAttrs, PLATFORM_NAMES, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
 import { checkAttrs } from '../contract/checks.js';
 import { MoeError, formatValue, withContext } from '../core/errors.js';
 import type { DType, Tensor } from '../core/tensor.js';
@@ -24,7 +24,32 @@ export const CASE_FIELDS = [
   'commQuantMode',
   'expertShardType',
   'groupEp',
+  // 950 contract §1, §2.1.4, §2.4, §11: the chip, torch_npu's y_dtype, the two kernel-bug Decisions
+  'platform',
+  'yDtype',
+  'fix950MaskSort',
+  'fix950SmoothRow',
 ] as const satisfies readonly (keyof GroupAttrs)[];
+
+/**
+ * The JSON type each case field takes (all others: an integer). platform is a string here, its
+ * value ('a3' | '950') checked with the other attributes (checkAttrs) so that `plan` lists it with
+ * the rest; yDtype is a dtype name or torch_npu's integer y_dtype code (950 contract §11).
+ */
+const FIELD_TYPES: Partial<Record<(typeof CASE_FIELDS)[number], 'string' | 'boolean' | 'name-or-code'>> = {
+  groupEp: 'string',
+  platform: 'string',
+  yDtype: 'name-or-code',
+  fix950MaskSort: 'boolean',
+  fix950SmoothRow: 'boolean',
+};
+
+/** Default of a case field, for messages. */
+const defaultText = (k: string): string => {
+  const d = (ATTR_DEFAULTS as Record<string, unknown>)[k];
+  if (d === undefined) return 'required, no default';
+  return d === '' && k === 'yDtype' ? 'default absent: y takes x\'s dtype, int8 for quant mode 2' : `default ${formatValue(d)}`;
+};
 
 const REQUIRED_FIELDS = ['epWorldSize', 'moeExpertNum'] as const;
 
@@ -91,13 +116,14 @@ export interface RankSource {
 
 /** What a case directory holds: the attributes as written to case.json and each rank's tensors. */
 export interface CaseSpec {
-  attrs: Partial<Record<(typeof CASE_FIELDS)[number], number | string>>;
+  attrs: Partial<Record<(typeof CASE_FIELDS)[number], number | string | boolean>>;
   ranks: readonly Partial<Record<(typeof INPUT_TENSORS)[number], Tensor>>[];
 }
 
 /**
  * The text of case.json as written (`file` names it in messages): a JSON object with known keys
- * only, integer attributes and a string groupEp. Ranges are not checked here.
+ * only, integer attributes, a string groupEp and platform, a yDtype name or integer code, boolean
+ * fix950MaskSort and fix950SmoothRow. Ranges (and which names or codes) are not checked here.
  */
 export function parseCaseDocument(text: string, file: string): Partial<GroupAttrs> {
   let doc: unknown;
@@ -120,11 +146,18 @@ export function parseCaseDocument(text: string, file: string): Partial<GroupAttr
   for (const k of CASE_FIELDS) {
     const v = obj[k];
     if (v === undefined) continue;
-    if (k === 'groupEp') {
-      if (typeof v !== 'string') throw caseError(file, `groupEp is ${formatValue(v)}; expected a string`, v);
+    const type = FIELD_TYPES[k];
+    if (type === 'string') {
+      const what = k === 'platform' ? `a string, ${PLATFORM_NAMES.map((n) => JSON.stringify(n)).join(' or ')}` : 'a string';
+      if (typeof v !== 'string') throw caseError(file, `${k} is ${formatValue(v)}; expected ${what} (${defaultText(k)})`, v);
+    } else if (type === 'boolean') {
+      if (typeof v !== 'boolean') throw caseError(file, `${k} is ${formatValue(v)}; expected true or false (${defaultText(k)})`, v);
+    } else if (type === 'name-or-code') {
+      if (typeof v !== 'string' && (typeof v !== 'number' || !Number.isInteger(v))) {
+        throw caseError(file, `${k} is ${formatValue(v)}; expected a dtype name such as "fp8_e4m3fn" or torch_npu's integer y_dtype code such as 292 (${defaultText(k)})`, v);
+      }
     } else if (typeof v !== 'number' || !Number.isInteger(v)) {
-      const d = (ATTR_DEFAULTS as Record<string, unknown>)[k];
-      throw caseError(file, `${k} is ${formatValue(v)}; expected an integer (${d === undefined ? 'required, no default' : `default ${formatValue(d)}`})`, v);
+      throw caseError(file, `${k} is ${formatValue(v)}; expected an integer (${defaultText(k)})`, v);
     }
     // JSON.parse rounds an integer past 2^53 − 1 to the nearest double: the value the file names
     // is not the one read, so it is refused rather than taken as another number

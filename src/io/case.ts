@@ -118,7 +118,7 @@ export async function rollBackStaleCommits(outDir: string): Promise<void> {
   }
 }
 
-/** Reads case.json: known keys only, integer attributes, torch_npu defaults for absent ones. */
+/** Reads case.json: known keys only, each of its type, torch_npu defaults (the platform's) for absent ones. */
 export async function readCaseAttrs(dir: string): Promise<GroupAttrs> {
   const file = join(dir, 'case.json');
   return parseCaseAttrs(await readText(file, 'the case attributes as JSON', CASE_JSON_LIMIT), file);
@@ -240,8 +240,10 @@ export const ATTRS_METADATA_KEY = 'moe_distribute.attrs';
 
 /**
  * case.json's document for `attrs`: every case field, defaults filled in, in CASE_FIELDS order
- * (what readCaseAttrs gives back). Attributes a case cannot set (commType, commAlg) are left out,
- * since parseCaseDocument refuses them.
+ * (what readCaseAttrs gives back), so that the file does not depend on this version's defaults:
+ * platform, yDtype ('' = absent; a name or torch_npu's code as given) and the two 950 fix flags
+ * included. Attributes a case cannot set (commType, commAlg) are left out, since
+ * parseCaseDocument refuses them; withDefaults gives them back (comm_type 2 on 950, §7).
  */
 export function caseDocument(attrs: AttrInput): CaseSpec['attrs'] {
   const full = withDefaults(attrs);

@@ -2,8 +2,9 @@
 // rank's input tensors) from a spec and a seed. Pure and deterministic: one Rng stream (src/random.ts,
 // 32-bit integer arithmetic) drawn in a fixed order, routing sampled with integer weights, so the
 // same spec gives the same bytes on every platform.
-import { type GroupAttrs, withDefaults } from '../contract/attrs.js';
+import { ATTR_DEFAULTS, type GroupAttrs, type Platform, withDefaults } from '../contract/attrs.js';
 import { checkAttrs, checkDims } from '../contract/checks.js';
+import { platformSpec, yDtypeName } from '../contract/platform.js';
 import { MoeError } from '../core/errors.js';
 import { detExp, detLog } from '../core/detmath.js';
 import type { CaseSpec } from '../io/case.js';
@@ -28,12 +29,19 @@ export interface GenSpec {
   globalBs?: number;
   expertTokenNumsType?: number;
   groupEp?: string;
+  /** the chip reproduced (default 'a3'); '950' takes that platform's defaults (comm_type 2, sharedExpertNum 0) */
+  platform?: Platform;
+  /** torch_npu's y_dtype: a dtype name or its integer code (950 contract §11); absent: x's dtype, int8 for quant mode 2 */
+  yDtype?: string | number;
+  /** 950 Decisions (§2.1.4, §2.4): what a fixed kernel would do instead of the open one's bugs */
+  fix950MaskSort?: boolean;
+  fix950SmoothRow?: boolean;
   /** BS of every rank: one number, or one per rank (uneven BS needs globalBs = maxBS·W) */
   bs: number | readonly number[];
   h: number;
   k: number;
   dtype?: XDtype;
-  /** quant mode 2: write smooth scales (E + SN, H) f32 */
+  /** per-token quant mode (2) only: write smooth scales (E + SN, H) f32 */
   smoothScales?: boolean;
   routing?: Routing;
   /** zipf exponent: expert of popularity rank n (1-based) drawn with weight n^-s */
@@ -85,6 +93,10 @@ function attrsOf(spec: GenSpec): GroupAttrs {
     globalBs,
     expertTokenNumsType: spec.expertTokenNumsType,
     groupEp: spec.groupEp,
+    platform: spec.platform,
+    yDtype: spec.yDtype,
+    fix950MaskSort: spec.fix950MaskSort,
+    fix950SmoothRow: spec.fix950SmoothRow,
   });
 }
 
@@ -121,10 +133,19 @@ export function checkGenSpec(spec: GenSpec): MoeError[] {
   if (spec.hotExpert !== undefined && (!isInt(spec.hotExpert) || spec.hotExpert < 0 || spec.hotExpert >= a.moeExpertNum)) {
     out.push(new MoeError('E_VALUE', 'hotExpert', spec.hotExpert, `hot expert should be in [0, moeExpertNum) = [0, ${a.moeExpertNum})`));
   }
+  // what the quant mode makes of a message on this platform (checkAttrs passed: the mode exists)
+  const kind = platformSpec(a.platform).quantModes[a.quantMode]?.kind;
   const dtype = spec.dtype ?? 'bf16';
   if (dtype !== 'bf16' && dtype !== 'fp16') out.push(new MoeError('E_DTYPE', 'dtype', dtype, 'x dtype should be bf16 or fp16'));
-  if (spec.smoothScales && a.quantMode !== 2) {
-    out.push(new MoeError('E_VALUE', 'scales', 'smooth scales', 'smooth scales need quantMode = 2 (scales must be absent when quantMode = 0)'));
+  else if (kind === 'none' && yDtypeName(a.yDtype) !== '' && yDtypeName(a.yDtype) !== dtype) {
+    // checkAttrs takes bf16 or fp16 for quant mode 0 without knowing x; the tiling wants x's own (DSt:585-607)
+    out.push(new MoeError('E_DTYPE', 'yDtype', a.yDtype, `If quantMode is 0, the dtype of yOut must be the same as that of x (yDtype ${yDtypeName(a.yDtype)}, x ${dtype})`));
+  }
+  // smooth scales only with the per-token mode: quant mode 0 has no kernel with scales (A3 §7; 950
+  // DSe:35-41), nor has the 950 MX mode 4 (its kernel exists only without scales, key 1004, DSe:69-73)
+  if (spec.smoothScales && kind !== 'token') {
+    const why = kind === 'mx' ? `quantMode ${a.quantMode} (MX) on ${a.platform} has no kernel with scales, 950 contract §2.4, DSe:69-73` : `scales must be absent when quantMode = ${a.quantMode}`;
+    out.push(new MoeError('E_VALUE', 'scales', 'smooth scales', `smooth scales need quantMode = 2, the per-token mode (${why})`));
   }
   if (spec.sharedExpertX && S !== 0) {
     out.push(new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${S})`));
@@ -356,6 +377,11 @@ function caseAttrs(spec: GenSpec, a: GroupAttrs): CaseSpec['attrs'] {
   if (a.globalBs !== 0) attrs.globalBs = a.globalBs;
   if (spec.expertTokenNumsType !== undefined) attrs.expertTokenNumsType = a.expertTokenNumsType;
   if (spec.groupEp !== undefined) attrs.groupEp = a.groupEp;
+  // the 950 fields when they differ from the defaults (or are given): an A3 case's document stays as it was
+  if (spec.platform !== undefined || a.platform !== ATTR_DEFAULTS.platform) attrs.platform = a.platform;
+  if (a.yDtype !== ATTR_DEFAULTS.yDtype) attrs.yDtype = a.yDtype;
+  if (a.fix950MaskSort !== ATTR_DEFAULTS.fix950MaskSort) attrs.fix950MaskSort = a.fix950MaskSort;
+  if (a.fix950SmoothRow !== ATTR_DEFAULTS.fix950SmoothRow) attrs.fix950SmoothRow = a.fix950SmoothRow;
   return attrs;
 }
 

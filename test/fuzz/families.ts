@@ -164,7 +164,12 @@ export function checkCase(text: string, attrs: Record<string, unknown>): void {
   }
   for (const k of CASE_FIELDS) {
     const v = attrs[k];
-    if (k === 'groupEp' ? typeof v !== 'string' : !Number.isInteger(v)) throw new Breach('wrong', `${k} is ${String(v)}`);
+    const typed =
+      k === 'groupEp' || k === 'platform' ? typeof v === 'string'
+      : k === 'fix950MaskSort' || k === 'fix950SmoothRow' ? typeof v === 'boolean'
+      : k === 'yDtype' ? typeof v === 'string' || Number.isInteger(v)
+      : Number.isInteger(v);
+    if (!typed) throw new Breach('wrong', `${k} is ${String(v)}`);
     if (typeof v === 'number' && !Number.isSafeInteger(v)) throw new Breach('wrong', `accepted an integer past 2^53 - 1, rounded by JSON.parse: ${k} is ${v}`);
   }
 }
