@@ -5,8 +5,8 @@ import { setKernelSource } from '../backends/wasm/index.js';
 import { MoeError } from '../core/errors.js';
 import { $, h, ms } from './dom.js';
 import { type PageRun, outputHashes, runRoundInPage } from './engine.js';
-import { type Config, type PickedFile, type RoundInputs, type Routing, SEED_EXAMPLE, analyse, generateInputs, openCase, usageOf, validate } from './model.js';
-import { buildForm, readForm, showValidation, writeForm } from './views/configure.js';
+import { type Config, EXAMPLE_950, type PickedFile, type RoundInputs, type Routing, SEED_EXAMPLE, analyse, generateInputs, openCase, usageOf, validate } from './model.js';
+import { buildForm, readForm, showPlatform, showValidation, writeForm } from './views/configure.js';
 import { renderPlan } from './views/plan.js';
 import { renderRun } from './views/run.js';
 import { renderSee } from './views/see.js';
@@ -68,6 +68,7 @@ function showIsolation(): void {
  */
 function onFormChange(): void {
   state.config = readForm(form);
+  showPlatform(form, state.config.attrs.platform);
   const current = state.inputs && sameShape(state.inputs, state.config) ? state.inputs : undefined;
   const v = validate(state.config, current ? usageOf(current) : {});
   showValidation(form, v, $('general-errors'), $('general-warnings'));
@@ -195,6 +196,7 @@ function boot(): void {
     h('button', { type: 'button', id: 'btn-generate', class: 'primary', title: 'draw the inputs of every rank from the seed (x, expert_ids, expert_scales, scales, mask) and show where the tokens land' }, 'Generate routing'),
     h('button', { type: 'button', id: 'btn-seed', title: 'the torch_npu example of npm start: W 16, E 16, BS 64, H 1024, K 8, quant mode 2, smooth scales, seed 0' }, 'Seed example'),
     h('button', { type: 'button', id: 'btn-large', title: 'the largest group: W 384 ranks (128 shared-expert ranks, 2 shared experts), E 512 MoE experts, BS 8, H 1024, K 8, quant mode 2, zipf routing s = 1.2' }, 'W 384 × E 512'),
+    h('button', { type: 'button', id: 'btn-950', title: 'Ascend 950 inside the envelope its combine tilings accept: W 8, E 32, BS 8, H 4096, K 8, globalBs 64, quant mode 4 (MX) with fp8_e4m3fn y, uniform routing, seed 0' }, '950 MX example'),
     h(
       'label',
       { class: 'file', title: 'pick a case directory (case.json, rank{r}.safetensors or rank{r}/NAME.npy): the files are read by this page and never leave the machine' },
@@ -225,6 +227,11 @@ function boot(): void {
       seed: 1,
       smoothScales: false,
     });
+    onFormChange();
+    void generate();
+  };
+  $('btn-950').onclick = () => {
+    writeForm(form, EXAMPLE_950);
     onFormChange();
     void generate();
   };

@@ -1,8 +1,9 @@
 // The page's model, free of DOM: the configuration read from the form, the inputs of a round
 // (generated from a seed, the seed example's, or a case opened from files), and what the routing
 // implies before anything runs: token counts per (rank, expert), traffic per (sender, receiver),
-// expert loads, each receiver's blocks, and where each token lands.
-import { activeRows, routingCounts } from '../contract/routing.js';
+// expert loads, each receiver's blocks, and where each token lands (on 950, from which row of y:
+// rows sorted by expert id, 950 contract §2.1).
+import { type SortedRows, activeRows, routingCounts, sortedRows950 } from '../contract/routing.js';
 import {
   type AttrInput,
   type DataDims,
@@ -14,8 +15,9 @@ import {
   sharedHome,
   withDefaults,
 } from '../contract/attrs.js';
+import { platformSpec } from '../contract/platform.js';
 import { type Plan, planFor } from '../contract/plan.js';
-import type { WarningUsage } from '../contract/warnings.js';
+import { type ContractWarning, type WarningUsage, contractWarnings } from '../contract/warnings.js';
 import type { XDtype } from '../backends/types.js';
 import { MoeError } from '../core/errors.js';
 import { type GenSpec, ROUTINGS, checkGenSpec, generateCase } from '../services/gen.js';
@@ -58,6 +60,23 @@ export const SEED_EXAMPLE: Config = {
   smoothScales: true,
 };
 
+/**
+ * A 950 configuration inside the envelope every 950 tiling accepts (950 contract §1, §7: W ∈ {2,4,8},
+ * E = 32, S = SN = 0, BS ∈ {8,16,256}, H ∈ {4096,7168}, K ∈ {6,8}, comm_type 2,
+ * expert_token_nums_type 1), quant mode 4 (MX) with fp8_e4m3fn y: the documented 950 call.
+ */
+export const EXAMPLE_950: Config = {
+  attrs: withDefaults({ platform: '950', epWorldSize: 8, moeExpertNum: 32, quantMode: 4, yDtype: 'fp8_e4m3fn', globalBs: 8 * 8 }),
+  dims: { bs: 8, h: 4096, k: 8 },
+  hcclMb: 200,
+  dtype: 'bf16',
+  routing: 'uniform',
+  zipfS: 1.2,
+  hotExpert: 0,
+  seed: 0,
+  smoothScales: false,
+};
+
 export function genSpecOf(c: Config): GenSpec {
   const a = c.attrs;
   return {
@@ -69,6 +88,10 @@ export function genSpecOf(c: Config): GenSpec {
     globalBs: a.globalBs === 0 ? undefined : a.globalBs,
     expertTokenNumsType: a.expertTokenNumsType,
     groupEp: a.groupEp,
+    platform: a.platform,
+    yDtype: a.yDtype,
+    fix950MaskSort: a.fix950MaskSort,
+    fix950SmoothRow: a.fix950SmoothRow,
     bs: c.dims.bs,
     h: c.dims.h,
     k: c.dims.k,
@@ -91,10 +114,11 @@ export interface Validation {
 /**
  * The library's checks on a configuration: planFor (attributes, shapes, HCCL_BUFFSIZE, and the
  * traps of contract §8 as plan.warnings) and the generator's. `usage`: what the inputs at hand
- * pass beyond the attributes (usageOf), which only inputs can tell.
+ * pass beyond the attributes (usageOf), which only inputs can tell; the form's smooth scales
+ * count until then (on 950 they set W_950_SMOOTH_ROW, 950 contract §2.4).
  */
 export function validate(c: Config, usage: WarningUsage = {}): Validation {
-  const plan = planFor(c.attrs as AttrInput, c.dims, c.hcclMb, 'hcclBufferSize', usage);
+  const plan = planFor(c.attrs as AttrInput, c.dims, c.hcclMb, 'hcclBufferSize', { smoothScales: c.smoothScales, ...usage });
   const problems = plan.violations.map((v) => ({ param: v.param, message: v.message, code: v.code }));
   const seen = new Set(problems.map((p) => p.message));
   for (const e of checkGenSpec(genSpecOf(c))) {
@@ -107,7 +131,7 @@ export function validate(c: Config, usage: WarningUsage = {}): Validation {
     if (c.attrs.sharedExpertRankNum !== 0) {
       problems.push({ param: 'routing', code: 'E_VALUE', message: 'routing = "seed-example": the seed example has no shared experts (sharedExpertRankNum = 0)' });
     }
-    if (c.attrs.quantMode !== 2 && c.smoothScales) {
+    if (platformSpec(c.attrs.platform).quantModes[c.attrs.quantMode]?.kind !== 'token' && c.smoothScales) {
       problems.push({ param: 'smoothScales', code: 'E_VALUE', message: 'routing = "seed-example": smooth scales need quantMode = 2' });
     }
   }
@@ -160,10 +184,32 @@ export function generateInputs(c: Config): RoundInputs {
 
 /**
  * What a round's inputs pass beyond the attributes, for the warnings: shared_expert_x on any rank
- * (an opened case may hold it; the kernels ignore it) and each rank's BS (uneven in a case).
+ * (an opened case may hold it; the kernels ignore it), each rank's BS (uneven in a case), smooth
+ * scales, and on 950 a partial x_active_mask (950 contract §2.1.4): the rank whose sorted rows go
+ * most wrong (the first such rank on a tie), since the warning names one.
  */
 export function usageOf(ri: RoundInputs): WarningUsage {
-  return { sharedExpertX: ri.inputs.some((i) => !!i.sharedExpertX), bsPerRank: ri.inputs.map((i) => i.x.shape[0]!) };
+  const usage: WarningUsage = {
+    sharedExpertX: ri.inputs.some((i) => !!i.sharedExpertX),
+    bsPerRank: ri.inputs.map((i) => i.x.shape[0]!),
+    smoothScales: ri.inputs.some((i) => !!i.scales),
+  };
+  const lay = makeLayout(ri.attrs, ri.dims);
+  if (lay.platform.ySortedByExpert) {
+    ri.inputs.forEach((inp, rank) => {
+      const bs = inp.x.shape[0]!;
+      const act = activeRows(inp.xActiveMask?.data as Uint8Array | undefined, bs);
+      if (act === bs) return;
+      const sr = sortedRowsOf(ri.attrs, inp.expertIds.data as Int32Array, bs, act, lay.K, lay.E);
+      if (!usage.partialMask || sr.wrongRows > usage.partialMask.wrongRows) usage.partialMask = { rank, activeBs: act, bs, wrongRows: sr.wrongRows };
+    });
+  }
+  return usage;
+}
+
+/** 950: the rows of one rank's y as dispatch_setup sorts them, with the form's fix950 flags. */
+function sortedRowsOf(a: GroupAttrs, ids: Int32Array, bs: number, activeBs: number, K: number, E: number): SortedRows {
+  return sortedRows950(ids, bs, activeBs, K, E, { fixMaskSort: a.fix950MaskSort, fixSmoothRow: a.fix950SmoothRow });
 }
 
 /** A file picked in the page: its path inside the picked directory (or its name) and its bytes. */
@@ -223,7 +269,8 @@ export interface Routing {
   W: number;
   E: number;
   K: number;
-  /** active tokens of each rank */
+  /** BS (rows of x) and active tokens of each rank */
+  bs: Int32Array;
   activeBs: Int32Array;
   /** (W·E): tokens of rank r routed to MoE expert e */
   counts: Int32Array;
@@ -239,11 +286,19 @@ export interface Routing {
   /** the largest (sender, expert) count */
   maxCount: number;
   maxTraffic: number;
+  /**
+   * 950 (y sorted by expert id, 950 contract §2.1): each rank's rows of y as dispatch_setup sorts
+   * them; undefined on A3, whose y row of pair i is i itself (and BS·K + s·activeBs + t for shared).
+   */
+  sorted?: SortedRows[];
+  /** 950: sent rows that carry another token or expert than they should (§2.1.4), over all ranks */
+  wrongRows: number;
 }
 
 export function analyse(ri: RoundInputs): Routing {
   const lay = makeLayout(ri.attrs, ri.dims);
   const { W, E, K } = lay;
+  const bs = Int32Array.from(ri.inputs, (inp) => inp.x.shape[0]!);
   const activeBs = Int32Array.from(ri.inputs, (inp) => activeRows(inp.xActiveMask?.data as Uint8Array | undefined, inp.x.shape[0]!));
   const rc = routingCounts(
     lay,
@@ -260,10 +315,23 @@ export function analyse(ri: RoundInputs): Routing {
   for (const t of rc.traffic) if (t > maxTraffic) maxTraffic = t;
   const A = new Int32Array(W);
   for (let r = 0; r < W; r++) A[r] = expandRows(lay, r);
+  const sorted = lay.platform.ySortedByExpert
+    ? ri.inputs.map((inp, r) => sortedRowsOf(ri.attrs, inp.expertIds.data as Int32Array, bs[r]!, activeBs[r]!, K, E))
+    : undefined;
   return {
-    lay, W, E, K, activeBs, counts: rc.expertCounts, traffic: rc.traffic, load, received: Float64Array.from(rc.received),
-    blockCounts: rc.blockCounts, A, maxCount, maxTraffic,
+    lay, W, E, K, bs, activeBs, counts: rc.expertCounts, traffic: rc.traffic, load, received: Float64Array.from(rc.received),
+    blockCounts: rc.blockCounts, A, maxCount, maxTraffic, sorted, wrongRows: sorted ? sorted.reduce((n, s) => n + s.wrongRows, 0) : 0,
   };
+}
+
+/**
+ * 950: the W_950_PARTIAL_MASK warning of the rank whose sorted rows go most wrong, as the library
+ * words it (950 contract §2.1.4); none on A3, with a full mask, or with fix950MaskSort.
+ */
+export function partialMaskWarning(rt: Routing, ri: RoundInputs): ContractWarning | undefined {
+  const usage = usageOf(ri);
+  if (!usage.partialMask) return undefined;
+  return contractWarnings(rt.lay, { partialMask: usage.partialMask }).find((w) => w.code === 'W_950_PARTIAL_MASK');
 }
 
 /** Block counts of receiver d in (local expert j, sender s) order: what dispatch_teardown gathers. */
@@ -288,6 +356,16 @@ export interface Placement {
   assistValue: number;
   /** the shared expert s, for a copy to a shared rank (expert and expandIdx do not apply: k = K + s) */
   shared?: number;
+  /**
+   * the row of the source rank's y the message leaves from: A3 token·K + k (shared: BS·K +
+   * s·activeBs + t); 950 Q_e + expand_idx, y being sorted by expert id (950 contract §2.1.3)
+   */
+  yRow: number;
+  /**
+   * 950 with a partial mask (§2.1.4, the open kernel's bug): what y row `yRow` really carries when
+   * it is another pair than this one; that message, not this token's, lands in the slot
+   */
+  carries?: { token: number; k: number; expert: number };
 }
 
 /** The copies of rank `src`'s tokens to MoE expert `e`, in expand_idx order. */
@@ -299,12 +377,13 @@ export function placements(rt: Routing, ri: RoundInputs, src: number, e: number)
   let before = 0;
   for (let i = 0; i < idx; i++) before += blocks[i]!;
   const ids = ri.inputs[src]!.expertIds.data as Int32Array;
+  const sorted = rt.sorted?.[src];
   const out: Placement[] = [];
   const act = rt.activeBs[src]!;
   for (let i = 0; i < act * K; i++) {
     if (ids[i] !== e) continue;
     const slot = out.length;
-    out.push({
+    const p: Placement = {
       srcRank: src,
       token: Math.floor(i / K),
       k: i % K,
@@ -315,7 +394,11 @@ export function placements(rt: Routing, ri: RoundInputs, src: number, e: number)
       row: before + slot,
       assistIndex: idx,
       assistValue: before + blocks[idx]!,
-    });
+      yRow: sorted ? sorted.blockStart[e]! + slot : i,
+    };
+    const j = sorted?.pairOfRow[p.yRow];
+    if (j !== undefined && j !== i) p.carries = { token: Math.floor(j / K), k: j % K, expert: ids[j]! };
+    out.push(p);
   }
   return out;
 }
@@ -331,7 +414,9 @@ export function sharedPlacements(rt: Routing, src: number, d: number): Placement
   const blocks = blocksOf(rt, d);
   let before = 0;
   for (let i = 0; i < src; i++) before += blocks[i]!;
-  return Array.from({ length: rt.activeBs[src]! }, (_, t) => ({
+  const bs = rt.bs[src]!;
+  const act = rt.activeBs[src]!;
+  return Array.from({ length: act }, (_, t) => ({
     srcRank: src,
     token: t,
     k: K + s,
@@ -343,6 +428,7 @@ export function sharedPlacements(rt: Routing, src: number, d: number): Placement
     assistIndex: src,
     assistValue: before + blocks[src]!,
     shared: s,
+    yRow: bs * K + s * act + t,
   }));
 }
 

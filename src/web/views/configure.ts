@@ -2,8 +2,12 @@
 // routing, each field with its unit, its hover text and, next to it, the library's own message for
 // any check it fails (planFor and the generator's checks, run on every keystroke), and under it, in
 // amber, the traps of contract §8 the configuration sets (warnings: they never disable anything).
-import { ATTR_DEFAULTS, withDefaults } from '../../contract/attrs.js';
+// The platform select switches the hover texts to the 950 rules and shows the 950-only fields; the
+// 950 envelope (950 contract §1, §7) is not filled in: its checks' messages appear under each field
+// as the values are typed, like every other check.
+import { ATTR_DEFAULTS, PLATFORM_NAMES, type Platform, withDefaults } from '../../contract/attrs.js';
 import type { XDtype } from '../../backends/types.js';
+import { yDtypeName } from '../../contract/platform.js';
 import { h } from '../dom.js';
 import type { WarningCode } from '../../contract/warnings.js';
 import { type Config, PAGE_ROUTINGS, type PageRouting, type Validation } from '../model.js';
@@ -13,37 +17,69 @@ interface Field {
   key: string;
   label: string;
   kind: 'int' | 'num' | 'text' | 'select' | 'check';
+  /** the hover text (on A3, and on 950 unless title950 says otherwise) */
   title: string;
+  /** the hover text on 950, where the rule differs (950 contract §1, §7) */
+  title950?: string;
   unit?: string;
   options?: readonly string[];
+  /** what each option shows, when not its value */
+  optionText?: readonly string[];
   group: 'attrs' | 'shapes' | 'window' | 'route';
   optional?: boolean;
+  /** shown only on this platform (its attribute means nothing on the other) */
+  only?: Platform;
 }
 
+/** The combine tilings' envelope on 950 (950 contract §1, §7: CSa:79-136, CTa:84-153), for hover texts. */
+const ENVELOPE_950 = 'the 950 combine tilings accept only W ∈ {2, 4, 8}, E = 32, S = SN = 0, BS ∈ {8, 16, 256}, H ∈ {4096, 7168}, K ∈ {6, 8}';
+
 export const FIELDS: readonly Field[] = [
-  { key: 'epWorldSize', label: 'epWorldSize (W)', kind: 'int', group: 'attrs', unit: 'ranks', title: 'ep_world_size: ranks in the EP group, [2, 384]' },
-  { key: 'moeExpertNum', label: 'moeExpertNum (E)', kind: 'int', group: 'attrs', unit: 'experts', title: 'moe_expert_num: MoE experts, (0, 512], a multiple of W − S' },
-  { key: 'sharedExpertNum', label: 'sharedExpertNum (SN)', kind: 'int', group: 'attrs', unit: 'experts', title: 'shared_expert_num: shared experts, [0, 4] (default 1; the tilings count it as passed even when S = 0: y rows, HCCL_BUFFSIZE, L\' = E / (W − SN); pass 0 when no shared expert is deployed)' },
-  { key: 'sharedExpertRankNum', label: 'sharedExpertRankNum (S)', kind: 'int', group: 'attrs', unit: 'ranks', title: 'shared_expert_rank_num: ranks 0 … S−1 hold the shared experts, [0, W/2]' },
-  { key: 'quantMode', label: 'quantMode', kind: 'int', group: 'attrs', title: 'quant_mode: 0 none, 2 dynamic int8 quantization of the dispatched tokens' },
+  {
+    key: 'platform', label: 'platform', kind: 'select', group: 'attrs', options: PLATFORM_NAMES,
+    optionText: ['a3 (Atlas A3)', '950 (Ascend 950, arch35)'],
+    title: `the chip whose kernels are reproduced: a3 (the A3 family, op-contract.md) or 950 (Ascend 950, arch35, comm_type 2 URMA, op-contract-950.md); not an aclnn attribute. On 950 y is sorted by expert id, quant mode 4 (MX) exists, and ${ENVELOPE_950}`,
+  },
+  { key: 'epWorldSize', label: 'epWorldSize (W)', kind: 'int', group: 'attrs', unit: 'ranks', title: 'ep_world_size: ranks in the EP group, [2, 384]', title950: 'ep_world_size: ranks in the EP group; the dispatch tilings take [2, 384], the 950 combine tilings only 2, 4 or 8 (CSa:79-83, CTa:91-95)' },
+  { key: 'moeExpertNum', label: 'moeExpertNum (E)', kind: 'int', group: 'attrs', unit: 'experts', title: 'moe_expert_num: MoE experts, (0, 512], a multiple of W − S', title950: 'moe_expert_num: MoE experts; the dispatch tilings take (0, 512], the 950 combine tilings only 32 (CSa:93-96, CTa:122-125)' },
+  { key: 'sharedExpertNum', label: 'sharedExpertNum (SN)', kind: 'int', group: 'attrs', unit: 'experts', title: 'shared_expert_num: shared experts, [0, 4] (default 1; the tilings count it as passed even when S = 0: y rows, HCCL_BUFFSIZE, L\' = E / (W − SN); pass 0 when no shared expert is deployed)', title950: 'shared_expert_num: shared experts; only 0 on 950 (the combine tilings, CSa:108-119; default 0 there)' },
+  { key: 'sharedExpertRankNum', label: 'sharedExpertRankNum (S)', kind: 'int', group: 'attrs', unit: 'ranks', title: 'shared_expert_rank_num: ranks 0 … S−1 hold the shared experts, [0, W/2]', title950: 'shared_expert_rank_num: only 0 on 950 (the combine tilings; no dispatch kernel sends to a shared rank)' },
+  {
+    key: 'quantMode', label: 'quantMode', kind: 'int', group: 'attrs',
+    title: 'quant_mode: 0 none, 2 dynamic int8 quantization of the dispatched tokens',
+    title950: 'quant_mode on 950: 0 none; 2 dynamic per-token quantization (int8, or fp8_e4m3fn / fp8_e5m2 by yDtype; an f32 scale per message); 4 MX (blocks of 32 elements as fp8 codes, one e8m0 scale code per block; needs yDtype fp8_e4m3fn or fp8_e5m2, no smooth scales). The combine tilings document only 0 and 4; 1 and 3 cannot run (950 contract §2.3-§2.4)',
+  },
+  {
+    key: 'yDtype', label: 'yDtype', kind: 'select', group: 'attrs', options: ['', 'int8', 'fp8_e4m3fn', 'fp8_e5m2'], optionText: ['absent', 'int8', 'fp8_e4m3fn', 'fp8_e5m2'],
+    title: "torch_npu's y_dtype: absent (y is x's dtype in quant mode 0; A3 quant mode 2 makes int8) or y's dtype (A3: int8 with quant mode 2)",
+    title950: "torch_npu's y_dtype (950 contract §1, §11): absent with quant mode 0; int8, fp8_e4m3fn or fp8_e5m2 with quant mode 2; fp8_e4m3fn or fp8_e5m2 with quant mode 4 (MX), where it must be passed",
+  },
   { key: 'globalBs', label: 'globalBs', kind: 'int', group: 'attrs', unit: 'tokens', title: 'global_bs: 0 (every rank has BS), or maxBS · W in [BS·W, 512·W]' },
-  { key: 'expertTokenNumsType', label: 'expertTokenNumsType', kind: 'int', group: 'attrs', title: 'expert_token_nums_type: 1 counts per local expert, 0 prefix sums' },
+  { key: 'expertTokenNumsType', label: 'expertTokenNumsType', kind: 'int', group: 'attrs', title: 'expert_token_nums_type: 1 counts per local expert, 0 prefix sums', title950: 'expert_token_nums_type: only 1 (counts per local expert) on 950 (DTt:249-252)' },
   { key: 'commQuantMode', label: 'commQuantMode', kind: 'int', group: 'attrs', title: 'comm_quant_mode: only 0 is supported' },
   { key: 'expertShardType', label: 'expertShardType', kind: 'int', group: 'attrs', title: 'expert_shard_type: only 0 is supported' },
-  { key: 'commType', label: 'commType', kind: 'int', group: 'attrs', title: 'comm_type: only 0 (AICPU-SDMA)' },
+  { key: 'commType', label: 'commType', kind: 'int', group: 'attrs', title: 'comm_type: only 0 (AICPU-SDMA)', title950: 'comm_type: only 2 (URMA) on 950 (DSt:257-260)' },
   { key: 'commAlg', label: 'commAlg', kind: 'text', group: 'attrs', title: 'comm_alg: reserved, must be empty' },
   { key: 'groupEp', label: 'groupEp', kind: 'text', group: 'attrs', title: 'group_ep: the EP communication domain name, 1 to 127 characters' },
-  { key: 'bs', label: 'BS', kind: 'int', group: 'shapes', unit: 'tokens/rank', title: 'rows of x (and expert_ids) on every rank, (0, 512]' },
-  { key: 'h', label: 'H', kind: 'int', group: 'shapes', unit: 'elements', title: 'hidden size: columns of x, [1024, 8192]' },
-  { key: 'k', label: 'K', kind: 'int', group: 'shapes', unit: 'experts/token', title: 'top-k: columns of expert_ids, (0, min(16, E)]' },
+  {
+    key: 'fix950MaskSort', label: 'fix950MaskSort', kind: 'check', group: 'attrs', only: '950',
+    title: '950 Decision (950 contract §2.1.4): unchecked, the open kernel is reproduced: it sorts all BS·K pairs, inactive ones included, but cuts the blocks by the active counts, so with a partial x_active_mask some sent rows carry another token; checked, only the active pairs are sorted (the A3 result)',
+  },
+  {
+    key: 'fix950SmoothRow', label: 'fix950SmoothRow', kind: 'check', group: 'attrs', only: '950',
+    title: '950 Decision (950 contract §2.4): unchecked, the open kernel is reproduced: sorted row p is quantized with the smooth-scale row of the unsorted id at index p; checked, with the row of the expert it is sent to (smooth scales, quant mode 2 only)',
+  },
+  { key: 'bs', label: 'BS', kind: 'int', group: 'shapes', unit: 'tokens/rank', title: 'rows of x (and expert_ids) on every rank, (0, 512]', title950: 'rows of x (and expert_ids) on every rank; the dispatch tilings take (0, 512], the 950 combine tilings only 8, 16 or 256 (CSa:126-136)' },
+  { key: 'h', label: 'H', kind: 'int', group: 'shapes', unit: 'elements', title: 'hidden size: columns of x, [1024, 8192]', title950: 'hidden size: columns of x; the dispatch tilings take [1024, 8192], the 950 combine tilings only 4096 or 7168 (CSa:126-136)' },
+  { key: 'k', label: 'K', kind: 'int', group: 'shapes', unit: 'experts/token', title: 'top-k: columns of expert_ids, (0, min(16, E)]', title950: 'top-k: columns of expert_ids; the 950 combine tilings accept only 6 or 8 (CSa:126-136)' },
   { key: 'dtype', label: 'x dtype', kind: 'select', group: 'shapes', options: ['bf16', 'fp16'], title: 'dtype of x, expand_x (quant 0) and the combined output' },
-  { key: 'hcclBufferSize', label: 'HCCL_BUFFSIZE', kind: 'num', group: 'window', unit: 'MB', title: 'the configured window size per rank in MB (the environment variable on hardware; 200 by default)' },
+  { key: 'hcclBufferSize', label: 'HCCL_BUFFSIZE', kind: 'num', group: 'window', unit: 'MB', title: 'the configured window size per rank in MB (the environment variable on hardware; 200 by default)', title950: 'the configured window size per rank in MB (the environment variable on hardware; 200 by default); each 950 tiling compares half of it with its own figure, and the dispatch halves sit at 0 and HCCL_BUFFSIZE/4 (950 contract §3, §8)' },
   { key: 'routing', label: 'routing', kind: 'select', group: 'route', options: PAGE_ROUTINGS, title: 'uniform: K distinct experts per token; zipf: expert popularity ∝ n^−s; hot: one expert in every token; one-rank: all K experts of a token on one rank; seed-example: the torch_npu example of npm start (Rng(seed + rank))' },
   { key: 'zipfS', label: 'zipf s', kind: 'num', group: 'route', title: 'zipf exponent s in [0, 16]: 0 is uniform, larger is more skewed' },
   { key: 'hotExpert', label: 'hot expert', kind: 'int', group: 'route', unit: 'expert id', title: 'the expert every token is routed to (routing hot)' },
   { key: 'seed', label: 'seed', kind: 'int', group: 'route', title: 'the seed: same seed, same bytes on every platform' },
   { key: 'activeBs', label: 'active BS', kind: 'int', group: 'route', unit: 'tokens', optional: true, title: 'x_active_mask with this many leading trues on every rank; empty: no mask' },
-  { key: 'smoothScales', label: 'smooth scales', kind: 'check', group: 'route', title: 'quant mode 2: pass scales (E + SN, H) f32' },
+  { key: 'smoothScales', label: 'smooth scales', kind: 'check', group: 'route', title: 'quant mode 2: pass scales (E + SN, H) f32', title950: 'quant mode 2: pass scales (E + SN, H) f32; on 950 the kernel takes a sorted row\'s scale row from the unsorted index (W_950_SMOOTH_ROW, 950 contract §2.4); quant mode 4 (MX) takes none' },
 ];
 
 /** Violation params of the library → the field they concern. */
@@ -56,7 +92,9 @@ export const fieldOf = (param: string): string | undefined => {
 
 /**
  * The field whose value sets each trap, to show its warning there; shared_expert_x is no field
- * (it comes with an opened case), so that warning goes with the general messages.
+ * (it comes with an opened case), so that warning goes with the general messages. The 950 traps
+ * go with what sets them: the mask (active BS; the warning comes with inputs, which tell the wrong
+ * rows) and the smooth scales.
  */
 const WARNING_FIELD: Record<WarningCode, string | undefined> = {
   W_GLOBAL_BS_ZERO: 'globalBs',
@@ -64,8 +102,8 @@ const WARNING_FIELD: Record<WarningCode, string | undefined> = {
   W_SHARED_RANK_A: 'sharedExpertRankNum',
   W_Y_DTYPE: 'quantMode',
   W_SHARED_EXPERT_X_IGNORED: undefined,
-  W_950_PARTIAL_MASK: undefined,
-  W_950_SMOOTH_ROW: undefined,
+  W_950_PARTIAL_MASK: 'activeBs',
+  W_950_SMOOTH_ROW: 'smoothScales',
 };
 
 const GROUP_TITLE = {
@@ -83,7 +121,7 @@ export function buildForm(form: HTMLFormElement, extraRoute: Node): void {
       let input: HTMLElement;
       const common = { id, name: f.key, title: f.title, 'aria-describedby': `err-${f.key}` };
       if (f.kind === 'select') {
-        input = h('select', common, ...f.options!.map((o) => h('option', { value: o, text: o })));
+        input = h('select', common, ...f.options!.map((o, i) => h('option', { value: o, text: f.optionText?.[i] ?? o })));
       } else if (f.kind === 'check') {
         input = h('input', { ...common, type: 'checkbox' });
       } else {
@@ -99,7 +137,7 @@ export function buildForm(form: HTMLFormElement, extraRoute: Node): void {
       fs.append(
         h(
           'div',
-          { class: `field field-${f.kind}`, 'data-field': f.key },
+          { class: `field field-${f.kind}`, 'data-field': f.key, 'data-only': f.only },
           h('label', { for: id, title: f.title }, f.label, f.unit ? h('span', { class: 'unit', text: ` [${f.unit}]` }) : null),
           input,
           h('div', { class: 'err', id: `err-${f.key}`, 'aria-live': 'polite' }),
@@ -117,7 +155,9 @@ const num = (v: string): number => (v.trim() === '' ? Number.NaN : Number(v.trim
 export function readForm(form: HTMLFormElement): Config {
   const v = (k: string): string => (form.elements.namedItem(k) as HTMLInputElement).value;
   const checked = (k: string): boolean => (form.elements.namedItem(k) as HTMLInputElement).checked;
+  const y = v('yDtype');
   const attrs = withDefaults({
+    platform: v('platform') as Platform,
     epWorldSize: num(v('epWorldSize')),
     moeExpertNum: num(v('moeExpertNum')),
     sharedExpertNum: num(v('sharedExpertNum')),
@@ -130,6 +170,10 @@ export function readForm(form: HTMLFormElement): Config {
     commType: num(v('commType')),
     commAlg: v('commAlg'),
     groupEp: v('groupEp'),
+    // torch_npu's integer code (an opened case may carry one) stays a number, as case.json has it
+    yDtype: /^[0-9]+$/.test(y) ? Number(y) : y,
+    fix950MaskSort: checked('fix950MaskSort'),
+    fix950SmoothRow: checked('fix950SmoothRow'),
   });
   const active = v('activeBs');
   return {
@@ -151,9 +195,20 @@ export function writeForm(form: HTMLFormElement, c: Config): void {
     (form.elements.namedItem(k) as HTMLInputElement).value = val === undefined ? '' : String(val);
   };
   const a = { ...ATTR_DEFAULTS, ...c.attrs };
-  for (const k of ['epWorldSize', 'moeExpertNum', 'sharedExpertNum', 'sharedExpertRankNum', 'quantMode', 'globalBs', 'expertTokenNumsType', 'commQuantMode', 'expertShardType', 'commType', 'commAlg', 'groupEp'] as const) {
+  for (const k of ['platform', 'epWorldSize', 'moeExpertNum', 'sharedExpertNum', 'sharedExpertRankNum', 'quantMode', 'globalBs', 'expertTokenNumsType', 'commQuantMode', 'expertShardType', 'commType', 'commAlg', 'groupEp'] as const) {
     set(k, a[k]);
   }
+  // a y dtype the select does not list (torch_npu's integer code, or a name such as 'bf16' from an
+  // opened case) gets its own option, so that the form holds the case's value as it is
+  const ySel = form.elements.namedItem('yDtype') as HTMLSelectElement;
+  const y = String(a.yDtype);
+  if (![...ySel.options].some((o) => o.value === y)) {
+    const name = yDtypeName(a.yDtype);
+    ySel.append(h('option', { value: y, text: name && name !== y ? `${y} (torch_npu code: ${name})` : y }));
+  }
+  ySel.value = y;
+  (form.elements.namedItem('fix950MaskSort') as HTMLInputElement).checked = a.fix950MaskSort;
+  (form.elements.namedItem('fix950SmoothRow') as HTMLInputElement).checked = a.fix950SmoothRow;
   set('bs', c.dims.bs);
   set('h', c.dims.h);
   set('k', c.dims.k);
@@ -165,6 +220,24 @@ export function writeForm(form: HTMLFormElement, c: Config): void {
   set('seed', c.seed);
   set('activeBs', c.activeBs);
   (form.elements.namedItem('smoothScales') as HTMLInputElement).checked = c.smoothScales;
+  showPlatform(form, a.platform);
+}
+
+/**
+ * The form for one platform: the hover texts of its rules, and the fields only it has (the fix950
+ * flags) shown; the values stay as they are, so that the checks name every value the platform
+ * refuses (950 contract §7) rather than the page changing them unasked.
+ */
+export function showPlatform(form: HTMLFormElement, platform: Platform): void {
+  const on950 = platform === '950';
+  form.dataset.platform = platform;
+  for (const f of FIELDS) {
+    const box = form.querySelector<HTMLElement>(`[data-field="${f.key}"]`)!;
+    box.hidden = f.only !== undefined && f.only !== platform;
+    const title = on950 && f.title950 ? f.title950 : f.title;
+    box.querySelector('label')!.title = title;
+    form.querySelector<HTMLElement>(`#f-${f.key}`)!.title = title;
+  }
 }
 
 /**

@@ -1,8 +1,11 @@
 // Plan: what `moe-distribute plan` prints, from the same planFor: L, R, A per rank kind,
 // tokenMsgSize, every tensor's dtype, shape and bytes per rank, each tiling's HCCL_BUFFSIZE figure,
 // the one that binds and the configured size against it, and the traps of contract §8 (warnings).
-import { align } from '../../contract/attrs.js';
+// On 950 (op-contract-950.md) the message sizes follow the quant mode (§2.3), dynamic_scales is
+// e8m0 codes in MX (§1), and each of the four tilings compares half the window with its own figure (§8).
+import { type BufferFigure, type Layout, align, makeLayout } from '../../contract/attrs.js';
 import type { Plan } from '../../contract/plan.js';
+import { platformSpec } from '../../contract/platform.js';
 import { bytesText, h, pct } from '../dom.js';
 import { warningList } from './warnings.js';
 
@@ -16,6 +19,42 @@ function card(label: string, title: string, ...value: (Node | string)[]): HTMLEl
 }
 
 const snake = (s: string): string => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** tokenMsgSize per quant mode (contract §1; 950 contract §2.3): the formula and its numbers. */
+function tokenMsgText(l: Layout): { title: string; formula: string } {
+  const H = l.H;
+  if (l.quant === 'token') {
+    return {
+      title: `elements of y per message in quant mode 2 (${l.yDtype ?? 'int8'} codes, 1 byte each): H codes, the f32 scale at byte Align32(H), padded to 512 bytes`,
+      formula: `Align512(Align32(${H}) + 4) = Align512(${align(H, 32)} + 4)`,
+    };
+  }
+  if (l.quant === 'mx') {
+    return {
+      title: `elements of y per message in quant mode 4 (MX, ${l.yDtype ?? 'fp8'} codes, 1 byte each): Align256(H) fp8 bytes, then Align2(ceil(H/32)) e8m0 block scales at byte Align256(H), padded to 512 bytes (950 contract §2.3)`,
+      formula: `Align512(Align256(${H}) + Align2(ceil(${H}/32))) = Align512(${l.scaleOffset} + ${l.scaleBytes})`,
+    };
+  }
+  return {
+    title: "elements of y per message in quant mode 0 (x's dtype, 2 bytes each): the token padded to 256 elements",
+    formula: `Align256(${H})`,
+  };
+}
+
+/** dynamic_scales per quant mode (950 contract §1, §3): what dispatch_teardown writes per row of expand_x. */
+function dynamicScalesText(l: Layout): { cols: number; text: string; title: string } {
+  if (l.quant === 'mx') {
+    return { cols: l.scaleBytes, text: `(A, ${l.scaleBytes}) fp8_e8m0`, title: `MX: each row holds its message's Align2(ceil(H/32)) = ${l.scaleBytes} e8m0 block scale codes, value 2^(code − 127), 0xFF NaN (950 contract §1, §3)` };
+  }
+  if (l.quant === 'token') return { cols: 1, text: '(A,) f32', title: "per token: each entry is its message's f32 scale (the dequantization factor)" };
+  return { cols: 1, text: '(A,) f32, not written', title: 'quant mode 0: allocated (A,) f32 and never written (Decision 6)' };
+}
+
+/** The local expert count a figure's formula uses: L' for the setup tilings that divide by W − SN. */
+const usesLPrime = (f: BufferFigure): boolean => f.id === 'setupTilings' || f.id === 'dispatchSetup';
+
+/** The data-plan key of a figure's bytes: A3's two keep the names `plan --json` gives them. */
+const figureKey = (f: BufferFigure): string => (f.id === 'documented' ? 'neededDocumented' : f.id === 'setupTilings' ? 'neededSetupTilings' : `figure.${f.id}.bytes`);
 const rankList = (r: readonly number[]): string => (r.length === 1 ? `${r[0]}` : `${r[0]}–${r[r.length - 1]}`);
 
 export function renderPlan(root: HTMLElement, p: Plan): void {
@@ -25,9 +64,15 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
   );
   if (p.violations.length) out.push(h('ul', { class: 'violations' }, ...p.violations.map((v) => h('li', { text: v.message }))));
   // the traps come before the sizes: a configuration that fails on hardware matters more than its bytes
+  const platform = platformSpec(p.attrs.platform);
+  const on950 = platform.name === '950';
   if (p.warnings.length) {
     out.push(
-      h('p', { class: 'warn', id: 'plan-warnings-title' }, `${p.warnings.length} warning${p.warnings.length === 1 ? '' : 's'}: traps the A3 tiling and kernels set (contract §8); they do not make the configuration invalid`),
+      h(
+        'p',
+        { class: 'warn', id: 'plan-warnings-title' },
+        `${p.warnings.length} warning${p.warnings.length === 1 ? '' : 's'}: traps the ${platform.opLabel} tiling${on950 ? 's' : ''} and kernels set (contract §8${on950 ? '; 950 contract §2.1.4, §2.4' : ''}); they do not make the configuration invalid`,
+      ),
       warningList(p.warnings, 'plan-warnings')!,
     );
   }
@@ -37,6 +82,10 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
     return;
   }
   const l = p.layout;
+  // the full layout (quant kind, y dtype, scale offsets): planFor's summary leaves them out
+  const lay = makeLayout(p.attrs, p.dims);
+  const tm = tokenMsgText(lay);
+  const ds = dynamicScalesText(lay);
   const moe = p.rankKinds.find((k) => k.kind === 'moe');
   const shared = p.rankKinds.find((k) => k.kind === 'shared');
   out.push(
@@ -47,7 +96,16 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
       card('R', 'ranks per shared expert = S / SN (0 without shared ranks)', n('R', l.R), ' ranks'),
       card('A on MoE ranks', 'rows of expand_x on a MoE rank = globalBs · min(L, K)', moe ? n('A.moe', moe.A) : '–', ' rows'),
       card('A on shared ranks', 'rows of expand_x on a shared rank = maxBS · ceil(W / R)', shared ? n('A.shared', shared.A) : '–', ' rows'),
-      card('tokenMsgSize', 'elements of y per message: Align512(Align32(H) + 4) for quant 2, Align256(H) for quant 0', n('tokenMsgSize', l.tokenMsgSize), ' elements = ', n('msgBytes', l.msgBytes), ' bytes'),
+      card(
+        'tokenMsgSize',
+        tm.title,
+        n('tokenMsgSize', l.tokenMsgSize),
+        ' elements = ',
+        n('msgBytes', l.msgBytes),
+        ' bytes',
+        h('div', { class: 'card-note', id: 'plan-token-msg', text: `quant mode ${p.attrs.quantMode}: ${tm.formula} = ${l.tokenMsgSize}` }),
+      ),
+      card('dynamic_scales', ds.title, h('span', { class: 'num', 'data-plan': 'dynamicScales', 'data-value': ds.text, id: 'plan-dynamic-scales' }, ds.text), h('div', { class: 'card-note', text: `${ds.cols} column${ds.cols === 1 ? '' : 's'} per row of expand_x` })),
       card('globalBs / maxBS', 'globalBs (BS·W when 0) and the largest BS of a rank', n('gbs', l.gbs), ' / ', n('maxBs', l.maxBs), ' tokens'),
       card('quant_expand_x', 'columns of quant_expand_x', n('quantExpandXCols', l.quantExpandXCols), ' columns'),
     ),
@@ -56,21 +114,29 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
   const occ = hc.occupancy;
   const al = align(align(2 * p.dims.h, 32) + 44, 512);
   const mb = (b: number): string => `${Math.ceil(b / 1048576)} MB`;
-  // one row per tiling that checks the buffer: a configuration must satisfy all, so the largest binds
+  // one row per tiling that checks the buffer: a configuration must satisfy all, so the largest binds.
+  // On 950 each tiling compares half the window, floor(HCCL_BUFFSIZE·2^20 / 2), with its figure and
+  // prints both (950 contract §8): that half is shown beside the whole window it implies.
+  const halves = hc.figures.some((f) => f.halfBytes !== undefined);
   const figureRows = hc.figures.map((f) => {
     const binds = f.id === hc.binding;
-    const key = f.id === 'documented' ? 'neededDocumented' : 'neededSetupTilings';
-    const lName = f.id === 'documented' ? 'L' : "L'";
-    const lTitle = f.id === 'documented' ? 'L = moeExpertNum / (W − S)' : "L' = floor(moeExpertNum / (W − SN)): the setup tilings divide by W − SN (1 on shared ranks)";
+    const lName = usesLPrime(f) ? "L'" : 'L';
+    const lTitle = usesLPrime(f) ? "L' = floor(moeExpertNum / (W − SN)): the setup tilings divide by W − SN (1 on shared ranks)" : 'L = moeExpertNum / (W − S)';
     return h(
       'tr',
       { class: binds ? 'binds' : undefined, 'data-figure': f.id },
       h('th', { text: f.label }),
       h('td', { title: lTitle }, `${lName} = `, n(`figure.${f.id}.localExperts`, f.localExperts)),
-      h('td', { title: f.formula }, n(key, f.bytes, bytesText(f.bytes)), `; ${mb(f.bytes)}`),
+      halves
+        ? h('td', { title: f.formula }, f.halfBytes !== undefined ? n(`figure.${f.id}.halfBytes`, f.halfBytes, bytesText(f.halfBytes)) : '–')
+        : null,
+      h('td', { title: f.formula }, n(figureKey(f), f.bytes, bytesText(f.bytes)), `; ${mb(f.bytes)}`),
       h('td', {}, binds ? h('b', { class: hc.enough ? 'binding' : 'binding bad', 'data-plan': 'binding', 'data-value': f.id, text: '← binds (the largest)' }) : ''),
     );
   });
+  const figureHead = halves
+    ? ['needed by', 'local experts', 'HCCL_BUFFSIZE / 2 must be ≥ (hover: formula)', 'so HCCL_BUFFSIZE ≥', '']
+    : ['needed by', 'local experts', 'bytes (hover: formula)', ''];
   out.push(
     h('h3', { text: 'HCCL_BUFFSIZE (shared_expert_num counts as passed, as every setup/teardown tiling counts it)' }),
     h(
@@ -82,9 +148,19 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
     h(
       'table',
       { class: 'figures', id: 'plan-figures' },
-      h('thead', {}, h('tr', {}, ...['needed by', 'local experts', 'bytes (hover: formula)', ''].map((t) => h('th', { text: t })))),
+      h('thead', {}, h('tr', {}, ...figureHead.map((t) => h('th', { text: t })))),
       h('tbody', {}, ...figureRows),
     ),
+    ...(halves
+      ? [
+          h(
+            'p',
+            { class: 'hint', id: 'plan-half-window' },
+            `950: each op's tiling checks its own row against half the window and prints "HCCL_BUFFSIZE [half] < [need]."; ` +
+              `dispatch_teardown's is the documented factor 4 (950 contract §8). The halves of the data window sit at 0 and HCCL_BUFFSIZE / 4 (§3).`,
+          ),
+        ]
+      : []),
     h(
       'table',
       { class: 'kv' },
@@ -97,7 +173,7 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
           'td',
           {},
           n('configuredMb', hc.configuredMb, `${hc.configuredMb} MB`),
-          ` = ${bytesText(hc.configuredBytes)}: `,
+          ` = ${bytesText(hc.configuredBytes)}${halves ? ` (half: ${bytesText(Math.floor(hc.configuredBytes / 2))})` : ''}: `,
           h('b', { class: hc.enough ? 'ok' : 'bad', 'data-plan': 'enough', 'data-value': String(hc.enough) }, hc.enough ? 'enough' : 'NOT enough'),
           hc.enough ? ` for the largest figure` : `: ${hc.needed - hc.configuredBytes} bytes short of the largest figure`,
         ),

@@ -1,11 +1,14 @@
 // See: where every token lands, on canvases. A rank × expert heatmap of token counts, a rank × rank
 // traffic matrix, per-expert load bars with the imbalance, each receiver's fill against A and its
-// blocks, the byte layout of one y message, and the tokens of a picked cell.
-import { expertHome, localExpertNum } from '../../contract/attrs.js';
+// blocks, the byte layout of one y message (per quant mode: a copy, per-token codes and an f32
+// scale, or 950's MX blocks and e8m0 scales), and the tokens of a picked cell with the row of y
+// each leaves from (on 950 y is sorted by expert id, 950 contract §2.1).
+import { type Layout, align, expertHome, localExpertNum } from '../../contract/attrs.js';
 import { fit, matrixView, rgb, scaleRgb, ticks, tip } from '../canvas.js';
 import { $, bytesText, h, pct } from '../dom.js';
 import type { PageRun } from '../engine.js';
-import { type Placement, sharedPlacements, type RoundInputs, type Routing, blocksOf, imbalance, placements } from '../model.js';
+import { type Placement, sharedPlacements, type RoundInputs, type Routing, blocksOf, imbalance, partialMaskWarning, placements } from '../model.js';
+import { warningItem } from './warnings.js';
 
 export interface SeeContext {
   ri: RoundInputs;
@@ -27,6 +30,7 @@ export function renderSee(ctx: SeeContext): void {
     h('span', { text: `W ${W} ranks, E ${E} experts (L ${lay.L} per MoE rank${lay.S ? `, S ${lay.S} shared ranks` : ''}), BS ${ri.dims.bs}, K ${K}, H ${ri.dims.h}` }),
     h('span', { text: `${messages} messages of ${lay.msgBytes} bytes = ${bytesText(messages * lay.msgBytes)}` }),
   );
+  showYOrder(ctx);
   matrixView($('cv-heat'), {
     rows: W,
     cols: E,
@@ -37,7 +41,11 @@ export function renderSee(ctx: SeeContext): void {
     unit: 'tokens',
     describe: (r, e) => {
       const home = expertHome(lay, e);
-      return `rank ${r} → expert ${e}: ${rt.counts[r * E + e]} tokens\nexpert ${e} lives on rank ${home.rank} as local expert ${home.local}\nclick or Enter: list the tokens`;
+      const c = rt.counts[r * E + e]!;
+      // 950: a heatmap row read left to right is the rank's y, block by block (950 contract §2.1.3)
+      const q = rt.sorted?.[r]?.blockStart[e];
+      const rows = q === undefined ? '' : c > 0 ? `\nrows ${q} … ${q + c - 1} of rank ${r}'s y (sorted by expert id)` : `\nno row of rank ${r}'s y (sorted by expert id)`;
+      return `rank ${r} → expert ${e}: ${c} tokens\nexpert ${e} lives on rank ${home.rank} as local expert ${home.local}${rows}\nclick or Enter: list the tokens`;
     },
     onPick: (r, e) => showTokens(ctx, `rank ${r} → expert ${e}`, placements(rt, ri, r, e)),
   });
@@ -240,23 +248,116 @@ function drawBlocks(ctx: SeeContext, d: number): void {
   });
 }
 
+/**
+ * 950: each rank's y is sorted by expert id, stable in flat index (950 contract §2.1), so a row of
+ * the heatmap read left to right is that rank's y; with a partial x_active_mask the open kernel
+ * sends wrong rows (§2.1.4), counted here with the library's W_950_PARTIAL_MASK. A3: nothing.
+ */
+function showYOrder(ctx: SeeContext): void {
+  const { rt, ri } = ctx;
+  const el = $('see-y-order');
+  if (!rt.sorted) {
+    el.replaceChildren();
+    el.hidden = true;
+    return;
+  }
+  const fixed = rt.lay.attrs.fix950MaskSort;
+  const partial = rt.sorted.some((_, r) => rt.activeBs[r]! < rt.bs[r]!);
+  const w = partialMaskWarning(rt, ri);
+  el.replaceChildren(
+    h(
+      'p',
+      { id: 'see-y-sorted' },
+      "950: each rank's y rows are sorted by expert id, stable in token order (950 contract §2.1): rows [Q_e, Q_e + c_e) go to expert e, " +
+        "so a heatmap row read left to right is that rank's y, block by block; the token lists give each copy's y row.",
+    ),
+    partial
+      ? h(
+          'p',
+          { id: 'see-wrong-rows', 'data-value': rt.wrongRows, class: rt.wrongRows > 0 ? 'note' : undefined },
+          fixed
+            ? `partial x_active_mask, fix950MaskSort: only the active pairs are sorted, so every sent row carries its own token (the A3 result); ${rt.wrongRows} wrong rows`
+            : `partial x_active_mask: ${rt.wrongRows} sent row${rt.wrongRows === 1 ? '' : 's'} over all ranks carry another token or expert than they should (the open kernel, 950 contract §2.1.4); the token lists mark them`,
+        )
+      : '',
+    w ? warningItem(w, 'div') : '',
+  );
+  el.hidden = false;
+}
+
+/** One span of a y message: bytes [from, to), its label on the canvas and what it holds. */
+interface MessageSegment {
+  from: number;
+  to: number;
+  label: string;
+  color: string;
+  what: string;
+}
+
+const PAD = '#d9dce3';
+
+/**
+ * The bytes of one y message per quant mode, from the layout (contract §2; 950 contract §2.3): a
+ * copy of the token; per-token codes (int8, or fp8 on 950) with the f32 scale at Align32(H); or
+ * MX, Align256(H) fp8 bytes (H codes, then the quantized zero padding) and Align2(ceil(H/32))
+ * e8m0 scale codes at byte Align256(H). Then padding to tokenMsgSize, which the kernel does not write.
+ */
+function messageSegments(lay: Layout): { segs: MessageSegment[]; caption: string } {
+  const H = lay.H;
+  const total = lay.msgBytes;
+  const so = lay.scaleOffset;
+  const y = lay.yDtype ?? 'int8';
+  const on950 = lay.platform.name === '950';
+  if (lay.quant === 'token') {
+    return {
+      caption: `quantMode 2: ${H} ${y} codes, the f32 scale at byte Align32(H) = ${so}`,
+      segs: [
+        { from: 0, to: H, label: `${y} codes (H = ${H})`, color: '#3e4a89', what: `the token quantized to ${y}: H = ${H} codes, 1 byte each` },
+        { from: H, to: so, label: 'pad', color: PAD, what: `padding to Align32(H) = ${so}` },
+        { from: so, to: so + 4, label: 'f32 scale', color: '#e4002b', what: `the f32 dynamic scale at Align32(H) = ${so}` },
+        { from: so + 4, to: total, label: 'padding', color: PAD, what: `padding to tokenMsgSize = Align512(Align32(H) + 4) = ${total}` },
+      ],
+    };
+  }
+  if (lay.quant === 'mx') {
+    const blocks = Math.ceil(H / 32);
+    const sb = lay.scaleBytes;
+    return {
+      caption: `quantMode 4 (MX): Align256(H) = ${so} ${y} bytes (H codes, then the zero padding), ${sb} e8m0 scale bytes at byte Align256(H) = ${so}`,
+      segs: [
+        {
+          from: 0, to: H, label: `${y} codes (H = ${H})`, color: '#3e4a89',
+          what: `the token in ${blocks} blocks of 32: each element times 2^(127 − v) of its block's scale code v, cast to ${y} (round to nearest even, saturating), 1 byte each (950 contract §2.4)`,
+        },
+        {
+          from: H, to: so, label: 'zero-padding codes', color: '#8c93b8',
+          what: `the quantized zero padding up to Align256(H) = ${so}: sent with the message, 0 here (on hardware stale data when H mod 256 is in (64, 128], 950 contract §9)`,
+        },
+        {
+          from: so, to: so + sb, label: 'e8m0 scales', color: '#e4002b',
+          what: `Align2(ceil(H/32)) = ${sb} e8m0 scale codes at byte Align256(H) = ${so}, one per block of 32: v = max(E_b − emax, 0), 0xFF for Inf/NaN${sb > blocks ? `; the last is a padding block's (ceil(H/32) = ${blocks} is odd)` : ''}`,
+        },
+        { from: so + sb, to: total, label: 'padding', color: PAD, what: `padding to tokenMsgSize = Align512(Align256(H) + Align2(ceil(H/32))) = ${total}` },
+      ],
+    };
+  }
+  return {
+    caption: 'quantMode 0: the token as is, no scale',
+    segs: [
+      { from: 0, to: 2 * H, label: `${'bf16|fp16'} token (H = ${H})`, color: '#3e4a89', what: `the token: H = ${H} elements of 2 bytes` },
+      {
+        from: 2 * H, to: total, label: 'padding', color: PAD,
+        what: `padding to tokenMsgSize = Align256(H) = ${lay.tokenMsgSize} elements = ${total} bytes${on950 ? ` (the 950 kernel copies Align32(2H) = ${align(2 * H, 32)} bytes: the stride is the row, no A3 stride bug, 950 contract §2.3)` : ''}`,
+      },
+    ],
+  };
+}
+
 function drawMessage(rt: Routing): void {
   const canvas = $<HTMLCanvasElement>('cv-msg');
   const { lay } = rt;
-  const H = lay.H;
-  const quant = lay.attrs.quantMode === 2;
   const total = lay.msgBytes;
-  const segs: { from: number; to: number; label: string; color: string; what: string }[] = quant
-    ? [
-        { from: 0, to: H, label: `int8 codes (H = ${H})`, color: '#3e4a89', what: `the token quantized to int8: H = ${H} codes, 1 byte each` },
-        { from: H, to: lay.scaleOffset, label: 'pad', color: '#d9dce3', what: `padding to Align32(H) = ${lay.scaleOffset}` },
-        { from: lay.scaleOffset, to: lay.scaleOffset + 4, label: 'f32 scale', color: '#e4002b', what: `the f32 dynamic scale at Align32(H) = ${lay.scaleOffset}` },
-        { from: lay.scaleOffset + 4, to: total, label: 'padding', color: '#d9dce3', what: `padding to tokenMsgSize = Align512(Align32(H) + 4) = ${total}` },
-      ]
-    : [
-        { from: 0, to: 2 * H, label: `${'bf16|fp16'} token (H = ${H})`, color: '#3e4a89', what: `the token: H = ${H} elements of 2 bytes` },
-        { from: 2 * H, to: total, label: 'padding', color: '#d9dce3', what: `padding to tokenMsgSize = Align256(H) = ${lay.tokenMsgSize} elements = ${total} bytes` },
-      ];
+  const { segs, caption } = messageSegments(lay);
   const width = Math.max(320, (canvas.parentElement?.clientWidth ?? 640) - 8);
   const height = 96;
   for (let i = segs.length - 1; i >= 0; i--) if (segs[i]!.to <= segs[i]!.from) segs.splice(i, 1);
@@ -277,7 +378,7 @@ function drawMessage(rt: Routing): void {
     xs.push(x);
     c.fillStyle = s.color;
     c.fillRect(x, 18, widths[i]!, 34);
-    c.fillStyle = s.color === '#d9dce3' ? '#444' : '#fff';
+    c.fillStyle = s.color === PAD ? '#444' : '#fff';
     c.textAlign = 'center';
     if (widths[i]! > c.measureText(s.label).width + 8) c.fillText(s.label, x + widths[i]! / 2, 35);
     c.fillStyle = '#222';
@@ -298,7 +399,7 @@ function drawMessage(rt: Routing): void {
   c.fillText(String(total), 16 + pw, 60);
   c.textAlign = 'left';
   c.fillText(`one y message: ${total} bytes (tokenMsgSize ${lay.tokenMsgSize} × ${lay.yElemBytes} byte${lay.yElemBytes > 1 ? 's' : ''}); offsets in bytes`, 16, 78);
-  c.fillText(quant ? `quantMode 2: ${H} int8 codes, the f32 scale at byte Align32(H) = ${lay.scaleOffset}` : 'quantMode 0: the token as is, no scale', 16, 2);
+  c.fillText(caption, 16, 2);
   canvas.tabIndex = 0;
   canvas.title = segs.map((s) => `bytes [${s.from}, ${s.to}): ${s.what}`).join('\n');
   canvas.onmousemove = (ev) => {
@@ -310,8 +411,12 @@ function drawMessage(rt: Routing): void {
   };
   canvas.onmouseleave = () => tip(undefined);
   $('msg-table').replaceChildren(
-    ...segs.map((s) => h('tr', {}, h('td', { text: `[${s.from}, ${s.to})` }), h('td', { text: `${s.to - s.from} bytes` }), h('td', { text: s.what }))),
+    ...segs.map((s) => h('tr', { 'data-segment': s.label }, h('td', { text: `[${s.from}, ${s.to})` }), h('td', { text: `${s.to - s.from} bytes` }), h('td', { text: s.what }))),
   );
+  // what the kernel copies is known from the open 950 kernel (§2.3 msgBytes); A3's is a closed binary
+  $('msg-caption').textContent = lay.platform.ySortedByExpert
+    ? `${caption}. The 950 kernel writes ${lay.msgWrittenBytes} of the ${total} bytes of a row (950 contract §2.3); a rank's y rows are sorted by expert id (§2.1).`
+    : `${caption}.`;
 }
 
 const LIST_LIMIT = 400;
@@ -319,6 +424,9 @@ const LIST_LIMIT = 400;
 function showTokens(ctx: SeeContext, title: string, list: Placement[], note?: string): void {
   const run = ctx.run;
   const K = ctx.rt.K;
+  // 950: the y row a copy leaves from is its place in the sorted y (A3: token·K + k, not shown)
+  const yRows = ctx.rt.sorted !== undefined;
+  const wrong = list.filter((p) => p.carries).length;
   const check = (p: Placement): string => {
     if (!run) return '';
     const ei = run.results[p.srcRank]!.dispatchSetup.expandIdx.data as Int32Array;
@@ -337,6 +445,13 @@ function showTokens(ctx: SeeContext, title: string, list: Placement[], note?: st
       h('td', { text: p.k }),
       h('td', { text: p.shared !== undefined ? `shared ${p.shared}` : p.expert }),
       h('td', { text: p.shared !== undefined ? `— (slot ${p.expandIdx})` : p.expandIdx }),
+      yRows
+        ? h(
+            'td',
+            { class: p.carries ? 'bad' : undefined, 'data-y-row': p.yRow, title: p.carries ? 'the open kernel sends this row to the slot, carrying another pair (950 contract §2.1.4)' : undefined },
+            p.carries ? `${p.yRow} ✗ carries token ${p.carries.token} k ${p.carries.k} (expert ${p.carries.expert})` : String(p.yRow),
+          )
+        : null,
       h('td', { text: `rank ${p.dstRank}, local ${p.local}` }),
       h('td', { text: p.row }),
       h('td', { text: `[${p.assistIndex}] = ${p.assistValue}` }),
@@ -346,6 +461,7 @@ function showTokens(ctx: SeeContext, title: string, list: Placement[], note?: st
   const parts: (Node | null)[] = [
     h('h4', { id: 'cell-title', text: `${title}: ${list.length} token cop${list.length === 1 ? 'y' : 'ies'}` }),
     note ? h('p', { text: note }) : null,
+    wrong ? h('p', { class: 'note', id: 'cell-wrong', 'data-value': wrong, text: `${wrong} of these y rows carry another pair: the 950 kernel sorts the inactive pairs too but cuts the blocks by the active counts (950 contract §2.1.4, W_950_PARTIAL_MASK)` }) : null,
     list.length
       ? h(
           'table',
@@ -361,6 +477,7 @@ function showTokens(ctx: SeeContext, title: string, list: Placement[], note?: st
               h('th', { title: 'column of expert_ids (which of the top-K)', text: 'k' }),
               h('th', { text: 'expert' }),
               h('th', { title: 'expand_idx[token·K + k]: its slot in the (source rank → expert) block', text: 'expand_idx' }),
+              yRows ? h('th', { title: "the row of the source rank's y the message leaves from: y is sorted by expert id on 950, row Q_e + expand_idx (950 contract §2.1)", text: 'y row (sorted)' }) : null,
               h('th', { text: 'receiver' }),
               h('th', { title: 'row of expand_x (and dynamic_scales) on the receiver', text: 'expand_x row' }),
               h('th', { title: 'assist_info_for_combine entry j·W + source rank: rows through this block', text: 'assist entry' }),
