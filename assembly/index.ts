@@ -7,3 +7,6 @@ export { route, assist_and_token_nums } from './route';
 
 export { combine } from './combine';
 export { identity_expert } from './expert';
+export { identity_expert_fp8 } from './expert';
+export { quantize_per_token } from './quant';
+export { quantize_mx, dequantize_mx } from './mx';

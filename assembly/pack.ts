@@ -2,7 +2,8 @@
 // block on the receiving rank. Block offsets are byte offsets into this same (group) memory.
 // Plain byte moves use memory.copy/memory.fill (bulk memory: the engine's memcpy/memset, already
 // vectorised); the arithmetic lives in quant.ts.
-import { quantizeRow } from './quant';
+import { quantizeRow, quantizeRowFp8 } from './quant';
+import { quantizeMxRow } from './mx';
 
 // quant 0 message: the H elements, then zero padding up to msgBytes.
 // @ts-ignore: decorator
@@ -12,15 +13,26 @@ import { quantizeRow } from './quant';
 }
 
 // quant 2 message: H codes, zeros up to the scale at scaleOffset, the scale, zeros to msgBytes.
+// kind 2: int8 codes (A3, 950); 3 / 4: fp8_e4m3fn / fp8_e5m2 codes (950 mode 2); 5 / 6: MX blocks
+// of fp8_e4m3fn / fp8_e5m2 codes and their e8m0 scales at scaleOffset = Align256(H) (950 mode 4,
+// no smooth scales: the kernel exists only without them, 950 contract §2.4).
 // @ts-ignore: decorator
-@inline function messageQ(xt: usize, srow: usize, H: i32, row: usize, scaleOffset: i32, mb: usize, xf: usize, fp16: i32): void {
-  quantizeRow(xt, srow, H, row, scaleOffset, xf, fp16 != 0);
+@inline function messageQ(xt: usize, srow: usize, H: i32, row: usize, scaleOffset: i32, mb: usize, xf: usize, fp16: i32, kind: i32): void {
+  if (kind >= 5) {
+    quantizeMxRow(xt, H, row, fp16 != 0, kind == 6);
+    const end = <usize>scaleOffset + <usize>((((H + 31) >> 5) + 1) & ~1);
+    memory.fill(row + end, 0, mb - end);
+    return;
+  }
+  if (kind == 2) quantizeRow(xt, srow, H, row, scaleOffset, xf, fp16 != 0);
+  else quantizeRowFp8(xt, srow, H, row, scaleOffset, xf, fp16 != 0, kind == 4);
   memory.fill(row + <usize>H, 0, <usize>(scaleOffset - H));
   memory.fill(row + <usize>scaleOffset + 4, 0, mb - <usize>scaleOffset - 4);
 }
 
 /**
- * x: (bs, H) 16-bit; ids, expandIdx: (bs·K) i32; scales: (E+SN, H) f32 or 0;
+ * x: (bs, H) 16-bit; quant: the message kind (0 a copy, 2-6 as messageQ); ids, expandIdx:
+ * (bs·K) i32; scales: (E+SN, H) f32 or 0;
  * expertBlock: (E) u32 byte offsets, sharedBlock: (sharedSends) u32 byte offsets; xf: H f32 of
  * scratch for quantization (quant 2).
  * Each message is built once, in place in its window block (padding zeroed: window memory is
@@ -79,7 +91,7 @@ export function pack(
       }
       if (quant == 0) message16(dst, xt, rowBytes, mb);
       else if (scales == 0 && have) memory.copy(dst, first, mb);
-      else messageQ(xt, scales ? scales + <usize>row * hp : 0, H, dst, scaleOffset, mb, xf, fp16);
+      else messageQ(xt, scales ? scales + <usize>row * hp : 0, H, dst, scaleOffset, mb, xf, fp16, quant);
       if (!have) {
         first = dst;
         have = true;
@@ -89,7 +101,7 @@ export function pack(
       const dst = <usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb;
       if (quant == 0) message16(dst, xt, rowBytes, mb);
       else if (scales == 0 && have) memory.copy(dst, first, mb);
-      else messageQ(xt, scales ? scales + <usize>s * hp : 0, H, dst, scaleOffset, mb, xf, fp16);
+      else messageQ(xt, scales ? scales + <usize>s * hp : 0, H, dst, scaleOffset, mb, xf, fp16, quant);
     }
   }
 }

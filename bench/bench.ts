@@ -22,7 +22,9 @@ interface CaseSpec {
   BS: number;
   H: number;
   K: number;
-  quantMode: 0 | 2;
+  quantMode: 0 | 2 | 4;
+  /** the 950 case's attributes (platform, yDtype) */
+  extra?: { platform: '950'; yDtype: string };
 }
 
 /** ms per rank of each op in one round of every rank (runRound times each phase over all ranks). */
@@ -38,7 +40,7 @@ function makeInputs(c: CaseSpec, seed: number): RankInputs[] {
       x: randn(rng, 'bf16', [c.BS, c.H]),
       expertIds: uniqueTopK(rng, c.BS, c.K, 0, c.E),
       expertScales: randn(rng, 'f32', [c.BS, c.K]),
-      scales: c.quantMode === 2 ? randn(rng, 'f32', [c.E + 1, c.H]) : null,
+      scales: c.quantMode === 2 ? randn(rng, 'f32', [c.E + (c.extra ? 0 : 1), c.H]) : null,
     };
   });
 }
@@ -55,7 +57,7 @@ function roundBytes(c: CaseSpec, g: EpGroup): number {
   const sentMsgs = c.BS * c.K;
   const y = sentMsgs * lay.msgBytes;
   const windowCopies = sentMsgs * lay.msgBytes;
-  const expandX = sentMsgs * (c.H * lay.yElemBytes + (c.quantMode === 2 ? 4 : 0));
+  const expandX = sentMsgs * (c.H * lay.yElemBytes + lay.scaleBytes);
   const back = sentMsgs * c.H * 2;
   const out = c.BS * c.H * 2;
   return y + windowCopies + expandX + back + out;
@@ -91,7 +93,7 @@ function memcpyMs(bytes: number, reps: number): { warm: number; fresh: number } 
  */
 async function collectiveRoundMs(c: CaseSpec, inputs: RankInputs[], reps: number): Promise<Record<'workers1' | 'workers2', { ops: number; round: number }>> {
   const make = (workers: number) =>
-    Collective.create({ epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: 300, workers });
+    Collective.create({ epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: c.extra ? 1024 : 300, workers, ...c.extra });
   const pools = [await make(1), await make(2)];
   const ops: number[][] = [[], []];
   const rounds: number[][] = [[], []];
@@ -184,10 +186,14 @@ async function main() {
   const reps = Number(values.reps ?? (values.quick ? 2 : 5));
   const base = values.quick ? { W: 4, E: 16, BS: 32, H: 1024, K: 8 } : { W: 8, E: 32, BS: 256, H: 7168, K: 8 };
   const cases: CaseSpec[] = [0, 2].map((q) => ({ name: `W${base.W}-E${base.E}-BS${base.BS}-H${base.H}-K${base.K}-bf16-quant${q}`, ...base, quantMode: q as 0 | 2 }));
+  // issue 12: the 950 case, MX (quant mode 4) with fp8_e4m3fn y; --quick keeps to the 950 envelope
+  const b950 = values.quick ? { W: 4, E: 32, BS: 16, H: 4096, K: 8 } : base;
+  cases.push({ name: `W${b950.W}-E${b950.E}-BS${b950.BS}-H${b950.H}-K${b950.K}-bf16-950-quant4-e4m3fn`, ...b950, quantMode: 4, extra: { platform: '950', yDtype: 'fp8_e4m3fn' } });
   const results = [];
   for (const c of cases) {
     const inputs = makeInputs(c, 2026);
-    const opts = { epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: 300 };
+    // the 950 tilings compare half the window (950 contract §8): BS 256 needs 576 MB at W 2, more at W 8
+    const opts = { epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: c.extra ? 1024 : 300, ...c.extra };
     const wasm = await createGroup({ ...opts, backend: 'wasm' });
     await round(wasm, inputs); // warm-up: JIT and first touch of the windows
     const wasmRuns: Record<Op, number>[] = [];

@@ -220,7 +220,7 @@ export const OP_TENSORS: readonly TensorSpec[] = [
     shape: (c) => [localExpertNum(c.lay, c.rank)],
     written: (c) => {
       const n = localExpertNum(c.lay, c.rank);
-      return n > 1
+      return n > 1 && c.lay.platform.name === 'a3'
         ? { rows: [[0, n]], text: `all ${n} (the open A3 kernel leaves it unwritten for L > 1; the docs define it: Decision 7)`, skipped: [] }
         : all(n);
     },

@@ -1,7 +1,8 @@
 // The oracle: the contract (§2-§5) line by line in plain TypeScript, every f32 step through
 // Math.fround. Short and obvious on purpose; the wasm backend must match it bit for bit.
-import { fromF32, roundHalfEvenToInt8, toF32 } from '../../core/numbers.js';
+import { type Fp8Format, fromF32, roundHalfEvenToInt8, toF32 } from '../../core/numbers.js';
 import { zeros, type Tensor } from '../../core/tensor.js';
+import { dequantFp8Row, dequantMxRow, fp8TokenMessage, mxMessage } from './quant950.js';
 import type {
   Backend,
   CombineArgs,
@@ -51,7 +52,14 @@ export class ReferenceBackend implements Backend {
       for (let h = 0; h < H; h++) dv.setUint16(at + 2 * h, x.data[t * H + h]!, true);
       return;
     }
-    /*FP8-BRANCHES*/
+    if (lay.quant === 'mx') {
+      mxMessage(x.data, t * H, H, x.dtype, lay.yDtype as Fp8Format, out, at);
+      return;
+    }
+    if (lay.yDtype !== 'int8') {
+      fp8TokenMessage(x.data, t * H, H, x.dtype, lay.yDtype as Fp8Format, a.scales, scaleRow * H, out, at, lay.scaleOffset);
+      return;
+    }
     const xf = new Array<number>(H);
     for (let h = 0; h < H; h++) {
       xf[h] = toF32(x.dtype, x.data[t * H + h]!); // 1. xf = f32(x)
@@ -146,8 +154,19 @@ export class ReferenceBackend implements Backend {
     const [A, H] = expandX.shape as [number, number];
     const out = given ?? zeros(dtype, [A, H]);
     const o = out.data;
-    if (expandX.dtype !== 'int8') {
+    if (expandX.dtype === 'bf16' || expandX.dtype === 'fp16') {
       o.set((expandX.data as Uint16Array).subarray(0, n * H));
+      return out;
+    }
+    if (expandX.dtype === 'fp8_e4m3fn' || expandX.dtype === 'fp8_e5m2') {
+      // 950: mode 2 (one f32 scale a row) or MX (a row of e8m0 codes, one per 32 elements)
+      const codes = expandX.data as Uint8Array;
+      if (ds instanceof Uint8Array) {
+        const cols = ds.length / A;
+        for (let a = 0; a < n; a++) dequantMxRow(codes, a * H, ds, a * cols, H, expandX.dtype, dtype, o, a * H);
+      } else {
+        for (let a = 0; a < n; a++) dequantFp8Row(codes, a * H, ds[a]!, H, expandX.dtype, dtype, o, a * H);
+      }
       return out;
     }
     const codes = expandX.data as Int8Array;

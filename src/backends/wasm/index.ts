@@ -185,9 +185,10 @@ const combineRegions = (ar: Arena, lay: Layout, bs: number) => ({
 const EXPERT_CHUNK_BYTES = 256 * 1024;
 const expertChunkRows = (H: number): number => Math.max(1, Math.floor(EXPERT_CHUNK_BYTES / (3 * H + 4)));
 
-const expertRegions = (ar: Arena, rows: number, H: number) => ({
+/** scaleBytes: a row's dynamic_scales bytes, 4 (one f32) or 950 MX's Align2(ceil(H/32)) e8m0 codes */
+const expertRegions = (ar: Arena, rows: number, H: number, scaleBytes: number) => ({
   codes: ar.take(rows * H),
-  scales: ar.take(rows * 4),
+  scales: ar.take(rows * scaleBytes),
   out: ar.take(rows * H * 2),
 });
 
@@ -227,7 +228,7 @@ export class WasmBackend implements Backend {
       size((ar) => packRegions(ar, lay, bs, lay.quant === 'token')),
       size((ar) => gatherRegions(ar, blocks, Lr)),
       size((ar) => combineRegions(ar, lay, bs)),
-      lay.attrs.quantMode === 2 ? size((ar) => expertRegions(ar, expertChunkRows(lay.H), lay.H)) : 0,
+      lay.quant !== 'none' ? size((ar) => expertRegions(ar, expertChunkRows(lay.H), lay.H, lay.scaleBytes)) : 0,
     );
   }
 
@@ -331,29 +332,37 @@ export class WasmBackend implements Backend {
     const { expandX, rows: n } = a;
     const [A, H] = expandX.shape as [number, number];
     const out = a.out ?? zeros(a.dtype, [A, H]);
-    if (expandX.dtype !== 'int8') {
+    if (expandX.dtype === 'bf16' || expandX.dtype === 'fp16') {
       // quant 0: the identity is a byte move, one TypedArray.set (a kernel would stage it twice)
       out.data.set((expandX.data as Uint16Array).subarray(0, n * H));
       return out;
     }
-    const c = Math.max(1, Math.min(expertChunkRows(H), n));
-    const r = expertRegions(this.arena(), c, H);
-    const codes = expandX.data as Int8Array;
     const ds = a.dynamicScales;
+    // a row's scale bytes: one f32 (int8, 950 fp8 mode 2), or a row of e8m0 codes (950 MX)
+    const mx = ds instanceof Uint8Array;
+    const sb = mx ? ds.length / A : 4;
+    const fp16 = a.dtype === 'fp16' ? 1 : 0;
+    const e5m2 = expandX.dtype === 'fp8_e5m2' ? 1 : 0;
+    const c = Math.max(1, Math.min(expertChunkRows(H), n));
+    const r = expertRegions(this.arena(), c, H, sb);
+    const codes = expandX.data as Int8Array | Uint8Array;
     const inMem = (d: ArrayBufferView): boolean => d.buffer === this.buf;
     const codesIn = inMem(codes);
     const scalesIn = inMem(ds);
     const outIn = inMem(out.data);
-    // same-type views, so that each set is a memcpy (scales as f32: a NaN's bits are kept)
+    // byte views, so that each set is a memcpy (scales as bits: a NaN's bits are kept)
     const codeBytes = new Uint8Array(codes.buffer, codes.byteOffset, codes.length);
+    const scaleBytes = new Uint8Array(ds.buffer, ds.byteOffset, ds.byteLength);
     for (let a0 = 0; a0 < n; a0 += c) {
       const m = Math.min(c, n - a0);
       const src = codesIn ? codes.byteOffset + a0 * H : r.codes;
-      const sc = scalesIn ? ds.byteOffset + a0 * 4 : r.scales;
+      const sc = scalesIn ? ds.byteOffset + a0 * sb : r.scales;
       const dst = outIn ? out.data.byteOffset + a0 * H * 2 : r.out;
       if (!codesIn) this.u8.set(codeBytes.subarray(a0 * H, (a0 + m) * H), r.codes);
-      if (!scalesIn) this.f32.set(ds.subarray(a0, a0 + m), r.scales >> 2);
-      this.k.identity_expert(a.dtype === 'fp16' ? 1 : 0, H, m, src, sc, dst);
+      if (!scalesIn) this.u8.set(scaleBytes.subarray(a0 * sb, (a0 + m) * sb), r.scales);
+      if (mx) this.k.dequantize_mx(src, H, sc, sb, e5m2, fp16, H, m, dst);
+      else if (expandX.dtype === 'int8') this.k.identity_expert(fp16, H, m, src, sc, dst);
+      else this.k.identity_expert_fp8(e5m2, fp16, H, m, src, sc, dst);
       if (!outIn) out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + m * H), a0 * H);
     }
     return out;
