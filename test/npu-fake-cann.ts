@@ -39,6 +39,20 @@ export function fakeCannHome(only: readonly string[] = LIB_NAMES): string {
   return home;
 }
 
+/**
+ * A 950 SoC name (a real one: Ascend950PR_9599 is CANN's simulator target). As FAKE_CANN_SOC it puts
+ * the fake in its 950 mode (fake_cann.cc's head: fp8 tensors, the 950 tilings' checks, §10's size
+ * helpers literally); the npu group then accepts only platform '950'.
+ */
+export const FAKE_950_SOC = 'Ascend950PR_9599';
+
+/** The rank processes' environment for the fake's 950 mode. */
+export const FAKE_950_ENV = { FAKE_CANN_SOC: FAKE_950_SOC } as const;
+
+/** aclDataType codes as the fake logs them (src/npu/bridge.ts ACL_DTYPE) and their sizes in bytes. */
+export const ACL_CODES = { f32: 0, fp16: 1, int8: 2, int32: 3, int64: 9, bool: 12, bf16: 27, fp8_e5m2: 35, fp8_e4m3fn: 36, fp8_e8m0: 37 } as const;
+export const ACL_BYTES: Readonly<Record<number, number>> = { 0: 4, 1: 2, 2: 1, 3: 4, 9: 8, 12: 1, 27: 2, 35: 1, 36: 1, 37: 1 };
+
 /** Op bits of a vendor build (FAKE_VENDOR_OPS). */
 export const VENDOR_OPS = { dispatchSetup: 1, dispatchTeardown: 2, combineSetup: 4, combineTeardown: 8, sizeHelpers: 16 } as const;
 

@@ -11,8 +11,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { RankResult } from '../src/group/round.js';
 import { bytesOf, type Tensor } from '../src/core/tensor.js';
 import { main } from '../src/cli/cli.js';
-import { DECISIONS } from '../src/contract/decisions.js';
-import { PROBE_CASES } from '../src/probe/cases.js';
+import { DECISIONS, DECISIONS_950 } from '../src/contract/decisions.js';
+import { PROBE_CASES, casePlatform } from '../src/probe/cases.js';
 import { type ProbeReport, type ProbeRunId, runProbe } from '../src/probe/run.js';
 import { reportMarkdown } from '../src/probe/report.js';
 import { fakeCannHome } from './npu-fake-cann.js';
@@ -60,7 +60,7 @@ function feeding(root: string, tamper: Tamper = () => undefined, extraEnv: (run:
   };
 }
 
-const decision = (rep: ProbeReport, n: number) => rep.decisions.find((d) => d.decision === n)!;
+const decision = (rep: ProbeReport, n: number) => rep.decisions.find((d) => d.platform === 'a3' && d.decision === n)!;
 const W2_CASES = PROBE_CASES.filter((c) => c.ranks <= 2).map((c) => c.id);
 
 async function probe(o: Parameters<typeof runProbe>[0]): Promise<ProbeReport> {
@@ -70,30 +70,39 @@ async function probe(o: Parameters<typeof runProbe>[0]): Promise<ProbeReport> {
 }
 
 describe('probe cases', () => {
-  it('stable ids, each Decision of the README 1-19 but 5 named by exactly one case, 5 listed as not testable by design', () => {
+  it('stable ids, each Decision of the README 1-19 but 5 named by exactly one A3 case, 5 listed as not testable by design; 950 Decisions 1, 2, 4, 6, 7, 9 by the 950 cases', () => {
     const ids = PROBE_CASES.map((c) => c.id);
     expect(new Set(ids).size).toBe(ids.length);
-    expect(ids).toEqual(['shared-rank-a', 'unwritten', 'specials', 'expert-token-nums', 'shared-multi', 'buffer-need', 'scales-quant0', 'assist-short', 'global-bs-zero', 'shared-expert-x', 'y-stride-quant0', 'size-helpers']);
-    const nums = PROBE_CASES.flatMap((c) => c.decisions).sort((a, b) => a - b);
-    expect(nums).toEqual([1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    expect(ids).toEqual([
+      'shared-rank-a', 'unwritten', 'specials', 'expert-token-nums', 'shared-multi', 'buffer-need', 'scales-quant0', 'assist-short', 'global-bs-zero', 'shared-expert-x', 'y-stride-quant0', 'size-helpers',
+      '950-partial-mask', '950-smooth-row', '950-mx-specials', '950-unwritten', '950-combine', '950-buffer-need', '950-size-helpers',
+    ]);
+    const nums = (p: 'a3' | '950') => PROBE_CASES.filter((c) => casePlatform(c) === p).flatMap((c) => c.decisions).sort((a, b) => a - b);
+    expect(nums('a3')).toEqual([1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    expect(nums('950')).toEqual([1, 2, 4, 6, 7, 9]);
+    // the 950 cases are 950 rounds, and only they
+    for (const c of PROBE_CASES) for (const v of c.variants) expect(v.gen.platform ?? 'a3', `${c.id}/${v.name}`).toBe(casePlatform(c));
     // a case's checks judge only its own Decisions
     for (const c of PROBE_CASES) for (const chk of c.checks) expect(c.decisions).toContain(chk.decision);
   });
 
-  it('every Decision of src/contract/decisions.ts names an existing probe case that lists it, or none with the reason (5 only)', () => {
+  it('every Decision of src/contract/decisions.ts (both lists) names an existing probe case of its platform that lists it, or none with the reason', () => {
     expect(DECISIONS.length).toBeGreaterThan(0);
-    for (const d of DECISIONS) {
-      if (d.probe === null) {
-        expect(d.id).toBe(5);
-        expect(d.untestable).toBeTruthy();
-        continue;
+    for (const [platform, list, untestable] of [['a3', DECISIONS, [5]], ['950', DECISIONS_950, [3, 5, 8, 10]]] as const) {
+      for (const d of list) {
+        if (d.probe === null) {
+          expect(untestable as readonly number[], `${platform} Decision ${d.id}`).toContain(d.id);
+          expect(d.untestable).toBeTruthy();
+          continue;
+        }
+        const pc = PROBE_CASES.find((c) => c.id === d.probe);
+        expect(pc, `${platform} Decision ${d.id}: probe ${d.probe}`).toBeDefined();
+        expect(casePlatform(pc!)).toBe(platform);
+        expect(pc!.decisions).toContain(d.id);
       }
-      const pc = PROBE_CASES.find((c) => c.id === d.probe);
-      expect(pc, `Decision ${d.id}: probe ${d.probe}`).toBeDefined();
-      expect(pc!.decisions).toContain(d.id);
+      // and every Decision a case claims is one of them, with that case as its probe
+      for (const c of PROBE_CASES.filter((x) => casePlatform(x) === platform)) for (const n of c.decisions) expect(list.find((d) => d.id === n)?.probe).toBe(c.id);
     }
-    // and every Decision a case claims is one of them, with that case as its probe
-    for (const c of PROBE_CASES) for (const n of c.decisions) expect(DECISIONS.find((d) => d.id === n)?.probe).toBe(c.id);
   });
 });
 
@@ -116,6 +125,14 @@ describe('probe against the fake CANN fed the reference\'s own outputs', () => {
     }
     expect(decision(rep, 14).detail).toContain('refused scales with quant mode 0 on every rank');
     expect(decision(rep, 14).detail).toContain('161002');
+    // the fake is an A3 here: the 950 cases do not run, and say why
+    for (const c of rep.cases.filter((x) => x.platform === '950')) {
+      expect([c.status, c.reason, c.runs]).toEqual(['not-testable', 'a 950 case: it needs an Ascend 950 SoC, and this host\'s is Ascend910_9392 (an A3)', []]);
+    }
+    const d950 = rep.decisions.filter((d) => d.platform === '950');
+    expect(d950.map((d) => d.decision)).toEqual(DECISIONS_950.map((d) => d.id));
+    expect(d950.every((d) => d.verdict === 'not-testable')).toBe(true);
+    expect(d950.find((d) => d.decision === 1)!.detail).toBe('not testable on this SoC/host: 950-partial-mask: a 950 case: it needs an Ascend 950 SoC, and this host\'s is Ascend910_9392 (an A3)');
   });
 
   it('the size helpers agree; the report names the SoC and each op\'s library', () => {

@@ -24,7 +24,9 @@
 //                        the named function returns `code` (on every device, or only on `device`)
 //                        and aclGetRecentErrMsg() then says so.
 //   FAKE_CANN_WORKSPACE=BYTES  the workspace size every op asks for (default 1048576).
-//   FAKE_CANN_SOC=NAME   what aclrtGetSocName returns (default Ascend910_9392, an A3 SoC).
+//   FAKE_CANN_SOC=NAME   what aclrtGetSocName returns (default Ascend910_9392, an A3 SoC). A 950
+//                        name (Ascend950..., e.g. Ascend950PR_9599, or Ascend910_95...) selects the
+//                        fake's 950 mode, below; any other name keeps the A3 behaviour unchanged.
 //   FAKE_CANN_DEVICES=N  what aclrtGetDeviceCount returns (default 8).
 //   FAKE_CANN_STREAM_HANG=1 | @device[,@device]
 //                        the stream never completes (on every device, or on those listed):
@@ -37,6 +39,21 @@
 //                        output's size) instead of writing the pattern; a sibling .mask file of
 //                        the same size writes only the bytes whose mask byte is non-zero. The
 //                        probe's tests feed it the reference's outputs, altered or not.
+//
+// 950 mode (a 950 FAKE_CANN_SOC; op-contract-950.md, whose rules a wrong bridge or group would break
+// on a 950 host):
+//   - aclCreateTensor also takes the 950's one-byte floats: 35 fp8_e5m2, 36 fp8_e4m3fn, 37 fp8_e8m0
+//     (§1, §11); in A3 mode they stay unknown dtypes, refused as before.
+//   - GetWorkspaceSize applies the 950 tilings' checks (§7): comm_type 2 on every op; quant_mode in
+//     [0, 4]; expert_token_nums_type 1; the combine tilings' envelope (epWorldSize 2, 4 or 8,
+//     moeExpertNum 32, no shared experts, BS 8, 16 or 256, H 4096 or 7168, K 6 or 8); y's dtype and
+//     its rows (BS * (K + sharedExpertNum), tokenMsgSize of the quant mode, §2.3); expand_x in y's
+//     dtype; dynamic_scales f32 (mode 2) or (A, Align2(ceil(H/32))) fp8_e8m0 (mode 4). A refusal is
+//     561002 (ACLNN_ERR_INNER_TILING_ERROR) and aclGetRecentErrMsg gives the [OPB] template's text.
+//   - the size helpers compute §10 literally, flaws included: tokenMsgSize Align256(H) for quant
+//     mode 0 and Align512(Align32(H) + 4) for every other mode, comm_cmd_info with L = E / (W - S);
+//     int64 arithmetic that wraps; null x, expertIds or expandX 161001; x or expertIds not 2-D,
+//     S >= W, epRankId < 0, or an expandX that is empty, not 2-D or has a dim <= 0: 161002.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -212,12 +229,21 @@ FakeTensor* lookup(const void* t) {
   return it == g_tensors.end() ? nullptr : it->second;
 }
 
+// The 950 mode (see the file comment): FAKE_CANN_SOC names an Ascend 950.
+bool is950() {
+  const char* s = getenv("FAKE_CANN_SOC");
+  if (!s) return false;
+  std::string n = s;
+  return n.rfind("Ascend950", 0) == 0 || n.rfind("Ascend910_95", 0) == 0;
+}
+
 size_t elemBytes(int dtype) {
   switch (dtype) {
     case 0: case 3: return 4;
     case 1: case 27: return 2;
     case 2: case 12: return 1;
     case 9: return 8;
+    case 35: case 36: case 37: return is950() ? 1 : 0;  // fp8_e5m2, fp8_e4m3fn, fp8_e8m0: the 950's
     default: return 0;
   }
 }
@@ -236,6 +262,127 @@ uint64_t fnv1a(const void* p, size_t n) {
     h *= 0x100000001b3ull;  // FNV prime
   }
   return h;
+}
+
+int64_t alignUp(int64_t v, int64_t n) { return (v + n - 1) / n * n; }
+
+// y's dim 1 as the 950 dispatch tilings check it, per quant mode (op-contract-950 §2.3, DSt:716-727,
+// DTt:506-525): mode 3 counts its ceil(H/128) scales as one byte each, as the tiling does.
+int64_t tokenMsgSize950(int64_t mode, int64_t h) {
+  switch (mode) {
+    case 0: return alignUp(h, 256);
+    case 1: return alignUp(h, 512);
+    case 2: return alignUp(alignUp(h, 32) + 4, 512);
+    case 3: return alignUp(alignUp(h, 128) + (h + 127) / 128, 512);
+    default: return alignUp(alignUp(h, 256) + alignUp((h + 31) / 32, 2), 512);
+  }
+}
+
+std::string dimsText(const FakeTensor* t) {
+  std::string o = "[";
+  for (size_t i = 0; i < t->dims.size(); i++) o += (i ? ", " : "") + std::to_string(t->dims[i]);
+  return o + "]";
+}
+
+bool oneOf(int64_t v, std::initializer_list<int64_t> set) {
+  for (int64_t x : set) {
+    if (v == x) return true;
+  }
+  return false;
+}
+
+// The 950 tilings' checks (op-contract-950 §7) on a call whose tensors are all present: 0, or
+// 561002 with aclGetRecentErrMsg in the [OPB] templates' words (hicann/opbase log.h).
+int32_t tiling950(const std::string& op, const std::vector<FakeTensor*>& in, const std::vector<FakeTensor*>& out,
+                  const std::vector<int64_t>& ints, const std::vector<const char*>& names) {
+  auto attr = [&](const char* n) -> int64_t {
+    for (size_t i = 0; i < names.size(); i++) {
+      if (strcmp(names[i], n) == 0) return ints[i];
+    }
+    return -1;
+  };
+  const std::string node = op == "dispatchSetup"      ? "MoeDistributeDispatchSetup"
+                           : op == "dispatchTeardown" ? "MoeDistributeDispatchTeardown"
+                           : op == "combineSetup"     ? "MoeDistributeCombineSetup"
+                                                      : "MoeDistributeCombineTeardown";
+  auto refuse = [&](const std::string& what) {
+    g_lastErr = "EZ9999: fake CANN (950): " + what;
+    return 561002;
+  };
+  // WITH_INVALID_ATTR (log.h:154); combine_teardown reports all as FOR_INVALID_VALUE (:733)
+  auto badAttr = [&](const char* p, int64_t v, const std::string& exp) {
+    return refuse(std::string(op == "combineTeardown" ? "Parameter " : "Attribute ") + p + " of " + node +
+                  " has incorrect value " + std::to_string(v) + ". It should be " + exp + ".");
+  };
+  auto badValue = [&](const char* p, int64_t v, const std::string& exp) {
+    return refuse(std::string("Parameter ") + p + " of " + node + " has incorrect value " + std::to_string(v) +
+                  ". It should be " + exp + ".");
+  };
+  auto badShape = [&](const char* p, const FakeTensor* t, const std::string& reason) {
+    return refuse(std::string("Parameter ") + p + " of " + node + " has incorrect shape " + dimsText(t) + ". Reason: " + reason + ".");
+  };
+  auto badDtype = [&](const char* p, const FakeTensor* t, const std::string& reason) {
+    return refuse(std::string("Parameter ") + p + " of " + node + " has incorrect dtype " + std::to_string(t->dtype) +
+                  ". Reason: " + reason + ".");
+  };
+  const int64_t commType = attr("commType");
+  if (commType != 2) return badAttr("commType", commType, "2");
+  const int64_t W = attr("epWorldSize"), E = attr("moeExpertNum"), SN = attr("sharedExpertNum"), S = attr("sharedExpertRankNum");
+  if (op == "dispatchSetup" || op == "dispatchTeardown") {
+    const int64_t quant = attr("quantMode");
+    if (quant < 0 || quant > 4) return badAttr("quantMode", quant, op == "dispatchSetup" ? "0 to 4" : "[0, 4]");
+    if (op == "dispatchTeardown" && attr("expertTokenNumsType") != 1) return badAttr("expertTokenNumsType", attr("expertTokenNumsType"), "1");
+    const FakeTensor* x = in[0];
+    const FakeTensor* ids = in[op == "dispatchSetup" ? 1 : 2];
+    const FakeTensor* y = op == "dispatchSetup" ? out[0] : in[1];
+    if (x->dims.size() != 2 || ids->dims.size() != 2) return badShape("x", x, "x and expertIds must be 2-D");
+    const int64_t bs = x->dims[0], h = x->dims[1], k = ids->dims[1];
+    if (op == "dispatchSetup") {
+      // DSt:585-607
+      const bool ok = quant == 0   ? y->dtype == x->dtype
+                      : quant == 1 ? oneOf(y->dtype, {2, 34})
+                      : quant == 2 ? oneOf(y->dtype, {2, 35, 36})
+                                   : oneOf(y->dtype, {35, 36});
+      if (!ok) {
+        return badDtype("yOut", y, quant == 0   ? "If quantMode is 0, the dtype of yOut must be the same as that of x"
+                                   : quant == 1 ? "If quantMode is 1, the dtype of yOut must be int8 or hif8"
+                                   : quant == 2 ? "If quantMode is 2, the dtype of yOut must be int8, fp8_e4m3fn or fp8_e5m2"
+                                                : "If quantMode is 3 or 4, the dtype of yOut must be fp8_e4m3fn or fp8_e5m2");
+      }
+    }
+    if (y->dims.size() != 2 || y->dims[0] != bs * (k + SN)) return badShape("yOut", y, "Dim0 of yOut must be equal to BS * (K + sharedExpertNum)");
+    if (y->dims[1] != tokenMsgSize950(quant, h)) {
+      return badShape("yOut", y, "Dim1 of yOut must be equal to tokenMsgSize (" + std::to_string(tokenMsgSize950(quant, h)) + ")");
+    }
+    if (op == "dispatchTeardown") {
+      const FakeTensor* expandX = out[0];
+      const FakeTensor* scales = out[1];
+      if (expandX->dtype != y->dtype) return badDtype("expandXOut", expandX, "The dtype of expandXOut must be the same as that of y");
+      if (quant == 2 && scales->dtype != 0) return badDtype("dynamicScalesOut", scales, "the dtype of dynamicScalesOut must be float32 when quantMode is 2");
+      if (quant == 4) {
+        if (scales->dtype != 37) return badDtype("dynamicScalesOut", scales, "the dtype of dynamicScalesOut must be fp8_e8m0 when quantMode is 4");
+        const int64_t a = expandX->dims.empty() ? -1 : expandX->dims[0];
+        if (scales->dims.size() != 2 || scales->dims[0] != a || scales->dims[1] != alignUp((h + 31) / 32, 2)) {
+          return badShape("dynamicScalesOut", scales, "dims of dynamicScalesOut must be (A, Align2(ceil(H / 32))) when quantMode is 4");
+        }
+      }
+    }
+    return 0;
+  }
+  // the combine tilings' envelope (CSa:79-136, CTa:84-153)
+  if (!oneOf(W, {2, 4, 8})) return badAttr("epWorldSize", W, op == "combineSetup" ? "{2, 4, 8}" : "2, 4, or 8");
+  if (E != 32) return badAttr("moeExpertNum", E, "32");
+  if (SN != 0) return badAttr("sharedExpertNum", SN, "0");
+  if (S != 0) return badAttr("sharedExpertRankNum", S, "0");
+  const FakeTensor* expandX = in[0];
+  const FakeTensor* ids = in[op == "combineSetup" ? 1 : 2];
+  if (expandX->dims.size() != 2 || ids->dims.size() != 2) return badShape("expandX", expandX, "expandX and expertIds must be 2-D");
+  const int64_t bs = ids->dims[0], k = ids->dims[1], h = expandX->dims[1];
+  const bool cs = op == "combineSetup";
+  if (!oneOf(bs, {8, 16, 256})) return badValue("Bs", bs, cs ? "{8, 16, 256}" : "8, 16, or 256");
+  if (!oneOf(h, {4096, 7168})) return badValue("H", h, cs ? "{4096, 7168}" : "4096 or 7168");
+  if (!oneOf(k, {6, 8})) return badValue("K", k, cs ? "{6, 8}" : "6 or 8");
+  return 0;
 }
 
 }  // namespace
@@ -274,6 +421,12 @@ int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins
   }
   f << "]";
   if (!status && (!ws || !exec)) status = 161001;
+  if (!status && is950()) {
+    std::vector<FakeTensor*> in, out;
+    for (const void* t : ins) in.push_back(t ? lookup(t) : nullptr);
+    for (void* t : outs) out.push_back(lookup(t));
+    status = tiling950(op, in, out, ints, intNames);
+  }
   if (!status) {
     const char* w = getenv("FAKE_CANN_WORKSPACE");
     auto* e = new FakeExecutor{g_nextId++, op, w ? strtoull(w, nullptr, 10) : 1048576ull, {}, {}, ints.size() > 1 ? ints[1] : -1};
@@ -369,7 +522,65 @@ int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, v
   return status;
 }
 
-// The size helpers' formulas, as the open op_api sources compute them (aclnn_moe_distribute_*_setup.cpp).
+// int64 arithmetic as the helpers' C++ does it on the hardware's compilers: wrapping, not trapping.
+int64_t wadd(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); }
+int64_t wmul(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b)); }
+// Align(x, a) of the helpers: ((x + a - 1) / a) * a, C++ division (toward zero)
+int64_t walign(int64_t v, int64_t a) { return wmul(wadd(v, a - 1) / a, a); }
+
+// aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize as the 950 sources write it (op-contract-950
+// §10; DSapi:104-160), literally: the checks in its order, then the sizes. Mirrors
+// src/contract/size-helpers.ts. Returns the status; `out` filled on success.
+int32_t dispatchSizes950(FakeTensor* tx, FakeTensor* te, int64_t W, int64_t rank, int64_t E, int64_t SN, int64_t S,
+                         int64_t quant, int64_t gbs, uint64_t* out) {
+  if (!tx) return g_lastErr = "fake CANN (950): x is nullptr", 161001;
+  if (!te) return g_lastErr = "fake CANN (950): expertIds is nullptr", 161001;
+  if (tx->dims.size() != 2) return g_lastErr = "fake CANN (950): x's DimNum should be 2, but got " + std::to_string(tx->dims.size()) + ".", 161002;
+  if (te->dims.size() != 2) {
+    return g_lastErr = "fake CANN (950): expertIds's DimNum should be 2, but got " + std::to_string(te->dims.size()) + ".", 161002;
+  }
+  int64_t bs = tx->dims[0], h = tx->dims[1], k = te->dims[1];
+  // the flaw kept: Align512(Align32(H) + 4) for every quant mode but 0 (right for mode 2 only, §2.3)
+  int64_t token = quant == 0 ? walign(h, 256) : walign(wadd(walign(h, 32), 4), 512);
+  int64_t expandIdx = wmul(bs, k);
+  int64_t gbsReal = gbs == 0 ? wmul(bs, W) : gbs;
+  if (S >= W) {
+    return g_lastErr = "fake CANN (950): sharedExpertRankNum should be less than epWorldSize[" + std::to_string(W) + "], but got " +
+                       std::to_string(S) + ".", 161002;
+  }
+  if (rank < 0) return g_lastErr = "fake CANN (950): epRankId should not be less than 0, but got " + std::to_string(rank) + ".", 161002;
+  int64_t L, A;
+  if (rank < S) {
+    L = 1;
+    A = wmul(wmul(bs, W), SN) / S;
+  } else {
+    L = E / (W - S);  // the flaw kept: W - S, where the dispatch_setup tiling checks W - SN
+    A = wmul(gbsReal, L < k ? L : k);
+  }
+  out[0] = static_cast<uint64_t>(token);
+  out[1] = static_cast<uint64_t>(expandIdx);
+  out[2] = static_cast<uint64_t>(wmul(A, 128));
+  out[3] = static_cast<uint64_t>(wmul(wadd(wmul(bs, wadd(k, SN)), wmul(W, L)), 16));
+  return 0;
+}
+
+// aclnnMoeDistributeCombineSetupTeardownCalcOutputSize as the 950 sources write it (§10;
+// CSapi:169-208): from expandX (A, H) and epWorldSize alone.
+int32_t combineSizes950(FakeTensor* t, int64_t W, uint64_t* out) {
+  if (!t) return g_lastErr = "fake CANN (950): expandX is nullptr", 161001;
+  for (int64_t d : t->dims) {
+    if (d == 0) return g_lastErr = "fake CANN (950): expandX is an empty tensor", 161002;
+  }
+  if (t->dims.size() != 2) return g_lastErr = "fake CANN (950): expandX's DimNum should be 2, but got " + std::to_string(t->dims.size()) + ".", 161002;
+  int64_t a = t->dims[0], h = t->dims[1];
+  if (a <= 0 || h <= 0) return g_lastErr = "fake CANN (950): expandX's Dim should be greater than zero.", 161002;
+  out[0] = static_cast<uint64_t>(walign(wadd(walign(h, 32), wmul(walign(h, 8) / 8, 4)), 512));
+  out[1] = static_cast<uint64_t>(wmul(wadd(a, W), 16));
+  return 0;
+}
+
+// The size helpers' formulas, as the open op_api sources compute them (aclnn_moe_distribute_*_setup.cpp);
+// in the 950 mode literally, with their error codes (dispatchSizes950, combineSizes950).
 int32_t dispatchSizes(const void* x, const void* expertIds, int64_t W, int64_t rank, int64_t E, int64_t SN, int64_t S,
                       int64_t quant, int64_t gbs, uint64_t* out, const char* servedBy) {
   std::lock_guard<std::mutex> l(g_mu);
@@ -377,12 +588,21 @@ int32_t dispatchSizes(const void* x, const void* expertIds, int64_t W, int64_t r
   const char* fn = "aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize";
   FakeTensor* tx = lookup(x);
   FakeTensor* te = lookup(expertIds);
+  bool computed = false;
   if (!noContext(fn, &status) && !(status = injected(fn))) {
-    if (!tx || !te || tx->dims.size() != 2 || te->dims.size() != 2) {
+    if (is950()) {
+      status = dispatchSizes950(tx, te, W, rank, E, SN, S, quant, gbs, out);
+      computed = true;
+    } else if (!tx || !te || tx->dims.size() != 2 || te->dims.size() != 2) {
       status = 161002, g_lastErr = "fake CANN: x and expertIds must be 2-D tensors";
     }
   }
-  if (!status) {
+  if (!status && computed) {
+    const char* names[4] = {"tokenMsgSize", "expandIdxOutSize", "assistInfoForCombineOutSize", "commCmdInfoOutSize"};
+    for (int i = 0; i < 4; i++) {
+      if (disagrees(names[i])) out[i] += 16;
+    }
+  } else if (!status) {
     auto align = [](int64_t v, int64_t n) { return (v + n - 1) / n * n; };
     int64_t bs = tx->dims[0], h = tx->dims[1], k = te->dims[1];
     int64_t g = gbs == 0 ? bs * W : gbs;
@@ -409,10 +629,19 @@ int32_t combineSizes(const void* expandX, int64_t W, uint64_t* out, const char* 
   int status = 0;
   const char* fn = "aclnnMoeDistributeCombineSetupTeardownCalcOutputSize";
   FakeTensor* t = lookup(expandX);
+  bool computed = false;
   if (!noContext(fn, &status) && !(status = injected(fn))) {
-    if (!t || t->dims.size() != 2) status = 161002, g_lastErr = "fake CANN: expandX must be a 2-D tensor";
+    if (is950()) {
+      status = combineSizes950(t, W, out);
+      computed = true;
+    } else if (!t || t->dims.size() != 2) {
+      status = 161002, g_lastErr = "fake CANN: expandX must be a 2-D tensor";
+    }
   }
-  if (!status) {
+  if (!status && computed) {
+    if (disagrees("combineTokenMsgSize")) out[0] += 16;
+    if (disagrees("combineCommCmdInfoOutSize")) out[1] += 16;
+  } else if (!status) {
     auto align = [](int64_t v, int64_t n) { return (v + n - 1) / n * n; };
     int64_t a = t->dims[0], h = t->dims[1];
     out[0] = align(align(h, 32) + align(h, 8) / 8 * 4, 512);

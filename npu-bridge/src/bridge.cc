@@ -6,6 +6,11 @@
 // aclnn/acl_meta.h, hccl/hccl.h and mc2/moe_distribute_*/op_api/aclnn_moe_distribute_*.h).
 // `load()` reports {available: false, reason} when a library or a symbol is missing.
 //
+// The A3 and the Ascend 950 ops have the same aclnn signatures (op-contract-950.md §1): the caller
+// passes the attributes (comm_type 2 on 950) and the outputs' dtypes and shapes (the 950's fp8
+// y / expand_x and e8m0 dynamic_scales are sized here at one byte), and the messages of a refused
+// call depend on whether the SoC is a 950 (socIs950).
+//
 // One process drives one device (the npu backend forks one child per rank). Ops run on a worker
 // thread (Napi::AsyncWorker): inputs are copied host -> device, the aclTensors are created, the
 // outputs are cleared (aclrtMemset, zero or a poison byte), the op's workspace is sized and
@@ -358,12 +363,45 @@ const char* const kOpNames[4] = {"aclnnMoeDistributeDispatchSetup", "aclnnMoeDis
 const char* const kSizeHelpers[4] = {"aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize", nullptr,
                                      "aclnnMoeDistributeCombineSetupTeardownCalcOutputSize", nullptr};
 
-// The message for an op this CANN cannot run: one place, used at load and at GetWorkspaceSize.
-std::string missingOpsMessage(const std::string& soc, const std::string& library) {
+// An Ascend 950 (arch35) SoC: Ascend950PR_9599, Ascend950DT_..., or the Ascend910_95 series
+// (torchair's is_arch35 reads the names so; src/npu/bridge.ts socPlatform is the same rule).
+bool socIs950(const std::string& soc) {
+  return soc.rfind("Ascend950", 0) == 0 || soc.rfind("Ascend910_95", 0) == 0;
+}
+
+std::string socAndLibrary(const std::string& soc, const std::string& library) {
   return "SoC " + (soc.empty() ? std::string("<unknown: aclrtGetSocName gave nothing>") : soc) + ", library " +
-         (library.empty() ? std::string("<none>") : library) +
+         (library.empty() ? std::string("<none>") : library);
+}
+
+// The message for an op this CANN cannot run: one place, used at load and at GetWorkspaceSize.
+// The public sources build these ops for ascend950 only (op-contract-950.md §S: the defs register
+// ascend950, the arch35 tilings run on DAV_3510 only), so on any other SoC the binary must come from
+// a release that ships them; on a 950 a missing op means the install lacks ops-transformer's.
+std::string missingOpsMessage(const std::string& soc, const std::string& library) {
+  if (socIs950(soc)) {
+    return socAndLibrary(soc, library) +
+           ": this Ascend 950's CANN lacks the MoE distribute setup/teardown ops, which ops-transformer builds for "
+           "ascend950 (its op_api library, libopapi_transformer.so)";
+  }
+  return socAndLibrary(soc, library) +
          ": the public CANN sources build the MoE distribute setup/teardown ops for ascend950 only (comm_type 2), "
          "so an A3 host needs a CANN release whose binary ships them";
+}
+
+// GetWorkspaceSize refused on a 950, where the binary is the one the 950 contract reads: 561003 is
+// a tiling key without a kernel (§2.4: quant mode 1 has no dispatch_teardown kernel, modes 0 and 4
+// none with scales), 161002 and 561002 the API's and the tilings' refusals of a parameter (§7).
+std::string refused950Message(const std::string& soc, const std::string& library, int64_t status) {
+  if (status == 561003) {
+    return socAndLibrary(soc, library) +
+           ": the 950 binary has no kernel for this call's tiling key (quant mode 1 has no dispatch_teardown kernel, "
+           "quant modes 0 and 4 none with scales: op-contract-950 §2.4)";
+  }
+  return socAndLibrary(soc, library) +
+         ": the 950 API or tiling refused a parameter (comm_type must be 2; end to end the combine tilings take only "
+         "epWorldSize 2, 4 or 8, moeExpertNum 32, no shared experts, BS 8, 16 or 256, H 4096 or 7168, K 6 or 8: "
+         "op-contract-950 §7); aclGetRecentErrMsg names it";
 }
 
 void loadCann(const std::string& home, const std::string& oppPath, const std::string& customOppPath) {
@@ -780,6 +818,11 @@ size_t elemBytesOf(int dtype) {
     case 9: return 8;   // ACL_INT64
     case 12: return 1;  // ACL_BOOL
     case 27: return 2;  // ACL_BF16
+    // the 950's one-byte floats (op-contract-950 §1, §11): y and expand_x of quant modes 2 and 4,
+    // MX dynamic_scales
+    case 35: return 1;  // ACL_FLOAT8_E5M2
+    case 36: return 1;  // ACL_FLOAT8_E4M3FN
+    case 37: return 1;  // ACL_FLOAT8_E8M0
     default: return 0;
   }
 }
@@ -982,11 +1025,17 @@ class OpWorker : public Napi::AsyncWorker {
         break;
     }
     if (s != 0) {
+      const std::string soc = socName();
+      // on a 950 these codes are its own refusals (the binary is the one the 950 contract reads)
+      if (socIs950(soc) && (s == 161002 || s == 561002 || s == 561003)) {
+        unsupported_ = s == 561003;
+        return fail(&f_, wsApi, s, refused950Message(soc, g_cann.ops[k].library, s));
+      }
       // an op binary built for another SoC answers with these codes
       if (s == 161002 || s == 561002 || s == 561003) {
         unsupported_ = true;
         return fail(&f_, wsApi, s, "if the parameters are right, this op may not run here: " +
-                                       missingOpsMessage(socName(), g_cann.ops[k].library));
+                                       missingOpsMessage(soc, g_cann.ops[k].library));
       }
       return fail(&f_, wsApi, s);
     }

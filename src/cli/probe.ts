@@ -19,7 +19,7 @@ rank, tensor, index, expected, actual), not written (the bytes stayed poison), o
 on this SoC/host (why). A case that needs more devices than the host has is reported as such.
 
 Cases:
-${PROBE_CASES.map((c) => `  ${c.id.padEnd(18)} ${c.decisions.length ? `Decision ${c.decisions.join(', ')}` : 'no Decision'}: ${c.title} (W = ${c.ranks})`).join('\n')}
+${PROBE_CASES.map((c) => `  ${c.id.padEnd(18)} ${c.decisions.length ? `${c.platform === '950' ? '950 ' : ''}Decision ${c.decisions.join(', ')}` : 'no Decision'}: ${c.title} (W = ${c.ranks})`).join('\n')}
 
 Options:
   --out DIR          where report.md and report.json go (required)
@@ -87,7 +87,7 @@ export const probeCommand: Command = {
       writeFileSync(`${f}.tmp`, text);
       renameSync(`${f}.tmp`, f);
     }
-    for (const d of r.decisions) io.stdout(`Decision ${d.decision}: ${d.verdict}\n`);
+    for (const d of r.decisions) io.stdout(`${d.platform === '950' ? '950 ' : ''}Decision ${d.decision}: ${d.verdict}\n`);
     const failed = r.cases.filter((c) => c.status === 'failed');
     for (const c of failed) io.stdout(`case ${c.id}: failed: ${c.reason}\n`);
     io.stdout(`report: ${join(values.out, 'report.md')}, ${join(values.out, 'report.json')}\n`);

@@ -141,38 +141,34 @@ export const DECISIONS: readonly Decision[] = [
 
 /**
  * The 950 variant's Decisions (op-contract-950.md; sources as [MC] mirror-cann/ops-transformer
- * mc2/ file:line, see that spec's §S). The README's "950 Decisions" list is this list. No probe
- * case runs them yet: `probe` drives the bridge, whose 950 path (comm_type 2, fp8 outputs) is not
- * built; each says which round on a 950 host would settle it.
+ * mc2/ file:line, see that spec's §S). The README's "950 Decisions" list is this list; `probe`
+ * names the 950 probe case (src/probe/cases.ts, platform '950') that settles each on a 950 host.
  */
 export const DECISIONS_950: readonly Decision[] = [
   {
     id: 1,
     title: 'a partial x_active_mask reproduces the open kernel: the sort covers all BS·K pairs, the blocks are cut by the active counts, so some sent rows carry another token or expert (warning W_950_PARTIAL_MASK); fix950MaskSort sorts only the active pairs (the A3 result)',
     source: '950 contract §2.1.4: DSk:850-874 TokenScatter sorts every id, DSk:877-927 counts only active pairs',
-    probe: null,
-    untestable: 'no 950 probe case yet (the bridge has no 950 path); settled by a W 2, E 32, BS 8, H 4096, K 6 round with 5 active tokens, expand_x compared with and without fix950MaskSort',
+    probe: '950-partial-mask',
   },
   {
     id: 2,
     title: 'smooth scales on 950 (quant mode 2): row p of y is quantized with the scale row of the unsorted id at index p, as the kernel does (warning W_950_SMOOTH_ROW); fix950SmoothRow uses the row of the expert it is sent to',
     source: '950 contract §2.4: DSk:544, 564 index the scales by the unsorted flat id',
-    probe: null,
-    untestable: 'no 950 probe case yet; settled by a quant-2 round with a distinct constant per scale row, dynamic_scales compared',
+    probe: '950-smooth-row',
   },
   {
     id: 3,
     title: 'quant modes 1 and 3 are refused up front: mode 1 has no dispatch_teardown kernel, mode 3 a tiling that counts its scales as 1 byte where the kernel writes 4, and the combine tilings take only 0 and 4; scales with mode 0 or 4 and sharedExpertRankNum > 0 likewise (no kernel)',
     source: '950 contract §2.3, §2.4, §7: DTe:35-117, DSt:716-727, DSe:35-73, DSk:1019',
     probe: null,
-    untestable: 'no 950 probe case yet; settled by calling dispatch_setup with each and seeing the failure (or a no-op)',
+    untestable: 'a probe could corrupt device memory or hang the host: what the runtime does with a tiling key that has no kernel is open (950 contract §12), mode 3 at some H writes past y, and a shared rank\'s teardown waits forever; settled by calling dispatch_setup and dispatch_teardown with mode 1 and with scales in modes 0 and 4 on a 950 host that may be reset',
   },
   {
     id: 4,
     title: 'MX (quant mode 4): no flush of subnormals; a NaN product encodes as 0x7F with the element\'s sign; an all-zero block keeps each element\'s sign (−0 -> 0x80); a block holding Inf or NaN gets scale code 0xFF and NaN codes',
     source: '950 contract §2.4: QF:74-140, 212-245, 389-437; the sign of a NaN and the subnormal behaviour of the bf16 Mul are not in the source',
-    probe: null,
-    untestable: 'no 950 probe case yet; settled by a quant-4 round with specials (subnormals, NaN, Inf, −0) in x',
+    probe: '950-mx-specials',
   },
   {
     id: 5,
@@ -185,15 +181,13 @@ export const DECISIONS_950: readonly Decision[] = [
     id: 6,
     title: 'dynamic_scales in quant mode 0 is 0 (unwritten); in mode 4 it is (A, Align2(ceil(H/32))) e8m0 codes, the padding block\'s code compared only within ceil(H/32)',
     source: '950 contract §3, §9: DTk:279-315',
-    probe: null,
-    untestable: 'no 950 probe case yet; settled by a poisoned quant-0 and quant-4 round',
+    probe: '950-unwritten',
   },
   {
     id: 7,
     title: 'each op checks HCCL_BUFFSIZE with its own tiling\'s row against half the window; the group refuses below the largest (dispatch_teardown\'s: the documented factor 4, read as bytes) and names every figure',
     source: '950 contract §8: DSt:775-806, DTt:725-760, CSt:678-712, CTt:763-791; DSdoc:676',
-    probe: null,
-    untestable: 'no 950 probe case yet; settled by a round at the need and one MB below',
+    probe: '950-buffer-need',
   },
   {
     id: 8,
@@ -206,8 +200,7 @@ export const DECISIONS_950: readonly Decision[] = [
     id: 9,
     title: 'combine_teardown on 950 ignores shared_expert_x and the mask, and rows t ≥ activeBs read expand_idx entries that are 0 here; globalBs = 0 is read as BS·W (as A3 Decisions 17, 18)',
     source: '950 contract §5, §12: CTk:128-130, 333-370; DSk:295',
-    probe: null,
-    untestable: 'no 950 probe case yet; settled by a round with shared_expert_x passed and a partial mask',
+    probe: '950-combine',
   },
   {
     id: 10,

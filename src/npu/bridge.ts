@@ -8,10 +8,25 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * Integer codes of aclDataType (acl/acl_base.h; the fp8 codes are torch_npu's DType minus 256,
- * 950 contract §11). The addon sizes only the A3 dtypes and refuses the rest with their code.
+ * 950 contract §11: 291 fp8_e5m2, 292 fp8_e4m3fn, 293 fp8_e8m0). The addon sizes every code here
+ * (the fp8 ones at one byte: 950's y and expand_x in quant modes 2 and 4, and MX dynamic_scales)
+ * and refuses any other with its code.
  */
 export const ACL_DTYPE = { f32: 0, fp16: 1, int8: 2, int32: 3, int64: 9, bool: 12, bf16: 27, fp8_e5m2: 35, fp8_e4m3fn: 36, fp8_e8m0: 37 } as const;
 export type AclDtypeName = keyof typeof ACL_DTYPE;
+
+/**
+ * The platform of the contract a SoC runs, from aclrtGetSocName: '950' for the arch35 chips
+ * (Ascend950PR_9599, Ascend950DT_…, and the Ascend910_95 series: torchair's is_arch35 reads the
+ * names so), 'a3' for the A3 family (Ascend910_93…), null for any other name or none (the A2
+ * Ascend910B…, a CANN that cannot tell): then nothing is assumed.
+ */
+export function socPlatform(soc: string | null | undefined): 'a3' | '950' | null {
+  if (!soc) return null;
+  if (/^Ascend950|^Ascend910_95/i.test(soc)) return '950';
+  if (/^Ascend910_93/i.test(soc)) return 'a3';
+  return null;
+}
 
 /** A tensor as the addon takes it: aclDataType code, shape, and for inputs the data. */
 export interface BridgeTensor {

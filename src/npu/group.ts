@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type GroupAttrs, type Layout, configuredBufferBytes, localExpertNum } from '../contract/attrs.js';
-import { opOutputs, outputAllocation } from '../contract/tensors.js';
+import { type TensorContext, opOutputs, outputAllocation, rowsA } from '../contract/tensors.js';
+import { combineSetupTeardownCalcOutputSize, dispatchSetupTeardownCalcOutputSize, isHelperError } from '../contract/size-helpers.js';
 import { checkRank } from '../contract/checks.js';
 import { MoeError } from '../core/errors.js';
 import type { DType, Tensor, TensorData } from '../core/tensor.js';
@@ -26,7 +27,7 @@ import {
   groupLayout,
 } from '../group/group.js';
 import type { DeviceGroupOptions, NpuOptions, OpGroup } from '../group/create.js';
-import { ACL_DTYPE, type BridgeOp, type BridgeTensor, type OpSources, ascendHome as defaultAscendHome, loadBridge } from './bridge.js';
+import { ACL_DTYPE, type BridgeOp, type BridgeTensor, type OpSources, ascendHome as defaultAscendHome, loadBridge, socPlatform } from './bridge.js';
 import type { ChildReply, ChildRequest, WireError } from './protocol.js';
 import { OpChecks, type OpName, type RankState, newRankState, throwFirst } from '../contract/op-checks.js';
 
@@ -40,7 +41,11 @@ export class NpuError extends Error {
   readonly cannMessage?: string;
   /** set when the stream did not complete within this many ms (the group's timeoutMs) */
   readonly timeoutMs?: number;
-  /** set when GetWorkspaceSize refused with 161002/561002/561003, the codes of an op this SoC's binary lacks */
+  /**
+   * set when GetWorkspaceSize refused with a code of an op this SoC's binary lacks: 161002, 561002
+   * or 561003 on a SoC that is not a 950; on a 950 only 561003 (no kernel for the tiling key), since
+   * there 161002/561002 are the 950 API's and tilings' refusals of a parameter (950 contract §7)
+   */
   readonly unsupported?: boolean;
   constructor(rank: number, op: string, e: WireError) {
     super(`rank ${rank} ${op}: ${e.message}`);
@@ -61,20 +66,118 @@ export interface ProbeHatch {
   hcclBuffsizeMb?: number;
 }
 
-/** A size helper's result against the contract's, for the E_MISMATCH it raises. */
-function checkSizes(helper: string, rank: number, names: readonly string[], got: readonly number[], want: readonly number[]): void {
-  const bad = names.flatMap((n, i) => (got[i] !== want[i] ? [`${n}: ${helper} says ${got[i]}, the contract ${want[i]}`] : []));
-  if (bad.length > 0) {
-    throw new MoeError(
-      'E_MISMATCH',
-      helper,
-      Object.fromEntries(names.map((n, i) => [n, got[i]])),
-      `the op library's size helper and the contract disagree on rank ${rank} (${bad.join('; ')}); the op would be given tensors its binary does not expect`,
-    );
-  }
+/**
+ * What an op library's size helper must give for one call, and what that is compared with. The
+ * group allocates by the contract's tensor table (`contract`) on both platforms. On A3 the helpers'
+ * formulas equal the table, and the helper is held to it. On 950 the helper's tokenMsgSize is
+ * Align512(Align32(H) + 4) for every quant mode but 0, which is not what the tiling checks for
+ * mode 1 at any H nor for modes 3 and 4 at many H (950 contract §10, §2.3; for modes 3 and 4 right
+ * at H 4096 and 7168, the only H the combine tilings take): there the helper is held to its literal reproduction
+ * (src/contract/size-helpers.ts, flaws included), so that a disagreement means the library is not
+ * the code the 950 contract reads, never that the helper has the flaw the contract documents.
+ */
+export interface SizeExpectation {
+  /** the helper's aclnn name */
+  helper: string;
+  names: readonly string[];
+  /** the sizes the group allocates (the contract's tensor table, A as the tilings demand it) */
+  contract: number[];
+  /** what the helper must give: `contract` on A3, the literal reproduction on 950 */
+  want: number[];
+  /** what `want` is, in the E_MISMATCH message */
+  against: 'the contract' | 'the reproduction';
 }
 
+const DISPATCH_HELPER = 'aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize';
+const COMBINE_HELPER = 'aclnnMoeDistributeCombineSetupTeardownCalcOutputSize';
 
+/** The allocation context of rank `rank`'s tensors: A on a shared rank as the A3 dispatch_teardown tiling demands. */
+const allocContext = (lay: Layout, rank: number, bs: number, xDtype: XDtype): TensorContext & { xDtype: XDtype } => ({ lay, rank, bs, xDtype, rowsA: 'tiling' });
+
+/** The reproduction cannot refuse a call the group's checks passed (2-D x and expert_ids, S < W, rank >= 0); if it does, say so. */
+function reproductionRefused(helper: string, status: number, message: string): MoeError {
+  return new MoeError('E_MISMATCH', helper, status, `the literal reproduction of ${helper} (950 contract §10) refuses this call (${message}) although the group's checks passed it`);
+}
+
+/**
+ * dispatch_setup's size helper (tokenMsgSize, expandIdxOutSize, assistInfoForCombineOutSize,
+ * commCmdInfoOutSize) for rank `rank` whose x is (bs, H) of `xDtype`.
+ */
+export function dispatchSizeExpectation(lay: Layout, rank: number, bs: number, xDtype: XDtype): SizeExpectation {
+  const c = allocContext(lay, rank, bs, xDtype);
+  const shape = (op: OpName, name: string): number[] => outputAllocation(op, name, c).shape;
+  const contract = [shape('dispatchSetup', 'y')[1]!, shape('dispatchSetup', 'expandIdx')[0]!, shape('dispatchTeardown', 'assistInfoForCombine')[0]!, shape('dispatchSetup', 'commCmdInfo')[0]!];
+  const names = ['tokenMsgSize', 'expandIdxOutSize', 'assistInfoForCombineOutSize', 'commCmdInfoOutSize'] as const;
+  if (lay.platform.name !== '950') return { helper: DISPATCH_HELPER, names, contract, want: contract, against: 'the contract' };
+  const a = lay.attrs;
+  const r = dispatchSetupTeardownCalcOutputSize({
+    x: { shape: [bs, lay.H] },
+    expertIds: { shape: [bs, lay.K] },
+    epWorldSize: a.epWorldSize,
+    epRankId: rank,
+    moeExpertNum: a.moeExpertNum,
+    sharedExpertNum: a.sharedExpertNum,
+    sharedExpertRankNum: a.sharedExpertRankNum,
+    quantMode: a.quantMode,
+    globalBs: a.globalBs,
+  });
+  if (isHelperError(r)) throw reproductionRefused(DISPATCH_HELPER, r.status, r.message);
+  return { helper: DISPATCH_HELPER, names, contract, want: [r.tokenMsgSize, r.expandIdxOutSize, r.assistInfoForCombineOutSize, r.commCmdInfoOutSize], against: 'the reproduction' };
+}
+
+/** combine_setup's size helper (tokenMsgSize, commCmdInfoOutSize) for rank `rank`, from expand_x (A, H). */
+export function combineSizeExpectation(lay: Layout, rank: number, bs: number, xDtype: XDtype): SizeExpectation {
+  const c = allocContext(lay, rank, bs, xDtype);
+  const contract = [outputAllocation('combineSetup', 'quantExpandX', c).shape[1]!, outputAllocation('combineSetup', 'commCmdInfo', c).shape[0]!];
+  const names = ['tokenMsgSize', 'commCmdInfoOutSize'] as const;
+  if (lay.platform.name !== '950') return { helper: COMBINE_HELPER, names, contract, want: contract, against: 'the contract' };
+  const r = combineSetupTeardownCalcOutputSize({ expandX: { shape: [rowsA(c), lay.H] }, epWorldSize: lay.W });
+  if (isHelperError(r)) throw reproductionRefused(COMBINE_HELPER, r.status, r.message);
+  return { helper: COMBINE_HELPER, names, contract, want: [r.tokenMsgSize, r.commCmdInfoOutSize], against: 'the reproduction' };
+}
+
+/** A size helper's result against what it must give, for the E_MISMATCH it raises. */
+function checkSizes(rank: number, exp: SizeExpectation, got: readonly number[]): void {
+  const { helper, names, want } = exp;
+  const bad = names.flatMap((n, i) => (got[i] !== want[i] ? [`${n}: ${helper} says ${got[i]}, ${exp.against} ${want[i]}`] : []));
+  if (bad.length === 0) return;
+  const why =
+    exp.against === 'the contract'
+      ? `the op library's size helper and the contract disagree on rank ${rank} (${bad.join('; ')}); the op would be given tensors its binary does not expect`
+      : `the op library's size helper and its literal reproduction (src/contract/size-helpers.ts, 950 contract §10) disagree on rank ${rank} (${bad.join('; ')}); ` +
+        'this library does not compute its sizes as the open sources the 950 contract reads, so the contract may not describe its ops either';
+  throw new MoeError('E_MISMATCH', helper, Object.fromEntries(names.map((n, i) => [n, got[i]])), why);
+}
+
+/**
+ * The devices' SoC against the platform the group reproduces (null: they agree, or the SoC says
+ * neither). The 950 ops' API refuses any arch but DAV_3510 (950 contract §7: DTapi:90-96,
+ * CSapi:30-52, CTapi:103-106), and the 950 tilings refuse A3's comm_type 0 (DSt:257-260): either
+ * way the first op would fail with a code that names neither.
+ */
+function platformSocMismatch(attrs: GroupAttrs, soc: string | null | undefined): MoeError | null {
+  const p = socPlatform(soc);
+  if (p === null || p === attrs.platform) return null;
+  return attrs.platform === '950'
+    ? new MoeError('E_ATTR', 'platform', attrs.platform, `platform '950' runs the Ascend 950 (arch35) ops, but this host's devices are ${soc}, an A3 SoC, whose op libraries have no 950 kernels and whose API refuses the arch (950 contract §7): use platform 'a3' here`)
+    : new MoeError('E_ATTR', 'platform', attrs.platform, `platform 'a3' runs the A3 ops with comm_type 0, but this host's devices are ${soc}, an Ascend 950, whose tilings accept only comm_type 2 (950 contract §7, DSt:257-260): use platform '950' here`);
+}
+
+/**
+ * The fix950 flags describe kernels no device has: the npu backend runs the 950 binary as it ships,
+ * whose dispatch_setup sorts every pair (§2.1.4) and takes the smooth-scale row of the unsorted id
+ * (§2.4). Its outputs could never match a flag set, so a flag set is refused.
+ */
+function checkFixFlags(lay: Layout): void {
+  if (!lay.platform.ySortedByExpert) return; // A3: the flags change nothing
+  const a = lay.attrs;
+  if (a.fix950MaskSort) {
+    throw new MoeError('E_ATTR', 'fix950MaskSort', true, 'the npu backend runs the 950 dispatch_setup as it ships, which sorts all BS * K pairs, inactive ones included (950 contract §2.1.4): fix950MaskSort describes a kernel no device has; leave it false with the npu backend (the reference and wasm backends take it)');
+  }
+  if (a.fix950SmoothRow) {
+    throw new MoeError('E_ATTR', 'fix950SmoothRow', true, 'the npu backend runs the 950 dispatch_setup as it ships, which takes the smooth-scale row of the unsorted id (950 contract §2.4): fix950SmoothRow describes a kernel no device has; leave it false with the npu backend (the reference and wasm backends take it)');
+  }
+}
 
 /** dist/npu-child.js, from src/npu/ (sources), dist/ or dist/chunks/ (bundles); $MOE_NPU_CHILD first. */
 export function childScript(): string | undefined {
@@ -235,6 +338,7 @@ export class NpuGroup implements OpGroup {
   static async create(opts: DeviceGroupOptions, probe: ProbeHatch = {}): Promise<NpuGroup> {
     const { backend: _b, npu = {}, ...rest } = opts;
     const lay = groupLayout(rest);
+    checkFixFlags(lay);
     const home = npu.ascendHome ?? defaultAscendHome();
     const bridge = loadBridge({ ascendHome: home });
     if (!bridge.available) throw new MoeError('E_ATTR', 'backend', 'npu', `the npu backend is not available: ${bridge.reason}`);
@@ -269,6 +373,11 @@ export class NpuGroup implements OpGroup {
       const inits = await Promise.all(
         local.map((r, i) => procs.get(r)!.request<{ soc: string | null }>({ type: 'init', rank: r, deviceId: devices[i]!, ascendHome: home }, 'init')),
       );
+      // the devices' SoC, as each rank's process reads it, before any communicator is joined
+      for (const init of inits) {
+        const bad = platformSocMismatch(lay.attrs, init.soc);
+        if (bad) throw bad;
+      }
       let names: string[];
       if (npu.rankTable) {
         const table = resolve(npu.rankTable);
@@ -331,7 +440,14 @@ export class NpuGroup implements OpGroup {
     );
   }
 
-  /** The integer attributes of `op` on `rank`, in the aclnn prototype's order. */
+  /**
+   * The integer attributes of `op` on `rank`, in the aclnn prototype's order. The 950 ops take the
+   * same list, order and defaults (950 contract §1, DSdef:53-63): on 950 comm_type is 2 (URMA, the
+   * only value its tilings accept; the preflight refuses any other) and shared_expert_num 0. The
+   * platform, yDtype and the fix950 flags are no aclnn attributes: y's dtype carries yDtype (torch_npu
+   * allocates y with it, §11), and the tensor table gives y, expand_x and dynamic_scales their 950
+   * dtypes (fp8_e4m3fn / fp8_e5m2, MX's fp8_e8m0 scales).
+   */
   intsOf(op: BridgeOp, rank: number): number[] {
     const a = this.attrs;
     switch (op) {
@@ -348,15 +464,18 @@ export class NpuGroup implements OpGroup {
   /**
    * The probe's escape hatch: `op` on `rank` with these tensors, without the group's checks and
    * op-order bookkeeping, so that the probe can ask the hardware about inputs the group refuses
-   * (scales with quant mode 0). Not for anything else: a group used this way is left to the probe.
+   * (scales with quant mode 0), and with `ints` in place of the group's attributes (intsOf's order)
+   * about attributes it refuses. Not for anything else: a group used this way is left to the probe.
    */
-  probeRun(rank: number, op: BridgeOp, inputs: (Tensor | null | undefined)[], outs: [DType, number[]][]): Promise<Tensor[]> {
+  probeRun(rank: number, op: BridgeOp, inputs: (Tensor | null | undefined)[], outs: [DType, number[]][], ints: number[] = this.intsOf(op, rank)): Promise<Tensor[]> {
     if (!this.procs.has(rank)) throw new MoeError('E_VALUE', 'epRankId', rank, `rank ${rank} does not run in this process`);
-    return this.run(rank, op, inputs, outs, this.intsOf(op, rank));
+    return this.run(rank, op, inputs, outs, ints);
   }
 
   // ---- the four ops --------------------------------------------------------------------------
-  // Output shapes come from the contract's tensor table, with A on a shared rank as the A3
+  // Output dtypes and shapes come from the contract's tensor table, per platform (on 950: y and
+  // expand_x in y's fp8 dtype, y rows of the mode's tokenMsgSize, MX dynamic_scales (A,
+  // Align2(ceil(H/32))) fp8_e8m0; 950 contract §1, §2.3), with A on a shared rank as the A3
   // dispatch_teardown tiling demands (rowsA 'tiling'), which is what the hardware accepts.
 
   /** The outputs of `op` on `rank` for x of `bs` rows of `xDtype`, as the bridge allocates them. */
@@ -375,15 +494,7 @@ export class NpuGroup implements OpGroup {
     const ins = [inp.x, inp.expertIds, inp.scales, inp.xActiveMask];
     const outs = this.outputs('dispatchSetup', rank, bs, dtype);
     const sizes = await this.outputSizes(rank, 'dispatchSetup', ins, [...this.head(rank), a.quantMode, a.globalBs, a.expertTokenNumsType, a.commType]);
-    if (sizes) {
-      const [, , assist] = this.outputs('dispatchTeardown', rank, bs, dtype);
-      checkSizes(this.ops.dispatchSetup.sizeHelper!, rank, ['tokenMsgSize', 'expandIdxOutSize', 'assistInfoForCombineOutSize', 'commCmdInfoOutSize'], sizes, [
-        outs[0]![1][1]!,
-        outs[1]![1][0]!,
-        assist![1][0]!,
-        outs[2]![1][0]!,
-      ]);
-    }
+    if (sizes) checkSizes(rank, dispatchSizeExpectation(this.layout, rank, bs, dtype), sizes);
     const [y, expandIdx, commCmdInfo] = await this.run(rank, 'dispatchSetup', ins, outs, this.intsOf('dispatchSetup', rank));
     Object.assign(st, { bs, activeBs, dtype, expertIds: ids.slice(), expandIdx: (expandIdx!.data as Int32Array).slice() });
     this.checks.done(st, 0);
@@ -418,7 +529,7 @@ export class NpuGroup implements OpGroup {
     const ins = [inp.expandX, inp.expertIds, inp.assistInfoForCombine];
     const outs = this.outputs('combineSetup', rank, st.bs, dtype);
     const sizes = await this.outputSizes(rank, 'combineSetup', ins, this.intsOf('combineSetup', rank));
-    if (sizes) checkSizes(this.ops.combineSetup.sizeHelper!, rank, ['tokenMsgSize', 'commCmdInfoOutSize'], sizes, [outs[0]![1][1]!, outs[1]![1][0]!]);
+    if (sizes) checkSizes(rank, combineSizeExpectation(this.layout, rank, st.bs, dtype), sizes);
     const [quantExpandX, commCmdInfo] = await this.run(rank, 'combineSetup', ins, outs, this.intsOf('combineSetup', rank));
     this.checks.done(st, 2);
     return { quantExpandX: quantExpandX as Tensor<'int8'>, commCmdInfo: commCmdInfo as Tensor<'int32'> };

@@ -4,8 +4,8 @@ import { loadBridge } from './bridge.js';
 import { childScript } from './group.js';
 import type { OpSources } from './bridge.js';
 
-export { NpuGroup, NpuError, childScript, type ProbeHatch } from './group.js';
-export { loadBridge, addonCandidates, ascendHome, ACL_DTYPE, type BridgeStatus, type OpSources } from './bridge.js';
+export { NpuGroup, NpuError, childScript, combineSizeExpectation, dispatchSizeExpectation, type ProbeHatch, type SizeExpectation } from './group.js';
+export { loadBridge, addonCandidates, ascendHome, socPlatform, ACL_DTYPE, type BridgeStatus, type OpSources } from './bridge.js';
 
 /**
  * Whether the npu backend can run here, and if not why (for `--backend auto` and the docs); when

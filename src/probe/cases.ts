@@ -2,6 +2,10 @@
 // an Ascend host, most at W = 2 so that a one-host 2-NPU machine runs all but the W-hungry ones,
 // and each chosen so that an open question or a Decision of the README gets a visible answer.
 // The ids are stable: src/contract/decisions.ts names them in each Decision's `probe` field.
+// The 950 cases (platform '950', ids 950-…) answer the 950 Decisions (DECISIONS_950) and run only
+// on an Ascend 950: the smallest configuration its combine tilings accept, W 2, E 32, BS 8, H 4096,
+// K 6 (950 contract §7), so that a 2-NPU 950 host runs them all.
+import type { GroupAttrs, Platform } from '../contract/attrs.js';
 import type { GenSpec } from '../services/gen.js';
 
 /** How a case is judged (src/probe/run.ts). */
@@ -33,11 +37,24 @@ export interface ProbeVariant {
   /** stable within the case: shows in the report and in the test hooks */
   name: string;
   gen: GenSpec;
+  /**
+   * A second reference with these attributes (a fix950 flag: what a fixed kernel would do). The
+   * NPU runs only the case's own attributes; where a check is contradicted, its tensors are
+   * compared with this reference too, and the finding says whether the hardware gives what the
+   * alternative describes.
+   */
+  alternative?: { label: string; attrs: Partial<GroupAttrs> };
 }
 
 export interface ProbeCase {
   id: string;
-  /** README Decision numbers it answers ([] for a check that is not a Decision) */
+  /**
+   * The chip the case runs on (default 'a3'); '950': its variants are 950 rounds (gen platform
+   * '950') and `decisions` are numbers of the README's 950 Decisions (DECISIONS_950). A case runs
+   * only on a SoC of its platform (src/npu/bridge.ts socPlatform).
+   */
+  platform?: Platform;
+  /** README Decision numbers it answers, of its platform's list ([] for a check that is not a Decision) */
   decisions: number[];
   title: string;
   /** what a run settles, in a sentence, for the docs and the report */
@@ -64,6 +81,26 @@ const small = (o: Partial<GenSpec> = {}): GenSpec => ({
 });
 
 const ALL_OUTPUTS = ['y', 'expand_idx', 'expand_x', 'dynamic_scales', 'assist_info_for_combine', 'expert_token_nums', 'x_out'] as const;
+
+/**
+ * 950: the smallest configuration the 950 combine tilings accept (950 contract §7: W ∈ {2, 4, 8},
+ * E = 32, S = SN = 0, BS ∈ {8, 16, 256}, H ∈ {4096, 7168}, K ∈ {6, 8}, comm_type 2): W 2, E 32
+ * (L = 16), BS 8, H 4096, K 6, global_bs BS·W; sharedExpertNum and commType take the 950 defaults.
+ */
+const env950 = (o: Partial<GenSpec> = {}): GenSpec => ({
+  platform: '950',
+  epWorldSize: 2,
+  moeExpertNum: 32,
+  bs: 8,
+  h: 4096,
+  k: 6,
+  globalBs: 16,
+  seed: 23,
+  ...o,
+});
+
+/** 950 specials: every kind an MX block can meet (subnormals of both signs give the ±0 codes). */
+const MX_SPECIALS = ['zeros', 'subnormals', 'nan', 'inf', 'overflow'] as const;
 
 export const PROBE_CASES: readonly ProbeCase[] = [
   {
@@ -217,7 +254,114 @@ export const PROBE_CASES: readonly ProbeCase[] = [
     ],
     checks: [],
   },
+  // ---- Ascend 950 (op-contract-950.md; the README's 950 Decisions) ------------------------------
+  {
+    id: '950-partial-mask',
+    platform: '950',
+    decisions: [1],
+    title: '950: a partial x_active_mask (5 of 8 tokens active)',
+    settles:
+      'whether the 950 dispatch_setup sorts all BS·K pairs and cuts the blocks by the active counts, so that some sent rows carry another token or expert (the open kernel, §2.1.4), or sorts only the active pairs (what fix950MaskSort describes, the A3 result)',
+    kind: 'round',
+    ranks: 2,
+    variants: [{ name: 'mask5', gen: env950({ activeBs: 5 }), alternative: { label: 'fix950MaskSort', attrs: { fix950MaskSort: true } } }],
+    checks: [{ decision: 1, tensors: ['y', 'expand_x', 'assist_info_for_combine', 'expert_token_nums', 'x_out'], part: 'written' }],
+  },
+  {
+    id: '950-smooth-row',
+    platform: '950',
+    decisions: [2],
+    title: '950: smooth scales in quant mode 2 (int8 y), a different scale row per expert',
+    settles:
+      'whether the 950 dispatch_setup quantizes sorted row p with the scale row of the unsorted id at index p (the open kernel, §2.4) or with the row of the expert the row is sent to (what fix950SmoothRow describes)',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'quant2-int8', gen: env950({ quantMode: 2, yDtype: 'int8', smoothScales: true }), alternative: { label: 'fix950SmoothRow', attrs: { fix950SmoothRow: true } } },
+    ],
+    checks: [{ decision: 2, tensors: ['y', 'expand_x', 'dynamic_scales'], part: 'written' }],
+  },
+  {
+    id: '950-mx-specials',
+    platform: '950',
+    decisions: [4],
+    title: '950: MX (quant mode 4) with zeros, subnormals of both signs, NaN, ±∞ and values near the maximum, both fp8 formats, bf16 and fp16',
+    settles: 'the MX edges the source leaves open (§2.4): subnormals not flushed, the NaN codes and their sign, the signs of an all-zero block, scale code 0xFF for a block holding Inf or NaN',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'e4m3fn-bf16', gen: env950({ quantMode: 4, yDtype: 'fp8_e4m3fn', dtype: 'bf16', specials: MX_SPECIALS }) },
+      { name: 'e5m2-fp16', gen: env950({ quantMode: 4, yDtype: 'fp8_e5m2', dtype: 'fp16', specials: MX_SPECIALS }) },
+    ],
+    checks: [{ decision: 4, tensors: ['y', 'expand_x', 'dynamic_scales'], part: 'written' }],
+  },
+  {
+    id: '950-unwritten',
+    platform: '950',
+    decisions: [6],
+    title: '950: dynamic_scales in quant modes 0 and 4, through poisoned outputs',
+    settles: 'whether the 950 dispatch_teardown leaves dynamic_scales unwritten in quant mode 0, and writes each received row\'s Align2(ceil(H/32)) e8m0 codes in mode 4 (§3, §9)',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'quant0', gen: env950({ quantMode: 0 }) },
+      { name: 'quant4', gen: env950({ quantMode: 4, yDtype: 'fp8_e4m3fn' }) },
+    ],
+    checks: [
+      { decision: 6, tensors: ['dynamic_scales'], part: 'unwritten', variants: /quant0/ },
+      { decision: 6, tensors: ['dynamic_scales'], part: 'written', variants: /quant4/ },
+    ],
+  },
+  {
+    id: '950-combine',
+    platform: '950',
+    decisions: [9],
+    title: '950: combine_teardown with shared_expert_x and a partial mask; global_bs = 0',
+    settles:
+      'whether the 950 combine_teardown ignores shared_expert_x (§5), and whether the 950 kernels read global_bs = 0 as BS·W (the simulation) or compute maxBS = 0 and let the blocks collide (§12)',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'shared-x-mask5', gen: env950({ sharedExpertX: true, activeBs: 5 }) },
+      { name: 'gbs0', gen: env950({ globalBs: 0 }) },
+    ],
+    checks: [
+      { decision: 9, tensors: ['x_out'], part: 'written', variants: /shared-x/ },
+      { decision: 9, tensors: ALL_OUTPUTS, part: 'written', variants: /gbs0/ },
+    ],
+  },
+  {
+    id: '950-buffer-need',
+    platform: '950',
+    decisions: [7],
+    title: '950: HCCL_BUFFSIZE just below and just above the need (each op\'s own row, dispatch_teardown\'s binding)',
+    settles:
+      'whether the 950 ops refuse an HCCL_BUFFSIZE one MB below the largest of their rows (dispatch_teardown\'s 4·(L·maxBS·W·al + b): 18 MB for W 2, E 32, BS 8, H 7168, K 8) and accept the need itself (§8)',
+    kind: 'buffer',
+    ranks: 2,
+    variants: [{ name: 'W2-E32-BS8-H7168-K8', gen: env950({ h: 7168, k: 8 }) }],
+    checks: [],
+  },
+  {
+    id: '950-size-helpers',
+    platform: '950',
+    decisions: [],
+    title: '950: the size helpers against their literal reproduction',
+    settles:
+      'whether the op library\'s aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize and aclnnMoeDistributeCombineSetupTeardownCalcOutputSize compute what the 950 sources write (§10, flaws included: src/contract/size-helpers.ts), and beside them the contract\'s sizes',
+    kind: 'sizes',
+    ranks: 2,
+    variants: [
+      { name: 'quant0', gen: env950({ quantMode: 0 }) },
+      { name: 'quant2-int8', gen: env950({ quantMode: 2, yDtype: 'int8' }) },
+      { name: 'quant4-e4m3fn', gen: env950({ quantMode: 4, yDtype: 'fp8_e4m3fn' }) },
+    ],
+    checks: [],
+  },
 ];
+
+/** The platform of a case ('a3' when it names none). */
+export const casePlatform = (c: Pick<ProbeCase, 'platform'>): Platform => c.platform ?? 'a3';
 
 export function probeCase(id: string): ProbeCase | undefined {
   return PROBE_CASES.find((c) => c.id === id);

@@ -24,22 +24,28 @@ export function reportMarkdown(r: ProbeReport): string {
       'not testable here — the case needs more devices than this host has, or cannot be compared by design.',
     '',
   );
-  out.push('## Decisions', '', '| # | verdict | case | what was seen | the Decision |', '|---|---|---|---|---|');
-  for (const d of r.decisions) out.push(`| ${d.decision} | ${WORD[d.verdict]} | ${d.cases.join(', ') || '—'} | ${cell(d.detail)} | ${cell(d.title)} |`);
-  out.push('');
-  const diffs = r.decisions.filter((d) => d.firstDiff);
-  if (diffs.length > 0) {
-    out.push('### First differing bytes', '', '| # | rank | tensor | index | expected | actual |', '|---|---|---|---|---|---|');
-    for (const d of diffs) {
-      const f = d.firstDiff!;
-      out.push(`| ${d.decision} | ${f.rank} | ${f.tensor} | [${f.index.join(', ')}] | ${cell(f.expected)} | ${cell(f.actual)} |`);
-    }
+  // the README's Decisions (A3), then its 950 Decisions: each list numbered on its own
+  for (const [platform, heading] of [['a3', '## Decisions'], ['950', '## 950 Decisions']] as const) {
+    const list = r.decisions.filter((d) => (d.platform ?? 'a3') === platform);
+    if (list.length === 0) continue;
+    out.push(heading, '', '| # | verdict | case | what was seen | the Decision |', '|---|---|---|---|---|');
+    for (const d of list) out.push(`| ${d.decision} | ${WORD[d.verdict]} | ${d.cases.join(', ') || '—'} | ${cell(d.detail)} | ${cell(d.title)} |`);
     out.push('');
+    const diffs = list.filter((d) => d.firstDiff);
+    if (diffs.length > 0) {
+      out.push(`### First differing bytes${platform === '950' ? ' (950)' : ''}`, '', '| # | rank | tensor | index | expected | actual |', '|---|---|---|---|---|---|');
+      for (const d of diffs) {
+        const f = d.firstDiff!;
+        out.push(`| ${d.decision} | ${f.rank} | ${f.tensor} | [${f.index.join(', ')}] | ${cell(f.expected)} | ${cell(f.actual)} |`);
+      }
+      out.push('');
+    }
   }
   out.push('## Cases', '');
   for (const c of r.cases) {
     out.push(`### \`${c.id}\` — ${c.title}`, '');
-    out.push(`Decisions: ${c.decisions.length ? c.decisions.join(', ') : 'none (a check of the contract)'}. Settles ${c.settles}.`, '');
+    const which = c.platform === '950' ? '950 Decisions' : 'Decisions';
+    out.push(`${which}: ${c.decisions.length ? c.decisions.join(', ') : 'none (a check of the contract)'}. Settles ${c.settles}.`, '');
     out.push(`Status: ${c.status}${c.reason ? ` — ${c.reason}` : ''}`, '');
     for (const run of c.runs) {
       out.push(`- ${run.variant}${run.step ? ` (${run.step})` : ''}: ${run.outcome}${run.error ? ` — ${run.error}` : ''}`);
@@ -53,10 +59,16 @@ export function reportMarkdown(r: ProbeReport): string {
     for (const f of c.findings) out.push(`- Decision ${f.decision} (${f.variant}): ${WORD[f.verdict]} — ${f.detail}`);
     if (c.findings.length) out.push('');
     if (c.sizes?.length) {
-      out.push('| variant | rank | helper | sizes (helper) | sizes (contract) |', '|---|---|---|---|---|');
+      // what the helper must give: the contract (A3), or its literal reproduction (950, §10)
+      const reproduced = c.sizes.some((s) => s.against === 'the reproduction');
+      out.push(
+        `| variant | rank | helper | sizes (helper) | ${reproduced ? 'sizes (literal reproduction, §10) | ' : ''}sizes (contract) |`,
+        `|---|---|---|---|---|${reproduced ? '---|' : ''}`,
+      );
+      const list = (s: (typeof c.sizes)[number], v: readonly number[]) => s.names.map((n, i) => `${n} ${v[i]}`).join(', ');
       for (const s of c.sizes) {
-        const h = s.helperSizes ? s.names.map((n, i) => `${n} ${s.helperSizes![i]}`).join(', ') : 'not exported';
-        out.push(`| ${s.variant} | ${s.rank} | ${s.helper} | ${h} | ${s.names.map((n, i) => `${n} ${s.contract[i]}`).join(', ')} |`);
+        const h = s.helperSizes ? list(s, s.helperSizes) : 'not exported';
+        out.push(`| ${s.variant} | ${s.rank} | ${s.helper} | ${h} | ${reproduced ? `${list(s, s.expected)} | ` : ''}${list(s, s.contract)} |`);
       }
       out.push('');
     }

@@ -1,18 +1,22 @@
 // `moe-distribute probe`: runs PROBE_CASES on an Ascend host through the npu backend, compares the
 // NPU's outputs with the reference backend's (the simulated group: the same bytes as wasm), and
 // gives each Decision a verdict. Outputs are poisoned before each op (the bridge fills them with a
-// poison byte instead of 0), so that the bytes the hardware does not write show as poison.
-import { type GroupAttrs, MB, hcclBufferNeeded, makeLayout, withDefaults, type Layout } from '../contract/attrs.js';
+// poison byte instead of 0), so that the bytes the hardware does not write show as poison. The A3
+// cases answer the README's Decisions, the 950 cases its 950 Decisions; a case runs only on a SoC
+// of its platform (the other platform's are not testable there, with the reason).
+import { type GroupAttrs, MB, type Platform, hcclBufferNeeded, makeLayout, withDefaults, type Layout } from '../contract/attrs.js';
 import { type OpName, type WrittenContext, opOutputs, outputAllocation, outputSpecByFile, rowsA } from '../contract/tensors.js';
 import { receivedRows } from '../group/expert.js';
 import { generateCase, type GenSpec } from '../services/gen.js';
 import { type GroupOptions, createGroup } from '../group/group.js';
-import { type RankInputs, type RankResult, outputTensors, rankInputsOf, runRound } from '../group/round.js';
+import { type RankInputs, type RankResult, type RoundGroup, outputTensors, rankInputsOf, runRound } from '../group/round.js';
+import type { CombineTeardownInputs } from '../contract/ops.js';
+import { MoeError } from '../core/errors.js';
 import { type DType, type Tensor, fromNumbers, zeros } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
-import { NpuGroup, npuAvailability, type OpSources } from '../npu/index.js';
-import { DECISIONS } from '../contract/decisions.js';
-import { PROBE_CASES, type ProbeCase, type ProbeVariant } from './cases.js';
+import { NpuGroup, combineSizeExpectation, dispatchSizeExpectation, npuAvailability, socPlatform, type OpSources } from '../npu/index.js';
+import { DECISIONS, DECISIONS_950, type Decision } from '../contract/decisions.js';
+import { PROBE_CASES, type ProbeCase, type ProbeVariant, casePlatform } from './cases.js';
 import { type ElementDiff, type TensorComparison, compareTensor, matchesKernelStride } from './compare.js';
 
 export type Verdict = 'confirmed' | 'contradicted' | 'not-written' | 'not-testable';
@@ -21,7 +25,10 @@ export type Verdict = 'confirmed' | 'contradicted' | 'not-written' | 'not-testab
 export interface ProbeRunId {
   caseId: string;
   variant: string;
-  /** buffer-need: 'below' or 'above'; otherwise absent */
+  /**
+   * buffer-need: 'below' or 'above'; 'alternative': the second reference of a variant that has
+   * one (onReference only; the NPU never runs it); otherwise absent
+   */
   step?: string;
 }
 
@@ -57,6 +64,8 @@ export interface Finding {
 
 export interface CaseReport {
   id: string;
+  /** the chip the case is for; its `decisions` are that platform's list */
+  platform: Platform;
   title: string;
   decisions: number[];
   settles: string;
@@ -74,10 +83,16 @@ export interface SizeCheck {
   helper: string;
   names: string[];
   helperSizes: number[] | null;
+  /** the sizes the npu backend allocates (the contract's tensor table) */
   contract: number[];
+  /** what the helper must give: the contract on A3, its literal reproduction on 950 (src/npu/group.ts SizeExpectation) */
+  expected: number[];
+  against: 'the contract' | 'the reproduction';
 }
 
 export interface DecisionReport {
+  /** the list the number is in: 'a3' the README's Decisions, '950' its 950 Decisions */
+  platform: Platform;
   decision: number;
   /** what the project does (src/contract/decisions.ts) */
   title: string;
@@ -123,6 +138,46 @@ function fitRows<T extends Tensor>(t: T, rows: number): T {
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ');
 
+/** A case that cannot run on this host (the devices' SoC is not of the case's platform): not a finding. */
+class NotTestable extends Error {}
+
+/**
+ * Why a case of `platform` cannot run on SoC `soc`, or undefined. A SoC whose name says neither
+ * platform (or none) runs every case: the npu group's own SoC check then decides.
+ */
+function socRefuses(platform: Platform, soc: string | null): string | undefined {
+  const p = socPlatform(soc);
+  if (p === null || p === platform) return undefined;
+  return platform === '950'
+    ? `a 950 case: it needs an Ascend 950 SoC, and this host's is ${soc} (an A3)`
+    : `an A3 case: this host's SoC ${soc} is an Ascend 950, whose tilings accept only comm_type 2`;
+}
+
+/**
+ * The 950 combine_teardown ignores x_active_mask and reads expand_idx for every token, also the
+ * entries dispatch_setup leaves unwritten (950 contract §5, CTk:333-359; §2.2): with the probe's
+ * poison there (0xCDCDCDCD) they would be slots far outside the window, so the probe passes those
+ * entries as 0, the bytes the bridge leaves without a poison and the value of 950 Decision 9. The
+ * group checks only the active entries against what dispatch_setup returned (op-checks.ts).
+ */
+function unpoisonedExpandIdx(g: NpuGroup, activeBs: readonly number[]): RoundGroup {
+  const K = g.layout.K;
+  return {
+    layout: g.layout,
+    dispatchSetup: (r, i, a) => g.dispatchSetup(r, i, a),
+    dispatchTeardown: (r, i, a) => g.dispatchTeardown(r, i, a),
+    combineSetup: (r, i, a) => g.combineSetup(r, i, a),
+    combineTeardown: (r, i: CombineTeardownInputs, a) => {
+      const idx = i.expandIdx;
+      const n = activeBs[r]! * K;
+      if (n >= idx.data.length) return g.combineTeardown(r, i, a);
+      const cleared = (idx.data as Int32Array).slice();
+      cleared.fill(0, n);
+      return g.combineTeardown(r, { ...i, expandIdx: { ...idx, data: cleared } }, a);
+    },
+  };
+}
+
 class Prober {
   readonly timeoutMs: number;
   readonly poison: number;
@@ -136,10 +191,17 @@ class Prober {
 
   private async npuGroup(opts: GroupOptions, run: ProbeRunId, hcclBuffsizeMb?: number): Promise<NpuGroup> {
     const env = this.o.rankEnv?.(run);
-    const g = await NpuGroup.create(
-      { ...opts, backend: 'npu', timeoutMs: this.timeoutMs, npu: { ...(this.home ? { ascendHome: this.home } : {}), ...(env ? { env } : {}) } },
-      hcclBuffsizeMb !== undefined ? { hcclBuffsizeMb } : {},
-    );
+    let g: NpuGroup;
+    try {
+      g = await NpuGroup.create(
+        { ...opts, backend: 'npu', timeoutMs: this.timeoutMs, npu: { ...(this.home ? { ascendHome: this.home } : {}), ...(env ? { env } : {}) } },
+        hcclBuffsizeMb !== undefined ? { hcclBuffsizeMb } : {},
+      );
+    } catch (e) {
+      // the devices' SoC is not of the case's platform (the group's SoC check): nothing to judge
+      if (e instanceof MoeError && e.param === 'platform') throw new NotTestable(e.rule);
+      throw e;
+    }
     g.outputFill = this.poison;
     return g;
   }
@@ -166,9 +228,11 @@ class Prober {
         ...inp,
         expertOutput: fitRows(ref[r]!.expertOutput! /* a round without transientExperts */, rowsA({ lay, rank: r, bs, rowsA: 'tiling' })),
       }));
-      const { results } = await runRound(g, withExpert);
+      const activeBs = inputs.map((inp) => (inp.xActiveMask ? (inp.xActiveMask.data as Uint8Array).reduce((n, v) => n + (v ? 1 : 0), 0) : inp.x.shape[0]!));
+      const { results } = await runRound(lay.platform.name === '950' ? unpoisonedExpandIdx(g, activeBs) : g, withExpert);
       return { results };
     } catch (error) {
+      if (error instanceof NotTestable) throw error;
       return { error };
     } finally {
       await g?.dispose();
@@ -186,7 +250,7 @@ class Prober {
         lay,
         rank: r,
         bs: gen.bsPerRank[r]!,
-        xDtype: ref[r]!.dispatchSetup.y.dtype === 'int8' ? (gen.ranks[r]!.x!.dtype as XDtype) : (ref[r]!.dispatchSetup.y.dtype as XDtype),
+        xDtype: gen.ranks[r]!.x!.dtype as XDtype,
         activeBs: gen.activeBs[r]!,
         received,
         rowsA: 'tiling',
@@ -209,12 +273,14 @@ class Prober {
     const lay = layoutOf(opts);
     const inputs = gen.ranks.map((t) => rankInputsOf(t));
     const ref = await this.reference(run, opts, inputs);
-    return { run, gen, opts, lay, inputs, ref };
+    // the alternative's reference on the same inputs, before the NPU runs (the tests' hook may feed it)
+    const alt = v.alternative ? await this.reference({ ...run, step: 'alternative' }, { ...opts, ...v.alternative.attrs }, inputs) : undefined;
+    return { run, gen, opts, lay, inputs, ref, alt };
   }
 
   async roundCase(pc: ProbeCase, rep: CaseReport): Promise<void> {
     for (const v of pc.variants) {
-      const { run, gen, opts, lay, inputs, ref } = await this.prepare(pc, v);
+      const { run, gen, opts, lay, inputs, ref, alt } = await this.prepare(pc, v);
       const { results, error } = await this.npuRound(run, opts, lay, inputs, ref);
       if (!results) {
         rep.runs.push({ variant: v.name, outcome: 'refused', error: message(error) });
@@ -231,11 +297,20 @@ class Prober {
         const f = chk.part === 'written' ? judgeWritten(mine) : judgeUnwritten(mine);
         if (!f) continue;
         let { verdict, detail } = f;
-        if (chk.decision === 19 && verdict === 'contradicted') {
+        if (casePlatform(pc) === 'a3' && chk.decision === 19 && verdict === 'contradicted') {
           const k = [0, 1].map((r) => matchesKernelStride(ref[r]!.dispatchSetup.y, results[r]!.dispatchSetup.y, lay.H, gen.activeBs[r]! * lay.K));
           if (k.every((x) => x.matches)) detail = `the hardware writes y rows at the kernel's own stride ${k[0]!.stride} bytes, not the tensor's ${lay.msgBytes}; ${detail}`;
         }
-        if (chk.decision === 1 && verdict === 'confirmed') {
+        if (alt && chk.part === 'written' && verdict === 'contradicted') {
+          // is it what the alternative (a fixed kernel) would give?
+          const other = judgeWritten(this.compare(lay, gen, alt, results).filter((t) => chk.tensors.includes(t.tensor)));
+          const d = other?.firstDiff;
+          detail =
+            other?.verdict === 'confirmed'
+              ? `the hardware gives what ${v.alternative!.label} describes (${other.detail}), not the open kernel: ${detail}`
+              : `nor does it give what ${v.alternative!.label} describes${d ? ` (first: rank ${d.rank} ${d.tensor}[${d.index.join(', ')}] expected ${d.expected}, got ${d.actual})` : ''}: ${detail}`;
+        }
+        if (casePlatform(pc) === 'a3' && chk.decision === 1 && verdict === 'confirmed') {
           const shared = Array.from({ length: lay.S }, (_, r) => r);
           detail = `the ops ran with expand_x of ${shared.map((r) => rowsA({ lay, rank: r, bs: opts.bs!, rowsA: 'tiling' })).join(', ')} rows on shared ranks ${shared.join(', ')} (the tiling's BS·W·SN/S; the simulation's A is ${shared.map((r) => rowsA({ lay, rank: r, bs: opts.bs! })).join(', ')}); ${detail}`;
         }
@@ -275,7 +350,8 @@ class Prober {
       verdict = 'contradicted';
       detail = `${base}: refused at ${above.mb} MB too (${above.error}): the hardware needs more than the rule says`;
     }
-    rep.findings.push({ decision: 13, caseId: pc.id, variant: v.name, verdict, detail });
+    // the case's one Decision: A3 13, 950 7 (each op's own row, §8)
+    rep.findings.push({ decision: pc.decisions[0]!, caseId: pc.id, variant: v.name, verdict, detail });
   }
 
   async refusalCase(pc: ProbeCase, rep: CaseReport): Promise<void> {
@@ -328,6 +404,11 @@ class Prober {
     }
   }
 
+  /**
+   * The size helpers, where the op libraries export them, against what they must give
+   * (src/npu/group.ts SizeExpectation): the contract on A3; on 950 their literal reproduction
+   * (§10), the contract's sizes shown beside it.
+   */
   async sizesCase(pc: ProbeCase, rep: CaseReport): Promise<void> {
     rep.sizes = [];
     for (const v of pc.variants) {
@@ -340,49 +421,39 @@ class Prober {
         for (let r = 0; r < lay.W; r++) {
           const x = gen.ranks[r]!.x as Tensor<XDtype>;
           const bs = gen.bsPerRank[r]!;
-          const c = { lay, rank: r, bs, xDtype: x.dtype, rowsA: 'tiling' as const };
-          const [y, expandIdx, cci] = opOutputs('dispatchSetup').map((t) => outputAllocation('dispatchSetup', t.name, c).shape);
-          const assist = outputAllocation('dispatchTeardown', 'assistInfoForCombine', c).shape;
+          const dse = dispatchSizeExpectation(lay, r, bs, x.dtype);
           const ds = await g.outputSizes(r, 'dispatchSetup', [x, gen.ranks[r]!.expert_ids, gen.ranks[r]!.scales, gen.ranks[r]!.x_active_mask], [
             a.epWorldSize, r, a.moeExpertNum, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum, a.quantMode, a.globalBs, a.expertTokenNumsType, a.commType,
           ]);
-          rep.sizes.push({
-            variant: v.name,
-            rank: r,
-            helper: 'aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize',
-            names: ['tokenMsgSize', 'expandIdxOutSize', 'assistInfoForCombineOutSize', 'commCmdInfoOutSize'],
-            helperSizes: ds,
-            contract: [y![1]!, expandIdx![0]!, assist[0]!, cci![0]!],
-          });
-          const A = rowsA(c);
-          const [qx, ccc] = opOutputs('combineSetup').map((t) => outputAllocation('combineSetup', t.name, c).shape);
+          rep.sizes.push({ variant: v.name, rank: r, helper: dse.helper, names: [...dse.names], helperSizes: ds, contract: dse.contract, expected: dse.want, against: dse.against });
+          const A = rowsA({ lay, rank: r, bs, rowsA: 'tiling' });
+          const cse = combineSizeExpectation(lay, r, bs, x.dtype);
           const shape = (dtype: DType, s: number[]): Tensor => ({ dtype, shape: s, data: new Uint8Array(0) }) as unknown as Tensor;
           const cs = await g.outputSizes(r, 'combineSetup', [shape(x.dtype, [A, lay.H]), gen.ranks[r]!.expert_ids, shape('int32', [A * 128])], g.intsOf('combineSetup', r));
-          rep.sizes.push({
-            variant: v.name,
-            rank: r,
-            helper: 'aclnnMoeDistributeCombineSetupTeardownCalcOutputSize',
-            names: ['tokenMsgSize', 'commCmdInfoOutSize'],
-            helperSizes: cs,
-            contract: [qx![1]!, ccc![0]!],
-          });
+          rep.sizes.push({ variant: v.name, rank: r, helper: cse.helper, names: [...cse.names], helperSizes: cs, contract: cse.contract, expected: cse.want, against: cse.against });
         }
       } finally {
         await g.dispose();
       }
     }
     const absent = rep.sizes.filter((s) => !s.helperSizes);
-    const differ = rep.sizes.filter((s) => s.helperSizes && s.helperSizes.some((n, i) => n !== s.contract[i]));
+    const differ = rep.sizes.filter((s) => s.helperSizes && s.helperSizes.some((n, i) => n !== s.expected[i]));
+    // on 950 the helpers' own figures (§10's flaws) beside the contract's: not a finding, a note
+    const flawed = rep.sizes.filter((s) => s.expected.some((n, i) => n !== s.contract[i]));
+    const note = flawed.length
+      ? `; the reproduction itself differs from the contract (§10) at ${flawed.map((s) => `${s.helper} rank ${s.rank} (${s.variant}) ${s.names.filter((_, i) => s.expected[i] !== s.contract[i]).join(', ')}`).join('; ')}`
+      : '';
     rep.runs.push({ variant: pc.variants.map((v) => v.name).join(', '), outcome: 'ran' });
     if (differ.length > 0) {
       const d = differ[0]!;
-      const i = d.helperSizes!.findIndex((n, k) => n !== d.contract[k]);
-      rep.reason = `contradicted: ${d.helper} on rank ${d.rank} (${d.variant}): ${d.names[i]} ${d.helperSizes![i]}, the contract ${d.contract[i]}${differ.length > 1 ? ` (and ${differ.length - 1} more)` : ''}`;
+      const i = d.helperSizes!.findIndex((n, k) => n !== d.expected[k]);
+      rep.reason = `contradicted: ${d.helper} on rank ${d.rank} (${d.variant}): ${d.names[i]} ${d.helperSizes![i]}, ${d.against} ${d.expected[i]}${differ.length > 1 ? ` (and ${differ.length - 1} more)` : ''}${note}`;
     } else if (absent.length === rep.sizes.length) {
       rep.status = 'not-testable';
       rep.reason = 'the op libraries export no size helper';
     } else {
-      rep.reason = `confirmed: every size helper exported agrees with the contract${absent.length ? ` (${[...new Set(absent.map((s) => s.helper))].join(', ')} not exported)` : ''}`;
+      const against = casePlatform(pc) === '950' ? 'its literal reproduction (950 contract §10)' : 'the contract';
+      rep.reason = `confirmed: every size helper exported agrees with ${against}${absent.length ? ` (${[...new Set(absent.map((s) => s.helper))].join(', ')} not exported)` : ''}${note}`;
     }
   }
 }
@@ -442,8 +513,15 @@ export async function runProbe(o: ProbeOptions = {}): Promise<ProbeResult> {
   const cases: CaseReport[] = [];
   for (const pc of PROBE_CASES) {
     if (o.cases && !o.cases.includes(pc.id)) continue;
-    const rep: CaseReport = { id: pc.id, title: pc.title, decisions: pc.decisions, settles: pc.settles, status: 'ran', findings: [], runs: [] };
+    const platform = casePlatform(pc);
+    const rep: CaseReport = { id: pc.id, platform, title: pc.title, decisions: pc.decisions, settles: pc.settles, status: 'ran', findings: [], runs: [] };
     cases.push(rep);
+    const wrongSoc = socRefuses(platform, b.soc);
+    if (wrongSoc) {
+      rep.status = 'not-testable';
+      rep.reason = wrongSoc;
+      continue;
+    }
     if (pc.ranks > devices) {
       rep.status = 'not-testable';
       rep.reason = `needs ${pc.ranks} devices (W = ${pc.ranks}); this host has ${devices}`;
@@ -457,37 +535,48 @@ export async function runProbe(o: ProbeOptions = {}): Promise<ProbeResult> {
       else if (pc.kind === 'refusal') await p.refusalCase(pc, rep);
       else await p.sizesCase(pc, rep);
     } catch (e) {
-      rep.status = 'failed';
+      // the rank processes read a SoC of the other platform (the parent could not tell): not testable
+      rep.status = e instanceof NotTestable ? 'not-testable' : 'failed';
       rep.reason = message(e);
+      if (e instanceof NotTestable) rep.findings = [];
     }
     o.log?.(`probe: ${pc.id}: ${rep.status}${rep.reason ? ` (${rep.reason})` : ''}, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
   return { available: true, report: { tool: 'moe-distribute probe', date: new Date().toISOString(), soc: b.soc, devices, poison: p.poison, timeoutMs: p.timeoutMs, ops: b.ops, decisions: decisionsOf(cases), cases } };
 }
 
+/** The two Decision lists and the platform each is for. */
+const DECISION_LISTS: readonly (readonly [Platform, readonly Decision[]])[] = [
+  ['a3', DECISIONS],
+  ['950', DECISIONS_950],
+];
+
 /**
- * Every Decision's verdict (src/contract/decisions.ts names each one's probe case): the strongest
+ * Every Decision's verdict, the README's Decisions then its 950 Decisions (src/contract/decisions.ts
+ * names each one's probe case, whose findings carry numbers of its platform's list): the strongest
  * finding of its case (contradicted > not written > confirmed), else why it was not tested.
  */
 export function decisionsOf(cases: readonly CaseReport[]): DecisionReport[] {
-  return DECISIONS.map((d) => {
-    const base = { decision: d.id, title: d.title, cases: d.probe ? [d.probe] : [] };
-    if (!d.probe) return { ...base, verdict: 'not-testable' as const, detail: `not testable by design: ${d.untestable ?? 'no probe case'}` };
-    const mine = cases.filter((c) => c.id === d.probe);
-    const findings = mine.flatMap((c) => c.findings.filter((f) => f.decision === d.id));
-    if (findings.length === 0) {
-      const why = mine.length === 0 ? 'its case was not run (--cases)' : mine.map((c) => `${c.id}: ${c.reason ?? 'no bytes of this kind in the case'}`).join('; ');
-      return { ...base, verdict: 'not-testable' as const, detail: `not testable on this SoC/host: ${why}` };
-    }
-    const worst = findings.reduce((m, f) => (RANK[f.verdict] > RANK[m.verdict] ? f : m));
-    const same = findings.filter((f) => f.verdict === worst.verdict);
-    return {
-      ...base,
-      verdict: worst.verdict,
-      detail: same.map((f) => `${f.caseId}/${f.variant}: ${f.detail}`).join(' | '),
-      ...(worst.firstDiff ? { firstDiff: worst.firstDiff } : {}),
-    };
-  });
+  return DECISION_LISTS.flatMap(([platform, list]) => list.map((d) => decisionOf(platform, d, cases)));
+}
+
+function decisionOf(platform: Platform, d: Decision, cases: readonly CaseReport[]): DecisionReport {
+  const base = { platform, decision: d.id, title: d.title, cases: d.probe ? [d.probe] : [] };
+  if (!d.probe) return { ...base, verdict: 'not-testable' as const, detail: `not testable by design: ${d.untestable ?? 'no probe case'}` };
+  const mine = cases.filter((c) => c.id === d.probe);
+  const findings = mine.flatMap((c) => c.findings.filter((f) => f.decision === d.id));
+  if (findings.length === 0) {
+    const why = mine.length === 0 ? 'its case was not run (--cases)' : mine.map((c) => `${c.id}: ${c.reason ?? 'no bytes of this kind in the case'}`).join('; ');
+    return { ...base, verdict: 'not-testable' as const, detail: `not testable on this SoC/host: ${why}` };
+  }
+  const worst = findings.reduce((m, f) => (RANK[f.verdict] > RANK[m.verdict] ? f : m));
+  const same = findings.filter((f) => f.verdict === worst.verdict);
+  return {
+    ...base,
+    verdict: worst.verdict,
+    detail: same.map((f) => `${f.caseId}/${f.variant}: ${f.detail}`).join(' | '),
+    ...(worst.firstDiff ? { firstDiff: worst.firstDiff } : {}),
+  };
 }
 
 export type { ProbeVariant };
