@@ -10,3 +10,4 @@ export { identity_expert } from './expert';
 export { identity_expert_fp8 } from './expert';
 export { quantize_per_token } from './quant';
 export { quantize_mx, dequantize_mx } from './mx';
+export { comm_quant_roundtrip, combine_table } from './combine-v2';

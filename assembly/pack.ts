@@ -40,10 +40,11 @@ import { quantizeMxRow } from './mx';
  * byte is written exactly twice (window, y) and never staged in scratch. Packs tokens [t0, t1)
  * (t1 ≤ activeBs): the wrapper calls it chunk by chunk and copies each chunk's y rows while the
  * messages are still in cache.
- * dests, scaleRows (950 sorted rows, 950 contract §2.1, §2.4): when dests ≠ 0, pair i's message
- * goes to byte dests[i] (u32; 0xFFFFFFFF: the pair's message is sent nowhere) instead of its
- * expert's block slot, and uses smooth-scale row scaleRows[i] instead of ids[i] + SN; tokens
- * then run up to bs, since a sorted row can carry an inactive token.
+ * dests, scaleRows (950's sorted rows, 950 contract §2.1, §2.4; V2's compacted slots, v2-contract
+ * §4.1): when dests ≠ 0, token t's entries are dests[t·(K + sharedSends) + j] (u32; 0xFFFFFFFF:
+ * sent nowhere), its K pairs then its shared messages, each quantized with smooth-scale row
+ * scaleRows[same index], instead of the expert's block slot and ids[i] + SN (shared: the shared
+ * block at t, row s); tokens then run up to bs (a sorted row can carry an inactive token).
  */
 export function pack(
   x: usize,
@@ -75,15 +76,16 @@ export function pack(
     // message written) and copy; with scales each destination has its own scale row.
     let first: usize = 0;
     let have = false;
+    const entries = <usize>(t * (K + sharedSends)) << 2;
     for (let k = 0; k < K; k++) {
       const i = t * K + k;
       let dst: usize;
       let row: i32;
       if (dests) {
-        const d = load<u32>(dests + (<usize>i << 2));
+        const d = load<u32>(dests + entries + (<usize>k << 2));
         if (d == 0xffffffff) continue;
         dst = <usize>d;
-        row = load<i32>(scaleRows + (<usize>i << 2));
+        row = load<i32>(scaleRows + entries + (<usize>k << 2));
       } else {
         const e = load<i32>(ids + (<usize>i << 2));
         dst = <usize>load<u32>(expertBlock + (<usize>e << 2)) + <usize>load<i32>(expandIdx + (<usize>i << 2)) * mb;
@@ -98,7 +100,12 @@ export function pack(
       }
     }
     for (let s = 0; s < sharedSends; s++) {
-      const dst = <usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb;
+      let dst: usize;
+      if (dests) {
+        const d = load<u32>(dests + entries + (<usize>(K + s) << 2));
+        if (d == 0xffffffff) continue;
+        dst = <usize>d;
+      } else dst = <usize>load<u32>(sharedBlock + (<usize>s << 2)) + <usize>t * mb;
       if (quant == 0) message16(dst, xt, rowBytes, mb);
       else if (scales == 0 && have) memory.copy(dst, first, mb);
       else messageQ(xt, scales ? scales + <usize>s * hp : 0, H, dst, scaleOffset, mb, xf, fp16, quant);

@@ -43,10 +43,11 @@ export interface PackArgs {
    */
   packed?: (t0: number, t1: number) => void;
   /**
-   * 950's sorted rows (contract/routing.ts sortedRows950): pair i's message goes to byte dests[i]
-   * of group memory (-1: nowhere) instead of its expert's block slot, quantized with smooth-scale
-   * row scaleRows[i] (SN included); tokens [0, tokens) are packed (a row can carry an inactive
-   * token). `packed` is not called.
+   * Where each message goes when not to its expert's block slot (950's sorted rows, routing.ts
+   * sortedRows950; V2's compacted slots, routeV2): token t's entries t·(K + sharedSends) + j, its
+   * K pairs then its shared messages, at byte dests[·] of group memory (-1: nowhere), quantized
+   * with smooth-scale row scaleRows[·] (SN included for pairs; s for shared); tokens [0, tokens)
+   * are packed (a row can carry an inactive token). `packed` is not called.
    */
   placement?: { dests: Float64Array; scaleRows: Int32Array; tokens: number };
 }
@@ -100,6 +101,34 @@ export interface Backend {
   combine(a: CombineArgs): Tensor<XDtype>;
   /** the identity expert's output (A, H) in x's dtype: expand_x itself, or quant 2's rows dequantized */
   identityExpert(a: IdentityExpertArgs): Tensor<XDtype>;
+  /** combine_v2's sum (v2-contract §6.2) over the rows the group lists per token (kernel combine_table) */
+  combineTable(a: CombineTableArgs): Tensor<XDtype>;
+  /** combine_v2's comm_quant_mode 2 (v2-contract §6.3): rows quantized to int8 groups of 8 and dequantized to x's dtype, in place in group memory (kernel comm_quant_roundtrip) */
+  commQuantRoundTrip(a: CommQuantArgs): void;
+}
+
+export interface CombineTableArgs {
+  dtype: XDtype;
+  H: number;
+  bs: number;
+  /** (bs·2): weighted and unweighted entries of each token; weighted -1: the token is not processed, its row is left as it is */
+  counts: Int32Array;
+  /** entries a token has room for */
+  maxEntries: number;
+  /** (bs·maxEntries): byte offsets in group memory of the 16-bit rows, weighted entries first */
+  rows: Float64Array;
+  /** (bs·maxEntries): the weights of the weighted entries */
+  weights: Float32Array;
+  /** output (bs, H), left alone on the rows of tokens not processed */
+  out: Tensor<XDtype>;
+}
+
+export interface CommQuantArgs {
+  dtype: XDtype;
+  H: number;
+  /** rows of H 16-bit elements, consecutive from byte `at` of group memory */
+  rows: number;
+  at: number;
 }
 
 /** The identity expert (src/group/expert.ts) over expand_x's received rows. */

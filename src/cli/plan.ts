@@ -429,6 +429,8 @@ function figureWhat(f: BufferFigure): string {
       return `2·dispatch + combine, ${L}`;
     case 'combineTeardown':
       return `2·(dispatch + combine) with the rank's BS, ${L}`;
+    case 'v2':
+      return `2·(dispatch + combine), both doubled, ${L}, K + SN' combine slots`;
   }
 }
 

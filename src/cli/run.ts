@@ -226,6 +226,7 @@ export const runCommand: Command = {
     }
     const t = res.timings;
     const ms = (v: number): string => `${v.toFixed(1)} ms`;
+    // the family's phases, in order (runRound fills them in order)
     const n = res.files.length;
     const what = format === 'npy' ? `rank ${n === 1 ? 'directory' : 'directories'}` : `rank ${n === 1 ? 'file' : 'files'}`;
     const W = res.case.attrs.epWorldSize;
@@ -233,8 +234,7 @@ export const runCommand: Command = {
     io.stdout(
       `wrote ${n} ${what}${which} to ${values.out} (backend ${res.backend}, ${res.workers > 0 ? `${res.workers} rank worker${res.workers > 1 ? "s" : ""}` : "one thread"}, epWorldSize ${W}, ` +
         `H ${res.case.h}, K ${res.case.k}, ${res.case.dtype}, quantMode ${res.case.attrs.quantMode})\n` +
-        `dispatchSetup ${ms(t.dispatchSetup)}, dispatchTeardown ${ms(t.dispatchTeardown)}, expert ${ms(t.expert)}, ` +
-        `combineSetup ${ms(t.combineSetup)}, combineTeardown ${ms(t.combineTeardown)}\n`,
+        `${Object.entries(t).map(([phase, v]) => `${phase} ${ms(v)}`).join(', ')}\n`,
     );
     return EXIT_OK;
   },

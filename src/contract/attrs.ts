@@ -32,9 +32,24 @@ export interface GroupAttrs {
   fix950MaskSort: boolean;
   /** 950 Decision (§2.4): smooth-scale row of the expert a row is sent to, not of the unsorted id at the row's index */
   fix950SmoothRow: boolean;
+  /**
+   * Which ops the group runs: 'setup' (dispatch_setup / _teardown, combine_setup / _teardown,
+   * op-contract.md) or 'v2' (dispatch_v2 / combine_v2, v2-contract.md).
+   */
+  family: Family;
+  /** V2 special experts (v2-contract §4.6): ids [E, E+Z) are zero experts, [E+Z, E+Z+C) copy experts, then const ones */
+  zeroExpertNum: number;
+  copyExpertNum: number;
+  constExpertNum: number;
 }
 
+export type Family = 'setup' | 'v2';
+export const FAMILY_NAMES: readonly Family[] = ['setup', 'v2'];
+
 export type Platform = 'a3' | '950';
+
+/** V2 messages carry (src_rank, src_token, k) and the expert weight after the payload (v2-contract §4.1) */
+export const V2_TRIPLET_BYTES = 16;
 export const PLATFORM_NAMES: readonly Platform[] = ['a3', '950'];
 
 /** torch_npu defaults of the optional attributes. */
@@ -53,6 +68,10 @@ export const ATTR_DEFAULTS = {
   yDtype: '',
   fix950MaskSort: false,
   fix950SmoothRow: false,
+  family: 'setup',
+  zeroExpertNum: 0,
+  copyExpertNum: 0,
+  constExpertNum: 0,
 } as const;
 
 /**
@@ -92,6 +111,10 @@ export const SHARED_ATTRS: readonly (keyof GroupAttrs)[] = [
   'yDtype',
   'fix950MaskSort',
   'fix950SmoothRow',
+  'family',
+  'zeroExpertNum',
+  'copyExpertNum',
+  'constExpertNum',
 ];
 
 export const align = (x: number, n: number): number => Math.ceil(x / n) * n;
@@ -144,6 +167,17 @@ export interface Layout {
   quantExpandXCols: number;
   /** max(L, 1): stride of (sender, local expert) status records */
   lMax: number;
+  /** 'setup' or 'v2' (attrs.family) */
+  family: Family;
+  /**
+   * Smooth-scale row of MoE expert e is e + scaleRowBase: SN as passed in the setup family
+   * (contract §2), SN' (= sharedSends: 0 when S = 0) in V2 (v2-contract §5.1)
+   */
+  scaleRowBase: number;
+  /** bytes of a message in a window: msgBytes, and in V2 the triplet and weight after it (16 bytes) */
+  windowMsgBytes: number;
+  /** V2: expert ids below idLimit = E + Z + C + Q are valid; ids ≥ E are special experts, never sent */
+  idLimit: number;
 }
 
 export function makeLayout(attrs: GroupAttrs, dims: DataDims): Layout {
@@ -188,6 +222,10 @@ export function makeLayout(attrs: GroupAttrs, dims: DataDims): Layout {
     scaleBytes,
     quantExpandXCols: align(align(H, 32) + (align(H, 8) / 8) * 4, 512),
     lMax: Math.max(L, 1),
+    family: attrs.family === 'v2' ? 'v2' : 'setup',
+    scaleRowBase: attrs.family === 'v2' ? (S > 0 ? SN : 0) : SN,
+    windowMsgBytes: tokenMsgSize * yElemBytes + (attrs.family === 'v2' ? V2_TRIPLET_BYTES : 0),
+    idLimit: E + (attrs.family === 'v2' ? attrs.zeroExpertNum + attrs.copyExpertNum + attrs.constExpertNum : 0),
   };
 }
 
@@ -262,7 +300,7 @@ export function setupTilingLocalExperts(lay: Layout): number {
   return d > 0 ? Math.floor(lay.E / d) : 0;
 }
 
-export type BufferFigureId = 'documented' | 'setupTilings' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
+export type BufferFigureId = 'documented' | 'setupTilings' | 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown' | 'v2';
 
 /** One tiling's HCCL_BUFFSIZE requirement (contract §7). */
 export interface BufferFigure {
@@ -305,7 +343,10 @@ export function hcclBufferNeeded(lay: Layout): BufferNeed {
   const b = (lay.K + lay.SN) * lay.maxBs * align(2 * lay.H, 512);
   const perExpert = lay.maxBs * lay.W * al;
   const lSetup = Math.max(lay.W > lay.S ? setupTilingLocalExperts(lay) : 0, lay.S > 0 ? 1 : 0);
-  const figures = lay.platform.name === '950' ? bufferFigures950(lay, al, b, perExpert, lSetup) : bufferFiguresA3(lay, b, perExpert, lSetup);
+  const figures =
+    lay.family === 'v2' ? [bufferFigureV2(lay)]
+    : lay.platform.name === '950' ? bufferFigures950(lay, al, b, perExpert, lSetup)
+    : bufferFiguresA3(lay, b, perExpert, lSetup);
   const binding = figures.reduce((m, f) => (f.bytes > m.bytes ? f : m));
   return { figures, needed: binding.bytes, binding, dispatchMsgBytes: al, combineAreaBytes: b };
 }
@@ -327,6 +368,26 @@ function bufferFigures950(lay: Layout, al: number, b: number, perExpert: number,
     half('combineSetup', 'the 950 combine_setup tiling (CSt:678-712)', `HCCL_BUFFSIZE / 2 >= 2 * L * maxBs * epWorldSize * ${AL} + ${B}`, lay.L, 2 * lay.L * perExpert + b),
     half('combineTeardown', 'the 950 combine_teardown tiling (CTt:763-791)', `HCCL_BUFFSIZE / 2 >= 2 * (L * BS * epWorldSize * ${AL} + (K + sharedExpertNum) * BS * Align512(2 * H))`, lay.L, 2 * (lay.L * perExpert + b)),
   ];
+}
+
+/**
+ * V2 (v2-contract §7.2, moe_distribute_check_win_size.h CheckWinSize): one check, both terms
+ * doubled, with L = E/(W − S) on every rank and SN' shared slots; "fullmesh_v2" packs 480 data
+ * bytes per 512-byte block. The code's +44, not the dispatch docs' +64 (Decision).
+ */
+function bufferFigureV2(lay: Layout): BufferFigure {
+  const raw = align(2 * lay.H, 32) + 44;
+  const v2mesh = lay.attrs.commAlg === 'fullmesh_v2';
+  const dispatchSlot = v2mesh ? Math.ceil(raw / 480) * 512 : align(raw, 512);
+  const combineSlot = align(2 * lay.H, 512);
+  const SNp = lay.sharedSends;
+  return {
+    id: 'v2',
+    label: `the dispatch_v2 / combine_v2 tilings (CheckWinSize${v2mesh ? ', fullmesh_v2' : ''})`,
+    formula: `2 * (maxBs * ${v2mesh ? 'ceil((Align32(2 * H) + 44) / 480) * 512' : 'Align512(Align32(2 * H) + 44)'} * epWorldSize * L + maxBs * Align512(2 * H) * (K + sharedExpertNum'))`,
+    localExperts: lay.L,
+    bytes: 2 * (lay.maxBs * dispatchSlot * lay.W * lay.L + lay.maxBs * combineSlot * (lay.K + SNp)),
+  };
 }
 
 function bufferFiguresA3(lay: Layout, b: number, perExpert: number, lSetup: number): BufferFigure[] {

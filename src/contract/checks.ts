@@ -14,6 +14,7 @@ import {
   PLATFORM_NAMES,
 } from './attrs.js';
 import { Y_DTYPE_RULE, platformSpec, yDtypeName } from './platform.js';
+import { checkAttrsV2, checkDimsV2 } from './checks-v2.js';
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 
@@ -27,7 +28,14 @@ function intIn(out: MoeError[], param: string, v: unknown, lo: number, hi: numbe
 
 /** Attribute checks (A3 tiling wording in the rules). */
 export function checkAttrs(a: GroupAttrs): MoeError[] {
+  if (a.family !== 'setup' && a.family !== 'v2') {
+    return [new MoeError('E_ATTR', 'family', a.family, `family should be 'setup' (dispatch_setup/_teardown, combine_setup/_teardown) or 'v2' (dispatch_v2, combine_v2)`)];
+  }
+  if (a.family === 'v2') return checkAttrsV2(a);
   const out: MoeError[] = [];
+  for (const key of ['zeroExpertNum', 'copyExpertNum', 'constExpertNum'] as const) {
+    if (a[key] !== 0) out.push(new MoeError('E_ATTR', key, a[key], `${key} belongs to the V2 ops (family 'v2'); the setup/teardown ops have no special experts: it should be 0`));
+  }
   if (!PLATFORM_NAMES.includes(a.platform)) {
     out.push(new MoeError('E_ATTR', 'platform', a.platform, `platform should be ${PLATFORM_NAMES.map((n) => `'${n}'`).join(' or ')}`));
   }
@@ -138,6 +146,7 @@ export function checkRank(a: GroupAttrs, rank: unknown): MoeError[] {
 
 /** H, BS, K and global_bs against the group (BS of one rank). */
 export function checkDims(a: GroupAttrs, d: DataDims): MoeError[] {
+  if (a.family === 'v2') return checkDimsV2(a, d);
   const out: MoeError[] = [];
   intIn(out, 'H', d.h, 1024, 8192, 'H should be in [1024, 8192]');
   const bsOk = intIn(out, 'BS', d.bs, 1, 512, 'BS should be in (0, 512]');
@@ -273,12 +282,12 @@ export function checkTensor(
 }
 
 /** expert_ids: every id in [0, E), no id twice in one row (the sizing of A assumes it). */
-export function checkExpertIds(ids: Int32Array, bs: number, k: number, E: number): MoeError[] {
+export function checkExpertIds(ids: Int32Array, bs: number, k: number, E: number, range = 'moeExpertNum'): MoeError[] {
   for (let t = 0; t < bs; t++) {
     for (let j = 0; j < k; j++) {
       const e = ids[t * k + j]!;
       if (e < 0 || e >= E) {
-        return [new MoeError('E_VALUE', `expertIds[${t}][${j}]`, e, `expert ids should be in [0, moeExpertNum) = [0, ${E})`)];
+        return [new MoeError('E_VALUE', `expertIds[${t}][${j}]`, e, `expert ids should be in [0, ${range}) = [0, ${E})`)];
       }
       for (let q = 0; q < j; q++) {
         if (ids[t * k + q] === e) {

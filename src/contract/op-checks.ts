@@ -7,10 +7,20 @@ import { yDtypeName } from './platform.js';
 import { checkActiveMask, checkDims, checkExpertIds, checkRank, checkTensor } from './checks.js';
 import { MoeError, formatValue } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
-import type { CombineSetupInputs, CombineTeardownInputs, DispatchSetupInputs, DispatchTeardownInputs } from './ops.js';
-import { OPS, type OpName, type TensorContext, type XDtype, checkOpTensor, rowsA } from './tensors.js';
+import type { CombineSetupInputs, CombineTeardownInputs, CombineV2Inputs, DispatchSetupInputs, DispatchTeardownInputs, DispatchV2Inputs } from './ops.js';
+import type { MaskV2, RoutedV2 } from './routing.js';
+import { OPS, type OpName, type TensorContext, type XDtype, checkOpTensor, opsOf, rowsA } from './tensors.js';
 
 export { OPS, type OpName };
+
+/** A mask in words, to compare dispatch_v2's with combine_v2's. */
+function maskSummary(m: MaskV2): string {
+  if (m.kind === 'none') return 'no mask';
+  if (m.kind === '1d') return `1-D, ${m.activeBs} active`;
+  let h = 0;
+  for (let i = 0; i < m.m2.length; i++) h = (Math.imul(h, 31) + (m.m2[i] ? 1 : 0)) | 0;
+  return `2-D, ${m.m2.reduce((a, v) => a + (v ? 1 : 0), 0)} trues, pattern ${h >>> 0}`;
+}
 
 export interface RankState {
   round: number;
@@ -21,8 +31,14 @@ export interface RankState {
   dtype: XDtype;
   expertIds: Int32Array;
   expandIdx: Int32Array;
-  /** the W·Lr inclusive prefix sums dispatchTeardown produced, which combineSetup must be given */
+  /** the W·Lr inclusive prefix sums dispatchTeardown produced, which combineSetup must be given; V2: the 3T triplet words */
   assist: Int32Array;
+  /** V2: rows dispatch_v2 received (T) */
+  received: number;
+  /** V2: the mask given to dispatch_v2 */
+  mask: MaskV2;
+  /** V2: what dispatch_v2 sent (slots, counts, active tokens) */
+  routed?: RoutedV2;
 }
 
 export function newRankState(): RankState {
@@ -35,6 +51,8 @@ export function newRankState(): RankState {
     expertIds: new Int32Array(0),
     expandIdx: new Int32Array(0),
     assist: new Int32Array(0),
+    received: 0,
+    mask: { kind: 'none' },
   };
 }
 
@@ -42,9 +60,9 @@ export function throwFirst(errors: MoeError[]): void {
   if (errors.length > 0) throw errors[0];
 }
 
-/** "dispatchSetup of round 2", or "none yet". */
-export function describeLastOp(lastOp: number, round: number): string {
-  return lastOp < 0 ? 'none yet' : `${OPS[lastOp]} of round ${lastOp === 3 ? round - 1 : round}`;
+/** "dispatchSetup of round 2", or "none yet"; `ops`: the family's ops (default the setup family's). */
+export function describeLastOp(lastOp: number, round: number, ops: readonly OpName[] = OPS): string {
+  return lastOp < 0 ? 'none yet' : `${ops[lastOp]} of round ${lastOp === ops.length - 1 ? round - 1 : round}`;
 }
 
 export class OpChecks {
@@ -81,16 +99,17 @@ export class OpChecks {
         }
       }
     }
-    const expected = OPS[(st.lastOp + 1) % 4]!;
+    const ops = opsOf(this.layout);
+    const expected = ops[(st.lastOp + 1) % ops.length]!;
     if (op !== expected) {
-      throw new MoeError('E_ORDER', 'op', op, `rank ${rank} must call ${expected} next (last completed: ${describeLastOp(st.lastOp, st.round)})`);
+      throw new MoeError('E_ORDER', 'op', op, `rank ${rank} must call ${expected} next (last completed: ${describeLastOp(st.lastOp, st.round, ops)})`);
     }
   }
 
-  /** Marks an op of a rank done. */
+  /** Marks an op of a rank done (its index in the family's ops). */
   done(st: RankState, op: number): void {
     st.lastOp = op;
-    if (op === 3) st.round++;
+    if (op === opsOf(this.layout).length - 1) st.round++;
   }
 
   private x(op: OpName, rank: number, x: Tensor | undefined): { bs: number; dtype: XDtype } {
@@ -109,8 +128,121 @@ export class OpChecks {
   private ids(op: OpName, t: Tensor | undefined, c: TensorContext): Int32Array {
     throwFirst(checkOpTensor(op, 'expertIds', t, c));
     const ids = t!.data as Int32Array;
-    throwFirst(checkExpertIds(ids, c.bs, this.layout.K, this.layout.E));
+    const lay = this.layout;
+    // V2: special experts (ids [E, E+Z+C+Q)) are valid ids that are never sent (v2-contract §4.6)
+    if (lay.family === 'v2') throwFirst(checkExpertIds(ids, c.bs, lay.K, lay.idLimit, 'moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum'));
+    else throwFirst(checkExpertIds(ids, c.bs, lay.K, lay.E));
     return ids;
+  }
+
+  /**
+   * x_active_mask of the V2 ops (v2-contract §0, §4.6): 1-D (BS) with its trues first (a non-prefix
+   * mask is refused, Decision as the family), or 2-D (BS, K) of any pattern. With a mask, every
+   * rank must have BS = globalBs / W (§8: "Different bs on different rank cannot work when
+   * isActiveMask=true").
+   */
+  maskV2(op: OpName, t: Tensor | null | undefined, c: TensorContext): MaskV2 {
+    if (t === undefined || t === null) return { kind: 'none' };
+    const K = this.layout.K;
+    throwFirst(checkTensor('xActiveMask', t, ['bool'], null));
+    const s = t.shape;
+    const twoD = s.length === 2 && s[0] === c.bs && s[1] === K;
+    if (!twoD && !(s.length === 1 && s[0] === c.bs)) {
+      throw new MoeError('E_SHAPE', 'xActiveMask.shape', [...s], `xActiveMask shape should be [${c.bs}] or [${c.bs}, ${K}] (BS or BS, K)`);
+    }
+    if (this.attrs.globalBs !== 0 && this.attrs.globalBs > c.bs * this.layout.W) {
+      throw new MoeError('E_ATTR', 'globalBs', this.attrs.globalBs, `Different bs on different rank cannot work when isActiveMask=true: with x_active_mask, globalBs should be BS * epWorldSize = ${c.bs * this.layout.W}`);
+    }
+    if (twoD) return { kind: '2d', m2: t.data as Uint8Array };
+    const { errors, activeBs } = checkActiveMask(t.data as Uint8Array, c.bs);
+    throwFirst(errors);
+    return { kind: '1d', activeBs };
+  }
+
+  /** dispatch_v2's inputs (v2-contract §3, §8), before anything is written. */
+  dispatchV2(rank: number, inp: DispatchV2Inputs): { bs: number; dtype: XDtype; ids: Int32Array; scales?: Float32Array; mask: MaskV2; expertScales?: Float32Array } {
+    needInputs('dispatchV2', inp);
+    const op = 'dispatchV2';
+    const { bs, dtype } = this.x(op, rank, inp.x);
+    const c = this.context(rank, bs, dtype);
+    const ids = this.ids(op, inp.expertIds, c);
+    let scales: Float32Array | undefined;
+    if (inp.scales !== undefined && inp.scales !== null) {
+      if (this.layout.quant !== 'token') {
+        throw new MoeError('E_VALUE', 'scales', 'a tensor', `quant mode and scales not match, isScales is 1, quantMode is ${this.attrs.quantMode}: scales only with quant mode 2`);
+      }
+      throwFirst(checkOpTensor(op, 'scales', inp.scales, c));
+      scales = inp.scales.data as Float32Array;
+    }
+    const mask = this.maskV2(op, inp.xActiveMask, c);
+    let expertScales: Float32Array | undefined;
+    if (inp.expertScales !== undefined && inp.expertScales !== null) {
+      throwFirst(checkOpTensor(op, 'expertScales', inp.expertScales, c));
+      expertScales = inp.expertScales.data as Float32Array;
+    }
+    return { bs, dtype, ids, scales, mask, expertScales };
+  }
+
+  /**
+   * combine_v2's inputs against what dispatch_v2 gave this rank this round (v2-contract §3, §6, §8):
+   * the expert outputs (A, H) of x's dtype, the same expert_ids, triplets and counts, expert_scales
+   * (BS, K) or empty (an unweighted sum), the same mask, ori_x when copy experts exist,
+   * shared_expert_x only with S = 0.
+   */
+  combineV2(rank: number, st: RankState, inp: CombineV2Inputs): { dtype: XDtype; weights?: Float32Array; oriX?: Tensor; sharedExpertX?: Tensor } {
+    needInputs('combineV2', inp);
+    const op = 'combineV2';
+    const lay = this.layout;
+    const bs = st.bs;
+    throwFirst(checkOpTensor(op, 'expandX', inp.expandX, this.context(rank, bs)));
+    const dtype = inp.expandX.dtype as XDtype;
+    if (dtype !== st.dtype) throw new MoeError('E_DTYPE', 'expandX.dtype', dtype, `combine_v2's expand_x should be x's dtype ${st.dtype} (the expert outputs), as given to dispatchV2 on rank ${rank}`);
+    const c = this.context(rank, bs, dtype);
+    const ids = this.ids(op, inp.expertIds, c);
+    for (let i = 0; i < bs * lay.K; i++) {
+      if (ids[i] !== st.expertIds[i]) {
+        throw new MoeError('E_VALUE', `expertIds[${Math.floor(i / lay.K)}][${i % lay.K}]`, ids[i], `should be ${st.expertIds[i]}, as given to dispatchV2 on rank ${rank} this round`);
+      }
+    }
+    throwFirst(checkOpTensor(op, 'assistInfoForCombine', inp.assistInfoForCombine, c));
+    const given = inp.assistInfoForCombine.data as Int32Array;
+    for (let i = 0; i < st.assist.length; i++) {
+      if (given[i] !== st.assist[i]) {
+        throw new MoeError('E_VALUE', `assistInfoForCombine[${i}]`, given[i], `should be ${st.assist[i]}, the triplet word dispatchV2 returned on rank ${rank} this round`);
+      }
+    }
+    throwFirst(checkOpTensor(op, 'epSendCounts', inp.epSendCounts, c));
+    const counts = inp.epSendCounts.data as Int32Array;
+    const last = counts.length - 1;
+    if (counts[last] !== st.received) {
+      throw new MoeError('E_VALUE', `epSendCounts[${last}]`, counts[last], `should be ${st.received}, the rows dispatchV2 returned on rank ${rank} (combine reads only this total, v2-contract §6.1)`);
+    }
+    let weights: Float32Array | undefined;
+    const w = inp.expertScales;
+    throwFirst(checkTensor('expertScales', w, ['f32'], null));
+    const empty = w!.shape.some((d) => d === 0);
+    if (!empty) {
+      throwFirst(checkTensor('expertScales', w, ['f32'], [bs, lay.K]));
+      weights = w!.data as Float32Array;
+    }
+    const mask = this.maskV2(op, inp.xActiveMask, c);
+    if (JSON.stringify(maskSummary(mask)) !== JSON.stringify(maskSummary(st.mask))) {
+      throw new MoeError('E_MISMATCH', 'xActiveMask', maskSummary(mask), `should be the mask given to dispatchV2 on rank ${rank} (${maskSummary(st.mask)})`);
+    }
+    if (inp.expandScales !== undefined && inp.expandScales !== null) throwFirst(checkOpTensor(op, 'expandScales', inp.expandScales, c));
+    let oriX: Tensor | undefined;
+    if (inp.oriX !== undefined && inp.oriX !== null) {
+      throwFirst(checkOpTensor(op, 'oriX', inp.oriX, c));
+      oriX = inp.oriX;
+    } else if (lay.attrs.copyExpertNum > 0) {
+      throw new MoeError('E_VALUE', 'oriX', 'undefined', `oriX (BS, H) is required when copyExpertNum > 0 (it is ${lay.attrs.copyExpertNum}): copy experts return ori_x[t]`);
+    }
+    let sharedExpertX: Tensor | undefined;
+    if (inp.sharedExpertX !== undefined && inp.sharedExpertX !== null) {
+      throwFirst(checkSharedExpertX(lay, inp.sharedExpertX, bs, dtype));
+      sharedExpertX = inp.sharedExpertX;
+    }
+    return { dtype, weights, oriX, sharedExpertX };
   }
 
   private mask(op: OpName, t: Tensor | null | undefined, c: TensorContext): number {

@@ -26,14 +26,32 @@ export interface RoutingCounts {
  * routing analysis that the simulated single-rank view, `verify` and the page all read.
  */
 export function routingCounts(lay: Layout, ranks: readonly RankRouting[]): RoutingCounts {
-  const { W, K, E } = lay;
+  const { K, E } = lay;
+  return countsFrom(
+    lay,
+    ranks.map((rr) => {
+      const c = new Int32Array(E);
+      for (let i = 0; i < rr.activeBs * K; i++) c[rr.expertIds[i]!]!++;
+      return c;
+    }),
+    ranks.map((rr) => rr.activeBs),
+  );
+}
+
+/**
+ * The block counts of every receiver from what each rank sends: `toExpert[r]` (E) copies to each
+ * MoE expert, `toShared[r]` messages to each shared expert (its active tokens). The one place that
+ * turns sends into (receiver, local expert, sender) blocks, for both families.
+ */
+function countsFrom(lay: Layout, toExpert: readonly Int32Array[], toShared: readonly number[]): RoutingCounts {
+  const { W, E } = lay;
   const expertCounts = new Int32Array(W * E);
   const blockCounts = Array.from({ length: W }, (_, rho) => new Int32Array(localExpertNum(lay, rho) * W));
   const traffic = new Float64Array(W * W);
-  ranks.forEach((rr, r) => {
-    for (let i = 0; i < rr.activeBs * K; i++) expertCounts[r * E + rr.expertIds[i]!]!++;
+  toExpert.forEach((counts, r) => {
+    expertCounts.set(counts, r * E);
     for (let e = 0; e < E; e++) {
-      const c = expertCounts[r * E + e]!;
+      const c = counts[e]!;
       if (c === 0) continue;
       const home = expertHome(lay, e);
       blockCounts[home.rank]![home.local * W + r]! += c;
@@ -42,12 +60,58 @@ export function routingCounts(lay: Layout, ranks: readonly RankRouting[]): Routi
     // every active token also goes to one rank of each shared expert (S > 0)
     for (let s = 0; s < lay.sharedSends; s++) {
       const d = sharedHome(lay, r, s);
-      blockCounts[d]![r]! += rr.activeBs;
-      traffic[r * W + d]! += rr.activeBs;
+      blockCounts[d]![r]! += toShared[r]!;
+      traffic[r * W + d]! += toShared[r]!;
     }
   });
   const received = Int32Array.from(blockCounts, (c) => c.reduce((n, v) => n + v, 0));
   return { expertCounts, blockCounts, received, traffic };
+}
+
+/** An x_active_mask of dispatch_v2: none, 1-D (a prefix of activeBs trues) or 2-D (BS, K) (v2-contract §0). */
+export type MaskV2 = { kind: 'none' } | { kind: '1d'; activeBs: number } | { kind: '2d'; m2: Uint8Array };
+
+/** What one rank's routing sends in V2 (v2-contract §0, §4.1, §4.6). */
+export interface RoutedV2 {
+  /** (BS·K): the slot of routed pair (t, k) in its (rank -> expert) block, -1 when not routed */
+  slot: Int32Array;
+  /** (E): routed pairs of each MoE expert */
+  counts: Int32Array;
+  /** (BS): c(t), the rank of t among the active tokens (the shared slot), -1 when inactive */
+  activeIndex: Int32Array;
+  /** active tokens: each sends one message per shared expert */
+  active: number;
+}
+
+/**
+ * Pair (t, k) is routed iff its id is a MoE expert (< E: special experts are never sent) and the
+ * mask lets it through (1-D: t < activeBs; 2-D: m2[t, k]); a token is active iff (1-D) t <
+ * activeBs or (2-D) any of its m2 entries is true. Slots count routed pairs of the same expert
+ * in flat order (CalTokenSendExpertCnt), so masks and special experts compact them.
+ */
+export function routeV2(expertIds: Int32Array, bs: number, K: number, E: number, mask: MaskV2): RoutedV2 {
+  const slot = new Int32Array(bs * K).fill(-1);
+  const counts = new Int32Array(E);
+  const activeIndex = new Int32Array(bs).fill(-1);
+  let active = 0;
+  for (let t = 0; t < bs; t++) {
+    let any = mask.kind === 'none' || (mask.kind === '1d' && t < mask.activeBs);
+    for (let k = 0; k < K; k++) {
+      const i = t * K + k;
+      const on = mask.kind === '2d' ? mask.m2[i] !== 0 : any;
+      if (mask.kind === '2d' && on) any = true;
+      const e = expertIds[i]!;
+      if (on && e < E) slot[i] = counts[e]!++;
+    }
+    if (any) activeIndex[t] = active++;
+  }
+  return { slot, counts, activeIndex, active };
+}
+
+/** The V2 block counts of every receiver (σ order as the setup family's blocks, v2-contract §4.2-§4.3). */
+export function routingCountsV2(lay: Layout, ranks: readonly { expertIds: Int32Array; bs: number; mask: MaskV2 }[]): RoutingCounts {
+  const routed = ranks.map((rr) => routeV2(rr.expertIds, rr.bs, lay.K, lay.E, rr.mask));
+  return countsFrom(lay, routed.map((r) => r.counts), routed.map((r) => r.active));
 }
 
 /** activeBs of an x_active_mask (the trues come first; the count of the leading trues). */

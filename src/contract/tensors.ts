@@ -15,8 +15,13 @@ import {
 } from './attrs.js';
 import { checkTensor } from './checks.js';
 
-export type OpName = 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
+export type OpName = 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown' | 'dispatchV2' | 'combineV2';
+/** The setup family's ops, in a round's order. */
 export const OPS: readonly OpName[] = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'];
+/** The V2 ops, in a round's order (v2-contract §2). */
+export const V2_OPS: readonly OpName[] = ['dispatchV2', 'combineV2'];
+/** The ops of a group's family, in a round's order. */
+export const opsOf = (lay: Pick<Layout, 'family'>): readonly OpName[] => (lay.family === 'v2' ? V2_OPS : OPS);
 
 export type XDtype = 'bf16' | 'fp16';
 
@@ -43,6 +48,10 @@ export interface WrittenContext extends TensorContext {
   received: number;
   /** compare y also for quant mode 0, where the A3 kernel's own row stride differs (open question 1a) */
   strictY?: boolean;
+  /** V2: expert_scales was given to dispatch_v2 (expand_scales is written then, v2-contract §4.4) */
+  expertScalesGiven?: boolean;
+  /** V2: the rows of x_out combine_v2 writes: every token, the 1-D mask's prefix, or the 2-D mask's tokens with a true */
+  processedRows?: readonly Range[];
 }
 
 export type Range = readonly [number, number];
@@ -260,21 +269,102 @@ export const OP_TENSORS: readonly TensorSpec[] = [
   },
 ];
 
+// ---- the V2 ops (v2-contract §3) ----------------------------------------------------------------
+
+/** assist_info_for_combine of V2: torch allocates max(BS·K, A·128) words; 3 per received row are meaningful */
+export const assistEntriesV2 = (c: TensorContext): number => Math.max(c.bs * c.lay.K, assistEntries(rowsA(c)));
+/** ep_recv_counts / ep_send_counts: W·Lρ inclusive prefix sums (the A3 layout; v2-contract §3) */
+const recvCountsLen = (c: TensorContext): number => c.lay.W * localExpertNum(c.lay, c.rank);
+
+/** The V2 ops' tensors, in the aclnn signatures' order (no TP, elastic_info, performance_info or const experts). */
+export const V2_OP_TENSORS: readonly TensorSpec[] = [
+  // dispatch_v2
+  { op: 'dispatchV2', name: 'x', file: 'x', dir: 'in', dtypes: xDtypes, shape: (c) => [c.bs, c.lay.H] },
+  { op: 'dispatchV2', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
+  {
+    // (E + SN', H): row e + SN' for MoE expert e, row s for shared expert s (v2-contract §3, §5.1)
+    op: 'dispatchV2', name: 'scales', file: 'scales', dir: 'in', optional: true,
+    present: (lay) => lay.quant === 'token',
+    dtypes: () => ['f32'], shape: (c) => [c.lay.E + c.lay.scaleRowBase, c.lay.H],
+  },
+  // (BS,) or (BS, K): checked by OpChecks.maskV2
+  { op: 'dispatchV2', name: 'xActiveMask', file: 'x_active_mask', dir: 'in', optional: true, dtypes: () => ['bool'], shape: () => null },
+  { op: 'dispatchV2', name: 'expertScales', file: 'expert_scales', dir: 'in', optional: true, dtypes: () => ['f32'], shape: (c) => [c.bs, c.lay.K] },
+  {
+    op: 'dispatchV2', name: 'expandX', file: 'expand_x', dir: 'out', dtypes: yDtypes,
+    shape: (c) => [rowsA(c), c.lay.H],
+    written: (c) => rowsBelow(c.received, rowsA(c), `rows < T = ${c.received} received`, `rows [${c.received}, ${rowsA(c)}) past T (Decision: 0)`),
+  },
+  {
+    op: 'dispatchV2', name: 'dynamicScales', file: 'dynamic_scales', dir: 'out', dtypes: () => ['f32'],
+    shape: (c) => [rowsA(c)],
+    written: (c) =>
+      c.lay.quant === 'none'
+        ? none('dynamic_scales: not written in quant mode 0 (Decision: 0)')
+        : rowsBelow(c.received, rowsA(c), `entries < T = ${c.received}`, `entries [${c.received}, ${rowsA(c)}) past T`),
+  },
+  {
+    op: 'dispatchV2', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'out', dtypes: () => int32,
+    shape: (c) => [assistEntriesV2(c)],
+    written: (c) => rowsBelow(3 * c.received, assistEntriesV2(c), `the 3·T = ${3 * c.received} triplet words (src_rank, src_token, k)`, `words [${3 * c.received}, ${assistEntriesV2(c)}) past the triplets`),
+  },
+  { op: 'dispatchV2', name: 'expertTokenNums', file: 'expert_token_nums', dir: 'out', dtypes: () => ['int64'], shape: (c) => [localExpertNum(c.lay, c.rank)], written: (c) => all(localExpertNum(c.lay, c.rank)) },
+  { op: 'dispatchV2', name: 'epRecvCounts', file: 'ep_recv_counts', dir: 'out', dtypes: () => int32, shape: (c) => [recvCountsLen(c)], written: (c) => all(recvCountsLen(c), `all W·Lρ = ${recvCountsLen(c)} prefix sums`) },
+  { op: 'dispatchV2', name: 'tpRecvCounts', file: 'tp_recv_counts', dir: 'out', dtypes: () => int32, shape: () => [1], written: () => none('tp_recv_counts: TP is removed, not written (Decision: 0)') },
+  {
+    op: 'dispatchV2', name: 'expandScales', file: 'expand_scales', dir: 'out', dtypes: () => ['f32'],
+    shape: (c) => [rowsA(c)],
+    written: (c) =>
+      c.expertScalesGiven && c.rank >= c.lay.S
+        ? rowsBelow(c.received, rowsA(c), `entries < T = ${c.received}: the weight of each received row`, `entries [${c.received}, ${rowsA(c)}) past T`)
+        : none(c.expertScalesGiven ? 'expand_scales on a shared rank: the kernel copies a stale word (Decision: 0)' : 'expand_scales without expert_scales: not written (Decision: 0)'),
+  },
+  // combine_v2
+  { op: 'combineV2', name: 'expandX', file: 'expert_output', dir: 'in', dtypes: () => X_DTYPES, shape: (c) => [rowsA(c), c.lay.H] },
+  { op: 'combineV2', name: 'expertIds', file: 'expert_ids', dir: 'in', dtypes: () => int32, shape: (c) => [c.bs, c.lay.K] },
+  { op: 'combineV2', name: 'assistInfoForCombine', file: 'assist_info_for_combine', dir: 'in', dtypes: () => int32, shape: (c) => [assistEntriesV2(c)] },
+  { op: 'combineV2', name: 'epSendCounts', file: 'ep_recv_counts', dir: 'in', dtypes: () => int32, shape: (c) => [recvCountsLen(c)] },
+  // (BS, K), or empty (a zero dimension): an unweighted sum (v2-contract §3); checked by OpChecks.combineV2
+  { op: 'combineV2', name: 'expertScales', file: 'expert_scales', dir: 'in', dtypes: () => ['f32'], shape: () => null },
+  { op: 'combineV2', name: 'xActiveMask', file: 'x_active_mask', dir: 'in', optional: true, dtypes: () => ['bool'], shape: () => null },
+  { op: 'combineV2', name: 'expandScales', file: 'expand_scales', dir: 'in', optional: true, dtypes: () => ['f32'], shape: (c) => [rowsA(c)] },
+  {
+    op: 'combineV2', name: 'sharedExpertX', file: 'shared_expert_x', dir: 'in', optional: true,
+    present: (lay) => lay.S === 0, dtypes: xDtypes, shape: () => null,
+  },
+  {
+    op: 'combineV2', name: 'oriX', file: 'ori_x', dir: 'in', optional: true,
+    present: (lay) => lay.attrs.copyExpertNum > 0, dtypes: xDtypes, shape: (c) => [c.bs, c.lay.H],
+  },
+  {
+    op: 'combineV2', name: 'x', file: 'x_out', dir: 'out', dtypes: xDtypes,
+    shape: (c) => [c.bs, c.lay.H],
+    written: (c) => {
+      const rows = c.processedRows ?? [[0, c.activeBs] as const];
+      const n = rows.reduce((a, [x, y]) => a + y - x, 0);
+      return { rows, text: `the ${n} processed tokens' rows`, skipped: n < c.bs ? [`rows of the ${c.bs - n} tokens combine_v2 does not process (the mask's inactive ones; Decision: 0)`] : [] };
+    },
+  },
+];
+
+/** Every tensor of every op of both families (the lookups below search it). */
+const ALL_TENSORS: readonly TensorSpec[] = [...OP_TENSORS, ...V2_OP_TENSORS];
+
 /** The spec of one tensor of one op; throws for a name the op does not have (a programming error). */
 export function tensorSpec(op: OpName, name: string, dir?: 'in' | 'out'): TensorSpec {
-  const s = OP_TENSORS.find((t) => t.op === op && t.name === name && (dir === undefined || t.dir === dir));
+  const s = ALL_TENSORS.find((t) => t.op === op && t.name === name && (dir === undefined || t.dir === dir));
   if (!s) throw new Error(`contract: ${op} has no tensor ${name}`);
   return s;
 }
 
 /** The outputs of an op, in order. */
 export function opOutputs(op: OpName): TensorSpec[] {
-  return OP_TENSORS.filter((t) => t.op === op && t.dir === 'out');
+  return ALL_TENSORS.filter((t) => t.op === op && t.dir === 'out');
 }
 
 /** The output spec whose rank-file name is `file` (y, expand_x, …, x_out). */
-export function outputSpecByFile(file: string): TensorSpec | undefined {
-  return OP_TENSORS.find((t) => t.dir === 'out' && t.file === file);
+export function outputSpecByFile(file: string, family: Layout['family'] = 'setup'): TensorSpec | undefined {
+  return (family === 'v2' ? V2_OP_TENSORS : OP_TENSORS).find((t) => t.dir === 'out' && t.file === file);
 }
 
 /** The shape an op's tensor must have (null: not one shape). */
@@ -296,6 +386,8 @@ export function outputAllocation(op: OpName, name: string, c: TensorContext & { 
 
 /** The output file names of a rank file, in op order. */
 export const OUTPUT_FILES: readonly string[] = OP_TENSORS.filter((t) => t.dir === 'out').map((t) => t.file);
+/** The output file names of a V2 rank file, in op order. */
+export const V2_OUTPUT_FILES: readonly string[] = V2_OP_TENSORS.filter((t) => t.dir === 'out').map((t) => t.file);
 
 /** Whether element (row, col) of a 2-D tensor with `cols` columns lies in `r`. */
 export function inRegion(r: Region, row: number, col: number): boolean {

@@ -170,7 +170,7 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
       }
       magnitude += Math.abs(weight) * m;
     };
-    for (let k = 0; k < K; k++) addMessage((scaleRowOf ? scaleRowOf[t * K + k]! : ids[t * K + k]!) + lay.SN, w[t * K + k]!);
+    for (let k = 0; k < K; k++) addMessage((scaleRowOf ? scaleRowOf[t * K + k]! : ids[t * K + k]!) + lay.scaleRowBase, w[t * K + k]!);
     for (let s = 0; s < lay.sharedSends; s++) addMessage(s, 1);
     for (let h = 0; h < H; h++) {
       const g = got(t * H + h);

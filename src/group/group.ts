@@ -26,7 +26,9 @@ import type { Tensor } from '../core/tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { DESCRIPTOR_WORDS, combineDescriptors, dispatchDescriptors } from './commcmd.js';
-import { gatherBlocks, sendBack, sortedPlacement, yFromBlocks, yFromSortedBlocks } from './moves.js';
+import { gatherBlocks, gatherBlocksV2, sendBack, sortedPlacement, yFromBlocks, yFromSortedBlocks } from './moves.js';
+import { combineTableV2 } from './combine-v2.js';
+import { routeV2 } from '../contract/routing.js';
 import { OutputPool, plainBuffers, sharedBuffers } from './outputs.js';
 import { type Range, outputAllocation } from '../contract/tensors.js';
 import { OpChecks, type RankState, describeLastOp, newRankState, throwFirst } from '../contract/op-checks.js';
@@ -36,6 +38,10 @@ import type {
   CombineSetupOutputs,
   CombineTeardownInputs,
   CombineTeardownOutputs,
+  CombineV2Inputs,
+  CombineV2Outputs,
+  DispatchV2Inputs,
+  DispatchV2Outputs,
   DispatchSetupInputs,
   DispatchSetupOutputs,
   DispatchTeardownInputs,
@@ -343,7 +349,7 @@ export class EpGroup {
   }
 
   /** Waits until every (sender, local expert) record of `receiver`'s half carries `flag`. */
-  private async awaitStatus(op: OpName, receiver: number, half: Half, round: number, locals: (s: number) => number) {
+  private async awaitStatus(op: OpName, receiver: number, half: Half, round: number, locals: (s: number) => number, detail?: (missing: number[]) => string) {
     const lay = this.layout;
     const deadline = Date.now() + this.timeoutMs;
     const flag = round + 1;
@@ -379,11 +385,83 @@ export class EpGroup {
           'E_MISSING',
           `${op} on rank ${receiver}`,
           `round ${round}`,
-          `waited ${this.timeoutMs} ms for the status of every sender; never arrived from ranks [${missing.join(', ')}] (last completed op: ${lastOps}${missing.length > 16 ? '; ...' : ''})`,
+          `waited ${this.timeoutMs} ms for the status of every sender; never arrived from ranks [${missing.join(', ')}] (last completed op: ${lastOps}${missing.length > 16 ? '; ...' : ''})${detail?.(missing) ?? ''}`,
         );
       }
       await this.windows.waitForRing(seen, Math.min(left, 1000));
     }
+  }
+
+  // ---- the dispatch window protocol, shared by dispatch_setup and dispatch_v2 ------------------
+
+  /** The dispatch half is free for this round: no rank still reads the last round's (else E_ORDER). */
+  private checkDispatchHalfFree(op: OpName, rank: number, st: RankState): void {
+    if (this.windows.consumedCount(Half.Dispatch) === 0) return;
+    const behind = [];
+    const readOp = this.layout.family === 'v2' ? 0 : 1;
+    for (let r = 0; r < this.layout.W; r++) {
+      const p = this.windows.progress(r);
+      const read = p.round > st.round - 1 || (p.round === st.round - 1 && p.lastOp >= readOp);
+      if (!read) behind.push(r);
+    }
+    throw new MoeError(
+      'E_ORDER',
+      op,
+      `rank ${rank} round ${st.round}`,
+      `ranks [${behind.join(', ')}] have not finished ${this.layout.family === 'v2' ? 'dispatchV2' : 'dispatchTeardown'} of round ${st.round - 1}: rank ${rank} runs more than one phase ahead`,
+    );
+  }
+
+  /** This rank's blocks in its receivers' dispatch halves: one per MoE expert it sends to, one per shared expert. */
+  private reserveDispatch(counts: Int32Array, sharedCount: number): { expertBlock: Float64Array; sharedBlock: Float64Array } {
+    const lay = this.layout;
+    const wm = lay.windowMsgBytes;
+    const expertBlock = new Float64Array(lay.E).fill(-1);
+    for (let e = 0; e < lay.E; e++) {
+      if (counts[e]! > 0) expertBlock[e] = this.windows.reserve(Half.Dispatch, counts[e]! * wm);
+    }
+    const sharedBlock = new Float64Array(lay.sharedSends).fill(-1);
+    for (let s = 0; s < lay.sharedSends; s++) {
+      if (sharedCount > 0) sharedBlock[s] = this.windows.reserve(Half.Dispatch, sharedCount * wm);
+    }
+    return { expertBlock, sharedBlock };
+  }
+
+  /** Publishes every block of this rank (count and offset) in its receivers' status records, then its flag. */
+  private publishDispatch(rank: number, flag: number, counts: Int32Array, expertBlock: Float64Array, sharedBlock: Float64Array, bs: number, sharedCount: number, dtype: XDtype): void {
+    const lay = this.layout;
+    const rec = { flag, senderBs: bs, senderActiveBs: sharedCount, dtypeCode: DTYPE_CODE[dtype] };
+    for (let e = 0; e < lay.E; e++) {
+      const home = expertHome(lay, e);
+      this.windows.publish(home.rank, Half.Dispatch, rank, home.local, { ...rec, count: counts[e]!, offset: expertBlock[e]! });
+    }
+    for (let rho = 0; rho < lay.S; rho++) {
+      const s = Math.floor(rho / lay.R);
+      const mine = sharedHome(lay, rank, s) === rho;
+      this.windows.publish(rho, Half.Dispatch, rank, 0, { ...rec, count: mine ? sharedCount : 0, offset: mine ? sharedBlock[s]! : -1 });
+    }
+  }
+
+  /** The blocks rank `rank` received, in (local expert j, sender r) order, once every sender published them. */
+  private readDispatchBlocks(rank: number, dtype: XDtype): { blockOffset: Float64Array; blockCount: Int32Array; received: number } {
+    const lay = this.layout;
+    const Lr = localExpertNum(lay, rank);
+    const blockOffset = new Float64Array(Lr * lay.W);
+    const blockCount = new Int32Array(Lr * lay.W);
+    const bsSeen = new Set<number>();
+    for (let j = 0; j < Lr; j++) {
+      for (let r = 0; r < lay.W; r++) {
+        const rec = this.windows.read(rank, Half.Dispatch, r, j);
+        blockOffset[j * lay.W + r] = rec.offset;
+        blockCount[j * lay.W + r] = rec.count;
+        this.checkDtype(rank, r, rec.dtypeCode, rec.count, dtype, 'x.dtype');
+        bsSeen.add(rec.senderBs);
+      }
+    }
+    throwFirst(checkUnevenBs(this.attrs, bsSeen));
+    let received = 0;
+    for (const c of blockCount) received += c;
+    return { blockOffset, blockCount, received };
   }
 
   // ---- the four ops ------------------------------------------------------------------------
@@ -396,33 +474,13 @@ export class EpGroup {
     const st = this.enter('dispatchSetup', rank, attrs);
     const lay = this.layout;
     const { bs, dtype, ids, scales, activeBs } = this.checks.dispatchSetup(rank, inp);
-    if (this.windows.consumedCount(Half.Dispatch) !== 0) {
-      const behind = [];
-      for (let r = 0; r < this.layout.W; r++) {
-        const p = this.windows.progress(r);
-        const tornDown = p.round > st.round - 1 || (p.round === st.round - 1 && p.lastOp >= 1);
-        if (!tornDown) behind.push(r);
-      }
-      throw new MoeError(
-        'E_ORDER',
-        'dispatchSetup',
-        `rank ${rank} round ${st.round}`,
-        `ranks [${behind.join(', ')}] have not finished dispatchTeardown of round ${st.round - 1}: rank ${rank} runs more than one phase ahead`,
-      );
-    }
+    this.checkDispatchHalfFree('dispatchSetup', rank, st);
 
     // validated: from here on we write
     const K = lay.K;
     const expandIdxT = this.out('dispatchSetup', 'expandIdx', rank, bs, dtype, [[0, bs * K]]);
     const { expandIdx, counts } = this.backend.route({ expertIds: ids, activeBs, bs, K, E: lay.E, expandIdx: expandIdxT.data as Int32Array });
-    const expertBlock = new Float64Array(lay.E).fill(-1);
-    for (let e = 0; e < lay.E; e++) {
-      if (counts[e]! > 0) expertBlock[e] = this.windows.reserve(Half.Dispatch, counts[e]! * lay.msgBytes);
-    }
-    const sharedBlock = new Float64Array(lay.sharedSends).fill(-1);
-    for (let s = 0; s < lay.sharedSends; s++) {
-      if (activeBs > 0) sharedBlock[s] = this.windows.reserve(Half.Dispatch, activeBs * lay.msgBytes);
-    }
+    const { expertBlock, sharedBlock } = this.reserveDispatch(counts, activeBs);
     const sharedRows: Range = [bs * K, bs * K + lay.sharedSends * activeBs];
     const y = this.out('dispatchSetup', 'y', rank, bs, dtype, [[0, activeBs * K], sharedRows]) as DispatchSetupOutputs['y'];
     const mem = this.mem;
@@ -441,30 +499,7 @@ export class EpGroup {
         packed: (t0, t1) => yFromBlocks(mem, lay, blocks, y, [t0, t1]),
       });
     }
-    const flag = st.round + 1;
-    for (let e = 0; e < lay.E; e++) {
-      const home = expertHome(lay, e);
-      this.windows.publish(home.rank, Half.Dispatch, rank, home.local, {
-        flag,
-        count: counts[e]!,
-        offset: expertBlock[e]!,
-        senderBs: bs,
-        senderActiveBs: activeBs,
-        dtypeCode: DTYPE_CODE[dtype],
-      });
-    }
-    for (let rho = 0; rho < lay.S; rho++) {
-      const s = Math.floor(rho / lay.R);
-      const mine = sharedHome(lay, rank, s) === rho;
-      this.windows.publish(rho, Half.Dispatch, rank, 0, {
-        flag,
-        count: mine ? activeBs : 0,
-        offset: mine ? sharedBlock[s]! : -1,
-        senderBs: bs,
-        senderActiveBs: activeBs,
-        dtypeCode: DTYPE_CODE[dtype],
-      });
-    }
+    this.publishDispatch(rank, st.round + 1, counts, expertBlock, sharedBlock, bs, activeBs, dtype);
     const D = DESCRIPTOR_WORDS;
     const cmdRows: Range[] = lay.platform.commCmdInfoWritten ? [[0, activeBs * K * D], [sharedRows[0] * D, sharedRows[1] * D]] : [];
     const commCmdInfo = this.out('dispatchSetup', 'commCmdInfo', rank, bs, dtype, cmdRows) as Tensor<'int32'>;
@@ -486,21 +521,7 @@ export class EpGroup {
     const Lr = localExpertNum(lay, rank);
     await this.awaitStatus('dispatchTeardown', rank, Half.Dispatch, st.round, () => Lr);
 
-    const blockOffset = new Float64Array(Lr * lay.W);
-    const blockCount = new Int32Array(Lr * lay.W);
-    const bsSeen = new Set<number>();
-    for (let j = 0; j < Lr; j++) {
-      for (let r = 0; r < lay.W; r++) {
-        const rec = this.windows.read(rank, Half.Dispatch, r, j);
-        blockOffset[j * lay.W + r] = rec.offset;
-        blockCount[j * lay.W + r] = rec.count;
-        this.checkDtype(rank, r, rec.dtypeCode, rec.count, dtype, 'x.dtype');
-        bsSeen.add(rec.senderBs);
-      }
-    }
-    throwFirst(checkUnevenBs(this.attrs, bsSeen));
-    let received = 0;
-    for (const c of blockCount) received += c;
+    const { blockOffset, blockCount, received } = this.readDispatchBlocks(rank, dtype);
     const bs = st.bs;
     const rows: Range[] = [[0, received]];
     const op = 'dispatchTeardown';
@@ -609,6 +630,178 @@ export class EpGroup {
     this.windows.consumed(Half.Combine);
     this.done(st, rank, 3);
     return { x };
+  }
+
+  // ---- the V2 ops (v2-contract §4-§6): one op sends and receives ----------------------------
+
+  /**
+   * dispatch_v2 on rank `rank`: its routed pairs to their experts' blocks (slots compacted over
+   * the routed pairs, §4.1) and its active tokens to their shared experts (slot c(t)), each message
+   * followed by its (rank, token, k) and weight; then, once every sender published, its received
+   * rows in (local expert, sender, slot) order with their triplets and counts (§4.2-§4.5).
+   */
+  async dispatchV2(rank: number, inp: DispatchV2Inputs, attrs?: Partial<GroupAttrs>): Promise<DispatchV2Outputs> {
+    const st = this.enter('dispatchV2', rank, attrs);
+    const lay = this.layout;
+    const { bs, dtype, ids, scales, mask, expertScales } = this.checks.dispatchV2(rank, inp);
+    this.checkDispatchHalfFree('dispatchV2', rank, st);
+
+    // validated: from here on we write
+    const K = lay.K;
+    const SS = lay.sharedSends;
+    const routed = routeV2(ids, bs, K, lay.E, mask);
+    const { expertBlock, sharedBlock } = this.reserveDispatch(routed.counts, routed.active);
+    const wm = lay.windowMsgBytes;
+    const n = K + SS;
+    const dests = new Float64Array(bs * n).fill(-1);
+    const scaleRows = new Int32Array(bs * n);
+    for (let t = 0; t < bs; t++) {
+      for (let k = 0; k < K; k++) {
+        const slot = routed.slot[t * K + k]!;
+        if (slot < 0) continue;
+        const e = ids[t * K + k]!;
+        dests[t * n + k] = expertBlock[e]! + slot * wm;
+        scaleRows[t * n + k] = e + lay.scaleRowBase;
+      }
+      const c = routed.activeIndex[t]!;
+      for (let s = 0; s < SS && c >= 0; s++) {
+        dests[t * n + K + s] = sharedBlock[s]! + c * wm;
+        scaleRows[t * n + K + s] = s;
+      }
+    }
+    const x = inp.x as Tensor<XDtype>;
+    this.backend.pack({ lay, x, expertIds: ids, scales, activeBs: bs, expandIdx: routed.slot, expertBlock, sharedBlock, placement: { dests, scaleRows, tokens: bs } });
+    // each message's (src_rank, src_token, k) and weight after it (FillTriple, §4.1): shared k = K + s, weight 0
+    const mem32 = new Int32Array(this.mem.buffer);
+    const mf32 = new Float32Array(this.mem.buffer);
+    for (let i = 0; i < bs * n; i++) {
+      const d = dests[i]!;
+      if (d < 0) continue;
+      const t = Math.floor(i / n);
+      const k = i % n;
+      const w = (d + lay.msgBytes) >> 2;
+      mem32[w] = rank;
+      mem32[w + 1] = t;
+      mem32[w + 2] = k;
+      if (k < K && expertScales) mf32[w + 3] = expertScales[t * K + k]!;
+      else mem32[w + 3] = 0;
+    }
+    this.publishDispatch(rank, st.round + 1, routed.counts, expertBlock, sharedBlock, bs, routed.active, dtype);
+
+    // ---- the receiving side --------------------------------------------------------------------
+    const Lr = localExpertNum(lay, rank);
+    await this.awaitStatus('dispatchV2', rank, Half.Dispatch, st.round, () => Lr);
+    const { blockOffset, blockCount, received } = this.readDispatchBlocks(rank, dtype);
+    const op = 'dispatchV2';
+    const rows: Range[] = [[0, received]];
+    const expandX = this.out(op, 'expandX', rank, bs, dtype, rows) as DispatchV2Outputs['expandX'];
+    const dynamicScales = this.out(op, 'dynamicScales', rank, bs, dtype, lay.quant !== 'none' ? rows : []) as Tensor<'f32'>;
+    const assistInfoForCombine = this.out(op, 'assistInfoForCombine', rank, bs, dtype, [[0, 3 * received]]) as Tensor<'int32'>;
+    const expertTokenNums = this.out(op, 'expertTokenNums', rank, bs, dtype, [[0, Lr]]) as Tensor<'int64'>;
+    const epRecvCounts = this.out(op, 'epRecvCounts', rank, bs, dtype, [[0, Lr * lay.W]]) as Tensor<'int32'>;
+    const tpRecvCounts = this.out(op, 'tpRecvCounts', rank, bs, dtype, []) as Tensor<'int32'>;
+    const weighted = rank >= lay.S;
+    const expandScales = this.out(op, 'expandScales', rank, bs, dtype, weighted ? rows : []) as Tensor<'f32'>;
+    gatherBlocksV2(this.mem, lay, blockOffset, blockCount, { expandX, dynamicScales, assist: assistInfoForCombine.data, expandScales: weighted ? expandScales : undefined });
+    // ep_recv_counts are the family's prefix sums over the blocks, expert_token_nums its counts (§4.5)
+    this.backend.assistAndTokenNums({ lay, localExperts: Lr, blockCount, sharedRank: rank < lay.S, assist: epRecvCounts.data, expertTokenNums: expertTokenNums.data });
+    this.windows.consumed(Half.Dispatch);
+    Object.assign(st, {
+      bs, activeBs: routed.active, dtype, expertIds: ids.slice(), received, routed,
+      mask: mask.kind === '2d' ? { kind: '2d', m2: mask.m2.slice() } : mask,
+      assist: assistInfoForCombine.data.slice(0, 3 * received),
+    });
+    this.done(st, rank, 0);
+    return { expandX, dynamicScales, assistInfoForCombine, expertTokenNums, epRecvCounts, tpRecvCounts, expandScales };
+  }
+
+  /**
+   * combine_v2 on rank `rank`: each of its T expert-output rows back to its token's owner (the
+   * triplet's rank), comm-quantized when commQuantMode = 2 (§6.1, §6.3); then, once every rank
+   * returned its rows, the sum of each processed token's rows in the kernel's order (§6.2).
+   */
+  async combineV2(rank: number, inp: CombineV2Inputs, attrs?: Partial<GroupAttrs>): Promise<CombineV2Outputs> {
+    const st = this.enter('combineV2', rank, attrs);
+    const lay = this.layout;
+    const { dtype, weights, oriX, sharedExpertX } = this.checks.combineV2(rank, st, inp);
+    const { W, K, H } = lay;
+    const rb = H * 2;
+    const mem = this.mem;
+    const mem32 = new Int32Array(mem.buffer);
+    // ---- send: rows grouped by destination, each block its rows then their (t, k) tags ----------
+    const T = st.received;
+    const triplets = st.assist;
+    const perDest = new Int32Array(W);
+    for (let i = 0; i < T; i++) perDest[triplets[3 * i]!]!++;
+    const block = new Float64Array(W).fill(-1);
+    for (let r = 0; r < W; r++) if (perDest[r]! > 0) block[r] = this.windows.reserve(Half.Combine, perDest[r]! * (rb + 8));
+    const fill = new Int32Array(W);
+    const src = new Uint8Array(inp.expandX.data.buffer, inp.expandX.data.byteOffset, inp.expandX.data.byteLength);
+    for (let i = 0; i < T; i++) {
+      const r = triplets[3 * i]!;
+      const m = fill[r]!++;
+      mem.set(src.subarray(i * rb, (i + 1) * rb), block[r]! + m * rb);
+      const tag = (block[r]! + perDest[r]! * rb + m * 8) >> 2;
+      mem32[tag] = triplets[3 * i + 1]!;
+      mem32[tag + 1] = triplets[3 * i + 2]!;
+    }
+    if (lay.attrs.commQuantMode === 2) {
+      for (let r = 0; r < W; r++) if (perDest[r]! > 0) this.backend.commQuantRoundTrip({ dtype, H, rows: perDest[r]!, at: block[r]! });
+    }
+    const flag = st.round + 1;
+    for (let r = 0; r < W; r++) {
+      this.windows.publish(r, Half.Combine, rank, 0, { flag, count: perDest[r]!, offset: block[r]!, senderBs: st.bs, senderActiveBs: 0, dtypeCode: DTYPE_CODE[dtype] });
+    }
+
+    // ---- receive: every rank's rows for this rank's tokens ------------------------------------
+    await this.awaitStatus('combineV2', rank, Half.Combine, st.round, () => 1, (missing) => this.missingCombineRows(rank, st, missing));
+    const bs = st.bs;
+    const SS = lay.sharedSends;
+    // slot (t, k) of this rank's tokens -> the row's byte offset in a sender's block
+    const slotRow = new Float64Array(bs * (K + SS)).fill(-1);
+    for (let s = 0; s < W; s++) {
+      const rec = this.windows.read(rank, Half.Combine, s, 0);
+      this.checkDtype(rank, s, rec.dtypeCode, rec.count, dtype);
+      for (let m = 0; m < rec.count; m++) {
+        const tag = (rec.offset + rec.count * rb + m * 8) >> 2;
+        slotRow[mem32[tag]! * (K + SS) + mem32[tag + 1]!] = rec.offset + m * rb;
+      }
+    }
+    // ori_x and shared_expert_x rows, where the kernel can read them: in this rank's combine half
+    const extra = (t: Tensor | undefined): number => {
+      if (!t) return -1;
+      const at = this.windows.reserve(Half.Combine, bs * rb);
+      mem.set(new Uint8Array(t.data.buffer, t.data.byteOffset, bs * rb), at);
+      return at;
+    };
+    const oriAt = extra(oriX);
+    const sxAt = extra(sharedExpertX);
+    const table = combineTableV2(lay, st, slotRow, weights, oriAt, sxAt);
+    const x = this.backend.combineTable({ dtype, H, bs, ...table, out: this.out('combineV2', 'x', rank, bs, dtype, table.processed) as Tensor<XDtype> });
+    this.windows.consumed(Half.Combine);
+    this.done(st, rank, 1);
+    return { x };
+  }
+
+  /** The (rank, token, k) whose rows never arrived: where hardware hangs (v2-contract §6.5). */
+  private missingCombineRows(rank: number, st: RankState, missing: readonly number[]): string {
+    const lay = this.layout;
+    const gone = new Set(missing);
+    const rows: string[] = [];
+    const routed = st.routed!;
+    for (let t = 0; t < st.bs && rows.length < 16; t++) {
+      for (let k = 0; k < lay.K; k++) {
+        if (routed.slot[t * lay.K + k]! < 0) continue;
+        const home = expertHome(lay, st.expertIds[t * lay.K + k]!).rank;
+        if (gone.has(home)) rows.push(`(${home}, ${t}, ${k})`);
+      }
+      if (routed.activeIndex[t]! < 0) continue;
+      for (let s = 0; s < lay.sharedSends; s++) {
+        const home = sharedHome(lay, rank, s);
+        if (gone.has(home)) rows.push(`(${home}, ${t}, ${lay.K + s})`);
+      }
+    }
+    return rows.length > 0 ? `; rows never returned to rank ${rank}, as (expert rank, token, k): ${rows.join(' ')}${rows.length >= 16 ? ' ...' : ''}` : '';
   }
 
   private checkDtype(rank: number, sender: number, code: number, count: number, dtype: XDtype, param = 'expandX.dtype'): void {

@@ -30,11 +30,11 @@ const CTL_ABORT_LEN = 6; // bytes of its UTF-8 message
 const CTL_FIXED = 16;
 const ABORT_MSG_BYTES = 1024;
 /** per rank: last completed op index (-1 none), its round, then the attribute fingerprint */
-export const RANK_WORDS = 24;
+export const RANK_WORDS = 32;
 const RANK_LASTOP = 0;
 const RANK_ROUND = 1;
 const RANK_ATTRS = 2; // 1 when written, then ATTR_WORDS values
-export const ATTR_WORDS = 20;
+export const ATTR_WORDS = 28;
 
 const ctlWords = (W: number): number => CTL_FIXED + ABORT_MSG_BYTES / 4 + W * RANK_WORDS;
 
@@ -101,11 +101,14 @@ export function planRegions(
 /** Sizes of the regions; throws E_MEMORY when the round cannot fit a wasm32 memory. */
 export function planMemory(lay: Layout, scratchBytes: number, lanes = 1): MemoryPlan {
   const msgsPerRound = lay.W * lay.maxBs * (lay.K + lay.sharedSends);
-  const dispatchBytes = alignUnit(msgsPerRound * lay.msgBytes + lay.W * lay.lMax * UNIT);
+  // each sender reserves one block per expert and shared expert it sends to, rounded up to a UNIT
+  // (V2's messages of msgBytes + 16 are not whole UNITs)
+  const dispatchBytes = alignUnit(msgsPerRound * lay.windowMsgBytes + lay.W * (lay.E + lay.sharedSends + lay.lMax) * UNIT);
   // Each combine block (one per sender, receiver and local expert) is reserved in whole UNITs, so a
   // row costs up to alignUnit(H·2) when H·2 is not a multiple of UNIT (H not a multiple of 32);
   // alignUnit(c·b) <= c·alignUnit(b) keeps every round inside this bound.
-  const combineBytes = alignUnit(msgsPerRound * alignUnit(lay.H * 2) + lay.W * lay.lMax * UNIT);
+  // V2 returns each row with its (token, k) slot tag (8 bytes) in a block per (sender, receiver)
+  const combineBytes = alignUnit(msgsPerRound * alignUnit(lay.H * 2 + (lay.family === 'v2' ? 8 : 0)) + lay.W * lay.lMax * UNIT);
   const ctlBytes = ctlWords(lay.W) * 4;
   const statusBytes = lay.W * 2 * lay.W * lay.lMax * STATUS_WORDS * 4;
   const plan = planRegions(

@@ -76,7 +76,7 @@ export function sortedPlacement(
     const i = sr.pairOfRow[p]!;
     const e = sr.expertOfRow[p]!;
     dests[i] = expertBlock[e]! + (p - sr.blockStart[e]!) * lay.msgBytes;
-    scaleRows[i] = sr.scaleOfRow[p]! + lay.SN;
+    scaleRows[i] = sr.scaleOfRow[p]! + lay.scaleRowBase;
     tokens = Math.max(tokens, Math.floor(i / K) + 1);
   }
   return { dests, scaleRows, tokens, wrongRows: sr.wrongRows };
@@ -139,4 +139,43 @@ export function sendBack(mem: Uint8Array, lay: Layout, expandX: Tensor, assist: 
     if (end > pre) mem.set(src.subarray(pre * rb, end * rb), blockOffset[idx]!);
     pre = end;
   }
+}
+
+/**
+ * dispatch_v2's compaction (v2-contract §4.2-§4.4): the received blocks, in (local expert j,
+ * sender r) order, into consecutive rows of expand_x; each message's f32 scale (quant mode 2) into
+ * dynamic_scales, its (src_rank, src_token, k) into three assist_info_for_combine words, its
+ * weight into expand_scales (MoE ranks only: a shared row's is 0, Decision). Returns the rows.
+ */
+export function gatherBlocksV2(
+  mem: Uint8Array,
+  lay: Layout,
+  blockOffset: Float64Array,
+  blockCount: Int32Array,
+  out: { expandX: Tensor; dynamicScales: Tensor<'f32'>; assist: Int32Array; expandScales: Tensor<'f32'> | undefined },
+): number {
+  const wm = lay.windowMsgBytes;
+  const tq = lay.msgBytes; // the triplet and weight follow the message
+  const rowBytes = lay.H * lay.yElemBytes;
+  const xb = bytesOf(out.expandX);
+  const quant = lay.quant === 'token';
+  const scaleBits = new Uint32Array(out.dynamicScales.data.buffer, out.dynamicScales.data.byteOffset, out.dynamicScales.data.length);
+  const weightBits = out.expandScales && new Uint32Array(out.expandScales.data.buffer, out.expandScales.data.byteOffset, out.expandScales.data.length);
+  const mem32 = new Int32Array(mem.buffer, mem.byteOffset, mem.byteLength >> 2);
+  let n = 0;
+  for (let idx = 0; idx < blockCount.length; idx++) {
+    const base = blockOffset[idx]!;
+    const c = blockCount[idx]!;
+    for (let m = 0; m < c; m++, n++) {
+      const msg = base + m * wm;
+      xb.set(mem.subarray(msg, msg + rowBytes), n * rowBytes);
+      if (quant) scaleBits[n] = mem32[(msg + lay.scaleOffset) >> 2]!;
+      const w = (msg + tq) >> 2;
+      out.assist[3 * n] = mem32[w]!;
+      out.assist[3 * n + 1] = mem32[w + 1]!;
+      out.assist[3 * n + 2] = mem32[w + 2]!;
+      if (weightBits) weightBits[n] = mem32[w + 3]!;
+    }
+  }
+  return n;
 }

@@ -3,9 +3,12 @@
 import { type Fp8Format, fromF32, roundHalfEvenToInt8, toF32 } from '../../core/numbers.js';
 import { zeros, type Tensor } from '../../core/tensor.js';
 import { dequantFp8Row, dequantMxRow, fp8TokenMessage, mxMessage } from './quant950.js';
+import { combineTable, commQuantRoundTrip } from './v2.js';
 import type {
   Backend,
   CombineArgs,
+  CombineTableArgs,
+  CommQuantArgs,
   AssistArgs,
   GroupMemoryView,
   IdentityExpertArgs,
@@ -90,9 +93,10 @@ export class ReferenceBackend implements Backend {
     };
     const pl = a.placement;
     if (pl) {
-      // 950's sorted rows: each pair to the row the sort gives it, if any (routing.ts sortedRows950)
-      for (let i = 0; i < pl.tokens * K; i++) {
-        if (pl.dests[i]! >= 0) send(Math.floor(i / K), pl.scaleRows[i]!, pl.dests[i]!);
+      // each entry to the place the group gives it, if any (950's sorted rows, V2's slots)
+      const n = K + lay.sharedSends;
+      for (let i = 0; i < pl.tokens * n; i++) {
+        if (pl.dests[i]! >= 0) send(Math.floor(i / n), pl.scaleRows[i]!, pl.dests[i]!);
       }
       return;
     }
@@ -100,7 +104,7 @@ export class ReferenceBackend implements Backend {
       for (let k = 0; k < K; k++) {
         const i = t * K + k;
         const e = expertIds[i]!;
-        send(t, e + lay.SN, a.expertBlock[e]! + expandIdx[i]! * mb);
+        send(t, e + lay.scaleRowBase, a.expertBlock[e]! + expandIdx[i]! * mb);
       }
       for (let s = 0; s < lay.sharedSends; s++) send(t, s, a.sharedBlock[s]! + t * mb);
       a.packed?.(t, t + 1);
@@ -148,6 +152,16 @@ export class ReferenceBackend implements Backend {
       for (let h = 0; h < H; h++) out.data[t * H + h] = acc[h] !== acc[h] ? CANONICAL_NAN[dtype] : fromF32(dtype, acc[h]!);
     }
     return out;
+  }
+
+  combineTable(a: CombineTableArgs): Tensor<XDtype> {
+    combineTable(this.bytes(), a.dtype, a.H, a.bs, a.counts, a.rows, a.weights, a.maxEntries, a.out.data as Uint16Array);
+    return a.out;
+  }
+
+  commQuantRoundTrip({ dtype, H, rows, at }: CommQuantArgs): void {
+    const m = new Uint16Array(this.mem.buffer);
+    for (let r = 0; r < rows; r++) commQuantRoundTrip(m, at / 2 + r * H, H, dtype, m, at / 2 + r * H);
   }
 
   identityExpert({ expandX, dynamicScales: ds, rows: n, dtype, out: given }: IdentityExpertArgs): Tensor<XDtype> {

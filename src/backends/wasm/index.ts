@@ -12,6 +12,8 @@ import { type Tensor, zeros } from '../../core/tensor.js';
 import type {
   Backend,
   CombineArgs,
+  CombineTableArgs,
+  CommQuantArgs,
   AssistArgs,
   GroupMemoryView,
   IdentityExpertArgs,
@@ -138,12 +140,12 @@ const packRegions = (ar: Arena, lay: Layout, bs: number, scaled: boolean) => ({
   x: ar.take(bs * lay.H * 2),
   ids: ar.take(bs * lay.K * 4),
   expandIdx: ar.take(bs * lay.K * 4),
-  scales: scaled ? ar.take((lay.E + lay.SN) * lay.H * 4) : 0,
+  scales: scaled ? ar.take((lay.E + lay.scaleRowBase) * lay.H * 4) : 0,
   expertBlock: ar.take(lay.E * 4),
   sharedBlock: ar.take(lay.sharedSends * 4),
   xf: ar.take(lay.H * 4),
-  dests: ar.take(bs * lay.K * 4),
-  scaleRows: ar.take(bs * lay.K * 4),
+  dests: ar.take(bs * (lay.K + lay.sharedSends) * 4),
+  scaleRows: ar.take(bs * (lay.K + lay.sharedSends) * 4),
 });
 
 /**
@@ -192,6 +194,14 @@ const expertRegions = (ar: Arena, rows: number, H: number, scaleBytes: number) =
   out: ar.take(rows * H * 2),
 });
 
+/** combine_v2's table (src/group/combine-v2.ts): per token its entry counts, row offsets and weights, then x_out. */
+const tableRegions = (ar: Arena, bs: number, maxEntries: number, H: number) => ({
+  counts: ar.take(bs * 2 * 4),
+  rows: ar.take(bs * maxEntries * 4),
+  weights: ar.take(bs * maxEntries * 4),
+  out: ar.take(bs * H * 2),
+});
+
 /** Bytes of messages a pack chunk writes before the group copies their y rows (a fraction of L2). */
 const PACK_CHUNK_BYTES = 256 * 1024;
 
@@ -228,6 +238,7 @@ export class WasmBackend implements Backend {
       size((ar) => packRegions(ar, lay, bs, lay.quant === 'token')),
       size((ar) => gatherRegions(ar, blocks, Lr)),
       size((ar) => combineRegions(ar, lay, bs)),
+      lay.family === 'v2' ? size((ar) => tableRegions(ar, bs, lay.K + lay.sharedSends + 1, lay.H)) : 0,
       lay.quant !== 'none' ? size((ar) => expertRegions(ar, expertChunkRows(lay.H), lay.H, lay.scaleBytes)) : 0,
     );
   }
@@ -279,7 +290,7 @@ export class WasmBackend implements Backend {
       this.i32.set(pl.dests, r.dests >> 2);
       this.i32.set(pl.scaleRows, r.scaleRows >> 2);
       this.k.pack(
-        r.x, x.dtype === 'fp16' ? 1 : 0, quantCode(lay), lay.H, K, lay.SN, lay.sharedSends, 0, pl.tokens,
+        r.x, x.dtype === 'fp16' ? 1 : 0, quantCode(lay), lay.H, K, lay.scaleRowBase, lay.sharedSends, 0, pl.tokens,
         r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf, r.dests, r.scaleRows,
       );
       return;
@@ -291,7 +302,7 @@ export class WasmBackend implements Backend {
     for (let t0 = 0; t0 < activeBs; t0 += chunk) {
       const t1 = Math.min(activeBs, t0 + chunk);
       this.k.pack(
-        r.x, x.dtype === 'fp16' ? 1 : 0, quantCode(lay), lay.H, K, lay.SN, lay.sharedSends, t0, t1,
+        r.x, x.dtype === 'fp16' ? 1 : 0, quantCode(lay), lay.H, K, lay.scaleRowBase, lay.sharedSends, t0, t1,
         r.ids, r.expandIdx, r.scales, r.expertBlock, r.sharedBlock, lay.msgBytes, lay.scaleOffset, r.xf, 0, 0,
       );
       a.packed?.(t0, t1);
@@ -326,6 +337,24 @@ export class WasmBackend implements Backend {
     const out = a.out ?? zeros(a.dtype, [bs, lay.H]);
     out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + bs * lay.H));
     return out;
+  }
+
+  combineTable(a: CombineTableArgs): Tensor<XDtype> {
+    const r = tableRegions(this.arena(), a.bs, a.maxEntries, a.H);
+    this.i32.set(a.counts, r.counts >> 2);
+    // offsets < 4 GiB: Int32Array.set wraps them to the u32 the kernel reads
+    this.i32.set(a.rows, r.rows >> 2);
+    this.f32.set(a.weights, r.weights >> 2);
+    // rows of tokens not processed keep the output's (zero) bytes: the kernel leaves them alone
+    this.u16.set(a.out.data as Uint16Array, r.out >> 1);
+    this.k.combine_table(a.dtype === 'fp16' ? 1 : 0, a.H, a.bs, r.counts, r.rows, r.weights, a.maxEntries, r.out);
+    a.out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + a.bs * a.H));
+    return a.out;
+  }
+
+  commQuantRoundTrip({ dtype, H, rows, at }: CommQuantArgs): void {
+    this.arena();
+    this.k.comm_quant_roundtrip(dtype === 'fp16' ? 1 : 0, H, rows, at, at);
   }
 
   identityExpert(a: IdentityExpertArgs): Tensor<XDtype> {

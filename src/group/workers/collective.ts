@@ -9,7 +9,8 @@ import type { Tensor } from '../../core/tensor.js';
 import { WorkerPool } from './pool.js';
 import { graceMs } from './spmd.js';
 import { hardwareConcurrency } from './platform.js';
-import { type KernelUrls, PHASES, fromWire } from './protocol.js';
+import { type KernelUrls, fromWire } from './protocol.js';
+import { phasesOf, selfWaiting } from '../round.js';
 
 export interface CollectiveOptions extends GroupOptions {
   /** worker threads (default: the number of cores, at most W) */
@@ -37,6 +38,7 @@ function sharedInputs(i: RankInputs): RankInputs {
     scales: s(i.scales),
     xActiveMask: s(i.xActiveMask),
     sharedExpertX: s(i.sharedExpertX),
+    oriX: s(i.oriX),
     expertOutput: s(i.expertOutput),
   };
 }
@@ -79,7 +81,7 @@ export class Collective {
     return out;
   }
 
-  /** One round of the four ops on every rank; the expert is expertOutput when given, else the identity. */
+  /** One round of the family's ops on every rank; the expert is expertOutput when given, else the identity. */
   async runRound(inputs: readonly RankInputs[], onProgress?: ProgressFn, opts: RoundOptions = {}): Promise<{ results: RankResult[]; timings: PhaseTimings }> {
     const W = this.layout.W;
     if (inputs.length !== W) {
@@ -91,8 +93,9 @@ export class Collective {
         for (const r of this.ranksOf(m.lane)) await m.api.setInputs(r, sharedInputs(inputs[r]!));
       }),
     );
-    const timings = {} as PhaseTimings;
-    for (const [p, phase] of PHASES.entries()) {
+    const timings: PhaseTimings = {};
+    const phases = phasesOf(this.layout);
+    for (const [p, phase] of phases.entries()) {
       const t0 = performance.now();
       let done = p * W;
       // With a progress reporter, one call per rank, so that progress moves rank by rank; without,
@@ -103,11 +106,12 @@ export class Collective {
       const failures: { rank: number; error: Error }[] = [];
       await pool.all(async (m) => {
         const ranks = this.ranksOf(m.lane);
-        for (const call of onProgress ? ranks.map((r) => [r]) : [ranks]) {
+        // a V2 op waits for every rank's sends within the phase: a worker's ranks go in one call, run concurrently
+        for (const call of onProgress && !selfWaiting(phase) ? ranks.map((r) => [r]) : [ranks]) {
           const o = await pool.guarded(m, m.api.phase(phase, call, opts));
           if (!o.ok) failures.push({ rank: call[0]!, error: fromWire(o.error) });
           else if (o.value.failed) failures.push({ rank: o.value.failed.rank, error: fromWire(o.value.failed.error) });
-          else for (const r of call) onProgress?.(++done, PHASES.length * W, phase, r);
+          else for (const r of call) onProgress?.(++done, phases.length * W, phase, r);
         }
         return { ok: true as const, value: 0 };
       }, graceMs(this.timeoutMs));

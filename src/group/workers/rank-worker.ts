@@ -7,7 +7,7 @@ import { expose, transfer } from 'comlink/dist/esm/comlink.mjs';
 import { attachGroup, type EpGroup } from '../group.js';
 import { RankGroup } from '../rank-group.js';
 import { setKernelSource } from '../../backends/wasm/index.js';
-import { type RankInputs, type RankResult, type RoundOptions, runRankPhase } from '../round.js';
+import { type RankInputs, type RankResult, type RoundOptions, runRankPhase, selfWaiting } from '../round.js';
 import { type Outcome, type Phase, type PhaseOutcome, type RankWorkerApi, type WorkerInit, toWire } from './protocol.js';
 import { isNode } from './platform.js';
 
@@ -86,19 +86,25 @@ const api: RankWorkerApi = {
   // The collective runs phase by phase with a barrier between them, so no op here ever waits for
   // a rank that has not run: a failing rank does not abort the group, and the main thread reports
   // the lowest failing rank, as the in-thread round does.
+  //
+  // A V2 op sends and then waits for every rank's sends (selfWaiting): this worker's ranks run it
+  // concurrently, and a failing rank aborts the group so that its peers stop waiting for it.
   phase(name: Phase, ranks: number[], opts?: RoundOptions) {
     return guard(undefined, async () => {
       const g = need();
       const t0 = performance.now();
       let failed: PhaseOutcome['failed'];
-      for (const r of ranks) {
+      const one = async (r: number) => {
         try {
           await runOne(g, name, r, opts);
         } catch (e) {
           if (e instanceof Error) e.message = `rank ${r} ${name}: ${e.message}`;
-          failed ??= { rank: r, error: toWire(e) };
+          if (selfWaiting(name)) g.abort(r, e instanceof Error ? e.message : String(e));
+          if (!failed || r < failed.rank) failed = { rank: r, error: toWire(e) };
         }
-      }
+      };
+      if (selfWaiting(name)) await Promise.all(ranks.map(one));
+      else for (const r of ranks) await one(r);
       return { ms: performance.now() - t0, failed };
     });
   },
