@@ -12,8 +12,11 @@ import { Rng, randn, uniqueTopK } from '../src/core/random.js';
 import { type RankInputs, runRound } from '../src/services/runner.js';
 import { runE2e, runE2eLines } from './run-e2e.js';
 
-const OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;
-type Op = (typeof OPS)[number];
+const FAMILY_OPS = ['dispatchSetup', 'dispatchTeardown', 'combineSetup', 'combineTeardown'] as const;
+const V2_OPS = ['dispatchV2', 'combineV2'] as const;
+type Op = (typeof FAMILY_OPS)[number] | (typeof V2_OPS)[number];
+/** The ops a case's group runs (timed phases of runRound, the expert left out). */
+const opsOf = (c: CaseSpec): readonly Op[] => (c.extra?.family === 'v2' ? V2_OPS : FAMILY_OPS);
 
 interface CaseSpec {
   name: string;
@@ -23,14 +26,14 @@ interface CaseSpec {
   H: number;
   K: number;
   quantMode: 0 | 2 | 4;
-  /** the 950 case's attributes (platform, yDtype) */
-  extra?: { platform: '950'; yDtype: string };
+  /** the 950 case's attributes (platform, yDtype), or the V2 case's (family, commQuantMode) */
+  extra?: { platform?: '950'; yDtype?: string; family?: 'v2'; commQuantMode?: number };
 }
 
 /** ms per rank of each op in one round of every rank (runRound times each phase over all ranks). */
-async function round(g: EpGroup, inputs: RankInputs[]): Promise<Record<Op, number>> {
+async function round(g: EpGroup, inputs: RankInputs[], ops: readonly Op[]): Promise<Record<Op, number>> {
   const { timings } = await runRound(g, inputs);
-  return Object.fromEntries(OPS.map((op) => [op, timings[op] / inputs.length])) as Record<Op, number>;
+  return Object.fromEntries(ops.map((op) => [op, timings[op]! / inputs.length])) as Record<Op, number>;
 }
 
 function makeInputs(c: CaseSpec, seed: number): RankInputs[] {
@@ -40,7 +43,8 @@ function makeInputs(c: CaseSpec, seed: number): RankInputs[] {
       x: randn(rng, 'bf16', [c.BS, c.H]),
       expertIds: uniqueTopK(rng, c.BS, c.K, 0, c.E),
       expertScales: randn(rng, 'f32', [c.BS, c.K]),
-      scales: c.quantMode === 2 ? randn(rng, 'f32', [c.E + (c.extra ? 0 : 1), c.H]) : null,
+      // smooth scales for the family's quant 2 ((E + SN, H), SN 1 by default); the V2 path runs without
+      scales: c.quantMode === 2 && !c.extra ? randn(rng, 'f32', [c.E + 1, c.H]) : null,
     };
   });
 }
@@ -55,6 +59,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 function roundBytes(c: CaseSpec, g: EpGroup): number {
   const lay = g.layout;
   const sentMsgs = c.BS * c.K;
+  if (lay.family === 'v2') {
+    // no y: each message once into its window slot (with its triplet), the received rows, scales,
+    // triplets and weights, the rows returned with their slot tags, x out
+    return sentMsgs * lay.windowMsgBytes + sentMsgs * (c.H * lay.yElemBytes + 4 + 12 + 4) + sentMsgs * (c.H * 2 + 8) + c.BS * c.H * 2;
+  }
   const y = sentMsgs * lay.msgBytes;
   const windowCopies = sentMsgs * lay.msgBytes;
   const expandX = sentMsgs * (c.H * lay.yElemBytes + lay.scaleBytes);
@@ -104,7 +113,7 @@ async function collectiveRoundMs(c: CaseSpec, inputs: RankInputs[], reps: number
         const t0 = performance.now();
         const { timings } = await col.runRound(inputs);
         rounds[j]!.push(performance.now() - t0);
-        ops[j]!.push(OPS.reduce((s, op) => s + timings[op], 0));
+        ops[j]!.push(opsOf(c).reduce((s, op) => s + timings[op]!, 0));
       }
     }
   } finally {
@@ -189,17 +198,20 @@ async function main() {
   // issue 12: the 950 case, MX (quant mode 4) with fp8_e4m3fn y; --quick keeps to the 950 envelope
   const b950 = values.quick ? { W: 4, E: 32, BS: 16, H: 4096, K: 8 } : base;
   cases.push({ name: `W${b950.W}-E${b950.E}-BS${b950.BS}-H${b950.H}-K${b950.K}-bf16-950-quant4-e4m3fn`, ...b950, quantMode: 4, extra: { platform: '950', yDtype: 'fp8_e4m3fn' } });
+  // issue 13: the V2 case, the common vllm-ascend path (quant 2 without smooth scales, comm_quant_mode 2)
+  cases.push({ name: `W${base.W}-E${base.E}-BS${base.BS}-H${base.H}-K${base.K}-bf16-v2-quant2-commquant2`, ...base, quantMode: 2, extra: { family: 'v2', commQuantMode: 2 } });
   const results = [];
   for (const c of cases) {
     const inputs = makeInputs(c, 2026);
+    const OPS = opsOf(c);
     // the 950 tilings compare half the window (950 contract §8): BS 256 needs 576 MB at W 2, more at W 8
     const opts = { epWorldSize: c.W, moeExpertNum: c.E, quantMode: c.quantMode, h: c.H, k: c.K, bs: c.BS, hcclBufferSize: c.extra ? 1024 : 300, ...c.extra };
     const wasm = await createGroup({ ...opts, backend: 'wasm' });
-    await round(wasm, inputs); // warm-up: JIT and first touch of the windows
+    await round(wasm, inputs, OPS); // warm-up: JIT and first touch of the windows
     const wasmRuns: Record<Op, number>[] = [];
-    for (let i = 0; i < reps; i++) wasmRuns.push(await round(wasm, inputs));
+    for (let i = 0; i < reps; i++) wasmRuns.push(await round(wasm, inputs, OPS));
     const ref = await createGroup({ ...opts, backend: 'reference' });
-    const refRun = await round(ref, inputs);
+    const refRun = await round(ref, inputs, OPS);
     const wasmMs = Object.fromEntries(OPS.map((op) => [op, median(wasmRuns.map((r) => r[op]))])) as Record<Op, number>;
     const wasmRound = OPS.reduce((s, op) => s + wasmMs[op], 0);
     const refRound = OPS.reduce((s, op) => s + refRun[op], 0);
@@ -243,7 +255,7 @@ async function main() {
   for (const r of results) {
     console.log(`\n${r.case}`);
     console.log('  op                 wasm ms/rank   reference ms/rank   speedup');
-    for (const op of OPS) {
+    for (const op of Object.keys(r.msPerOpPerRank.wasm) as Op[]) {
       const w = r.msPerOpPerRank.wasm[op];
       const f = r.msPerOpPerRank.reference[op];
       console.log(`  ${op.padEnd(18)} ${w.toFixed(3).padStart(12)}   ${f.toFixed(3).padStart(17)}   ${(f / w).toFixed(1).padStart(6)}x`);

@@ -210,3 +210,87 @@ export const DECISIONS_950: readonly Decision[] = [
     untestable: 'a choice of this project, not of the hardware',
   },
 ];
+
+/**
+ * The V2 ops' Decisions (v2-contract.md; sources as that spec's keys: OT = mirror-cann
+ * ops-transformer HEAD 3a280bcc3, D/C = mc2/moe_distribute_{dispatch,combine}_v2/). The README's
+ * "V2 Decisions" list is this list; `probe` names the V2 probe case (src/probe/cases.ts, family
+ * 'v2') that settles each on an A3 host.
+ */
+export const DECISIONS_V2: readonly Decision[] = [
+  {
+    id: 1,
+    title: 'expand_scales is 0 on shared rows (the kernel copies a stale word there) and everywhere when dispatch_v2 gets no expert_scales',
+    source: 'v2-contract §4.4, §12.4: D moe_distribute_dispatch_v2.h FillTriple l.590, LocalWindowCopy',
+    probe: 'v2-unwritten',
+  },
+  {
+    id: 2,
+    title: 'bytes dispatch_v2 leaves unwritten are 0: rows ≥ T of expand_x, dynamic_scales and expand_scales, assist_info_for_combine words ≥ 3T, dynamic_scales in quant mode 0, tp_recv_counts; verify never compares them',
+    source: 'v2-contract §4.5, §12.4: D LocalWindowCopy writes the received rows only',
+    probe: 'v2-unwritten',
+  },
+  {
+    id: 3,
+    title: 'a 1-D x_active_mask whose trues are not a prefix is refused (the kernel uses the first activeBs tokens whatever the pattern)',
+    source: 'v2-contract §4.6, §12.5: D TokenActiveMaskCal l.772 counts the trues; the docs call other masks illegal',
+    probe: null,
+    untestable: 'the hardware accepts such a mask and computes as for its prefix; a probe would only show that, which the docs already call illegal input',
+  },
+  {
+    id: 4,
+    title: 'quantization specials as the setup family: a NaN in the token gives codes 0, an all-zero token codes 0 and scale 0',
+    source: 'v2-contract §5.1, §12.6: D moe_distribute_dispatch_v2_quant.h QuantDynamicPerToken l.165 (m = 0 gives 0·∞)',
+    probe: 'v2-specials',
+  },
+  {
+    id: 5,
+    title: 'combine_v2 leaves the rows of tokens it does not process (the mask\'s inactive ones) unwritten: 0 here, never compared',
+    source: 'v2-contract §6.2, §12.4: C LocalWindowCopy, ExpertMaskCalCnt l.306',
+    probe: 'v2-unwritten',
+  },
+  {
+    id: 6,
+    title: 'comm_quant_mode 2: the scale is f32(max·f32(1/127)), codes RNE(RNE(f32(y / scale) -> fp16) -> int8), the row dequantized and rounded to x\'s dtype before the weighted add; a group whose scale is 0 or NaN decodes to +0, a group holding ±inf (no NaN) to NaN',
+    source: 'v2-contract §6.3, §12.6, §12.7: C moe_distribute_combine_v2_quant.h Int8QuantProcess l.115, Int8DequantProcess l.141; the zero and NaN groups are not in the source',
+    probe: 'v2-comm-quant',
+  },
+  {
+    id: 7,
+    title: 'HCCL_BUFFSIZE is checked as the code computes it, 2·(maxBS·Align512(Align32(2H) + 44)·W·L + maxBS·Align512(2H)·(K + SN\')) (fullmesh_v2: 480 data bytes per 512), not with the dispatch docs\' +64',
+    source: 'v2-contract §7.2, §12.8: OT moe_distribute_check_win_size.h CheckWinSize; the dispatch docs print +64, the combine docs +44',
+    probe: 'v2-buffer-need',
+  },
+  {
+    id: 8,
+    title: 'const experts, comm_alg "hierarchy", elastic_info, performance_info and TP are refused, named as left for later: const experts and the layered combine are not reproducible bit for bit from the sources',
+    source: 'v2-contract §4.7, §6.4, §9.2, §9.3, §12.9, §12.10',
+    probe: null,
+    untestable: 'a choice of scope: the hardware runs them, the reference does not model them',
+  },
+  {
+    id: 9,
+    title: 'checks the hardware does not make: every id in [0, E + Z + C + Q), no id twice in a row, the same attributes on every rank and in both ops',
+    source: 'v2-contract §8: the docs\' consistency rule; the tilings check ranges and shapes only',
+    probe: null,
+    untestable: 'on hardware a repeated id is sent and summed twice and mismatched attributes hang or corrupt: inputs the docs forbid',
+  },
+  {
+    id: 10,
+    title: 'the open kernel is what runs: follow OT HEAD (A·128 assist words, expert_scales on the A3 MTE path, optional combine weights, no TP)',
+    source: 'v2-contract §12.1, §12.2: the A3 tiling registers ascend910_93 and dispatches these kernels; versions before 2026-07-15 differ',
+    probe: 'v2-round',
+  },
+  {
+    id: 11,
+    title: 'expert_token_nums are exact integer sums (the kernel adds count words as floats whose bits are integers, exact while denormals are kept)',
+    source: 'v2-contract §4.5, §12.3: D SetExpertTokenNums l.1572',
+    probe: 'v2-round',
+  },
+  {
+    id: 12,
+    title: 'shared_expert_x is added unweighted after the shared rows, and only with S = 0; A on a shared rank is maxBS·⌈W/R⌉ (the docs\' BS·W·SN/S only when R divides W)',
+    source: 'v2-contract §3, §6.2, §12.8: C ProcessExpert; the tiling (S = 0) against the torch doc (S ≠ 0) and the aclnn doc\'s weighted formula',
+    probe: 'v2-round',
+  },
+];

@@ -107,8 +107,12 @@ export function planMemory(lay: Layout, scratchBytes: number, lanes = 1): Memory
   // Each combine block (one per sender, receiver and local expert) is reserved in whole UNITs, so a
   // row costs up to alignUnit(H·2) when H·2 is not a multiple of UNIT (H not a multiple of 32);
   // alignUnit(c·b) <= c·alignUnit(b) keeps every round inside this bound.
-  // V2 returns each row with its (token, k) slot tag (8 bytes) in a block per (sender, receiver)
-  const combineBytes = alignUnit(msgsPerRound * alignUnit(lay.H * 2 + (lay.family === 'v2' ? 8 : 0)) + lay.W * lay.lMax * UNIT);
+  // V2 returns each row with its (token, k) slot tag (8 bytes) in a block per (sender, receiver),
+  // and each receiver copies its ori_x and shared_expert_x there, where the combine kernel reads them
+  const v2 = lay.family === 'v2';
+  const combineBytes = alignUnit(
+    msgsPerRound * alignUnit(lay.H * 2 + (v2 ? 8 : 0)) + lay.W * lay.lMax * UNIT + (v2 ? lay.W * (2 * alignUnit(lay.maxBs * lay.H * 2) + lay.W * UNIT) : 0),
+  );
   const ctlBytes = ctlWords(lay.W) * 4;
   const statusBytes = lay.W * 2 * lay.W * lay.lMax * STATUS_WORDS * 4;
   const plan = planRegions(
