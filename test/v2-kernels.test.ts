@@ -1,4 +1,4 @@
-// combine_v2's arithmetic kernels (assembly/combine-v2.ts) and their reference
+// combine_v2's arithmetic kernels (assembly/combine.ts) and their reference
 // (src/backends/reference/v2.ts): the comm-quant round trip (V2 contract §6.3) and the table
 // combine (§6.2) worked by hand (ties, the double rounding through fp16, zero / NaN / inf groups,
 // a partial last group; the weighted-then-unweighted order, two roundings per product, empty and

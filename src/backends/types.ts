@@ -67,22 +67,6 @@ export interface AssistArgs {
   expertTokenNums: BigInt64Array;
 }
 
-export interface CombineArgs {
-  lay: Layout;
-  dtype: XDtype;
-  bs: number;
-  activeBs: number;
-  expertIds: Int32Array;
-  expandIdx: Int32Array;
-  expertScales: Float32Array;
-  /** byte offset of the block that the rank holding expert e returned to this rank, per e */
-  expertBlock: Float64Array;
-  /** byte offset of the block shared expert s returned to this rank, per s < sharedSends */
-  sharedBlock: Float64Array;
-  /** output (bs, H), zero where not written (rows of inactive tokens); fresh when absent */
-  out?: Tensor<XDtype>;
-}
-
 /**
  * What a backend does: each method is one kernel of assembly/ (paired by name), the arithmetic of
  * the ops. Pure byte moves between the windows and tensors (y out of the blocks, the gather into
@@ -98,10 +82,9 @@ export interface Backend {
   /** each active token's messages (contract §2), whole with their zero padding, into its window blocks */
   pack(a: PackArgs): void;
   assistAndTokenNums(a: AssistArgs): void;
-  combine(a: CombineArgs): Tensor<XDtype>;
   /** the identity expert's output (A, H) in x's dtype: expand_x itself, or quant 2's rows dequantized */
   identityExpert(a: IdentityExpertArgs): Tensor<XDtype>;
-  /** combine_v2's sum (v2-contract §6.2) over the rows the group lists per token (kernel combine_table) */
+  /** the combine's sum (contract §5, v2-contract §6.2) over the rows the group lists per token (kernel combine_table) */
   combineTable(a: CombineTableArgs): Tensor<XDtype>;
   /** combine_v2's comm_quant_mode 2 (v2-contract §6.3): rows quantized to int8 groups of 8 and dequantized to x's dtype, in place in group memory (kernel comm_quant_roundtrip) */
   commQuantRoundTrip(a: CommQuantArgs): void;

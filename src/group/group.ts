@@ -27,7 +27,7 @@ import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { DESCRIPTOR_WORDS, combineDescriptors, dispatchDescriptors } from './commcmd.js';
 import { gatherBlocks, gatherBlocksV2, sendBack, sortedPlacement, yFromBlocks, yFromSortedBlocks } from './moves.js';
-import { combineTableV2 } from './combine-v2.js';
+import { combineTableV2, familyCombineTable } from './combine-table.js';
 import { routeV2 } from '../contract/routing.js';
 import { OutputPool, plainBuffers, sharedBuffers } from './outputs.js';
 import { type Range, outputAllocation } from '../contract/tensors.js';
@@ -615,18 +615,8 @@ export class EpGroup {
       this.checkDtype(rank, rho, rec.dtypeCode, rec.count, dtype);
       sharedBlock[s] = rec.offset;
     }
-    const x = this.backend.combine({
-      lay,
-      dtype,
-      bs,
-      activeBs,
-      expertIds: ids,
-      expandIdx: inp.expandIdx.data as Int32Array,
-      expertScales: inp.expertScales.data as Float32Array,
-      expertBlock,
-      sharedBlock,
-      out: this.out('combineTeardown', 'x', rank, bs, dtype, [[0, activeBs]]) as Tensor<XDtype>,
-    });
+    const table = familyCombineTable(lay, { bs, activeBs, expertIds: ids, expandIdx: inp.expandIdx.data as Int32Array, expertScales: inp.expertScales.data as Float32Array, expertBlock, sharedBlock });
+    const x = this.backend.combineTable({ dtype, H: lay.H, bs, ...table, out: this.out('combineTeardown', 'x', rank, bs, dtype, table.processed) as Tensor<XDtype> });
     this.windows.consumed(Half.Combine);
     this.done(st, rank, 3);
     return { x };

@@ -16,6 +16,7 @@ import { OpChecks, checkSharedExpertX, throwFirst } from '../contract/op-checks.
 import type { CombineSetupOutputs, CombineTeardownOutputs, DispatchSetupOutputs, DispatchTeardownOutputs } from '../contract/ops.js';
 import { routingCounts } from '../contract/routing.js';
 import { type OpName, type Range, outputAllocation } from '../contract/tensors.js';
+import { familyCombineTable } from './combine-table.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { MoeError } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
@@ -551,9 +552,7 @@ export async function computeRank(
       else chunkShared[s] = combSharedBlock[s]! + t0 * rowBytes;
     }
     identityRows(rowsTo);
-    backend.combine({
-      lay,
-      dtype: combDtype,
+    const table = familyCombineTable(lay, {
       bs: n,
       activeBs: n,
       expertIds: own.ids.subarray(t0 * K, t1 * K),
@@ -561,8 +560,8 @@ export async function computeRank(
       expertScales: expertScales.subarray(t0 * K, t1 * K),
       expertBlock: chunkBlock,
       sharedBlock: chunkShared,
-      out: { dtype: combDtype, shape: [n, H], data: xOut.data.subarray(t0 * H, t1 * H) },
     });
+    backend.combineTable({ dtype: combDtype, H, bs: n, ...table, out: { dtype: combDtype, shape: [n, H], data: xOut.data.subarray(t0 * H, t1 * H) } });
   }
 
   /** The identity expert's rows for messages of y (row i), each written at its offset. */

@@ -6,7 +6,6 @@ import { dequantFp8Row, dequantMxRow, fp8TokenMessage, mxMessage } from './quant
 import { combineTable, commQuantRoundTrip } from './v2.js';
 import type {
   Backend,
-  CombineArgs,
   CombineTableArgs,
   CommQuantArgs,
   AssistArgs,
@@ -125,33 +124,6 @@ export class ReferenceBackend implements Backend {
       // type 1 on a MoE rank: this expert's count; type 0 or a shared rank: the running total
       expertTokenNums[j] = BigInt(lay.attrs.expertTokenNumsType === 1 && !a.sharedRank ? n - before : n);
     }
-  }
-
-  combine(a: CombineArgs): Tensor<XDtype> {
-    const { lay, dtype, bs, activeBs, expertIds, expandIdx, expertScales } = a;
-    const H = lay.H;
-    const K = lay.K;
-    const out = a.out ?? zeros(dtype, [bs, H]);
-    const mem16 = (off: number, h: number): number => new DataView(this.mem.buffer).getUint16(off + 2 * h, true);
-    const acc = new Float64Array(H);
-    for (let t = 0; t < activeBs; t++) {
-      acc.fill(0);
-      for (let k = 0; k < K; k++) {
-        const e = expertIds[t * K + k]!;
-        const w = expertScales[t * K + k]!;
-        const row = a.expertBlock[e]! + expandIdx[t * K + k]! * H * 2;
-        for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + fr(toF32(dtype, mem16(row, h)) * w));
-      }
-      for (let s = 0; s < lay.sharedSends; s++) {
-        const row = a.sharedBlock[s]! + t * H * 2;
-        for (let h = 0; h < H; h++) acc[h] = fr(acc[h]! + toF32(dtype, mem16(row, h)));
-      }
-      // A NaN sum is stored as the dtype's canonical NaN (bf16 0x7FC0, fp16 0x7E00): the sign of a
-      // NaN that f32 arithmetic produces or propagates is unspecified (IEEE 754, wasm) and in JS even
-      // changes between the interpreter and optimized code.
-      for (let h = 0; h < H; h++) out.data[t * H + h] = acc[h] !== acc[h] ? CANONICAL_NAN[dtype] : fromF32(dtype, acc[h]!);
-    }
-    return out;
   }
 
   combineTable(a: CombineTableArgs): Tensor<XDtype> {

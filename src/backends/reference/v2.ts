@@ -1,5 +1,5 @@
 // The oracle of combine_v2's arithmetic (V2 contract §6.2, §6.3), line by line in plain
-// TypeScript, every f32 step through Math.fround. The wasm kernels (assembly/combine-v2.ts:
+// TypeScript, every f32 step through Math.fround. The wasm kernels (assembly/combine.ts:
 // comm_quant_roundtrip, combine_table) must match it bit for bit.
 import { f32ToFp16, fp16ToF32, fromF32, roundHalfEvenToInt8, toF32 } from '../../core/numbers.js';
 import type { XDtype } from '../types.js';
@@ -30,7 +30,7 @@ export interface CommQuantCodes {
  * 6. code = RNE(RNE(qf → fp16) → int8), NaN → 0.
  * Decision (§6.3, §12.6): sg = 0 or NaN → codes 0 and scale 0 (the group decodes to +0).
  * sg = 0 needs no rule of its own: 0/0 is NaN, code 0, and RNE(0) is the scale 0 already.
- * No clamping is needed for a finite sg (|qf| < 127.5, see assembly/combine-v2.ts); the codes of
+ * No clamping is needed for a finite sg (|qf| < 127.5, see assembly/combine.ts); the codes of
  * a group with ±inf are 0 (y/inf = ±0, inf/inf = NaN) and its scale is inf.
  */
 export function commQuantEncode(row: Uint16Array, offset: number, H: number, dtype: XDtype): CommQuantCodes {

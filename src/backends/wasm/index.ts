@@ -11,7 +11,6 @@ import { MoeError } from '../../core/errors.js';
 import { type Tensor, zeros } from '../../core/tensor.js';
 import type {
   Backend,
-  CombineArgs,
   CombineTableArgs,
   CommQuantArgs,
   AssistArgs,
@@ -167,15 +166,6 @@ const gatherRegions = (ar: Arena, blocks: number, localExperts: number) => ({
   etn: ar.take(localExperts * 8),
 });
 
-const combineRegions = (ar: Arena, lay: Layout, bs: number) => ({
-  ids: ar.take(bs * lay.K * 4),
-  expandIdx: ar.take(bs * lay.K * 4),
-  weights: ar.take(bs * lay.K * 4),
-  expertBlock: ar.take(lay.E * 4),
-  sharedBlock: ar.take(lay.sharedSends * 4),
-  out: ar.take(bs * lay.H * 2),
-  tbl: ar.take((lay.K + lay.sharedSends) * 4),
-});
 
 // The identity expert's expand_x (A rows: 8192 on the bench case, 196,608 at W 384) and its
 // output are tensors in JS memory that a kernel cannot address, and scratch is sized for the ops'
@@ -237,8 +227,7 @@ export class WasmBackend implements Backend {
       size((ar) => routeRegions(ar, bs, lay.K, lay.E)),
       size((ar) => packRegions(ar, lay, bs, lay.quant === 'token')),
       size((ar) => gatherRegions(ar, blocks, Lr)),
-      size((ar) => combineRegions(ar, lay, bs)),
-      lay.family === 'v2' ? size((ar) => tableRegions(ar, bs, lay.K + lay.sharedSends + 1, lay.H)) : 0,
+      size((ar) => tableRegions(ar, bs, lay.K + lay.sharedSends + (lay.family === 'v2' ? 1 : 0), lay.H)),
       lay.quant !== 'none' ? size((ar) => expertRegions(ar, expertChunkRows(lay.H), lay.H, lay.scaleBytes)) : 0,
     );
   }
@@ -321,34 +310,25 @@ export class WasmBackend implements Backend {
     a.expertTokenNums.set(new BigInt64Array(this.u8.buffer, r.etn, localExperts));
   }
 
-  combine(a: CombineArgs): Tensor<XDtype> {
-    const { lay, bs } = a;
-    const n = bs * lay.K;
-    const r = combineRegions(this.arena(), lay, bs);
-    this.i32.set(a.expertIds.subarray(0, n), r.ids >> 2);
-    this.i32.set(a.expandIdx.subarray(0, n), r.expandIdx >> 2);
-    this.f32.set(a.expertScales.subarray(0, n), r.weights >> 2);
-    this.i32.set(a.expertBlock, r.expertBlock >> 2);
-    this.i32.set(a.sharedBlock, r.sharedBlock >> 2);
-    this.k.combine(
-      a.dtype === 'fp16' ? 1 : 0, lay.H, lay.K, lay.sharedSends, bs, a.activeBs, r.ids, r.expandIdx, r.weights,
-      r.expertBlock, r.sharedBlock, r.out, r.tbl,
-    );
-    const out = a.out ?? zeros(a.dtype, [bs, lay.H]);
-    out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + bs * lay.H));
-    return out;
-  }
-
   combineTable(a: CombineTableArgs): Tensor<XDtype> {
     const r = tableRegions(this.arena(), a.bs, a.maxEntries, a.H);
     this.i32.set(a.counts, r.counts >> 2);
     // offsets < 4 GiB: Int32Array.set wraps them to the u32 the kernel reads
     this.i32.set(a.rows, r.rows >> 2);
     this.f32.set(a.weights, r.weights >> 2);
-    // rows of tokens not processed keep the output's (zero) bytes: the kernel leaves them alone
-    this.u16.set(a.out.data as Uint16Array, r.out >> 1);
     this.k.combine_table(a.dtype === 'fp16' ? 1 : 0, a.H, a.bs, r.counts, r.rows, r.weights, a.maxEntries, r.out);
-    a.out.data.set(this.u16.subarray(r.out >> 1, (r.out >> 1) + a.bs * a.H));
+    // only the processed tokens' rows come back: the others keep the output's own (zero) bytes
+    const H = a.H;
+    for (let t = 0; t < a.bs; ) {
+      if (a.counts[2 * t]! < 0) {
+        t++;
+        continue;
+      }
+      let t1 = t + 1;
+      while (t1 < a.bs && a.counts[2 * t1]! >= 0) t1++;
+      a.out.data.set(this.u16.subarray((r.out >> 1) + t * H, (r.out >> 1) + t1 * H), t * H);
+      t = t1;
+    }
     return a.out;
   }
 

@@ -1,8 +1,8 @@
-// combine_v2's sum as a table (v2-contract §6.2): for each of this rank's tokens, the rows to add
-// in the kernel's order — its routed k ascending (MoE rows from the experts' ranks, ori_x for copy
-// experts, nothing for zero experts or masked-out k), weighted by expert_scales when given, then
-// its shared experts' rows and shared_expert_x, unweighted. The backend's combine_table kernel
-// adds them; this module only says which rows, so both backends share the order.
+// The combine's sum as a table, for both families: for each of a rank's tokens, the rows to add in
+// the kernels' order (contract §5, v2-contract §6.2, one order since the family's was taken from
+// V2) — its k ascending, weighted, then its shared experts' rows (and, in V2, shared_expert_x),
+// unweighted. The backend's one combine kernel (combine_table) adds them; this module only says
+// which rows, so both backends and both families share the order.
 import type { Layout } from '../contract/attrs.js';
 import type { RankState } from '../contract/op-checks.js';
 import type { Range } from '../contract/tensors.js';
@@ -62,4 +62,38 @@ export function combineTableV2(lay: Layout, st: RankState, slotRow: Float64Array
     counts[2 * t + 1] = n - nW;
   }
   return { counts, maxEntries, rows, weights: w, processed };
+}
+
+/**
+ * combine_teardown's table (contract §5): token t < activeBs adds its K rows, expert e's returned
+ * block at slot expand_idx[t·K + k], weighted, then its shared experts' rows (block s, row t),
+ * unweighted; tokens past activeBs are not processed (their rows stay 0, Decision 8 of the family).
+ */
+export function familyCombineTable(
+  lay: Layout,
+  a: { bs: number; activeBs: number; expertIds: Int32Array; expandIdx: Int32Array; expertScales: Float32Array; expertBlock: Float64Array; sharedBlock: Float64Array },
+): CombineTable {
+  const { K } = lay;
+  const SS = lay.sharedSends;
+  const rb = lay.H * 2;
+  const maxEntries = K + SS;
+  const counts = new Int32Array(a.bs * 2);
+  const rows = new Float64Array(a.bs * maxEntries);
+  const weights = new Float32Array(a.bs * maxEntries);
+  for (let t = 0; t < a.bs; t++) {
+    if (t >= a.activeBs) {
+      counts[2 * t] = -1;
+      continue;
+    }
+    const base = t * maxEntries;
+    for (let k = 0; k < K; k++) {
+      const i = t * K + k;
+      rows[base + k] = a.expertBlock[a.expertIds[i]!]! + a.expandIdx[i]! * rb;
+      weights[base + k] = a.expertScales[i]!;
+    }
+    for (let s = 0; s < SS; s++) rows[base + K + s] = a.sharedBlock[s]! + t * rb;
+    counts[2 * t] = K;
+    counts[2 * t + 1] = SS;
+  }
+  return { counts, maxEntries, rows, weights, processed: a.activeBs > 0 ? [[0, a.activeBs]] : [] };
 }
