@@ -10,6 +10,7 @@ import { createGroup, type BackendName } from '../src/group/group.js';
 import { fromF32 } from '../src/core/numbers.js';
 import { bytesOf, type Tensor } from '../src/core/tensor.js';
 import { identityExpert } from '../src/group/expert.js';
+import { rng } from './helpers/rng.js';
 
 type XDtype = 'bf16' | 'fp16';
 
@@ -29,17 +30,6 @@ interface Cfg {
   special: boolean;
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 /** One row of x, of a kind chosen per row; special kinds only with `special`. */
 function xRow(r: () => number, H: number, dtype: XDtype, special: boolean): Uint16Array {

@@ -12,6 +12,7 @@ import { bytesOf, type Tensor } from '../src/core/tensor.js';
 import { identityExpert as backendIdentityExpert, receivedRows } from '../src/group/expert.js';
 import type { Layout } from '../src/contract/attrs.js';
 import type { Backend, IdentityExpertArgs } from '../src/backends/types.js';
+import { rng } from './helpers/rng.js';
 
 type XDtype = 'bf16' | 'fp16';
 
@@ -39,17 +40,6 @@ interface Cfg {
 
 // ---- seeded data ---------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 const fr = Math.fround;
 

@@ -26,6 +26,7 @@ import {
   toF32,
 } from '../src/core/numbers.js';
 import { type KernelMemory, kernelMemory } from './helpers/kernels.js';
+import { rng } from './helpers/rng.js';
 
 type XDtype = 'bf16' | 'fp16';
 const FORMATS: Fp8Format[] = ['fp8_e4m3fn', 'fp8_e5m2'];
@@ -542,17 +543,6 @@ test('MX, bf16 input: fp8(f32(x)·μ) equals fp8(bf16(x·μ)) for every bf16 x a
 
 // ---- (c) differential: the kernels against the reference -------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 const KINDS = 8;
 
