@@ -14,8 +14,22 @@
 //
 // Built with -DFAKE_CANN_VENDOR=\"name\" -DFAKE_VENDOR_OPS=mask it is instead a vendor's custom op
 // library (libcust_opapi.so) exporting only the ops of `mask` (bit k: op k in the order
-// dispatchSetup, dispatchTeardown, combineSetup, combineTeardown; bit 4: the size helpers), linked
-// against the main fake, whose state it shares; its calls are logged with "servedBy": name.
+// dispatchSetup, dispatchTeardown, combineSetup, combineTeardown; bit 4: the size helpers; bits
+// 5-7: aclnnMoeDistributeDispatchV2, V3, V4; bits 8-10: aclnnMoeDistributeCombineV2, V3, V4),
+// linked against the main fake, whose state it shares; its calls are logged with "servedBy": name.
+// The main fake exports all four setup/teardown ops and the V2 ops of -DFAKE_V2_OPS=mask (bit 0-2:
+// DispatchV2, V3, V4; bits 3-5: CombineV2, V3, V4; default all), so that a test can give the bridge
+// a CANN with only some V2 versions (torch_npu calls V4 if present, else V3, else V2: v2-contract §2.1).
+//
+// The V2 ops (aclnnMoeDistribute{Dispatch,Combine}V2/V3/V4, v2-contract §2.2) are recorded as the
+// family's are (op "dispatchV2" / "combineV2" whatever the version; "fn" names the version called,
+// "version" its number, string attributes groupEp, groupTp and commAlg), and GetWorkspaceSize applies
+// what v2-contract §8 lets a fake check cheaply, as the A3 tilings do (in both SoC modes: the fake
+// models A3's V2 only, §9.5): the attribute ranges, comm_alg, comm_quant_mode 0 or 2, the reserved
+// inputs null, x, expert_ids, the mask, scales and expert_scales, the dtypes and sizes of the outputs
+// it is given (A, A·128, W·Lρ), and HCCL_BUFFSIZE against §7.2's need (the rank process's
+// HCCL_BUFFSIZE, 200 MB when unset). A refusal is 561002 with the tiling's words (the first public
+// V2's literal strings where §8 quotes them) in aclGetRecentErrMsg.
 //
 // Environment:
 //   FAKE_CANN_LOG=PATH   every call appended to PATH as one JSON line (O_APPEND: whole lines even
@@ -74,7 +88,7 @@ namespace fakecann {
 int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins, const std::vector<const char*>& inNames,
              const std::vector<bool>& optional, const std::vector<void*>& outs, const char* groupEp,
              const std::vector<int64_t>& ints, const std::vector<const char*>& intNames, const char* commAlg,
-             uint64_t* ws, void** exec, const char* servedBy);
+             uint64_t* ws, void** exec, const char* servedBy, const char* groupTp = nullptr, int version = 0);
 int32_t opLaunch(const char* fn, void* workspace, uint64_t wsSize, void* exec, void* stream, const char* servedBy);
 int32_t dispatchSizes(const void* x, const void* expertIds, int64_t W, int64_t rank, int64_t E, int64_t SN, int64_t S,
                       int64_t quant, int64_t gbs, uint64_t* out, const char* servedBy);

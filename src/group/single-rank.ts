@@ -157,6 +157,11 @@ export async function computeRank(
   const lay = groupLayout(spec);
   const attrs = lay.attrs;
   throwFirst(checkRank(attrs, rank));
+  if (lay.family === 'v2') {
+    // left for later: V2's rows come back by triplet to slot t·(K + SN') + k of the owner, which
+    // the view's per-sender staging does not model yet; a V2 group runs whole (workers included)
+    throw new MoeError('E_ATTR', 'family', 'v2', 'the single-rank view is built for the setup/teardown ops; a V2 group runs whole: leave out --single-rank');
+  }
   if (lay.platform.ySortedByExpert) {
     // 950's envelope is W ≤ 8 (950 contract §7): the full group holds it in a fraction of what the
     // single-rank view is for, and its sorted rows (§2.1.4) tie each block to the sender's whole sort
