@@ -26,7 +26,7 @@ import type { Tensor } from '../core/tensor.js';
 import type { Backend, XDtype } from '../backends/types.js';
 import { ReferenceBackend } from '../backends/reference/index.js';
 import { DESCRIPTOR_WORDS, combineDescriptors, dispatchDescriptors } from './commcmd.js';
-import { gatherBlocks, gatherBlocksV2, sendBack, sortedPlacement, yFromBlocks, yFromSortedBlocks } from './moves.js';
+import { gatherBlocks, gatherBlocksV2, placementV2, sendBack, sortedPlacement, writeTripletsV2, yFromBlocks, yFromSortedBlocks } from './moves.js';
 import { combineTableV2, familyCombineTable } from './combine-table.js';
 import { routeV2 } from '../contract/routing.js';
 import { OutputPool, plainBuffers, sharedBuffers } from './outputs.js';
@@ -638,44 +638,13 @@ export class EpGroup {
 
     // validated: from here on we write
     const K = lay.K;
-    const SS = lay.sharedSends;
     const routed = routeV2(ids, bs, K, lay.E, mask);
     const { expertBlock, sharedBlock } = this.reserveDispatch(routed.counts, routed.active);
     const wm = lay.windowMsgBytes;
-    const n = K + SS;
-    const dests = new Float64Array(bs * n).fill(-1);
-    const scaleRows = new Int32Array(bs * n);
-    for (let t = 0; t < bs; t++) {
-      for (let k = 0; k < K; k++) {
-        const slot = routed.slot[t * K + k]!;
-        if (slot < 0) continue;
-        const e = ids[t * K + k]!;
-        dests[t * n + k] = expertBlock[e]! + slot * wm;
-        scaleRows[t * n + k] = e + lay.scaleRowBase;
-      }
-      const c = routed.activeIndex[t]!;
-      for (let s = 0; s < SS && c >= 0; s++) {
-        dests[t * n + K + s] = sharedBlock[s]! + c * wm;
-        scaleRows[t * n + K + s] = s;
-      }
-    }
+    const placement = placementV2(lay, ids, bs, routed, (e, slot) => expertBlock[e]! + slot * wm, (s, c) => sharedBlock[s]! + c * wm);
     const x = inp.x as Tensor<XDtype>;
-    this.backend.pack({ lay, x, expertIds: ids, scales, activeBs: bs, expandIdx: routed.slot, expertBlock, sharedBlock, placement: { dests, scaleRows, tokens: bs } });
-    // each message's (src_rank, src_token, k) and weight after it (FillTriple, §4.1): shared k = K + s, weight 0
-    const mem32 = new Int32Array(this.mem.buffer);
-    const mf32 = new Float32Array(this.mem.buffer);
-    for (let i = 0; i < bs * n; i++) {
-      const d = dests[i]!;
-      if (d < 0) continue;
-      const t = Math.floor(i / n);
-      const k = i % n;
-      const w = (d + lay.msgBytes) >> 2;
-      mem32[w] = rank;
-      mem32[w + 1] = t;
-      mem32[w + 2] = k;
-      if (k < K && expertScales) mf32[w + 3] = expertScales[t * K + k]!;
-      else mem32[w + 3] = 0;
-    }
+    this.backend.pack({ lay, x, expertIds: ids, scales, activeBs: bs, expandIdx: routed.slot, expertBlock, sharedBlock, placement });
+    writeTripletsV2(this.mem, lay, rank, placement.dests, expertScales);
     this.publishDispatch(rank, st.round + 1, routed.counts, expertBlock, sharedBlock, bs, routed.active, dtype);
 
     // ---- the receiving side --------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // Each is one TypedArray.set per contiguous run: a kernel would stage them through scratch and
 // pay a second copy.
 import type { Layout } from '../contract/attrs.js';
-import { sortedRows950 } from '../contract/routing.js';
+import { type RoutedV2, sortedRows950 } from '../contract/routing.js';
 import type { Tensor } from '../core/tensor.js';
 
 const bytesOf = (t: Tensor): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
@@ -178,4 +178,61 @@ export function gatherBlocksV2(
     }
   }
   return n;
+}
+
+/**
+ * Where dispatch_v2 puts each message (v2-contract §4.1): entry t·(K + SN') + k of routed pair
+ * (t, k) at `dest(e, slot)`, entry t·(K + SN') + K + s of active token t at `sharedDest(s, c(t))`,
+ * -1 for nowhere (a place may also be -1: not sent to this view); smooth-scale rows e + SN' and s.
+ */
+export function placementV2(
+  lay: Layout,
+  ids: Int32Array,
+  bs: number,
+  routed: RoutedV2,
+  dest: (e: number, slot: number) => number,
+  sharedDest: (s: number, c: number) => number,
+): { dests: Float64Array; scaleRows: Int32Array; tokens: number } {
+  const K = lay.K;
+  const n = K + lay.sharedSends;
+  const dests = new Float64Array(bs * n).fill(-1);
+  const scaleRows = new Int32Array(bs * n);
+  for (let t = 0; t < bs; t++) {
+    for (let k = 0; k < K; k++) {
+      const slot = routed.slot[t * K + k]!;
+      if (slot < 0) continue;
+      const e = ids[t * K + k]!;
+      dests[t * n + k] = dest(e, slot);
+      scaleRows[t * n + k] = e + lay.scaleRowBase;
+    }
+    const c = routed.activeIndex[t]!;
+    for (let s = 0; s < lay.sharedSends && c >= 0; s++) {
+      dests[t * n + K + s] = sharedDest(s, c);
+      scaleRows[t * n + K + s] = s;
+    }
+  }
+  return { dests, scaleRows, tokens: bs };
+}
+
+/**
+ * Each placed message's (src_rank, src_token, k) and weight after it (FillTriple, v2-contract
+ * §4.1): shared messages have k = K + s and weight 0, as do all without expert_scales.
+ */
+export function writeTripletsV2(mem: Uint8Array, lay: Layout, rank: number, dests: Float64Array, expertScales: Float32Array | undefined): void {
+  const K = lay.K;
+  const n = K + lay.sharedSends;
+  const mem32 = new Int32Array(mem.buffer, mem.byteOffset, mem.byteLength >> 2);
+  const mf32 = new Float32Array(mem.buffer, mem.byteOffset, mem.byteLength >> 2);
+  for (let i = 0; i < dests.length; i++) {
+    const d = dests[i]!;
+    if (d < 0) continue;
+    const t = Math.floor(i / n);
+    const k = i % n;
+    const w = (d + lay.msgBytes) >> 2;
+    mem32[w] = rank;
+    mem32[w + 1] = t;
+    mem32[w + 2] = k;
+    if (k < K && expertScales) mf32[w + 3] = expertScales[t * K + k]!;
+    else mem32[w + 3] = 0;
+  }
 }
