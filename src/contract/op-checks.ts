@@ -274,6 +274,26 @@ export class OpChecks {
     return { bs, ids: this.ids(op, expertIds, c), activeBs: this.mask(op, xActiveMask, c) };
   }
 
+  /**
+   * A rank's V2 routing alone (expert_ids and x_active_mask), as dispatchV2 checks it: the
+   * single-rank view checks every rank's routing with it before reading x.
+   */
+  routingV2(rank: number, expertIds: Tensor | undefined, xActiveMask: Tensor | null | undefined): { bs: number; ids: Int32Array; mask: MaskV2 } {
+    const op = 'dispatchV2';
+    throwFirst(checkTensor('expertIds', expertIds, ['int32'], null));
+    const shape = expertIds!.shape;
+    if (shape.length !== 2 || shape[1] !== this.layout.K) {
+      throw new MoeError('E_SHAPE', 'expertIds.shape', [...shape], `expertIds shape should be [BS, ${this.layout.K}]`);
+    }
+    const bs = shape[0]!;
+    throwFirst(checkDims(this.attrs, { h: this.layout.H, k: this.layout.K, bs }));
+    if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
+      throw new MoeError('E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`);
+    }
+    const c = this.context(rank, bs);
+    return { bs, ids: this.ids(op, expertIds, c), mask: this.maskV2(op, xActiveMask, c) };
+  }
+
   /** The smooth scales of dispatchSetup: only with quant mode 2, (E + SN, H) f32. */
   scales(rank: number, scales: Tensor | null | undefined, bs: number): Float32Array | undefined {
     if (scales === undefined || scales === null) return undefined;

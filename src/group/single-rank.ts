@@ -158,9 +158,8 @@ export async function computeRank(
   const attrs = lay.attrs;
   throwFirst(checkRank(attrs, rank));
   if (lay.family === 'v2') {
-    // left for later: V2's rows come back by triplet to slot t·(K + SN') + k of the owner, which
-    // the view's per-sender staging does not model yet; a V2 group runs whole (workers included)
-    throw new MoeError('E_ATTR', 'family', 'v2', 'the single-rank view is built for the setup/teardown ops; a V2 group runs whole: leave out --single-rank');
+    // V2's outputs are other tensors: its view is computeRankV2 (single-rank-v2.ts)
+    throw new MoeError('E_ATTR', 'family', 'v2', 'computeRank computes the setup/teardown ops; a V2 group\'s rank is computeRankV2');
   }
   if (lay.platform.ySortedByExpert) {
     // 950's envelope is W ≤ 8 (950 contract §7): the full group holds it in a fraction of what the
