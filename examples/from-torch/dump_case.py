@@ -54,16 +54,22 @@ CASE_FIELDS = {
     "expert_shard_type": "expertShardType",
     "group_ep": "groupEp",
     "y_dtype": "yDtype",
+    # the V2 ops (npu_moe_distribute_dispatch_v2 / combine_v2)
+    "zero_expert_num": "zeroExpertNum",
+    "copy_expert_num": "copyExpertNum",
+    "const_expert_num": "constExpertNum",
+    "comm_alg": "commAlg",
     # not torch_npu keywords: the chip whose kernels are reproduced, and the 950 Decisions' flags
     "platform": "platform",
+    "family": "family",
     "fix950_mask_sort": "fix950MaskSort",
     "fix950_smooth_row": "fix950SmoothRow",
 }
 # torch_npu keywords that are not case attributes: per rank, or fixed by the platform.
-NOT_CASE_FIELDS = {"ep_rank_id", "comm_type", "comm_alg"}
+NOT_CASE_FIELDS = {"ep_rank_id", "comm_type"}
 
 INPUT_TENSORS = ("x", "expert_ids", "expert_scales", "scales", "x_active_mask",
-                 "shared_expert_x", "expert_output")
+                 "shared_expert_x", "expert_output", "ori_x")
 OUTPUT_TENSORS = ("y", "expand_idx", "comm_cmd_info",                   # dispatch_setup
                   "expand_x", "dynamic_scales", "assist_info_for_combine",
                   "expert_token_nums",                                   # dispatch_teardown
@@ -89,7 +95,7 @@ def case_attrs(attrs):
         name = CASE_FIELDS.get(key, key)
         if name not in camel:
             raise ValueError(f"unknown attribute {key!r}; expected one of {sorted(CASE_FIELDS)}")
-        if name in ("groupEp", "platform"):
+        if name in ("groupEp", "platform", "family", "commAlg"):
             doc[name] = str(value)
         elif name in ("fix950MaskSort", "fix950SmoothRow"):
             doc[name] = bool(value)

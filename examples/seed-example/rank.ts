@@ -6,6 +6,7 @@
 import { checkIdentityCombine, identityExpert } from '../../src/group/expert.js';
 import type { RankProgramContext } from '../../src/group/workers/spmd.js';
 import { Rng, randn, uniqueTopK } from '../../src/core/random.js';
+import type { Tensor } from '../../src/core/tensor.js';
 
 export const SEED_EXAMPLE = {
   quantMode: 2,
@@ -27,13 +28,25 @@ export interface RankReport {
   ms: { dispatchSetup: number; dispatchTeardown: number; expert: number; combineSetup: number; combineTeardown: number };
 }
 
-export default async function rankMain({ rank, group }: RankProgramContext): Promise<RankReport> {
+/**
+ * Rank `rank`'s inputs, drawn from seed randomSeed + rank in this order: x, expert_ids,
+ * expert_scales, the smooth scales. The scales have E + SN rows in the setup family (SN = 1 as
+ * passed, also without shared-expert ranks) and E + SN' = E in V2 (SN' = 0 without
+ * shared-expert ranks, v2-contract §5.1): the other tensors are the same bytes in both families.
+ */
+export function seedInputs(rank: number, family: 'setup' | 'v2' = 'setup'): { x: Tensor<'bf16'>; expertIds: Tensor<'int32'>; expertScales: Tensor<'f32'>; scales: Tensor<'f32'> } {
   const { bs, h, k, moeExpertNum, sharedExpertRankNum, randomSeed } = SEED_EXAMPLE;
   const rng = new Rng(randomSeed + rank);
   const x = randn(rng, 'bf16', [bs, h]);
   const expertIds = uniqueTopK(rng, bs, k, 0, moeExpertNum);
   const expertScales = randn(rng, 'f32', [bs, k]);
-  const scales = randn(rng, 'f32', [sharedExpertRankNum === 0 ? 1 + moeExpertNum : moeExpertNum, h]);
+  const scaleRows = family === 'v2' ? moeExpertNum : sharedExpertRankNum === 0 ? 1 + moeExpertNum : moeExpertNum;
+  const scales = randn(rng, 'f32', [scaleRows, h]);
+  return { x, expertIds, expertScales, scales };
+}
+
+export default async function rankMain({ rank, group }: RankProgramContext): Promise<RankReport> {
+  const { x, expertIds, expertScales, scales } = seedInputs(rank);
 
   let t = performance.now();
   const lap = () => {

@@ -1,5 +1,5 @@
 // `moe-distribute gen CASE_DIR [flags]`: writes a generated case (case.json + rank{r}.safetensors).
-import { type Platform, makeLayout } from '../contract/attrs.js';
+import { type Family, type Platform, makeLayout } from '../contract/attrs.js';
 import { sortedRows950 } from '../contract/routing.js';
 import { contractWarnings, warningText } from '../contract/warnings.js';
 import { readdir, rename, rm, rmdir } from 'node:fs/promises';
@@ -43,6 +43,13 @@ Attributes:
                                partial x_active_mask) instead of the open kernel's all-pair sort
   --fix-950-smooth-row         950: quantize a row with its own expert's smooth-scale row, not
                                the open kernel's row of the unsorted id at its index
+  --family setup|v2            setup (default): dispatch_setup/_teardown, combine_setup/_teardown;
+                               v2: dispatch_v2 / combine_v2 (v2-contract.md)
+  --zero-expert-num Z          V2: zero experts, ids [E, E+Z) (default 0)
+  --copy-expert-num C          V2: copy experts, ids [E+Z, E+Z+C) (default 0); the case then
+                               holds ori_x (BS,H), what they return
+  --comm-alg NAME              V2: "" (default), fullmesh_v1 or fullmesh_v2
+  --comm-quant-mode 0|2        V2: combine_v2's int8 comm quant in groups of 8 (default 0)
 
 Shapes:
   --bs BS                      rows of x on every rank
@@ -61,7 +68,13 @@ Content:
   --hot-expert E               the expert in every row for --routing hot (default 0)
   --active-bs N                x_active_mask with N leading trues (capped at each rank's BS)
   --active-fraction F          x_active_mask with floor(F·BS_r) leading trues
-  --smooth-scales              scales (E+SN, H) f32 (quant mode 2 only: modes 0 and 4 take none)
+  --active-2d P                V2: a 2-D x_active_mask (BS,K), each (t,k) entry true with
+                               probability P (a token with no true is neither sent nor combined)
+  --special-fraction P         V2 with zero/copy experts: each (t,k) entry routes to a special
+                               expert (an id >= E, none twice in a row) with probability P
+                               (default (Z+C)/(E+Z+C))
+  --smooth-scales              scales (E+SN, H) f32 (quant mode 2 only: modes 0 and 4 take none);
+                               V2: (E+SN', H), SN' = 0 when --shared-expert-rank-num is 0
   --shared-expert-x            shared_expert_x (BS, H) (only with --shared-expert-rank-num 0)
   --specials LIST              comma list of ${SPECIALS.join(', ')}: each in one active
                                row of x per rank (ties: codes that are exact .5 ties for quant 2
@@ -109,6 +122,13 @@ export const genCommand: Command = {
         'y-dtype': s,
         'fix-950-mask-sort': { type: 'boolean' },
         'fix-950-smooth-row': { type: 'boolean' },
+        family: s,
+        'zero-expert-num': s,
+        'copy-expert-num': s,
+        'comm-alg': s,
+        'comm-quant-mode': s,
+        'active-2d': s,
+        'special-fraction': s,
         bs: s,
         'bs-per-rank': s,
         h: s,
@@ -172,6 +192,14 @@ export const genCommand: Command = {
       yDtype: values['y-dtype'] === undefined ? undefined : yDtypeFlag('gen', values['y-dtype']),
       fix950MaskSort: values['fix-950-mask-sort'] || undefined,
       fix950SmoothRow: values['fix-950-smooth-row'] || undefined,
+      // family and comm_alg are checked with the other attributes (checkAttrs): one line each of the listing
+      family: values.family as Family | undefined,
+      zeroExpertNum: int('zero-expert-num', values['zero-expert-num']),
+      copyExpertNum: int('copy-expert-num', values['copy-expert-num']),
+      commAlg: values['comm-alg'],
+      commQuantMode: int('comm-quant-mode', values['comm-quant-mode']),
+      active2d: num('active-2d', values['active-2d']),
+      specialFraction: num('special-fraction', values['special-fraction']),
       bs,
       h: int('h', values.h)!,
       k: int('k', values.k)!,
@@ -214,6 +242,10 @@ export const genCommand: Command = {
       `wrote ${dir}: case.json and ${gen.ranks.length} ${format === 'npy' ? 'rank directories of .npy files' : 'rank files'} (epWorldSize ${gen.groupAttrs.epWorldSize}, moeExpertNum ${gen.groupAttrs.moeExpertNum}, ` +
         `BS ${gen.bsPerRank.every((b) => b === gen.bsPerRank[0]) ? gen.bsPerRank[0] : gen.bsPerRank.join(',')} (${total} tokens), H ${spec.h}, K ${spec.k}, ${dtype}, ` +
         `quantMode ${gen.groupAttrs.quantMode}${gen.groupAttrs.yDtype !== '' ? `, yDtype ${gen.groupAttrs.yDtype}` : ''}, ` +
+        (gen.groupAttrs.family === 'v2'
+          ? `family v2 (commQuantMode ${gen.groupAttrs.commQuantMode}, commAlg ${JSON.stringify(gen.groupAttrs.commAlg)}, zeroExpertNum ${gen.groupAttrs.zeroExpertNum}, copyExpertNum ${gen.groupAttrs.copyExpertNum}` +
+            `${spec.active2d !== undefined ? `, 2-D mask P ${spec.active2d}` : ''}), `
+          : '') +
         `${gen.groupAttrs.platform !== 'a3' ? `platform ${gen.groupAttrs.platform}, ` : ''}routing ${routing}, seed ${spec.seed})\n`,
     );
     return EXIT_OK;

@@ -3,7 +3,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type AttrInput, type BufferFigure, type DataDims, MB, type Platform, configuredBufferBytes, makeLayout } from '../contract/attrs.js';
+import { type AttrInput, type BufferFigure, type DataDims, MB, configuredBufferBytes, makeLayout } from '../contract/attrs.js';
 import { type Plan, type PlanRank, type PlanWarning, addViolations, planFor, rankInputChecks, rankInputsOf } from '../contract/plan.js';
 import { activeRows, sortedRows950 } from '../contract/routing.js';
 import { isHelperError } from '../contract/size-helpers.js';
@@ -24,6 +24,13 @@ tensor's dtype, shape and bytes per rank, the HCCL_BUFFSIZE needed by each tilin
 (the documented formula, also dispatch_teardown's; the A3 setup tilings' with L' = E/(W − SN))
 and which one binds, whether the configured buffer is enough, how full the window is, and the
 traps (contract §8) the configuration sets, as warnings that do not change the exit code.
+
+With --family v2 (or "family": "v2" in case.json) it checks the V2 tilings' rules
+(v2-contract §8: W <= 768, E <= 1024, W·L <= 2048, S < W, SN' = 0 when S = 0, quant modes 0
+and 2, comm quant modes 0 and 2, comm_alg, BS, H, K, special experts) and shows the V2 layout:
+L, A, SN', each V2 tensor per rank, and the one HCCL_BUFFSIZE figure of §7.2 (both terms doubled,
+"+44", fullmesh_v2's 480-byte blocks) with NEEDED_HCCL_BUFFSIZE = floor(need / 2^20) + 1 MB as
+the tiling prints it.
 
 On --platform 950 (op-contract-950.md) it checks the 950 tilings' rules (quant modes 0, 2 and 4,
 y_dtype, comm_type 2, expert_token_nums_type 1, and the combine tilings' envelope: W 2|4|8,
@@ -47,6 +54,11 @@ Attributes (torch_npu defaults when absent, the platform's on 950; flags overrid
   --group-ep NAME (moe_ep_group)
   --fix-950-mask-sort            950 Decision (§2.1.4): the fixed sort of the active pairs only
   --fix-950-smooth-row           950 Decision (§2.4): the smooth-scale row of the row's expert
+  --family setup|v2 (setup)      v2: the V2 ops, dispatch_v2 / combine_v2 (v2-contract.md)
+  --zero-expert-num Z (0)        V2: zero experts, ids [E, E+Z)
+  --copy-expert-num C (0)        V2: copy experts, ids [E+Z, E+Z+C) (they return ori_x)
+  --const-expert-num Q (0)       V2: const experts (refused: left for later)
+  --comm-alg NAME ("")           V2: "", fullmesh_v1 or fullmesh_v2 (the setup family: "" only)
 
 Shapes:
   --bs BS      rows of x per rank (with uneven BS: the largest)
@@ -80,6 +92,18 @@ const ATTR_FLAGS = {
   'expert-shard-type': 'expertShardType',
   // not a case field (only one value runs on each platform, the default): a what-if for plan alone
   'comm-type': 'commType',
+  // V2's special experts (v2-contract §0, §4.6)
+  'zero-expert-num': 'zeroExpertNum',
+  'copy-expert-num': 'copyExpertNum',
+  'const-expert-num': 'constExpertNum',
+} as const;
+
+/** String attribute flags, their values checked with the other attributes (listed as violations). */
+const STRING_FLAGS = {
+  'group-ep': 'groupEp',
+  platform: 'platform',
+  family: 'family',
+  'comm-alg': 'commAlg',
 } as const;
 
 /** Boolean attribute flags: present = true (absent: case.json's, else false). */
@@ -228,8 +252,7 @@ export const planCommand: Command = {
       strict: true,
       options: {
         ...Object.fromEntries(Object.keys(ATTR_FLAGS).map((f) => [f, s])),
-        'group-ep': s,
-        platform: s,
+        ...Object.fromEntries(Object.keys(STRING_FLAGS).map((f) => [f, s])),
         'y-dtype': s,
         ...Object.fromEntries(Object.keys(BOOL_FLAGS).map((f) => [f, { type: 'boolean' } as const])),
         bs: s,
@@ -269,14 +292,14 @@ export const planCommand: Command = {
         attrFlags = true;
       }
     }
-    if (typeof v['group-ep'] === 'string') {
-      attrs.groupEp = v['group-ep'];
-      attrFlags = true;
-    }
-    // platform and y_dtype are checked with the other attributes (listed as violations, not usage errors)
-    if (typeof v.platform === 'string') {
-      attrs.platform = v.platform as Platform;
-      attrFlags = true;
+    // groupEp, platform, family and commAlg (and y_dtype below) are checked with the other
+    // attributes (listed as violations, not usage errors)
+    for (const [flag, key] of Object.entries(STRING_FLAGS)) {
+      const f = v[flag];
+      if (typeof f === 'string') {
+        (attrs as Record<string, unknown>)[key] = f;
+        attrFlags = true;
+      }
     }
     if (typeof v['y-dtype'] === 'string') {
       attrs.yDtype = yDtypeFlag('plan', v['y-dtype']);
@@ -335,7 +358,7 @@ const snake = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLo
 
 function formatKind(k: PlanRank): string {
   const head = `${k.kind === 'moe' ? 'MoE' : 'shared'} ranks ${rankList(k.ranks)} (${k.ranks.length}): local experts Lr ${k.localExpertNum}, A ${k.A} rows of expand_x`;
-  const rows = k.tensors.map((t) => [t.op, t.dir, snake(t.name), t.dtype, `[${t.shape.join(', ')}]`, bytesText(t.bytes)]);
+  const rows = k.tensors.map((t) => [t.op, t.dir, snake(t.name), t.dtype, `[${t.shape.join(', ')}]${t.alt ? ` ${t.alt}` : ''}`, bytesText(t.bytes)]);
   const header = ['op', 'dir', 'tensor', 'dtype', 'shape', 'bytes'];
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => `    ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')}`.trimEnd();
@@ -347,6 +370,7 @@ export function formatPlan(p: Plan): string {
   const a = p.attrs;
   const out: string[] = [];
   out.push(`plan: ${p.valid ? 'valid' : `INVALID, ${p.violations.length} violation${p.violations.length === 1 ? '' : 's'}`}`);
+  if (a.family === 'v2') return formatPlanV2(p, out);
   out.push(
     `  attributes  epWorldSize ${a.epWorldSize}, moeExpertNum ${a.moeExpertNum}, sharedExpertNum ${a.sharedExpertNum}, sharedExpertRankNum ${a.sharedExpertRankNum}, ` +
       `quantMode ${a.quantMode}, globalBs ${a.globalBs}, expertTokenNumsType ${a.expertTokenNumsType}, commQuantMode ${a.commQuantMode}, ` +
@@ -411,6 +435,64 @@ export function formatPlan(p: Plan): string {
   if (p.sizeHelpers) out.push(...formatSizeHelpers(p.sizeHelpers));
   for (const w of p.warnings) out.push(warningText(w));
   if (p.sizeHelpers?.warning) out.push(planWarningText(p.sizeHelpers.warning));
+  return `${out.join('\n')}\n`;
+}
+
+/**
+ * The V2 plan (v2-contract §0-§3, §7.2, §8), after its first line in `out`: the V2 attributes,
+ * every violation, the layout (L, R, SN', A, the special experts' ids, the window message),
+ * the V2 tensors per rank kind, the one HCCL_BUFFSIZE figure with its terms and the NEEDED the
+ * tiling prints, the configured size.
+ */
+function formatPlanV2(p: Plan, out: string[]): string {
+  const a = p.attrs;
+  out.push(
+    `  attributes  family "v2", epWorldSize ${a.epWorldSize}, moeExpertNum ${a.moeExpertNum}, sharedExpertNum ${a.sharedExpertNum}, sharedExpertRankNum ${a.sharedExpertRankNum}, ` +
+      `quantMode ${a.quantMode}, commQuantMode ${a.commQuantMode}, commAlg ${formatValue(a.commAlg)}, globalBs ${a.globalBs}, expertTokenNumsType ${a.expertTokenNumsType}, ` +
+      `zeroExpertNum ${a.zeroExpertNum}, copyExpertNum ${a.copyExpertNum}, constExpertNum ${a.constExpertNum}, expertShardType ${a.expertShardType}, groupEp ${formatValue(a.groupEp)}` +
+      (a.platform !== 'a3' ? `, platform ${formatValue(a.platform)}` : ''),
+  );
+  out.push(`  shapes      BS ${p.dims.bs}, H ${p.dims.h}, K ${p.dims.k}`);
+  for (const v of p.violations) out.push(`  violation   ${v.message}`);
+  const l = p.layout;
+  if (l) {
+    const E = a.moeExpertNum;
+    const Z = a.zeroExpertNum;
+    const C = a.copyExpertNum;
+    const special = Z + C + a.constExpertNum > 0 ? `, zero experts [${E}, ${E + Z}), copy experts [${E + Z}, ${E + Z + C})` : '';
+    out.push(
+      `  layout      L ${l.L} local experts per MoE rank, R ${l.R || '-'} ranks per shared expert, sharedExpertNum' ${l.sharedExpertNumEffective} ` +
+        `(${a.sharedExpertRankNum === 0 ? '0 without shared-expert ranks, v2-contract §0' : 'as passed'}), globalBs ${l.gbs} (maxBS ${l.maxBs}), ` +
+        `expert ids [0, ${l.idLimit}): MoE [0, ${E})${special}`,
+    );
+  }
+  if (p.rankKinds) {
+    out.push('tensors per rank (BS = maxBS):');
+    for (const k of p.rankKinds) out.push(formatKind(k));
+  }
+  const h = p.hccl;
+  const f = h?.figures.find((x) => x.id === 'v2');
+  if (h && l && f?.terms) {
+    const t = f.terms;
+    const mesh2 = a.commAlg === 'fullmesh_v2';
+    out.push("HCCL_BUFFSIZE (v2-contract §7.2, CheckWinSize: both terms doubled, L = E / (W − S) on every rank, sharedExpertNum' combine slots):");
+    out.push(
+      `  dispatch slot  ${mesh2 ? 'ceil((Align32(2H) + 44) / 480)·512 (fullmesh_v2: 480 data bytes per 512-byte block)' : 'Align512(Align32(2H) + 44)'} = ${t.dispatchSlot} bytes; combine slot Align512(2H) = ${t.combineSlot} bytes`,
+    );
+    out.push(`  dispatch area  maxBS·W·L·dispatchSlot = ${l.maxBs}·${a.epWorldSize}·${l.L}·${t.dispatchSlot} = ${bytesText(t.dispatchArea)}`);
+    out.push(`  combine area   maxBS·(K + SN')·combineSlot = ${l.maxBs}·(${p.dims.k} + ${l.sharedExpertNumEffective})·${t.combineSlot} = ${bytesText(t.combineArea)}`);
+    out.push(`  needed         ${bytesText(f.bytes)} = 2·(dispatch + combine): ${f.label}`);
+    out.push(
+      `  NEEDED         ${h.neededMbPrinted} MB: NEEDED_HCCL_BUFFSIZE as the tiling prints it, floor(need / 2^20) + 1 ("HCCL_BUFFSIZE_EP is too SMALL, ...");` +
+        ` the check fails only when need > HCCL_BUFFSIZE·2^20, so ${Math.ceil(f.bytes / MB)} MB already passes`,
+    );
+    out.push(
+      Number.isFinite(h.configuredMb)
+        ? `  configured     ${h.configuredMb} MB (${h.source}) = ${bytesText(h.configuredBytes)}: ${h.enough ? 'enough' : 'NOT enough'} (occupancy ${+(h.occupancy * 100).toFixed(2)}%)`
+        : `  configured     not a size (${h.source}, see the violation)`,
+    );
+  }
+  for (const w of p.warnings) out.push(warningText(w));
   return `${out.join('\n')}\n`;
 }
 

@@ -18,8 +18,9 @@ const HELP = `Usage: moe-distribute run CASE_DIR --out OUT_DIR [--backend wasm|r
                           [--format safetensors|npy] [--single-rank]
 
 Runs one round of the four ops (dispatch_setup, dispatch_teardown, the experts, combine_setup,
-combine_teardown) on every rank of the case in CASE_DIR and writes OUT_DIR/rank{r}.safetensors
-(or OUT_DIR/rank{r}/NAME.npy).
+combine_teardown), or with "family": "v2" of the V2 ops (dispatch_v2, the experts, combine_v2),
+on every rank of the case in CASE_DIR and writes OUT_DIR/rank{r}.safetensors (or
+OUT_DIR/rank{r}/NAME.npy).
 
 CASE_DIR holds
   case.json            {"epWorldSize", "moeExpertNum", and optionally "sharedExpertNum",
@@ -27,19 +28,27 @@ CASE_DIR holds
                         "commQuantMode", "expertShardType", "groupEp", "platform" ("a3" or
                         "950"), "yDtype" (torch_npu's y_dtype: a name such as "fp8_e4m3fn" or
                         its integer code such as 292), "fix950MaskSort", "fix950SmoothRow"
-                        (true or false)}; absent ones take the torch_npu defaults (on 950 the
+                        (true or false), "family" ("setup" or "v2"), and for V2
+                        "zeroExpertNum", "copyExpertNum", "commAlg" ("", "fullmesh_v1" or
+                        "fullmesh_v2"), "constExpertNum" (0: const experts are left for
+                        later)}; absent ones take the torch_npu defaults (on 950 the
                         platform's: comm_type 2, sharedExpertNum 0)
   rank{r}.safetensors  per rank: x (BS,H) bf16/fp16, expert_ids (BS,K) int32,
                         expert_scales (BS,K) f32; optionally scales (E+SN,H) f32,
                         x_active_mask (BS) bool, shared_expert_x (BS,H) and expert_output (A,H)
-                        in x's dtype (without expert_output each expert is the identity)
+                        in x's dtype (without expert_output each expert is the identity).
+                        V2: scales (E+SN',H) with SN' = 0 when sharedExpertRankNum is 0,
+                        x_active_mask (BS) or (BS,K), expert ids below E+Z+C (ids >= E are
+                        zero or copy experts), ori_x (BS,H) (required with copy experts)
   or rank{r}/NAME.npy  the same tensors as .npy files (little-endian; a bf16 tensor is stored
                         as '<u2' raw bits with a note NAME.dtype holding bf16 beside it)
 
 Each output file holds y, expand_idx, comm_cmd_info (dispatch_setup), expand_x, dynamic_scales,
 assist_info_for_combine, expert_token_nums (dispatch_teardown), quant_expand_x,
-combine_comm_cmd_info (combine_setup) and x_out (combine_teardown). Nothing is written unless
-every op on every rank succeeds. OUT_DIR also gets the case's attributes as case.json (every
+combine_comm_cmd_info (combine_setup) and x_out (combine_teardown); a V2 case's holds expand_x,
+dynamic_scales, assist_info_for_combine (the (src_rank, src_token, k) triplets),
+expert_token_nums, ep_recv_counts, tp_recv_counts, expand_scales (dispatch_v2) and x_out
+(combine_v2). Nothing is written unless every op on every rank succeeds. OUT_DIR also gets the case's attributes as case.json (every
 field, defaults filled in), and each safetensors file holds them in its metadata
 (moe_distribute.attrs), so \`moe-distribute verify\` needs no --case for OUT_DIR.
 
@@ -61,7 +70,7 @@ Options:
                         other, reading the other ranks' inputs from CASE_DIR one at a time (no
                         group windows): the same bytes as the full run, with memory that follows
                         what each rank receives; for groups up to epWorldSize 384 whose full
-                        round does not fit one memory
+                        round does not fit one memory. Not for V2 cases yet (refused)
   -h, --help           show this help
 
 A run that lasts more than a second shows a progress bar on stderr when stderr is a terminal.
@@ -139,7 +148,7 @@ export function parseRanks(text: string): number[] {
 
 export const runCommand: Command = {
   name: 'run',
-  summary: 'run the four ops on every rank of a case directory, write the outputs',
+  summary: 'run the four ops (or the V2 ops) on every rank of a case directory, write the outputs',
   help: HELP,
   async run(argv: string[], io: CliIo): Promise<number> {
     const { values, positionals } = parseArgs({
@@ -233,7 +242,8 @@ export const runCommand: Command = {
     const which = ranks ? ` (ranks ${ranks.join(', ')} of ${W})` : '';
     io.stdout(
       `wrote ${n} ${what}${which} to ${values.out} (backend ${res.backend}, ${res.workers > 0 ? `${res.workers} rank worker${res.workers > 1 ? "s" : ""}` : "one thread"}, epWorldSize ${W}, ` +
-        `H ${res.case.h}, K ${res.case.k}, ${res.case.dtype}, quantMode ${res.case.attrs.quantMode})\n` +
+        `H ${res.case.h}, K ${res.case.k}, ${res.case.dtype}, quantMode ${res.case.attrs.quantMode}` +
+        `${res.case.attrs.family === 'v2' ? `, family v2, commQuantMode ${res.case.attrs.commQuantMode}` : ''})\n` +
         `${Object.entries(t).map(([phase, v]) => `${phase} ${ms(v)}`).join(', ')}\n`,
     );
     return EXIT_OK;

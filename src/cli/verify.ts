@@ -26,6 +26,14 @@ the hardware writes (contract §9); the rest holds whatever the device allocator
   expert_token_nums        all
   x_out                    rows below activeBs
   comm_cmd_info, combine_comm_cmd_info, quant_expand_x   never (device addresses; not written)
+A V2 case's outputs ("family": "v2", v2-contract §3-§4, §6):
+  expand_x, dynamic_scales rows below T, the rows the rank received (dynamic_scales: quant 2)
+  assist_info_for_combine  the 3·T triplet words (src_rank, src_token, k)
+  expert_token_nums, ep_recv_counts   all
+  expand_scales            entries below T on MoE ranks (expert_scales given; 0 elsewhere)
+  x_out                    the rows of the tokens combine_v2 processes: all, the 1-D mask's
+                           prefix, or the 2-D mask's tokens with at least one true
+  tp_recv_counts           never (TP is removed; not written)
 activeBs and the received counts come from the case's inputs (expert_ids, x_active_mask); without
 them, from whichever directory is a host run (its own comm_cmd_info descriptors). The report says
 per tensor what it compared and what it skipped and why. A tensor absent from both is not
@@ -34,7 +42,8 @@ tensors may differ in rows on shared ranks, where the NPU allocates the tiling's
 
 Each differing tensor gets a line per rank, then its first mismatches with (rank, tensor, row,
 column, expected, actual) and the row's provenance: the source rank, token and expert it
-carries (from the case's expert_ids when known, else from EXPECTED_DIR's comm_cmd_info).
+carries (from the case's expert_ids when known, else from EXPECTED_DIR's comm_cmd_info; V2:
+from EXPECTED_DIR's triplet of the row and its block in ep_recv_counts).
 
 Options:
   --case PATH        the case directory (or its case.json): the attributes, and with rank
@@ -121,7 +130,8 @@ export const verifyCommand: Command = {
       if (isDir && (existsSync(join(p, rankFileName(0))) || existsSync(join(p, rankDirName(0))))) {
         const c = await readCase(p);
         attrs = c.attrs;
-        inputs = c.ranks.map((rc) => ({ expertIds: rc.expertIds, xActiveMask: rc.xActiveMask }));
+        // a case's rank files hold expert_scales, which the round gives to dispatch_v2 (V2: expand_scales written)
+        inputs = c.ranks.map((rc) => ({ expertIds: rc.expertIds, xActiveMask: rc.xActiveMask, expertScalesGiven: true }));
       } else if (isDir) {
         attrs = await readCaseAttrs(p);
       } else {

@@ -317,6 +317,11 @@ export interface BufferFigure {
    * ("HCCL_BUFFSIZE [half] < [need].", 950 contract §8); undefined on A3, which compares the whole
    */
   halfBytes?: number;
+  /**
+   * V2 (v2-contract §7.2): the terms of the one figure, bytes = 2·(dispatchArea + combineArea):
+   * each message slot and each area of a window half
+   */
+  terms?: { dispatchSlot: number; combineSlot: number; dispatchArea: number; combineArea: number };
 }
 
 export interface BufferNeed {
@@ -381,12 +386,15 @@ function bufferFigureV2(lay: Layout): BufferFigure {
   const dispatchSlot = v2mesh ? Math.ceil(raw / 480) * 512 : align(raw, 512);
   const combineSlot = align(2 * lay.H, 512);
   const SNp = lay.sharedSends;
+  const dispatchArea = lay.maxBs * dispatchSlot * lay.W * lay.L;
+  const combineArea = lay.maxBs * combineSlot * (lay.K + SNp);
   return {
     id: 'v2',
     label: `the dispatch_v2 / combine_v2 tilings (CheckWinSize${v2mesh ? ', fullmesh_v2' : ''})`,
     formula: `2 * (maxBs * ${v2mesh ? 'ceil((Align32(2 * H) + 44) / 480) * 512' : 'Align512(Align32(2 * H) + 44)'} * epWorldSize * L + maxBs * Align512(2 * H) * (K + sharedExpertNum'))`,
     localExperts: lay.L,
-    bytes: 2 * (lay.maxBs * dispatchSlot * lay.W * lay.L + lay.maxBs * combineSlot * (lay.K + SNp)),
+    bytes: 2 * (dispatchArea + combineArea),
+    terms: { dispatchSlot, combineSlot, dispatchArea, combineArea },
   };
 }
 

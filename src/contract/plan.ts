@@ -4,7 +4,7 @@
 import { MoeError } from '../core/errors.js';
 import { DTYPE_BYTES, type DType, type Tensor, numel } from '../core/tensor.js';
 import { withContext } from '../core/errors.js';
-import { type OpName, checkOpTensor } from './tensors.js';
+import { type OpName, type TensorSpec, checkOpTensor, tensorShape } from './tensors.js';
 import {
   type AttrInput,
   type ConfiguredBuffer,
@@ -23,7 +23,7 @@ import {
 } from './attrs.js';
 import { checkAttrs, checkBuffer, checkDims, checkUnevenBs } from './checks.js';
 import { OpChecks, checkSharedExpertX } from './op-checks.js';
-import { OP_TENSORS } from './tensors.js';
+import { OP_TENSORS, V2_OP_TENSORS } from './tensors.js';
 import { type ContractWarning, type WarningUsage, contractWarnings } from './warnings.js';
 import {
   type CombineSizeHelperResult,
@@ -40,6 +40,8 @@ export interface PlanTensor {
   dtype: DType | 'bf16|fp16';
   shape: number[];
   bytes: number;
+  /** V2: the other forms a tensor of no single shape takes (`shape` is the first form, `bytes` its size) */
+  alt?: string;
 }
 
 export interface PlanRank {
@@ -100,6 +102,15 @@ export interface Plan {
     tokenMsgSize: number;
     msgBytes: number;
     quantExpandXCols: number;
+    /** 'setup' or 'v2' (attrs.family) */
+    family: Layout['family'];
+    /**
+     * V2: SN', the shared-expert count the kernels use (0 when sharedExpertRankNum = 0,
+     * v2-contract §0); the setup family: SN as passed
+     */
+    sharedExpertNumEffective: number;
+    /** valid expert ids are below this: E, and in V2 E + Z + C + Q (ids ≥ E are special experts, §4.6) */
+    idLimit: number;
   };
   rankKinds?: PlanRank[];
   hccl?: {
@@ -129,8 +140,14 @@ export interface Plan {
     occupancy: number;
     /** dispatch receive area (one half): L·maxBS·W·Align512(Align32(2H)+44) */
     dispatchAreaBytes: number;
-    /** combine receive area (one half): (K+SN)·maxBS·Align512(2H), SN as passed */
+    /** combine receive area (one half): (K+SN)·maxBS·Align512(2H), SN as passed (V2: K + SN') */
     combineAreaBytes: number;
+    /**
+     * V2: what the dispatch_v2 / combine_v2 tilings print as NEEDED_HCCL_BUFFSIZE,
+     * floor(need / 2^20) + 1 MB (v2-contract §7.2); their check fails only when need > the buffer,
+     * so `needed` bytes in whole MB already pass
+     */
+    neededMbPrinted?: number;
   };
   /** the traps of contract §8 this configuration sets; never part of validity */
   warnings: ContractWarning[];
@@ -141,12 +158,26 @@ export interface Plan {
   sizeHelpers?: { ranks: SizeHelperRank[]; warning?: PlanWarning };
 }
 
+/**
+ * The first form of a tensor that has no single shape, and the others in words: shared_expert_x
+ * (BS, H) or (a, b, H); V2's x_active_mask (BS) or (BS, K) (v2-contract §0) and combine_v2's
+ * expert_scales (BS, K) or empty (an unweighted sum, §3), their first forms read from the table
+ * (dispatch_setup's 1-D mask, dispatch_v2's expert_scales).
+ */
+function formsOf(t: TensorSpec, lay: Layout, rank: number, bs: number): { shape: number[]; alt?: string } {
+  const c = { lay, rank, bs };
+  if (t.name === 'xActiveMask') return { shape: tensorShape('dispatchSetup', 'xActiveMask', c)!, alt: `or [${bs}, ${lay.K}]` };
+  if (t.name === 'expertScales') return { shape: tensorShape('dispatchV2', 'expertScales', c)!, alt: 'or empty' };
+  return { shape: [bs, lay.H], alt: lay.family === 'v2' ? `or [a, b, ${lay.H}]` : undefined };
+}
+
 function tensorsOf(lay: Layout, rank: number, bs: number): PlanTensor[] {
   const c = { lay, rank, bs };
-  return OP_TENSORS.filter((t) => t.present?.(lay) ?? true).map((t) => {
+  // the family's ops and tensors: the setup family's four, or V2's two (v2-contract §3)
+  return (lay.family === 'v2' ? V2_OP_TENSORS : OP_TENSORS).filter((t) => t.present?.(lay) ?? true).map((t) => {
     const dtypes = t.dtypes(c);
-    // shared_expert_x has no single shape: (BS, H) is the 2-D form
-    const shape = t.shape(c) ?? [bs, lay.H];
+    const given = t.shape(c);
+    const { shape, alt } = given ? { shape: given, alt: undefined } : formsOf(t, lay, rank, bs);
     return {
       op: t.op,
       name: t.name,
@@ -154,6 +185,7 @@ function tensorsOf(lay: Layout, rank: number, bs: number): PlanTensor[] {
       dtype: dtypes.length > 1 ? 'bf16|fp16' : dtypes[0]!,
       shape,
       bytes: numel(shape) * Math.max(...dtypes.map((d) => DTYPE_BYTES[d])),
+      ...(alt ? { alt } : {}),
     };
   });
 }
@@ -182,6 +214,9 @@ export function planFor(input: AttrInput, dims: DataDims, hccl?: number | Config
         tokenMsgSize: lay.tokenMsgSize,
         msgBytes: lay.msgBytes,
         quantExpandXCols: lay.quantExpandXCols,
+        family: lay.family,
+        sharedExpertNumEffective: lay.family === 'v2' ? lay.sharedSends : lay.SN,
+        idLimit: lay.idLimit,
       };
       const kinds: PlanRank[] = [];
       const all = Array.from({ length: lay.W }, (_, r) => r);
@@ -203,7 +238,9 @@ export function planFor(input: AttrInput, dims: DataDims, hccl?: number | Config
       plan.rankKinds = kinds;
       const need = hcclBufferNeeded(lay);
       const mb = configured.mb;
-      const fig = (id: BufferFigure['id']) => need.figures.find((f) => f.id === id)!;
+      // V2 has one figure (v2-contract §7.2), which stands for both of the setup family's
+      const v2 = need.figures.find((f) => f.id === 'v2');
+      const fig = (id: BufferFigure['id']) => v2 ?? need.figures.find((f) => f.id === id)!;
       // on 950 each op has its own row (§8): dispatch_teardown's is the documented factor 4, dispatch_setup's the one with L'
       const is950 = need.figures.some((f) => f.halfBytes !== undefined);
       plan.hccl = {
@@ -212,15 +249,18 @@ export function planFor(input: AttrInput, dims: DataDims, hccl?: number | Config
         binding: need.binding.id,
         neededDocumented: fig(is950 ? 'dispatchTeardown' : 'documented').bytes,
         neededSetupTilings: fig(is950 ? 'dispatchSetup' : 'setupTilings').bytes,
-        setupLocalExperts: setupTilingLocalExperts(lay),
+        // V2: L on every rank, no L' (v2-contract §7.2)
+        setupLocalExperts: v2 ? lay.L : setupTilingLocalExperts(lay),
         configuredMb: mb,
         configuredBytes: mb * MB,
         ...(is950 ? { configuredHalfBytes: Math.floor((mb * MB) / 2) } : {}),
         source: configured.source,
         enough: mb * MB >= need.needed,
         occupancy: need.needed / (mb * MB),
-        dispatchAreaBytes: lay.L * lay.maxBs * lay.W * need.dispatchMsgBytes,
-        combineAreaBytes: need.combineAreaBytes,
+        dispatchAreaBytes: v2?.terms ? v2.terms.dispatchArea : lay.L * lay.maxBs * lay.W * need.dispatchMsgBytes,
+        combineAreaBytes: v2?.terms ? v2.terms.combineArea : need.combineAreaBytes,
+        // "NEEDED_HCCL_BUFFSIZE(...) = %luMB" with ⌊need / 2^20⌋ + 1 (v2-contract §7.2)
+        ...(v2 ? { neededMbPrinted: Math.floor(v2.bytes / MB) + 1 } : {}),
       };
       plan.warnings = contractWarnings(lay, usage);
       if (lay.platform.name === '950') plan.sizeHelpers = sizeHelpersOf(lay, kinds);
@@ -316,12 +356,14 @@ export interface PlanRankInputs {
   sharedExpertX?: Tensor;
   /** the experts' output (expert_output in a case), which combine_setup takes as expand_x */
   expandX?: Tensor;
+  /** V2: what copy experts return (ori_x), (BS, H) */
+  oriX?: Tensor;
 }
 
-/** A rank file's tensors (by their names in files) as PlanRankInputs, through the ops' table. */
+/** A rank file's tensors (by their names in files) as PlanRankInputs, through the ops' tables (both families). */
 export function rankInputsOf(tensors: Readonly<Record<string, Tensor>>): PlanRankInputs {
   const out: Record<string, Tensor> = {};
-  for (const t of OP_TENSORS) if (t.dir === 'in' && tensors[t.file]) out[t.name] = tensors[t.file]!;
+  for (const t of [...OP_TENSORS, ...V2_OP_TENSORS]) if (t.dir === 'in' && tensors[t.file]) out[t.name] ??= tensors[t.file]!;
   return out as PlanRankInputs;
 }
 
@@ -352,6 +394,24 @@ export function rankInputChecks(lay: Layout, ranks: readonly (PlanRankInputs | u
         return undefined;
       }
     };
+    if (lay.family === 'v2') {
+      // V2 (v2-contract §3, §8): dispatch_v2's own checks of x, expert_ids (special experts
+      // included), the smooth scales, the 1-D or 2-D mask and expert_scales, as one call makes
+      // them; then what combine_v2 takes besides: the expert output, ori_x, shared_expert_x
+      const d = attempt(() => checks.dispatchV2(r, { x: inp.x!, expertIds: inp.expertIds!, scales: inp.scales, xActiveMask: inp.xActiveMask, expertScales: inp.expertScales }));
+      if (!d) {
+        if (inp.x?.shape.length === 2) bsPerRank.push(inp.x.shape[0]!);
+        return;
+      }
+      bsPerRank.push(d.bs);
+      const c = checks.context(r, d.bs, d.dtype);
+      if (!inp.expertScales) push([new MoeError('E_VALUE', 'expertScales', 'undefined', `a case's expert_scales (${d.bs}, ${lay.K}) f32 is required: combine_v2 weighs the rows by it`)]);
+      if (inp.expandX) push(checkOpTensor('combineV2', 'expandX', inp.expandX, c));
+      if (inp.oriX) push(checkOpTensor('combineV2', 'oriX', inp.oriX, c));
+      else if (lay.attrs.copyExpertNum > 0) push([new MoeError('E_VALUE', 'oriX', 'undefined', `oriX (BS, H) is required when copyExpertNum > 0 (it is ${lay.attrs.copyExpertNum}): copy experts return ori_x[t]`)]);
+      if (inp.sharedExpertX) push(checkSharedExpertX(lay, inp.sharedExpertX, d.bs, d.dtype));
+      return;
+    }
     const routed = attempt(() => checks.routing(r, inp.expertIds, inp.xActiveMask));
     if (!routed) {
       // the rank's BS still counts for the cross-rank rule: the rows of its x, (BS, H)

@@ -95,7 +95,12 @@ export interface IdentityInputs {
   expertIds: Tensor;
   expertScales: Tensor;
   scales?: Tensor | null;
+  /** (BS) bool, trues first; V2 also (BS, K) */
   xActiveMask?: Tensor | null;
+  /** V2: added unweighted to every processed token (v2-contract §6.2) */
+  sharedExpertX?: Tensor | null;
+  /** V2: what copy experts return (v2-contract §6.2) */
+  oriX?: Tensor | null;
 }
 
 export interface IdentityCheck {
@@ -120,8 +125,12 @@ export interface IdentityCheck {
  * (error ≤ m/254), the expert casts its output to x's dtype (unit roundoff u: 2^-8 bf16, 2^-11 fp16),
  * combine casts the f32 sum to x's dtype (u again); the f32 products, sums and scale divisions
  * add far less than 1e-5. So bound = (quant 2 ? 1/254 + u : 0) + u + 1e-5.
+ *
+ * A V2 layout (family 'v2') is checked by checkIdentityCombineV2 below: combine_v2 adds what the
+ * setup family's combine does not (copy experts, shared_expert_x, the comm quant error, 2-D masks).
  */
 export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tensor): IdentityCheck {
+  if (lay.family === 'v2') return checkIdentityCombineV2(lay, inp, out);
   const H = lay.H;
   const K = lay.K;
   const bs = inp.x.shape[0]!;
@@ -174,6 +183,110 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
     for (let s = 0; s < lay.sharedSends; s++) addMessage(s, 1);
     for (let h = 0; h < H; h++) {
       const g = got(t * H + h);
+      if (!Number.isFinite(g)) {
+        violations++;
+        continue;
+      }
+      const d = Math.abs(g - exp[h]!);
+      if (magnitude === 0) {
+        if (d !== 0) violations++;
+        continue;
+      }
+      const rel = d / magnitude;
+      if (rel > maxRelErr) {
+        maxRelErr = rel;
+        worst = { t, h };
+      }
+    }
+  }
+  return { maxRelErr, bound, worst, violations };
+}
+
+/**
+ * checkIdentityCombine for V2 (combine_v2's output, v2-contract §6.2). The tokens combine_v2
+ * processes: all (no mask), t < activeBs (1-D), those with a true (2-D); the others' rows must be
+ * 0 (Decision). For a processed token t, in f64:
+ *
+ *   expected[t] = Σ_k w·x[t]·sc(e_k + SN')    routed MoE entries (2-D: m2[t,k] true), quant 2 with scales
+ *               + Σ_k w·ori_x[t]               copy experts, ids [E+Z, E+Z+C); zero experts add nothing
+ *               + Σ_{s<SN'} x[t]·sc(s)         shared rows (SN' = 0 without shared-expert ranks)
+ *               + shared_expert_x[t]           unweighted
+ *
+ * with w = expert_scales[t,k], or 1 when expert_scales is empty (an unweighted sum).
+ *
+ * Error, relative to the token's magnitude M = Σ|w|·m_k + Σ m_s + Σ|w|·max|ori_x[t]| +
+ * max|shared_expert_x[t]| (m the largest |x·sc| of a message): every message, routed or shared,
+ * is quantized by dispatch (quant 2: half an int8 step, m/254) and its identity output cast to x's
+ * dtype (u: 2^-8 bf16, 2^-11 fp16); comm_quant_mode 2 (§6.3) then codes the expert output y in
+ * groups of 8 with scale sg = mg·f32(1/127), mg ≤ max|y| ≤ m·(1 + 1/254 + u): the code q =
+ * RNE(RNE_fp16(y/sg)) is off by at most 1/2 + 2^-5 (fp16's half ulp below 128), the stored scale
+ * RNE(sg → x dtype) by u·sg, the dequant q·Sg is rounded to x's dtype (u again): at most
+ * ((1/2 + 2^-5)/127 + 2u)·mg, bounded here by ((1/2 + 2^-5)/127 + 2u)·(1 + 2^-6)·m. ori_x and
+ * shared_expert_x are added exactly. combine casts the f32 sum to x's dtype (u); the f32
+ * products and sums add far less than 1e-5. So
+ *
+ *   bound = (quant 2 ? 1/254 + u : 0) + (comm quant 2 ? ((1/2 + 2^-5)/127 + 2u)·(1 + 2^-6) : 0) + u + 1e-5.
+ */
+function checkIdentityCombineV2(lay: Layout, inp: IdentityInputs, out: Tensor): IdentityCheck {
+  const { H, K, E } = lay;
+  const bs = inp.x.shape[0]!;
+  const dtype = inp.x.dtype as XDtype;
+  const u = dtype === 'bf16' ? 2 ** -8 : 2 ** -11;
+  const quant = lay.quant !== 'none';
+  const comm = lay.attrs.commQuantMode === 2;
+  const bound = (quant ? quantBound(lay) + u : 0) + (comm ? ((0.5 + 2 ** -5) / 127 + 2 * u) * (1 + 2 ** -6) : 0) + u + 1e-5;
+  const x = inp.x.data as Uint16Array;
+  const ids = inp.expertIds.data as Int32Array;
+  // an empty expert_scales (a zero dimension): the unweighted sum (v2-contract §3)
+  const w = inp.expertScales.shape.some((d) => d === 0) ? undefined : (inp.expertScales.data as Float32Array);
+  const sc = quant && inp.scales ? (inp.scales.data as Float32Array) : undefined;
+  const m = inp.xActiveMask;
+  const m2 = m && m.shape.length === 2 ? (m.data as Uint8Array) : undefined;
+  let activeBs = bs;
+  if (m && !m2) for (activeBs = 0; activeBs < bs && (m.data as Uint8Array)[activeBs]; ) activeBs++;
+  const ori = inp.oriX ? (inp.oriX.data as Uint16Array) : undefined;
+  const shx = inp.sharedExpertX ? (inp.sharedExpertX.data as Uint16Array) : undefined;
+  const zeroEnd = E + lay.attrs.zeroExpertNum;
+  const copyEnd = zeroEnd + lay.attrs.copyExpertNum;
+  const outBits = out.data as Uint16Array;
+
+  const xf = new Float64Array(H);
+  const exp = new Float64Array(H);
+  let maxRelErr = 0;
+  let worst = { t: -1, h: -1 };
+  let violations = 0;
+  for (let t = 0; t < bs; t++) {
+    const processed = m2 ? m2.subarray(t * K, (t + 1) * K).some((v) => v !== 0) : t < activeBs;
+    if (!processed) {
+      for (let h = 0; h < H; h++) if (outBits[t * H + h] !== 0) violations++;
+      continue;
+    }
+    for (let h = 0; h < H; h++) xf[h] = toF32(dtype, x[t * H + h]!);
+    exp.fill(0);
+    let magnitude = 0;
+    /** adds weight · row to the expected sum; `value(h)` the row's f64 values (x·sc, ori_x or shared_expert_x) */
+    const add = (weight: number, value: (h: number) => number): void => {
+      let mx = 0;
+      for (let h = 0; h < H; h++) {
+        const v = value(h);
+        mx = Math.max(mx, Math.abs(v));
+        exp[h] = exp[h]! + weight * v;
+      }
+      magnitude += Math.abs(weight) * mx;
+    };
+    const message = (row: number) => (h: number) => (sc ? xf[h]! * sc[row * H + h]! : xf[h]!);
+    for (let k = 0; k < K; k++) {
+      if (m2 && !m2[t * K + k]) continue;
+      const e = ids[t * K + k]!;
+      const weight = w ? w[t * K + k]! : 1;
+      if (e < E) add(weight, message(e + lay.scaleRowBase));
+      else if (e < zeroEnd) continue;
+      else if (e < copyEnd && ori) add(weight, (h) => toF32(dtype, ori[t * H + h]!));
+    }
+    for (let s = 0; s < lay.sharedSends; s++) add(1, message(s));
+    if (shx) add(1, (h) => toF32(dtype, shx[t * H + h]!));
+    for (let h = 0; h < H; h++) {
+      const g = toF32(dtype, outBits[t * H + h]!);
       if (!Number.isFinite(g)) {
         violations++;
         continue;

@@ -1,8 +1,9 @@
 // The case format without file system access (browser-safe): case.json's fields and checks, the
 // tensor names, and the checks of a whole case over tensors already read. case.ts reads and writes
 // case directories on disk with these.
-import { ATTR_DEFAULTS, type GroupAttrs, PLATFORM_NAMES, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
+import { ATTR_DEFAULTS, FAMILY_NAMES, type Family, type GroupAttrs, PLATFORM_NAMES, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
 import { checkAttrs } from '../contract/checks.js';
+import { OUTPUT_FILES, V2_OUTPUT_FILES, type TensorContext, tensorShape } from '../contract/tensors.js';
 import { MoeError, formatValue, withContext } from '../core/errors.js';
 import type { DType, Tensor } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
@@ -29,16 +30,27 @@ export const CASE_FIELDS = [
   'yDtype',
   'fix950MaskSort',
   'fix950SmoothRow',
+  // v2-contract §0, §2: which ops the case runs ('setup' or 'v2'), the V2 special experts (const
+  // ones refused by the checks, §6.4) and comm_alg ("" / "fullmesh_v1" / "fullmesh_v2" in V2; the
+  // setup family's is reserved, "" only)
+  'family',
+  'zeroExpertNum',
+  'copyExpertNum',
+  'constExpertNum',
+  'commAlg',
 ] as const satisfies readonly (keyof GroupAttrs)[];
 
 /**
- * The JSON type each case field takes (all others: an integer). platform is a string here, its
- * value ('a3' | '950') checked with the other attributes (checkAttrs) so that `plan` lists it with
- * the rest; yDtype is a dtype name or torch_npu's integer y_dtype code (950 contract §11).
+ * The JSON type each case field takes (all others: an integer). platform, family and commAlg are
+ * strings here, their values ('a3' | '950', 'setup' | 'v2', the comm_alg names) checked with the
+ * other attributes (checkAttrs) so that `plan` lists them with the rest; yDtype is a dtype name or
+ * torch_npu's integer y_dtype code (950 contract §11).
  */
 const FIELD_TYPES: Partial<Record<(typeof CASE_FIELDS)[number], 'string' | 'boolean' | 'name-or-code'>> = {
   groupEp: 'string',
   platform: 'string',
+  family: 'string',
+  commAlg: 'string',
   yDtype: 'name-or-code',
   fix950MaskSort: 'boolean',
   fix950SmoothRow: 'boolean',
@@ -53,7 +65,7 @@ const defaultText = (k: string): string => {
 
 const REQUIRED_FIELDS = ['epWorldSize', 'moeExpertNum'] as const;
 
-/** Input tensors of a rank file. */
+/** Input tensors of a rank file (ori_x: V2 only, what copy experts return, v2-contract §6.2). */
 export const INPUT_TENSORS = [
   'x',
   'expert_ids',
@@ -62,9 +74,10 @@ export const INPUT_TENSORS = [
   'x_active_mask',
   'shared_expert_x',
   'expert_output',
+  'ori_x',
 ] as const;
 
-/** Output tensors of a rank file, in the order the ops produce them. */
+/** Output tensors of a setup-family rank file, in the order the ops produce them (V2's: outputTensorNames('v2')). */
 export const OUTPUT_TENSORS = [
   'y',
   'expand_idx',
@@ -78,6 +91,16 @@ export const OUTPUT_TENSORS = [
   'x_out',
 ] as const;
 
+/**
+ * The output tensors of a rank file of `family`, in op order: the setup family's OUTPUT_TENSORS
+ * (= the tensor table's OUTPUT_FILES), or V2's V2_OUTPUT_FILES (expand_x, dynamic_scales,
+ * assist_info_for_combine, expert_token_nums, ep_recv_counts, tp_recv_counts, expand_scales,
+ * x_out; v2-contract §3).
+ */
+export function outputTensorNames(family: Family = 'setup'): readonly string[] {
+  return family === 'v2' ? V2_OUTPUT_FILES : OUTPUT_FILES;
+}
+
 export interface RankCase {
   rank: number;
   file: string;
@@ -89,6 +112,8 @@ export interface RankCase {
   sharedExpertX?: Tensor<XDtype>;
   /** the experts' output (A, H) in dispatch order; absent: the identity expert */
   expertOutput?: Tensor<XDtype>;
+  /** V2: what copy experts return, (BS, H) */
+  oriX?: Tensor<XDtype>;
 }
 
 export interface MoeCase {
@@ -148,7 +173,8 @@ export function parseCaseDocument(text: string, file: string): Partial<GroupAttr
     if (v === undefined) continue;
     const type = FIELD_TYPES[k];
     if (type === 'string') {
-      const what = k === 'platform' ? `a string, ${PLATFORM_NAMES.map((n) => JSON.stringify(n)).join(' or ')}` : 'a string';
+      const names = k === 'platform' ? PLATFORM_NAMES : k === 'family' ? FAMILY_NAMES : undefined;
+      const what = names ? `a string, ${names.map((n) => JSON.stringify(n)).join(' or ')}` : k === 'commAlg' ? 'a string such as "" or "fullmesh_v1"' : 'a string';
       if (typeof v !== 'string') throw caseError(file, `${k} is ${formatValue(v)}; expected ${what} (${defaultText(k)})`, v);
     } else if (type === 'boolean') {
       if (typeof v !== 'boolean') throw caseError(file, `${k} is ${formatValue(v)}; expected true or false (${defaultText(k)})`, v);
@@ -322,10 +348,26 @@ export async function assembleCase(dir: string, attrs: GroupAttrs, readRank: (r:
     } else {
       expertIds = requireTensor(file, tensors, 'expert_ids', ['int32'], [[bs, k]], from0);
     }
-    const expertScales = requireTensor(file, tensors, 'expert_scales', ['f32'], [[bs, k]]);
+    const v2 = attrs.family === 'v2';
+    // V2: the shapes are the tensor table's (v2-contract §3), for this rank's BS
+    const c: TensorContext = { lay: makeLayout(attrs, { h, k, bs }), rank: r, bs, xDtype: dtype };
+    const expertScales = requireTensor(file, tensors, 'expert_scales', ['f32'], [v2 ? tensorShape('dispatchV2', 'expertScales', c)! : [bs, k]]);
     const SN = attrs.sharedExpertNum;
-    const scales = expectTensor(file, tensors, 'scales', ['f32'], [[attrs.moeExpertNum + SN, h]], ' (moeExpertNum + sharedExpertNum, H)');
-    const xActiveMask = expectTensor(file, tensors, 'x_active_mask', ['bool'], [[bs]]);
+    const scales = v2
+      ? // (E + SN', H): SN' = 0 without shared-expert ranks (v2-contract §0, §5.1)
+        expectTensor(file, tensors, 'scales', ['f32'], [tensorShape('dispatchV2', 'scales', c)!], ` (moeExpertNum + sharedExpertNum', H), sharedExpertNum' = ${c.lay.scaleRowBase} (0 when sharedExpertRankNum is 0)`)
+      : expectTensor(file, tensors, 'scales', ['f32'], [[attrs.moeExpertNum + SN, h]], ' (moeExpertNum + sharedExpertNum, H)');
+    // V2 takes a 1-D (BS) prefix or a 2-D (BS, K) mask (v2-contract §0); the setup family only the 1-D one
+    const xActiveMask = expectTensor(file, tensors, 'x_active_mask', ['bool'], v2 ? [[bs], [bs, k]] : [[bs]]);
+    let oriX: Tensor | undefined;
+    if (v2) {
+      // required with copy experts: combine_v2 returns ori_x[t] for them (v2-contract §6.2, §8)
+      const C = attrs.copyExpertNum;
+      const why = ` (BS, H), what copy experts return${C > 0 ? ` (copyExpertNum = ${C})` : ''}`;
+      oriX = (C > 0 ? requireTensor : expectTensor)(file, tensors, 'ori_x', [dtype], [tensorShape('combineV2', 'oriX', c)!], why);
+    } else if (tensors.has('ori_x')) {
+      throw caseError(file, `tensor ori_x is given, but only the V2 ops (family "v2") take it (what copy experts return, v2-contract §6.2); expected no ori_x with family "${attrs.family}"`, 'ori_x');
+    }
     const sharedExpertX = tensors.get('shared_expert_x');
     if (sharedExpertX) {
       const s = sharedExpertX.shape;
@@ -344,6 +386,7 @@ export async function assembleCase(dir: string, attrs: GroupAttrs, readRank: (r:
       xActiveMask: xActiveMask as Tensor<'bool'> | undefined,
       sharedExpertX: sharedExpertX as Tensor<XDtype> | undefined,
       expertOutput: tensors.get('expert_output') as Tensor<XDtype> | undefined,
+      ...(oriX ? { oriX: oriX as Tensor<XDtype> } : {}),
     });
   }
   const bs = Math.max(...ranks.map((rc) => rc.x.shape[0]!));
@@ -352,7 +395,8 @@ export async function assembleCase(dir: string, attrs: GroupAttrs, readRank: (r:
   for (const rc of ranks) {
     if (!rc.expertOutput) continue;
     const tensors = new Map<string, Tensor>([['expert_output', rc.expertOutput]]);
-    const A = expandRows(lay, rc.rank);
+    // A of the family (V2: combine_v2's expand_x in the table, the same A, v2-contract §3)
+    const A = attrs.family === 'v2' ? tensorShape('combineV2', 'expandX', { lay, rank: rc.rank, bs })![0]! : expandRows(lay, rc.rank);
     expectTensor(rc.file, tensors, 'expert_output', [dtype], [[A, h]], ` (A, H), A = ${A} rows of expand_x on rank ${rc.rank}`);
   }
   return { dir, attrs, h, k, bs, dtype, ranks };

@@ -241,9 +241,10 @@ export const ATTRS_METADATA_KEY = 'moe_distribute.attrs';
 /**
  * case.json's document for `attrs`: every case field, defaults filled in, in CASE_FIELDS order
  * (what readCaseAttrs gives back), so that the file does not depend on this version's defaults:
- * platform, yDtype ('' = absent; a name or torch_npu's code as given) and the two 950 fix flags
- * included. Attributes a case cannot set (commType, commAlg) are left out, since
- * parseCaseDocument refuses them; withDefaults gives them back (comm_type 2 on 950, §7).
+ * platform, yDtype ('' = absent; a name or torch_npu's code as given), the two 950 fix flags, and
+ * the V2 fields (family, zeroExpertNum, copyExpertNum, constExpertNum, commAlg; v2-contract §2)
+ * included. The one attribute a case cannot set, commType, is left out, since parseCaseDocument
+ * refuses it; withDefaults gives it back (comm_type 2 on 950, §7).
  */
 export function caseDocument(attrs: AttrInput): CaseSpec['attrs'] {
   const full = withDefaults(attrs);

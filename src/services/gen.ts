@@ -2,7 +2,7 @@
 // rank's input tensors) from a spec and a seed. Pure and deterministic: one Rng stream (src/random.ts,
 // 32-bit integer arithmetic) drawn in a fixed order, routing sampled with integer weights, so the
 // same spec gives the same bytes on every platform.
-import { ATTR_DEFAULTS, type GroupAttrs, type Platform, withDefaults } from '../contract/attrs.js';
+import { ATTR_DEFAULTS, type Family, type GroupAttrs, type Platform, makeLayout, withDefaults } from '../contract/attrs.js';
 import { checkAttrs, checkDims } from '../contract/checks.js';
 import { platformSpec, yDtypeName } from '../contract/platform.js';
 import { MoeError } from '../core/errors.js';
@@ -56,6 +56,27 @@ export interface GenSpec {
   specials?: readonly Special[];
   /** write shared_expert_x (BS, H) (only with sharedExpertRankNum = 0) */
   sharedExpertX?: boolean;
+  /** which ops the case runs: 'setup' (default) or 'v2' (dispatch_v2 / combine_v2, v2-contract.md) */
+  family?: Family;
+  /** V2: zero experts, ids [E, E+Z) (v2-contract §4.6) */
+  zeroExpertNum?: number;
+  /** V2: copy experts, ids [E+Z, E+Z+C); the case then holds ori_x (BS, H), what they return */
+  copyExpertNum?: number;
+  /** V2: comm_alg, "" (default), "fullmesh_v1" or "fullmesh_v2" */
+  commAlg?: string;
+  /** V2: combine_v2's comm_quant_mode, 0 (default) or 2 (int8 in groups of 8, §6.3) */
+  commQuantMode?: number;
+  /**
+   * V2: a 2-D x_active_mask (BS, K) whose every (t, k) entry is true with this probability
+   * (v2-contract §0: routed iff true; a token with no true is neither sent nor combined)
+   */
+  active2d?: number;
+  /**
+   * V2 with zero or copy experts: the probability that a (t, k) entry routes to a special expert
+   * (an id in [E, E+Z+C), none twice in a row) instead of its MoE expert; default (Z+C)/(E+Z+C),
+   * the share a uniform draw over every id would give
+   */
+  specialFraction?: number;
   seed: number;
 }
 
@@ -97,8 +118,16 @@ function attrsOf(spec: GenSpec): GroupAttrs {
     yDtype: spec.yDtype,
     fix950MaskSort: spec.fix950MaskSort,
     fix950SmoothRow: spec.fix950SmoothRow,
+    family: spec.family,
+    zeroExpertNum: spec.zeroExpertNum,
+    copyExpertNum: spec.copyExpertNum,
+    commAlg: spec.commAlg,
+    commQuantMode: spec.commQuantMode,
   });
 }
+
+/** Z + C: the special expert ids a V2 routing may draw (const experts are refused by checkAttrs). */
+const specialIds = (a: GroupAttrs): number => (a.family === 'v2' ? a.zeroExpertNum + a.copyExpertNum : 0);
 
 /** Every problem of a spec at once: the contract's checks (§7) and the generator's own rules. */
 export function checkGenSpec(spec: GenSpec): MoeError[] {
@@ -150,6 +179,24 @@ export function checkGenSpec(spec: GenSpec): MoeError[] {
   if (spec.sharedExpertX && S !== 0) {
     out.push(new MoeError('E_VALUE', 'sharedExpertX', 'a tensor', `sharedExpertX is allowed only when sharedExpertRankNum = 0 (it is ${S})`));
   }
+  const v2 = a.family === 'v2';
+  if (spec.active2d !== undefined) {
+    if (!v2) out.push(new MoeError('E_VALUE', 'active2d', spec.active2d, 'a 2-D x_active_mask (BS, K) is taken by the V2 ops only (v2-contract §0): it needs family v2'));
+    else if (!(typeof spec.active2d === 'number' && spec.active2d >= 0 && spec.active2d <= 1)) out.push(new MoeError('E_VALUE', 'active2d', spec.active2d, 'active2d should be a probability in [0, 1]'));
+    if (spec.activeBs !== undefined || spec.activeFraction !== undefined) {
+      out.push(new MoeError('E_VALUE', 'active2d', spec.active2d, 'give a 1-D mask (activeBs, activeFraction) or a 2-D one (active2d), not both: x_active_mask is one or the other'));
+    }
+  }
+  if (spec.specialFraction !== undefined) {
+    if (specialIds(a) === 0) out.push(new MoeError('E_VALUE', 'specialFraction', spec.specialFraction, 'specialFraction needs special experts: family v2 with zeroExpertNum or copyExpertNum > 0'));
+    else if (!(typeof spec.specialFraction === 'number' && spec.specialFraction >= 0 && spec.specialFraction <= 1)) out.push(new MoeError('E_VALUE', 'specialFraction', spec.specialFraction, 'specialFraction should be a probability in [0, 1]'));
+  }
+  // v2-contract §8: "Different bs on different rank cannot work when isActiveMask=true"
+  const masked = spec.activeBs !== undefined || spec.activeFraction !== undefined || spec.active2d !== undefined;
+  if (v2 && masked && a.globalBs !== 0 && bs.some((b) => a.globalBs > b * W)) {
+    const b = Math.min(...bs);
+    out.push(new MoeError('E_ATTR', 'globalBs', a.globalBs, `Different bs on different rank cannot work when isActiveMask=true: with x_active_mask, globalBs should be BS * epWorldSize = ${b * W} on every rank (BS ${b} on some rank)`));
+  }
   if (spec.activeBs !== undefined && spec.activeFraction !== undefined) {
     out.push(new MoeError('E_VALUE', 'activeBs', spec.activeBs, 'give activeBs or activeFraction, not both'));
   }
@@ -196,6 +243,8 @@ function routeRows(rng: Rng, spec: GenSpec, a: GroupAttrs, bs: number, zipfOrder
   const ids = zeros('int32', [bs, K]);
   const routing = spec.routing ?? 'uniform';
   const hot = spec.hotExpert ?? 0;
+  const specials = specialIds(a);
+  const specialP = spec.specialFraction ?? specials / (E + specials);
   for (let t = 0; t < bs; t++) {
     let row: number[];
     if (routing === 'uniform') {
@@ -210,9 +259,24 @@ function routeRows(rng: Rng, spec: GenSpec, a: GroupAttrs, bs: number, zipfOrder
       const m = rng.int(0, a.epWorldSize - a.sharedExpertRankNum);
       row = rng.shuffle(Array.from({ length: L }, (_, j) => m * L + j)).slice(0, K);
     }
+    if (specials > 0) withSpecialExperts(rng, row, E, specials, specialP);
     ids.data.set(row, t * K);
   }
   return ids;
+}
+
+/**
+ * V2 special experts (v2-contract §4.6): each entry of `row` becomes, with probability `p`, one of
+ * the `n` special ids [E, E+n) not yet in the row (ids stay distinct per row, §8 Decision); with
+ * every special id taken, the entry keeps its MoE expert. Draws: one uniform per entry, one
+ * integer per replacement.
+ */
+function withSpecialExperts(rng: Rng, row: number[], E: number, n: number, p: number): void {
+  const free = Array.from({ length: n }, (_, i) => E + i);
+  for (let k = 0; k < row.length; k++) {
+    if (!(rng.uniform() < p) || free.length === 0) continue;
+    row[k] = free.splice(rng.int(0, free.length), 1)[0]!;
+  }
 }
 
 const specialBits = (dtype: XDtype, v: number): number => (dtype === 'bf16' ? f32ToBf16(v) : f32ToFp16(v));
@@ -267,16 +331,20 @@ export interface RankDraw {
   expertScales?: boolean;
   /** false: no shared_expert_x tensor */
   sharedExpertX?: boolean;
+  /** false: no ori_x tensor (V2 with copy experts) */
+  oriX?: boolean;
 }
 
 /** Only expert_ids and x_active_mask (the routing): the cheapest draw. */
-export const ROUTING_ONLY: RankDraw = { xRows: null, scaleRows: null, expertScales: false, sharedExpertX: false };
+export const ROUTING_ONLY: RankDraw = { xRows: null, scaleRows: null, expertScales: false, sharedExpertX: false, oriX: false };
 
 interface Stream {
   spec: GenSpec;
   a: GroupAttrs;
   zipfOrder: number[];
   tickets: number[];
+  /** smooth-scale rows past E: SN (setup family) or SN' (V2) */
+  scaleRowBase: number;
 }
 
 function openStream(spec: GenSpec): { rng: Rng; st: Stream } {
@@ -285,10 +353,15 @@ function openStream(spec: GenSpec): { rng: Rng; st: Stream } {
   const a = attrsOf(spec);
   const rng = new Rng(spec.seed);
   const zipfOrder = rng.shuffle(Array.from({ length: a.moeExpertNum }, (_, e) => e));
-  return { rng, st: { spec, a, zipfOrder, tickets: zipfTickets(a.moeExpertNum, spec.zipfS ?? 1.2) } };
+  const scaleRowBase = makeLayout(a, { h: spec.h, k: spec.k, bs: Math.max(...bsList(spec)) }).scaleRowBase;
+  return { rng, st: { spec, a, zipfOrder, tickets: zipfTickets(a.moeExpertNum, spec.zipfS ?? 1.2), scaleRowBase } };
 }
 
-/** One rank's draws, in generateCase's order: x, expert_ids, expert_scales, scales, shared_expert_x, specials. */
+/**
+ * One rank's draws, in generateCase's order: x, expert_ids (V2: with special experts),
+ * expert_scales, scales, shared_expert_x, V2's ori_x and 2-D mask, specials. What only V2 draws
+ * comes after the setup family's draws, so a setup case's bytes are what they always were.
+ */
 function drawRank(
   rng: Rng,
   st: Stream,
@@ -315,7 +388,9 @@ function drawRank(
   if (draw.expertScales === false) rng.skipNormals(bs * spec.k);
   else rank.expert_scales = randn(rng, 'f32', [bs, spec.k]);
   if (spec.smoothScales) {
-    const rows = a.moeExpertNum + a.sharedExpertNum;
+    // (E + SN, H) in the setup family, (E + SN', H) in V2 (SN' = 0 without shared-expert ranks,
+    // v2-contract §5.1): E + the layout's scale-row base either way
+    const rows = a.moeExpertNum + st.scaleRowBase;
     if (draw.scaleRows === undefined) rank.scales = randn(rng, 'f32', [rows, H]);
     else if (draw.scaleRows === null) rng.skipNormals(rows * H);
     else rank.scales = randnRows(rng, 'f32', [rows, H], draw.scaleRows);
@@ -324,16 +399,31 @@ function drawRank(
     if (draw.sharedExpertX === false) rng.skipNormals(bs * H);
     else rank.shared_expert_x = randn(rng, dtype, [bs, H]);
   }
+  if (a.family === 'v2' && a.copyExpertNum > 0) {
+    // what copy experts return (v2-contract §6.2): combine_v2 needs it whenever C > 0
+    if (draw.oriX === false) rng.skipNormals(bs * H);
+    else rank.ori_x = randn(rng, dtype, [bs, H]);
+  }
   let active = bs;
+  /** the active tokens, ascending (the ones combine processes) */
+  let activeTokens: number[] | undefined;
   if (spec.activeBs !== undefined || spec.activeFraction !== undefined) {
     active = spec.activeBs !== undefined ? Math.min(spec.activeBs, bs) : Math.floor(spec.activeFraction! * bs);
     const mask = zeros('bool', [bs]);
     mask.data.fill(1, 0, active);
     rank.x_active_mask = mask;
+  } else if (spec.active2d !== undefined) {
+    // each (t, k) true with probability active2d: one uniform per entry (v2-contract §0)
+    const mask = zeros('bool', [bs, spec.k]);
+    for (let i = 0; i < bs * spec.k; i++) mask.data[i] = rng.uniform() < spec.active2d ? 1 : 0;
+    rank.x_active_mask = mask;
+    activeTokens = [];
+    for (let t = 0; t < bs; t++) if (mask.data.subarray(t * spec.k, (t + 1) * spec.k).some((v) => v !== 0)) activeTokens.push(t);
+    active = activeTokens.length;
   }
   const specials = spec.specials ?? [];
   if (specials.length > 0 && active > 0) {
-    const rows = rng.shuffle(Array.from({ length: active }, (_, t) => t));
+    const rows = rng.shuffle(activeTokens ?? Array.from({ length: active }, (_, t) => t));
     // without x the draws still happen (they do not depend on x's values), on a row of scrap
     const target = x ?? (zeros(dtype, [1, H]) as Tensor<XDtype>);
     specials.forEach((kind, i) => injectSpecial(rng, target, x ? rows[i % rows.length]! : 0, kind));
@@ -382,6 +472,12 @@ function caseAttrs(spec: GenSpec, a: GroupAttrs): CaseSpec['attrs'] {
   if (a.yDtype !== ATTR_DEFAULTS.yDtype) attrs.yDtype = a.yDtype;
   if (a.fix950MaskSort !== ATTR_DEFAULTS.fix950MaskSort) attrs.fix950MaskSort = a.fix950MaskSort;
   if (a.fix950SmoothRow !== ATTR_DEFAULTS.fix950SmoothRow) attrs.fix950SmoothRow = a.fix950SmoothRow;
+  // the V2 fields when the case is V2 (or they are given): a setup case's document stays as it was
+  if (spec.family !== undefined || a.family !== ATTR_DEFAULTS.family) attrs.family = a.family;
+  if (spec.zeroExpertNum !== undefined || a.zeroExpertNum !== ATTR_DEFAULTS.zeroExpertNum) attrs.zeroExpertNum = a.zeroExpertNum;
+  if (spec.copyExpertNum !== undefined || a.copyExpertNum !== ATTR_DEFAULTS.copyExpertNum) attrs.copyExpertNum = a.copyExpertNum;
+  if (spec.commAlg !== undefined || a.commAlg !== ATTR_DEFAULTS.commAlg) attrs.commAlg = a.commAlg;
+  if (spec.commQuantMode !== undefined || a.commQuantMode !== ATTR_DEFAULTS.commQuantMode) attrs.commQuantMode = a.commQuantMode;
   return attrs;
 }
 

@@ -12,7 +12,6 @@ import {
   type SingleRankResult,
   type SingleRankSpec,
   computeRank,
-  singleRankTensors,
 } from '../group/single-rank.js';
 import {
   INPUT_TENSORS,
@@ -21,9 +20,11 @@ import {
   readRankTensors,
   writeCaseOutputs,
 } from '../io/case.js';
-import { type RankInputs, rankInputsOf } from '../group/round.js';
+import { type RankInputs, outputTensors, rankInputsOf } from '../group/round.js';
+import { type SingleRankV2Result, computeRankV2 } from '../group/single-rank-v2.js';
 export { rankInputsOf };
 import type { Tensor } from '../core/tensor.js';
+
 
 
 /** A source over inputs already in memory (need hints are ignored). */
@@ -117,12 +118,14 @@ export async function runCaseSingleRank(
   let info = { W: 0, h: 0, k: 0, quantMode: 0 };
   let warnings: ContractWarning[] = [];
   for (const rank of ranks) {
-    let res: SingleRankResult;
+    let res: SingleRankResult | SingleRankV2Result;
     let spec: SingleRankSpec;
     try {
       let source: RankInputSource;
       ({ spec, source } = await caseDirSource(caseDir, rank));
-      res = await computeRank(rank, { ...spec, hcclBufferSize: opts.hcclBufferSize ?? spec.hcclBufferSize }, source, {
+      // the family's view: the setup/teardown ops' (single-rank.ts) or V2's (single-rank-v2.ts)
+      const compute = withDefaults(spec).family === 'v2' ? computeRankV2 : computeRank;
+      res = await compute(rank, { ...spec, hcclBufferSize: opts.hcclBufferSize ?? spec.hcclBufferSize }, source, {
         backend: opts.backend ?? 'wasm',
         onProgress: (done, total, stage, r) => opts.onProgress?.(done, total, `rank ${rank}: ${stage} ${r}`),
       });
@@ -135,7 +138,7 @@ export async function runCaseSingleRank(
     }
     const perRank: Record<string, Tensor>[] = [];
     perRank.length = info.W;
-    perRank[rank] = singleRankTensors(res);
+    perRank[rank] = outputTensors(res);
     files.push(...(await writeCaseOutputs(outDir, perRank, { format: opts.format, ranks: [rank], attrs: spec })));
     results.set(rank, res.stats);
   }

@@ -10,14 +10,21 @@
 // quant_expand_x never. Bytes outside them hold whatever the device allocator left, so they are
 // never compared, and the report says per tensor what was skipped and why.
 //
+// V2 dumps (family 'v2', v2-contract §3-§4): expand_x, dynamic_scales (quant 2) and expand_scales
+// (MoE ranks, when expert_scales was given) below T, the 3T triplet words of
+// assist_info_for_combine, expert_token_nums and ep_recv_counts whole, x_out's processed tokens'
+// rows (all, the 1-D mask's prefix, or the 2-D mask's tokens with a true); tp_recv_counts never.
+// T comes from the routing of every rank (routingCountsV2), the provenance of a row of expand_x
+// from EXPECTED's triplet (src_rank, src_token, k) and its block in ep_recv_counts.
+//
 // Float tensors (bf16, fp16, f32) compare bit for bit by default. With `ulp` N two values match
 // when at most N representable values of the dtype lie between them (+0 and −0 are 0 apart, the
 // largest finite value and ∞ 1 apart, as numpy's assert_array_max_ulp); with `close`,
 // |actual − expected| ≤ atol + rtol·|expected| (infinities must be equal). Under both, a NaN
 // matches any NaN (whatever its payload) and nothing else. Integer tensors always compare exactly.
-import { type GroupAttrs, type Layout, localExpertNum, makeLayout } from '../contract/attrs.js';
-import { activeRows, routingCounts } from '../contract/routing.js';
-import { OUTPUT_FILES, type Region, type WrittenContext, outputSpecByFile } from '../contract/tensors.js';
+import { type Family, type GroupAttrs, type Layout, localExpertNum, makeLayout } from '../contract/attrs.js';
+import { type MaskV2, activeRows, routeV2, routingCounts, routingCountsV2 } from '../contract/routing.js';
+import { OUTPUT_FILES, type Range, type Region, V2_OUTPUT_FILES, type WrittenContext, outputSpecByFile } from '../contract/tensors.js';
 import { DESCRIPTOR_WORDS, KIND_DISPATCH } from '../group/commcmd.js';
 import { MoeError } from '../core/errors.js';
 import { receivedRows } from '../group/expert.js';
@@ -27,8 +34,11 @@ import { bf16ToF32, bitsToF32, fp16ToF32 } from '../core/numbers.js';
 
 export type Tolerance = { kind: 'exact' } | { kind: 'ulp'; ulp: number } | { kind: 'close'; rtol: number; atol: number };
 
-/** The output tensors of a rank file, each compared over its written region. */
+/** The output tensors of a setup-family rank file, each compared over its written region. */
 export const COMPARED_TENSORS = OUTPUT_FILES;
+
+/** The output tensors of a rank file of `family` (V2: v2-contract §3), each compared over its written region. */
+export const comparedTensors = (family: Family = 'setup'): readonly string[] => (family === 'v2' ? V2_OUTPUT_FILES : OUTPUT_FILES);
 
 /** What a compared row carries. */
 export interface Provenance {
@@ -78,7 +88,14 @@ export interface VerifyReport {
 /** Inputs of a rank, when known: they give x_out's active rows and the source token of each row. */
 export interface VerifyInputs {
   expertIds: Tensor;
+  /** (BS) bool, trues first; V2 also (BS, K) */
   xActiveMask?: Tensor | null;
+  /**
+   * V2: whether dispatch_v2 was given expert_scales (then expand_scales is written on MoE ranks,
+   * v2-contract §4.4). Default true: a case's rank files hold expert_scales, and the round passes
+   * it to dispatch_v2 and combine_v2 alike.
+   */
+  expertScalesGiven?: boolean;
 }
 
 export interface VerifyOptions {
@@ -188,6 +205,28 @@ class Provenances {
       if (d[o] === KIND_DISPATCH && d[o + 1] === rho && d[o + 2] === j && d[o + 3] === c && d[o + 4] === r) return { token: d[o + 5]!, k: d[o + 6]! };
     }
     return {};
+  }
+
+  /**
+   * V2: row n of expand_x (dynamic_scales, expand_scales) of rank rho, from EXPECTED's triplet
+   * (src_rank, src_token, k) (v2-contract §4.4) and, on a MoE rank, the block σ = j·W + r of
+   * ep_recv_counts the row lies in (§4.2): expert (rho − S)·L + j. k ≥ K is shared expert k − K.
+   */
+  v2Row(rho: number, n: number): Provenance | undefined {
+    const lay = this.lay;
+    const assist = this.expected[rho]?.assist_info_for_combine?.data as Int32Array | undefined;
+    if (!assist || 3 * n + 2 >= assist.length) return undefined;
+    const [srcRank, token, k] = [assist[3 * n]!, assist[3 * n + 1]!, assist[3 * n + 2]!];
+    if (rho < lay.S) return { srcRank, token, k, sharedExpert: lay.R > 0 ? Math.floor(rho / lay.R) : k - this.K };
+    const counts = this.expected[rho]?.ep_recv_counts?.data as Int32Array | undefined;
+    if (counts) {
+      const n2 = Math.min(lay.W * localExpertNum(lay, rho), counts.length);
+      for (let sigma = 0; sigma < n2; sigma++) {
+        if (n < counts[sigma]!) return { srcRank, token, k, expert: this.expertOf(rho, Math.floor(sigma / lay.W)) };
+      }
+    }
+    const ids = this.inputs[srcRank]?.expertIds.data as Int32Array | undefined;
+    return ids && this.K > 0 && k < this.K ? { srcRank, token, k, expert: ids[token * this.K + k] } : { srcRank, token, k };
   }
 
   /** assist_info_for_combine entry idx of rank rho: (local expert, source rank). */
@@ -304,6 +343,51 @@ function regionContexts(o: VerifyOptions, lay: Layout, bsOf: (r: number) => numb
   });
 }
 
+/** A rank's V2 mask from its x_active_mask: none, a 1-D prefix (trues first) or 2-D (BS, K) (v2-contract §0). */
+function maskV2Of(inp: VerifyInputs, bs: number, K: number): MaskV2 {
+  const m = inp.xActiveMask;
+  if (!m) return { kind: 'none' };
+  if (m.shape.length === 2 && m.shape[1] === K) return { kind: '2d', m2: m.data as Uint8Array };
+  return { kind: '1d', activeBs: activeRows(m.data as Uint8Array, bs) };
+}
+
+/**
+ * V2's written regions (v2-contract §4, §6.2): T of each rank from every rank's routing
+ * (routingCountsV2), the tokens combine_v2 processes from the mask (routeV2's active tokens, as
+ * ranges), whether expand_scales is written. Without case inputs: T from EXPECTED's own
+ * ep_recv_counts (its last, the total combine reads, §6.1) and every token counted processed.
+ */
+function regionContextsV2(o: VerifyOptions, lay: Layout, bsOf: (r: number) => number | undefined): RankRegions[] {
+  const W = lay.W;
+  const inputs = o.inputs ?? [];
+  const haveInputs = inputs.length === W && inputs.every((i) => i !== undefined);
+  const bss = Array.from({ length: W }, (_, r) => bsOf(r) ?? lay.maxBs);
+  const masks = haveInputs ? inputs.map((i, r) => maskV2Of(i!, bss[r]!, lay.K)) : undefined;
+  const routing = masks ? routingCountsV2(lay, inputs.map((i, r) => ({ expertIds: i!.expertIds.data as Int32Array, bs: bss[r]!, mask: masks[r]! }))) : undefined;
+  return Array.from({ length: W }, (_, r) => {
+    const bs = bss[r]!;
+    const base = { lay, rank: r, bs, strictY: o.strictY };
+    if (routing && masks) {
+      const routed = routeV2(inputs[r]!.expertIds.data as Int32Array, bs, lay.K, lay.E, masks[r]!);
+      const processedRows: Range[] = [];
+      for (let t = 0; t < bs; t++) {
+        if (routed.activeIndex[t]! < 0) continue;
+        const last = processedRows[processedRows.length - 1];
+        if (last && last[1] === t) processedRows[processedRows.length - 1] = [last[0], t + 1];
+        else processedRows.push([t, t + 1]);
+      }
+      return { ctx: { ...base, activeBs: routed.active, received: routing.received[r]!, processedRows, expertScalesGiven: inputs[r]!.expertScalesGiven ?? true } };
+    }
+    const counts = o.expected[r]!.ep_recv_counts?.data as Int32Array | undefined;
+    const last = lay.W * localExpertNum(lay, r) - 1;
+    const received = counts && last < counts.length ? counts[last]! : 0;
+    return {
+      ctx: { ...base, activeBs: bs, received, processedRows: [[0, bs]], expertScalesGiven: true },
+      note: "no case inputs: T from EXPECTED's ep_recv_counts, every token counted processed, expert_scales counted given; pass --case CASE_DIR for the exact regions",
+    };
+  });
+}
+
 /** Calls `span(start, end)` for each contiguous element span of `region` in a tensor of `rows` × `cols`. */
 function forEachSpan(region: Region, rows: number, cols: number, span: (start: number, end: number) => void): void {
   for (const [a, b] of region.rows) {
@@ -322,7 +406,7 @@ function forEachSpan(region: Region, rows: number, cols: number, span: (start: n
 }
 
 /** A-sized tensors: the npu backend allocates the tiling's A on shared ranks (contract §8), so their rows may differ. */
-const A_SIZED = ['expand_x', 'dynamic_scales', 'assist_info_for_combine', 'quant_expand_x'];
+const A_SIZED = ['expand_x', 'dynamic_scales', 'assist_info_for_combine', 'quant_expand_x', 'expand_scales'];
 
 /** Compares two runs; throws a one-line MoeError for missing tensors or mismatched dtypes/shapes. */
 export function verifyRuns(o: VerifyOptions): VerifyReport {
@@ -335,6 +419,9 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
     throw new MoeError('E_CASE', 'ranks', [o.expected.length, o.actual.length], `both runs should have epWorldSize = ${W} ranks`);
   }
   const inputs = o.inputs ?? [];
+  const family = o.attrs.family === 'v2' ? 'v2' : 'setup';
+  const compared = comparedTensors(family);
+  const specOf = (n: string) => outputSpecByFile(n, family)!;
   // the shapes the regions and the provenance need: H, K and each rank's BS
   const e0 = o.expected[0]!;
   const h = e0.expand_x?.shape[1] ?? e0.x_out?.shape[1] ?? 1024;
@@ -344,26 +431,26 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
   if (!Number.isInteger(K)) K = 0;
   const lay = makeLayout(o.attrs, { h, k: K, bs: Math.max(1, ...Array.from({ length: W }, (_, r) => bsOf(r) ?? 0)) });
   const prov = new Provenances(lay, o.expected, inputs, K);
-  const contexts = regionContexts(o, lay, bsOf, K);
+  const contexts = family === 'v2' ? regionContextsV2(o, lay, bsOf) : regionContexts(o, lay, bsOf, K);
 
   const tensors: TensorReport[] = [];
   for (let r = 0; r < W; r++) {
     const exp = o.expected[r]!;
     const act = o.actual[r]!;
-    const names = COMPARED_TENSORS.filter((n) => exp[n] !== undefined);
+    const names = compared.filter((n) => exp[n] !== undefined);
     // a written output only ACTUAL has would go unchecked: say so instead of "equal"
-    for (const n of COMPARED_TENSORS) {
-      if (exp[n] === undefined && act[n] !== undefined && outputSpecByFile(n)!.written!(contexts[r]!.ctx).rows.length > 0) {
+    for (const n of compared) {
+      if (exp[n] === undefined && act[n] !== undefined && specOf(n).written!(contexts[r]!.ctx).rows.length > 0) {
         throw caseError(efile(r), `tensor ${n} is missing, though ${afile(r)} has it; expected both runs to hold the same written outputs`);
       }
     }
     if (names.length === 0) {
-      throw caseError(efile(r), `holds none of the output tensors; expected some of ${COMPARED_TENSORS.join(', ')}`);
+      throw caseError(efile(r), `holds none of the ${family === 'v2' ? 'V2 ' : ''}output tensors; expected some of ${compared.join(', ')}${family === 'v2' ? ' (family "v2")' : ''}`);
     }
     const { ctx, note } = contexts[r]!;
     for (const name of names) {
       const e = exp[name]!;
-      const region = outputSpecByFile(name)!.written!(ctx);
+      const region = specOf(name).written!(ctx);
       const rows = e.shape.length >= 1 ? e.shape[0]! : 1;
       const cols = e.shape.length >= 2 ? e.data.length / Math.max(1, rows) : 1;
       const report: TensorReport = {
@@ -381,8 +468,13 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
       const aRows = a.shape.length >= 1 ? a.shape[0]! : 1;
       if (aRows !== rows) report.skipped.push(`rows: expected has ${rows}, actual ${aRows} (A on a shared rank: the tiling's figure on the NPU, Decision 1); rows one side lacks count as differing`);
       let rowProv: ((row: number) => Provenance | undefined) | undefined;
-      if (name === 'expand_x' || name === 'dynamic_scales' || name === 'quant_expand_x') rowProv = (row) => prov.expandRow(r, row);
-      else if (name === 'assist_info_for_combine') rowProv = (i) => prov.assistEntry(r, i);
+      const v2 = family === 'v2';
+      // V2 (v2-contract §4.4, §4.5): rows by their triplets, assist words by the row they belong
+      // to, ep_recv_counts by its block σ = j·W + r (the setup family's assist entries)
+      if (v2 && (name === 'expand_x' || name === 'dynamic_scales' || name === 'expand_scales')) rowProv = (row) => prov.v2Row(r, row);
+      else if (v2 && name === 'assist_info_for_combine') rowProv = (i) => prov.v2Row(r, Math.floor(i / 3));
+      else if (name === 'expand_x' || name === 'dynamic_scales' || name === 'quant_expand_x') rowProv = (row) => prov.expandRow(r, row);
+      else if (name === 'assist_info_for_combine' || name === 'ep_recv_counts') rowProv = (i) => prov.assistEntry(r, i);
       else if (name === 'x_out') rowProv = (t) => ({ srcRank: r, token: t });
       else if (name === 'y' || name === 'expand_idx') rowProv = (i) => prov.yRow(r, i, ctx.bs);
       else if (name === 'expert_token_nums') {
@@ -419,7 +511,7 @@ export function verifyRuns(o: VerifyOptions): VerifyReport {
 
 /** `row from rank 1 token 9 expert 6 (k 2)` */
 export function provenanceText(tensor: string, p: Provenance): string {
-  const what = tensor === 'x_out' ? 'token' : tensor === 'assist_info_for_combine' ? 'entry' : tensor === 'expert_token_nums' ? 'count' : 'row';
+  const what = tensor === 'x_out' ? 'token' : tensor === 'assist_info_for_combine' || tensor === 'ep_recv_counts' ? 'entry' : tensor === 'expert_token_nums' ? 'count' : 'row';
   const parts: string[] = [];
   if (p.srcRank >= 0) parts.push(`from rank ${p.srcRank}`);
   if (p.token !== undefined && tensor !== 'x_out') parts.push(`token ${p.token}`);

@@ -165,7 +165,7 @@ export function checkCase(text: string, attrs: Record<string, unknown>): void {
   for (const k of CASE_FIELDS) {
     const v = attrs[k];
     const typed =
-      k === 'groupEp' || k === 'platform' ? typeof v === 'string'
+      k === 'groupEp' || k === 'platform' || k === 'family' || k === 'commAlg' ? typeof v === 'string'
       : k === 'fix950MaskSort' || k === 'fix950SmoothRow' ? typeof v === 'boolean'
       : k === 'yDtype' ? typeof v === 'string' || Number.isInteger(v)
       : Number.isInteger(v);
@@ -682,12 +682,15 @@ const caseValid = fc
     q: fc.constantFrom(0, 2),
     gbs: fc.option(fc.constantFrom(0, 16, 64)),
     g: fc.option(fc.constantFrom('hccl_ep', 'g')),
+    // the V2 family's fields (v2-contract §2): family and commAlg are strings, the special experts integers
+    v2: fc.option(fc.record({ commAlg: fc.constantFrom('', 'fullmesh_v1', 'fullmesh_v2'), zeroExpertNum: fc.constantFrom(0, 1, 2), copyExpertNum: fc.constantFrom(0, 1), commQuantMode: fc.constantFrom(0, 2) })),
     pretty: fc.boolean(),
   })
-  .map(({ w, e, q, gbs, g, pretty }) => {
+  .map(({ w, e, q, gbs, g, v2, pretty }) => {
     const doc: Record<string, unknown> = { epWorldSize: w, moeExpertNum: e, quantMode: q };
     if (gbs !== null) doc.globalBs = gbs;
     if (g !== null) doc.groupEp = g;
+    if (v2 !== null) Object.assign(doc, { family: 'v2' }, v2);
     return u8(JSON.stringify(doc, null, pretty ? 2 : 0));
   });
 
