@@ -1,8 +1,22 @@
-// One rank's view of a group: the four ops without the rank argument, as a rank's program on
-// hardware calls them (torch_npu passes ep_rank_id on every call; here the view carries it).
+// One rank's view of a group: the ops without the rank argument (the setup family's four, V2's
+// two), as a rank's program on hardware calls them (torch_npu passes ep_rank_id on every call;
+// here the view carries it).
 import type { GroupAttrs, Layout } from '../contract/attrs.js';
 import type { EpGroup } from './group.js';
-import type { CombineSetupInputs, CombineSetupOutputs, CombineTeardownInputs, CombineTeardownOutputs, DispatchSetupInputs, DispatchSetupOutputs, DispatchTeardownInputs, DispatchTeardownOutputs } from '../contract/ops.js';
+import type {
+  CombineSetupInputs,
+  CombineSetupOutputs,
+  CombineTeardownInputs,
+  CombineTeardownOutputs,
+  CombineV2Inputs,
+  CombineV2Outputs,
+  DispatchSetupInputs,
+  DispatchSetupOutputs,
+  DispatchTeardownInputs,
+  DispatchTeardownOutputs,
+  DispatchV2Inputs,
+  DispatchV2Outputs,
+} from '../contract/ops.js';
 
 export class RankGroup {
   constructor(
@@ -32,5 +46,13 @@ export class RankGroup {
 
   combineTeardown(inp: CombineTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<CombineTeardownOutputs> {
     return this.group.combineTeardown(this.epRankId, inp, attrs);
+  }
+
+  dispatchV2(inp: DispatchV2Inputs, attrs?: Partial<GroupAttrs>): Promise<DispatchV2Outputs> {
+    return this.group.dispatchV2(this.epRankId, inp, attrs);
+  }
+
+  combineV2(inp: CombineV2Inputs, attrs?: Partial<GroupAttrs>): Promise<CombineV2Outputs> {
+    return this.group.combineV2(this.epRankId, inp, attrs);
   }
 }
