@@ -53,8 +53,46 @@ export const FAKE_950_ENV = { FAKE_CANN_SOC: FAKE_950_SOC } as const;
 export const ACL_CODES = { f32: 0, fp16: 1, int8: 2, int32: 3, int64: 9, bool: 12, bf16: 27, fp8_e5m2: 35, fp8_e4m3fn: 36, fp8_e8m0: 37 } as const;
 export const ACL_BYTES: Readonly<Record<number, number>> = { 0: 4, 1: 2, 2: 1, 3: 4, 9: 8, 12: 1, 27: 2, 35: 1, 36: 1, 37: 1 };
 
-/** Op bits of a vendor build (FAKE_VENDOR_OPS). */
-export const VENDOR_OPS = { dispatchSetup: 1, dispatchTeardown: 2, combineSetup: 4, combineTeardown: 8, sizeHelpers: 16 } as const;
+/** Op bits of a vendor build (FAKE_VENDOR_OPS); the V2 ops' versions are bits 5-10. */
+export const VENDOR_OPS = {
+  dispatchSetup: 1,
+  dispatchTeardown: 2,
+  combineSetup: 4,
+  combineTeardown: 8,
+  sizeHelpers: 16,
+  dispatchV2: 32,
+  dispatchV3: 64,
+  dispatchV4: 128,
+  combineV2: 256,
+  combineV3: 512,
+  combineV4: 1024,
+} as const;
+
+/** The V2 versions a main fake exports (default all: V2, V3 and V4 of both ops). */
+export interface V2Versions {
+  dispatch: readonly (2 | 3 | 4)[];
+  combine: readonly (2 | 3 | 4)[];
+}
+
+/**
+ * An ASCEND_HOME_PATH whose four libraries are a main fake built with -DFAKE_V2_OPS for `v`: the
+ * setup/teardown ops and only these V2 versions (built once per source version and mask).
+ */
+export function fakeCannHomeV2(v: V2Versions): string {
+  const mask = v.dispatch.reduce((m, n) => m | (1 << (n - 2)), 0) | v.combine.reduce((m, n) => m | (8 << (n - 2)), 0);
+  const base = join(fakeCannHome(), '..');
+  const lib = join(base, `libfakecann-v2-${mask}.so`);
+  if (!existsSync(lib)) {
+    const tmp = `${lib}.${process.pid}.tmp`;
+    execFileSync('g++', ['-std=c++17', '-O1', '-shared', '-fPIC', `-DFAKE_V2_OPS=${mask}`, '-o', tmp, FAKE_SOURCE], { stdio: 'pipe' });
+    renameSync(tmp, lib);
+  }
+  const home = join(base, `v2-${mask}`);
+  for (const n of LIB_NAMES) {
+    if (!existsSync(join(home, 'lib64', n))) installLib(lib, join(home, 'lib64', n));
+  }
+  return home;
+}
 
 /**
  * The fake built as a vendor's op library exporting only the ops of `mask` (VENDOR_OPS bits),

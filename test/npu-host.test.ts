@@ -191,12 +191,17 @@ describe('the op libraries in CANN\'s search order', () => {
     expect(b.available).toBe(true);
     if (!b.available) return;
     expect(b.libraries.opapi).toEqual([vendorA(), vendorB(), transformer(), join(h, 'lib64', 'libopapi.so')]);
+    // the V2 ops: only lib64/libopapi.so has them (all three versions); V4 is taken
+    const opapi = join(h, 'lib64', 'libopapi.so');
     expect(b.ops).toEqual({
       dispatchSetup: { library: vendorA(), sizeHelper: 'aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize' },
       dispatchTeardown: { library: vendorB(), sizeHelper: null },
       combineSetup: { library: vendorA(), sizeHelper: 'aclnnMoeDistributeCombineSetupTeardownCalcOutputSize' },
       combineTeardown: { library: transformer(), sizeHelper: null },
+      dispatchV2: { library: opapi, sizeHelper: null, name: 'aclnnMoeDistributeDispatchV4', version: 4 },
+      combineV2: { library: opapi, sizeHelper: null, name: 'aclnnMoeDistributeCombineV4', version: 4 },
     });
+    expect(b.missing).toEqual({});
   });
 
   it('ASCEND_CUSTOM_OPP_PATH goes first; npuAvailability names each op\'s library; a round runs each op from its library', async () => {
@@ -208,7 +213,7 @@ describe('the op libraries in CANN\'s search order', () => {
     expect(av.reason).toContain(`dispatchSetup from ${vendorB()}; dispatchTeardown from ${vendorB()}; combineSetup from ${vendorA()} (with its size helper); combineTeardown from ${transformer()}`);
     const log = freshLog('vendors');
     const g = await group({ ...env, FAKE_CANN_LOG: log }, {}, h);
-    expect(g.ops.combineTeardown.library).toBe(transformer());
+    expect(g.ops.combineTeardown?.library).toBe(transformer());
     await round(g);
     await g.dispose();
     const served = Object.fromEntries(readCalls(log).filter((c) => c.fn.endsWith('GetWorkspaceSize')).map((c) => [c.op, c.servedBy]));

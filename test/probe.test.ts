@@ -11,8 +11,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { RankResult } from '../src/group/round.js';
 import { bytesOf, type Tensor } from '../src/core/tensor.js';
 import { main } from '../src/cli/cli.js';
-import { DECISIONS, DECISIONS_950 } from '../src/contract/decisions.js';
-import { PROBE_CASES, casePlatform } from '../src/probe/cases.js';
+import { DECISIONS, DECISIONS_950, DECISIONS_V2 } from '../src/contract/decisions.js';
+import { PROBE_CASES, caseFamily, casePlatform } from '../src/probe/cases.js';
 import { type ProbeReport, type ProbeRunId, runProbe } from '../src/probe/run.js';
 import { reportMarkdown } from '../src/probe/report.js';
 import { fakeCannHome } from './npu-fake-cann.js';
@@ -61,7 +61,8 @@ function feeding(root: string, tamper: Tamper = () => undefined, extraEnv: (run:
 }
 
 const decision = (rep: ProbeReport, n: number) => rep.decisions.find((d) => d.platform === 'a3' && d.decision === n)!;
-const W2_CASES = PROBE_CASES.filter((c) => c.ranks <= 2).map((c) => c.id);
+// the setup family's (A3 and 950); the V2 cases have their own file (test/npu-v2-probe.test.ts)
+const W2_CASES = PROBE_CASES.filter((c) => c.ranks <= 2 && caseFamily(c) === 'setup').map((c) => c.id);
 
 async function probe(o: Parameters<typeof runProbe>[0]): Promise<ProbeReport> {
   const res = await runProbe({ ascendHome: home, devices: 2, timeoutMs: 5000, ...o });
@@ -70,25 +71,32 @@ async function probe(o: Parameters<typeof runProbe>[0]): Promise<ProbeReport> {
 }
 
 describe('probe cases', () => {
-  it('stable ids, each Decision of the README 1-19 but 5 named by exactly one A3 case, 5 listed as not testable by design; 950 Decisions 1, 2, 4, 6, 7, 9 by the 950 cases', () => {
+  it('stable ids, each Decision of the README 1-19 but 5 named by exactly one A3 case, 5 listed as not testable by design; 950 Decisions 1, 2, 4, 6, 7, 9 by the 950 cases; V2 Decisions 1, 2, 4-7, 10-12 by the V2 cases', () => {
     const ids = PROBE_CASES.map((c) => c.id);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids).toEqual([
       'shared-rank-a', 'unwritten', 'specials', 'expert-token-nums', 'shared-multi', 'buffer-need', 'scales-quant0', 'assist-short', 'global-bs-zero', 'shared-expert-x', 'y-stride-quant0', 'size-helpers',
       '950-partial-mask', '950-smooth-row', '950-mx-specials', '950-unwritten', '950-combine', '950-buffer-need', '950-size-helpers',
+      'v2-unwritten', 'v2-specials', 'v2-comm-quant', 'v2-buffer-need', 'v2-round',
     ]);
-    const nums = (p: 'a3' | '950') => PROBE_CASES.filter((c) => casePlatform(c) === p).flatMap((c) => c.decisions).sort((a, b) => a - b);
+    const nums = (p: 'a3' | '950', f: 'setup' | 'v2' = 'setup') =>
+      PROBE_CASES.filter((c) => casePlatform(c) === p && caseFamily(c) === f).flatMap((c) => c.decisions).sort((a, b) => a - b);
     expect(nums('a3')).toEqual([1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
     expect(nums('950')).toEqual([1, 2, 4, 6, 7, 9]);
+    expect(nums('a3', 'v2')).toEqual([1, 2, 4, 5, 6, 7, 10, 11, 12]);
     // the 950 cases are 950 rounds, and only they
     for (const c of PROBE_CASES) for (const v of c.variants) expect(v.gen.platform ?? 'a3', `${c.id}/${v.name}`).toBe(casePlatform(c));
     // a case's checks judge only its own Decisions
     for (const c of PROBE_CASES) for (const chk of c.checks) expect(c.decisions).toContain(chk.decision);
   });
 
-  it('every Decision of src/contract/decisions.ts (both lists) names an existing probe case of its platform that lists it, or none with the reason', () => {
+  it('every Decision of src/contract/decisions.ts (the three lists) names an existing probe case of its platform and family that lists it, or none with the reason', () => {
     expect(DECISIONS.length).toBeGreaterThan(0);
-    for (const [platform, list, untestable] of [['a3', DECISIONS, [5]], ['950', DECISIONS_950, [3, 5, 8, 10]]] as const) {
+    for (const [platform, family, list, untestable] of [
+      ['a3', 'setup', DECISIONS, [5]],
+      ['950', 'setup', DECISIONS_950, [3, 5, 8, 10]],
+      ['a3', 'v2', DECISIONS_V2, [3, 8, 9]],
+    ] as const) {
       for (const d of list) {
         if (d.probe === null) {
           expect(untestable as readonly number[], `${platform} Decision ${d.id}`).toContain(d.id);
@@ -98,10 +106,13 @@ describe('probe cases', () => {
         const pc = PROBE_CASES.find((c) => c.id === d.probe);
         expect(pc, `${platform} Decision ${d.id}: probe ${d.probe}`).toBeDefined();
         expect(casePlatform(pc!)).toBe(platform);
+        expect(caseFamily(pc!)).toBe(family);
         expect(pc!.decisions).toContain(d.id);
       }
       // and every Decision a case claims is one of them, with that case as its probe
-      for (const c of PROBE_CASES.filter((x) => casePlatform(x) === platform)) for (const n of c.decisions) expect(list.find((d) => d.id === n)?.probe).toBe(c.id);
+      for (const c of PROBE_CASES.filter((x) => casePlatform(x) === platform && caseFamily(x) === family)) {
+        for (const n of c.decisions) expect(list.find((d) => d.id === n)?.probe).toBe(c.id);
+      }
     }
   });
 });
@@ -141,7 +152,7 @@ describe('probe against the fake CANN fed the reference\'s own outputs', () => {
     expect(sizes.sizes!.length).toBe(2 * 2 * 2);
     for (const s of sizes.sizes!) expect(s.helperSizes).toEqual(s.contract);
     expect(rep.soc).toBe('Ascend910_9392');
-    expect(rep.ops.dispatchSetup.library).toBe(join(home, 'lib64', 'libopapi.so'));
+    expect(rep.ops.dispatchSetup?.library).toBe(join(home, 'lib64', 'libopapi.so'));
     const md = reportMarkdown(rep);
     expect(md).toContain('SoC Ascend910_9392 · 2 devices · outputs poisoned with 0xcd');
     expect(md).toMatch(/\| 7 \| \*\*confirmed\*\* \| expert-token-nums \|/);

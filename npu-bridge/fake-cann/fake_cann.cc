@@ -399,6 +399,231 @@ int32_t tiling950(const std::string& op, const std::vector<FakeTensor*>& in, con
   return 0;
 }
 
+// ---- the V2 ops' tiling checks (v2-contract §7.2, §8), A3 ---------------------------------------
+
+// The dtype names the tilings print (Ops::Base::ToString of ge::DataType).
+const char* dtypeName(int d) {
+  switch (d) {
+    case 0: return "DT_FLOAT";
+    case 1: return "DT_FLOAT16";
+    case 2: return "DT_INT8";
+    case 3: return "DT_INT32";
+    case 9: return "DT_INT64";
+    case 12: return "DT_BOOL";
+    case 27: return "DT_BF16";
+    default: return "DT_UNDEFINED";
+  }
+}
+
+// What v2-contract §8 lets a fake check cheaply, in the order of the A3 dispatch / combine tilings
+// (CheckGroupAttrParams, CheckExpertAttrParams, CheckSharedAttrs, CheckCommAlgAttrs, CheckAttrs, the
+// tensor shape checks, then CheckWinSize, §7.2). 0, or 561002 with the message in g_lastErr.
+// `in` / `inNames`: the op's optional and required inputs by aclnn name (absent ones null); `out`:
+// its outputs in the prototype's order; attributes by name (Z, C, Q are 0 on the V2 API, which has none).
+int32_t tilingV2(const std::string& op, const std::vector<FakeTensor*>& in, const std::vector<const char*>& inNames,
+                 const std::vector<FakeTensor*>& out, const std::vector<int64_t>& ints,
+                 const std::vector<const char*>& names, const char* groupEp, const char* commAlg) {
+  const bool dispatch = op == "dispatchV2";
+  auto attr = [&](const char* n) -> int64_t {
+    for (size_t i = 0; i < names.size(); i++) {
+      if (strcmp(names[i], n) == 0) return ints[i];
+    }
+    return 0;
+  };
+  auto input = [&](const char* n) -> FakeTensor* {
+    for (size_t i = 0; i < inNames.size(); i++) {
+      if (strcmp(inNames[i], n) == 0) return in[i];
+    }
+    return nullptr;
+  };
+  auto refuse = [&](const std::string& what) {
+    g_lastErr = "EZ9999: fake CANN (V2 tiling): " + what;
+    return 561002;
+  };
+  auto num = [](int64_t v) { return std::to_string(v); };
+  const int64_t W = attr("epWorldSize"), rank = attr("epRankId"), E = attr("moeExpertNum");
+  const int64_t tpW = attr("tpWorldSize"), tpRank = attr("tpRankId"), shard = attr("expertShardType");
+  const int64_t SN = attr("sharedExpertNum"), S = attr("sharedExpertRankNum"), gbs = attr("globalBs");
+  const int64_t Z = attr("zeroExpertNum"), C = attr("copyExpertNum"), Q = attr("constExpertNum");
+  const std::string alg = commAlg ? commAlg : "";
+  const bool mesh2 = alg == "fullmesh_v2";
+  // ---- attributes (CheckGroupAttrParams ... CheckCommAlgAttrs) ----
+  if (!groupEp || !*groupEp) return refuse("groupEpPtr is null.");
+  if (strlen(groupEp) >= 128) return refuse("Parameter groupEp has incorrect value. It should be a name of [1, 128) characters.");
+  if (W < 2 || W > 768) return refuse("epWorldSize is invalid, only support [2, 768], but got epWorldSize=" + num(W) + ".");
+  if (rank < 0 || rank >= W) return refuse("epRankId is invalid, only support [0, " + num(W) + "), but got epRankId=" + num(rank) + ".");
+  if (tpW < 0 || tpW > 1) return refuse("tpWorldSize >= 2 is not supported, got tpWorldSize=" + num(tpW) + ".");
+  if (tpRank != 0) return refuse("tpRankId is invalid, NoTp mode only support 0, but got tpRankId=" + num(tpRank) + ".");
+  if (shard != 0) return refuse("expertShardType is invalid, only support 0, but got expertShardType=" + num(shard) + ".");
+  if (SN < 0 || SN > 4) return refuse("sharedExpertNum is invalid, only support [0, 4], but got sharedExpertNum=" + num(SN) + ".");
+  if (S < 0 || S >= W) return refuse("sharedExpertRankNum is invalid, only support [0, " + num(W) + "), but got sharedExpertRankNum=" + num(S) + ".");
+  if (S == 0 && SN > 1) return refuse("sharedExpertNum only support 0 or 1 when sharedExpertRankNum is 0, but got sharedExpertNum=" + num(SN) + ".");
+  if (S > 0 && (SN == 0 || S % SN != 0)) {
+    return refuse("sharedExpertRankNum should be divisible by sharedExpertNum, but got sharedExpertRankNum=" + num(S) + ", sharedExpertNum=" + num(SN) + ".");
+  }
+  if (E <= 0 || E > 1024) return refuse("moeExpertNum is invalid, only support (0, 1024], but got moeExpertNum=" + num(E) + ".");
+  if (E % (W - S) != 0) {
+    return refuse("moeExpertNum should be divisible by (epWorldSize - sharedExpertRankNum), but got moeExpertNum=" + num(E) + ", epWorldSize=" + num(W) + ", sharedExpertRankNum=" + num(S) + ".");
+  }
+  const int64_t L = E / (W - S);
+  if (L * W > 2048) {
+    return refuse("localMoeExpertNum is invalid, localMoeExpertNum * epWorldSize must be less than or equal to 2048, but got localMoeExpertNum=" + num(L) + ", epWorldSize=" + num(W) + ".");
+  }
+  for (const char* n : {"zeroExpertNum", "copyExpertNum", "constExpertNum"}) {
+    if (attr(n) < 0) return refuse(std::string(n) + " less than 0 is invalid, but got " + n + "=" + num(attr(n)) + ".");
+  }
+  if (E + Z + C + Q > 2147483647LL) {
+    return refuse("zeroExpertNum[" + num(Z) + "] + copyExpertNum[" + num(C) + "] + constExpertNum[" + num(Q) + "] + moeExpertNum[" + num(E) + "] exceed INT32_MAX.");
+  }
+  if (dispatch) {
+    if (alg != "" && alg != "fullmesh_v1" && alg != "fullmesh_v2" && alg != "hierarchy") {
+      return refuse("Parameter commAlg of operator MoeDistributeDispatchV2 has incorrect value " + alg + ". It should be \"hierarchy\", \"fullmesh_v1\" or \"fullmesh_v2\".");
+    }
+    const int64_t quant = attr("quantMode");
+    if (quant == 1) return refuse("cannot support static quant now.");
+    if (quant != 0 && quant != 2) return refuse("quantMode is invalid, only support [0, 2], but got quantMode=" + num(quant) + ".");
+    const bool isScales = input("scales") != nullptr;
+    if (isScales && quant != 2) {
+      return refuse("quant mode and scales not match, isScales is " + num(isScales) + ", quantMode is " + num(quant) + ".");
+    }
+    const int64_t ent = attr("expertTokenNumsType");
+    if (ent != 0 && ent != 1) return refuse("expertTokenNumsType only support 0 or 1, but got expertTokenNumsType=" + num(ent) + ".");
+  } else {
+    const int64_t cqm = attr("commQuantMode");
+    if (cqm != 0 && cqm != 2) return refuse("commQuantMode only support 0(default) or 2(int8 comm quant), but got commQuantMode=" + num(cqm) + ".");
+    for (const char* n : {"activationScale", "weightScale", "groupList"}) {
+      if (input(n)) return refuse(std::string(n) + " only support input None.");
+    }
+  }
+  // ---- tensors: x (dispatch) or expand_x (combine), expert_ids, BS, K, H, global_bs ----
+  FakeTensor* x = input(dispatch ? "x" : "expandX");
+  FakeTensor* ids = input("expertIds");
+  if (x->dims.size() != 2) return refuse(std::string(dispatch ? "x" : "expandX") + " dims must be 2, but current dim num is " + num(x->dims.size()) + ".");
+  if (x->dtype != 27 && x->dtype != 1) {
+    return refuse(std::string(dispatch ? "x" : "expandX") + " dataType is invalid, dataType should be bf16 or float16, but is " + dtypeName(x->dtype) + ".");
+  }
+  if (ids->dims.size() != 2) return refuse("expertIds dims must be 2, but current dim num is " + num(ids->dims.size()) + ".");
+  if (ids->dtype != 3) return refuse(std::string("expertId datatype is invalid, datatype should be int32, but is ") + dtypeName(ids->dtype) + ".");
+  const int64_t bs = ids->dims[0], K = ids->dims[1], H = x->dims[1];
+  if (dispatch && x->dims[0] != bs) return refuse("expertIds's dim0 " + num(bs) + " not equal to x's dim0 " + num(x->dims[0]) + ".");
+  const int64_t bsMax = mesh2 ? 256 : 512;
+  if (bs < 1 || bs > bsMax) {
+    return refuse(mesh2 ? "When comm_alg is fullmesh_v2, bs should be between [1, 256], but got " + num(bs) + "."
+                        : "xDim0(BS) is invalid. Should be between [1, 512], but got xDim0=" + num(bs) + ".");
+  }
+  const int64_t kCap = std::min<int64_t>(mesh2 ? 12 : 16, E + Z + C + Q);
+  if (K <= 0 || K > kCap) {
+    return refuse("expertIdShape's dim1(k) should be in (0, min(" + num(mesh2 ? 12 : 16) + ", moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum = " + num(E + Z + C + Q) + ")], but got expertIdShape's dim1=" + num(K) + ".");
+  }
+  if (H < 1024 || H > 8192) return refuse("xShape dims1(H) should be in [1024, 8192], but got " + num(H) + ".");
+  if (gbs != 0 && (gbs < bs * W || gbs % W != 0)) {
+    return refuse("globalBS is invalid, only support 0 or maxBs(maxBs is the largest bs on all ranks) * epWorldSize, but got globalBS=" + num(gbs) + ", bs=" + num(bs) + ", epWorldSize=" + num(W) + ".");
+  }
+  if (FakeTensor* m = input("xActiveMask")) {
+    const bool ok = m->dtype == 12 && ((m->dims.size() == 1 && m->dims[0] == bs) || (m->dims.size() == 2 && m->dims[0] == bs && m->dims[1] == K));
+    if (!ok) return refuse("The input of xActiveMask dim0 = " + num(m->dims.empty() ? -1 : m->dims[0]) + " is not equal to x dim0 = " + num(bs) + ", or it is not bool (BS) or (BS, K).");
+    if (gbs > bs * W) return refuse("Different bs on different rank cannot work when isActiveMask=true, globalBS=" + num(gbs) + ", bs * epWorldSize=" + num(bs * W) + ".");
+  }
+  // A (CheckInputInfoTensorShape / combine CalA): MoE rank gbs·min(L, K), shared rank maxBS·ceil(W/R)
+  const int64_t gbsReal = gbs == 0 ? bs * W : gbs;
+  const int64_t maxBs = gbsReal / W;
+  const bool sharedRank = rank < S;
+  const int64_t R = S > 0 ? S / SN : 0;
+  const int64_t A = sharedRank ? maxBs * ((W + R - 1) / R) : gbsReal * std::min(L, K);
+  const int64_t Lr = sharedRank ? 1 : L;
+  const int64_t SNp = S > 0 ? SN : 0;
+  auto oneD = [&](FakeTensor* t, int dtype, const char* n) -> std::string {
+    if (t->dims.size() != 1) return std::string(n) + " dims must be 1, but current dim num is " + num(t->dims.size()) + ".";
+    if (t->dtype != dtype) return std::string(n) + " datatype is invalid, datatype should be " + dtypeName(dtype) + ", but is " + dtypeName(t->dtype) + ".";
+    return "";
+  };
+  std::string bad;
+  if (dispatch) {
+    const int64_t quant = attr("quantMode");
+    if (FakeTensor* sc = input("scales")) {
+      const int64_t rows = E + SNp;
+      if (sc->dtype != 0 || sc->dims.size() != 2 || sc->dims[0] != rows || sc->dims[1] != H) {
+        return refuse(std::string("scales's dim0 not equal to ") + (S > 0 ? "moeExpertNum + sharedExpertNum" : "moeExpertNum") + " (" + num(rows) + ") or dim1 not equal to H, or not float: got " + dimsText(sc) + ".");
+      }
+    }
+    if (FakeTensor* es = input("expertScales")) {
+      if (es->dtype != 0 || es->dims.size() != 2 || es->dims[0] != bs || es->dims[1] != K) return refuse("expertScales should be float (BS, K) = (" + num(bs) + ", " + num(K) + "), but got " + dimsText(es) + ".");
+    }
+    FakeTensor* expandX = out[0];
+    if (quant == 2 ? expandX->dtype != 2 : expandX->dtype != x->dtype) {
+      return refuse(quant == 2 ? std::string("expandX dataType is invalid, dataType should be int8, but is ") + dtypeName(expandX->dtype) + "."
+                               : std::string("expandX dataType is invalid, dataType should be equal to x dataType ") + dtypeName(x->dtype) + ", but is " + dtypeName(expandX->dtype) + ".");
+    }
+    if (expandX->dims.size() != 2 || expandX->dims[1] != H) return refuse("expandX should be 2-D with dim1 = H = " + num(H) + ", but got " + dimsText(expandX) + ".");
+    if (expandX->dims[0] < A) return refuse("expandX's dim0 not greater than or equal to A, expandX's dim0 = " + num(expandX->dims[0]) + ", A = " + num(A) + ".");
+    if (!(bad = oneD(out[1], 0, "dynamicScales")).empty()) return refuse(bad);
+    if (quant == 2 && out[1]->dims[0] < A) return refuse("dynamicScales's dim0 not greater than or equal to A, dim0 = " + num(out[1]->dims[0]) + ", A = " + num(A) + ".");
+    if (!(bad = oneD(out[2], 3, "assistInfo")).empty()) return refuse(bad);
+    if (out[2]->dims[0] < A * 128) return refuse("assistInfoDim0 < minAssistInfoDim0, assistInfoDim0 = " + num(out[2]->dims[0]) + ", minAssistInfoDim0 = " + num(A * 128) + ".");
+    if (!(bad = oneD(out[3], 9, "expertTokenNums")).empty()) return refuse(bad);
+    if (out[3]->dims[0] != Lr) {
+      return refuse(sharedRank ? "shared expertTokenNums's dim0 " + num(out[3]->dims[0]) + " not equal to 1."
+                               : "expertTokenNums's dim0 " + num(out[3]->dims[0]) + " not equal to localMoeExpertNum " + num(L) + ".");
+    }
+    if (!(bad = oneD(out[4], 3, "epRecvCount")).empty()) return refuse(bad);
+    if (out[4]->dims[0] < W * Lr) {
+      return refuse("dimension 0 of epRecvCount should be greater than or equal to epWorldSize * localMoeExpertNum = " + num(W * Lr) + ", but got " + num(out[4]->dims[0]) + ".");
+    }
+    if (!(bad = oneD(out[5], 3, "tpRecvCount")).empty()) return refuse(bad);
+    if (!(bad = oneD(out[6], 0, "expandScales")).empty()) return refuse(bad);
+    if (out[6]->dims[0] < A) return refuse("expandScales's dim0 not greater than or equal to A, dim0 = " + num(out[6]->dims[0]) + ", A = " + num(A) + ".");
+  } else {
+    if (x->dims[0] < A) return refuse("expandX's dim0 not greater than or equal to A, expandX's dim0 = " + num(x->dims[0]) + ", A = " + num(A) + ".");
+    FakeTensor* assist = input("assistInfoForCombine");
+    if (!(bad = oneD(assist, 3, "assistInfoForCombine")).empty()) return refuse(bad);
+    if (assist->dims[0] < A * 128) return refuse("assistInfoDim0 < minAssistInfoDim0, assistInfoDim0 = " + num(assist->dims[0]) + ", minAssistInfoDim0 = " + num(A * 128) + ".");
+    FakeTensor* send = input("epSendCounts");
+    if (!(bad = oneD(send, 3, "epSendCount")).empty()) return refuse(bad);
+    if (send->dims[0] < W * Lr) {
+      return refuse("epSendCount's dim0 not greater than or equal to localEpSendCountSize, epSendCount's dim0 = " + num(send->dims[0]) + ", localEpSendCountSize = " + num(W * Lr) + ".");
+    }
+    FakeTensor* w = input("expertScales");
+    bool empty = false;
+    for (int64_t d : w->dims) empty = empty || d == 0;
+    if (w->dtype != 0 || (!empty && (w->dims.size() != 2 || w->dims[0] != bs || w->dims[1] != K))) {
+      return refuse("expertScales should be float (BS, K) = (" + num(bs) + ", " + num(K) + ") or empty, but got " + dimsText(w) + ".");
+    }
+    if (FakeTensor* sx = input("sharedExpertX")) {
+      if (S != 0) return refuse("sharedExpertX only support input None when sharedExpertRankNum is non-zero.");
+      const bool ok = sx->dtype == x->dtype && ((sx->dims.size() == 2 && sx->dims[0] == bs && sx->dims[1] == H) ||
+                                                (sx->dims.size() == 3 && sx->dims[0] * sx->dims[1] == bs && sx->dims[2] == H));
+      if (!ok) return refuse("sharedExpertX should be (BS, H) or (a, b, H) with a * b = BS, of expandX's dtype, but got " + dimsText(sx) + ".");
+    }
+    if (C > 0 && !input("oriX")) return refuse("oriX is required when copyExpertNum > 0.");
+    if (FakeTensor* xo = out[0]) {
+      if (xo->dtype != x->dtype || xo->dims.size() != 2 || xo->dims[0] != bs || xo->dims[1] != H) {
+        return refuse("xOut should be (BS, H) = (" + num(bs) + ", " + num(H) + ") of expandX's dtype, but got " + dimsText(xo) + " of " + dtypeName(xo->dtype) + ".");
+      }
+    }
+  }
+  if (FakeTensor* el = input("elasticInfo")) {
+    if (el->dtype != 3 || el->dims.size() != 1 || el->dims[0] != 4 + 2 * W) return refuse("elasticInfo's dim0 not equal to 4 + 2 * epWorldSize = " + num(4 + 2 * W) + ".");
+  }
+  if (FakeTensor* pi = input("performanceInfo")) {
+    if (pi->dtype != 9 || pi->dims.size() != 1 || pi->dims[0] != W) return refuse("performanceInfo's dim0 not equal to epWorldSize = " + num(W) + ".");
+  }
+  // ---- CheckWinSize (§7.2): both terms doubled, +44, L = E/(W − S) on every rank, SN' slots ----
+  const int64_t raw = alignUp(2 * H, 32) + 44;
+  const int64_t dispatchSlot = mesh2 ? (raw + 479) / 480 * 512 : alignUp(raw, 512);
+  const int64_t combineSlot = alignUp(2 * H, 512);
+  const uint64_t need = 2ULL * static_cast<uint64_t>(maxBs * dispatchSlot * W * L + maxBs * combineSlot * (K + SNp));
+  const char* env = getenv("HCCL_BUFFSIZE");
+  const uint64_t mb = env && *env ? strtoull(env, nullptr, 10) : 200;
+  if (need > mb * 1048576ULL) {
+    return refuse("HCCL_BUFFSIZE_EP is too SMALL, maxBs = " + num(maxBs) + ", h = " + num(H) + ", epWorldSize = " + num(W) +
+                  ", localMoeExpertNum = " + num(L) + ", sharedExpertNum = " + num(SNp) + ", tokenNeedSizeDispatch = " + num(dispatchSlot) +
+                  ", tokenNeedSizeCombine = " + num(combineSlot) + ", k = " + num(K) +
+                  ", NEEDED_HCCL_BUFFSIZE(((maxBs * tokenNeedSizeDispatch * epWorldSize * localMoeExpertNum) + (maxBs * tokenNeedSizeCombine * (k + sharedExpertNum))) * 2) = " +
+                  std::to_string(need / 1048576ULL + 1) + "MB, HCCL_BUFFSIZE=" + std::to_string(mb) + "MB, actual CCL_BUFFSIZE=" + std::to_string(mb) + "MB.");
+  }
+  return 0;
+}
+
 }  // namespace
 
 namespace fakecann {
@@ -407,11 +632,13 @@ namespace fakecann {
 int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins, const std::vector<const char*>& inNames,
              const std::vector<bool>& optional, const std::vector<void*>& outs, const char* groupEp,
              const std::vector<int64_t>& ints, const std::vector<const char*>& intNames, const char* commAlg,
-             uint64_t* ws, void** exec, const char* servedBy) {
+             uint64_t* ws, void** exec, const char* servedBy, const char* groupTp, int version) {
   std::lock_guard<std::mutex> l(g_mu);
+  const bool v2 = version > 0;
   std::ostringstream f;
-  f << "\"op\":\"" << op << "\",\"servedBy\":" << jstr(servedBy) << ",\"groupEp\":" << jstr(groupEp)
-    << ",\"commAlg\":" << jstr(commAlg) << ",\"attrs\":{";
+  f << "\"op\":\"" << op << "\",\"servedBy\":" << jstr(servedBy) << ",\"groupEp\":" << jstr(groupEp);
+  if (v2) f << ",\"version\":" << version << ",\"groupTp\":" << jstr(groupTp);
+  f << ",\"commAlg\":" << jstr(commAlg) << ",\"attrs\":{";
   for (size_t i = 0; i < ints.size(); i++) f << (i ? "," : "") << "\"" << intNames[i] << "\":" << ints[i];
   f << "},\"inputs\":{";
   int status = 0;
@@ -435,11 +662,11 @@ int32_t opWs(const char* fn, const char* op, const std::vector<const void*>& ins
   }
   f << "]";
   if (!status && (!ws || !exec)) status = 161001;
-  if (!status && is950()) {
+  if (!status && (v2 || is950())) {
     std::vector<FakeTensor*> in, out;
     for (const void* t : ins) in.push_back(t ? lookup(t) : nullptr);
     for (void* t : outs) out.push_back(lookup(t));
-    status = tiling950(op, in, out, ints, intNames);
+    status = v2 ? tilingV2(op, in, inNames, out, ints, intNames, groupEp, commAlg) : tiling950(op, in, out, ints, intNames);
   }
   if (!status) {
     const char* w = getenv("FAKE_CANN_WORKSPACE");
@@ -951,7 +1178,11 @@ int HcclCommDestroy(void* comm) {
 #define FAKE_HAS(bit) ((FAKE_VENDOR_OPS >> (bit)) & 1)
 #else
 #define FAKE_SERVED_BY "fake_cann"
-#define FAKE_HAS(bit) 1
+// the main fake: the family's ops and size helpers always, the V2 versions of FAKE_V2_OPS
+#ifndef FAKE_V2_OPS
+#define FAKE_V2_OPS 63
+#endif
+#define FAKE_HAS(bit) ((bit) < 5 ? 1 : ((FAKE_V2_OPS >> ((bit) - 5)) & 1))
 #endif
 using fakecann::opLaunch;
 using fakecann::opWs;
@@ -1060,4 +1291,166 @@ int32_t aclnnMoeDistributeCombineSetupTeardownCalcOutputSize(const void* expandX
 }
 #endif
 
+}  // extern "C"
+
+// ---- libopapi: the V2 ops (v2-contract §2.2), V2, V3 and V4 ------------------------------------
+// One body per op: the versions differ only in the optional inputs and attributes they have (V3:
+// elastic_info and zero/copy/const expert nums; V4: performance_info too). Absent ones are logged
+// as null inputs and are not in "attrs".
+namespace {
+const std::vector<const char*> kDispatchV2In = {"x", "expertIds", "scales", "xActiveMask", "expertScales", "elasticInfo", "performanceInfo"};
+const std::vector<bool> kDispatchV2Opt = {false, false, true, true, true, true, true};
+const std::vector<const char*> kCombineV2In = {"expandX", "expertIds", "assistInfoForCombine", "epSendCounts", "expertScales",
+                                               "tpSendCounts", "xActiveMask", "activationScale", "weightScale", "groupList",
+                                               "expandScales", "sharedExpertX", "elasticInfo", "oriX", "constExpertAlpha1",
+                                               "constExpertAlpha2", "constExpertV", "performanceInfo"};
+const std::vector<bool> kCombineV2Opt = {false, false, false, false, false, true, true, true, true, true, true, true, true, true, true, true, true, true};
+
+int32_t dispatchV2Ws(int version, const void* x, const void* ids, const void* scales, const void* mask, const void* es,
+                     const void* elastic, const void* perf, const char* groupEp, int64_t W, int64_t rank, int64_t E,
+                     const char* groupTp, int64_t tpW, int64_t tpRank, int64_t shard, int64_t SN, int64_t S, int64_t quant,
+                     int64_t gbs, int64_t ent, const char* commAlg, int64_t Z, int64_t C, int64_t Q, void* expandX,
+                     void* dynamicScales, void* assist, void* etn, void* epRecv, void* tpRecv, void* expandScales,
+                     uint64_t* ws, void** exec) {
+  const std::string fn = "aclnnMoeDistributeDispatchV" + std::to_string(version) + "GetWorkspaceSize";
+  std::vector<int64_t> ints = {W, rank, E, tpW, tpRank, shard, SN, S, quant, gbs, ent};
+  std::vector<const char*> names = {"epWorldSize", "epRankId", "moeExpertNum", "tpWorldSize", "tpRankId", "expertShardType",
+                                    "sharedExpertNum", "sharedExpertRankNum", "quantMode", "globalBs", "expertTokenNumsType"};
+  if (version >= 3) {
+    ints.insert(ints.end(), {Z, C, Q});
+    names.insert(names.end(), {"zeroExpertNum", "copyExpertNum", "constExpertNum"});
+  }
+  return opWs(fn.c_str(), "dispatchV2", {x, ids, scales, mask, es, elastic, perf}, kDispatchV2In, kDispatchV2Opt,
+              {expandX, dynamicScales, assist, etn, epRecv, tpRecv, expandScales}, groupEp, ints, names, commAlg, ws, exec,
+              FAKE_SERVED_BY, groupTp, version);
+}
+
+int32_t combineV2Ws(int version, const std::vector<const void*>& ins, const char* groupEp, int64_t W, int64_t rank,
+                    int64_t E, const char* groupTp, int64_t tpW, int64_t tpRank, int64_t shard, int64_t SN, int64_t S,
+                    int64_t gbs, int64_t outDtype, int64_t cqm, int64_t glt, const char* commAlg, int64_t Z, int64_t C,
+                    int64_t Q, void* xOut, uint64_t* ws, void** exec) {
+  const std::string fn = "aclnnMoeDistributeCombineV" + std::to_string(version) + "GetWorkspaceSize";
+  std::vector<int64_t> ints = {W, rank, E, tpW, tpRank, shard, SN, S, gbs, outDtype, cqm, glt};
+  std::vector<const char*> names = {"epWorldSize", "epRankId", "moeExpertNum", "tpWorldSize", "tpRankId", "expertShardType",
+                                    "sharedExpertNum", "sharedExpertRankNum", "globalBs", "outDtype", "commQuantMode", "groupListType"};
+  if (version >= 3) {
+    ints.insert(ints.end(), {Z, C, Q});
+    names.insert(names.end(), {"zeroExpertNum", "copyExpertNum", "constExpertNum"});
+  }
+  return opWs(fn.c_str(), "combineV2", ins, kCombineV2In, kCombineV2Opt, {xOut}, groupEp, ints, names, commAlg, ws, exec,
+              FAKE_SERVED_BY, groupTp, version);
+}
+}  // namespace
+
+extern "C" {
+#if FAKE_HAS(5)
+int32_t aclnnMoeDistributeDispatchV2GetWorkspaceSize(const void* x, const void* ids, const void* scales, const void* mask,
+                                                     const void* es, const char* groupEp, int64_t W, int64_t rank,
+                                                     int64_t E, const char* groupTp, int64_t tpW, int64_t tpRank,
+                                                     int64_t shard, int64_t SN, int64_t S, int64_t quant, int64_t gbs,
+                                                     int64_t ent, const char* commAlg, void* expandX, void* dynamicScales,
+                                                     void* assist, void* etn, void* epRecv, void* tpRecv, void* expandScales,
+                                                     uint64_t* ws, void** exec) {
+  return dispatchV2Ws(2, x, ids, scales, mask, es, nullptr, nullptr, groupEp, W, rank, E, groupTp, tpW, tpRank, shard, SN, S,
+                      quant, gbs, ent, commAlg, 0, 0, 0, expandX, dynamicScales, assist, etn, epRecv, tpRecv, expandScales,
+                      ws, exec);
+}
+int32_t aclnnMoeDistributeDispatchV2(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeDispatchV2", ws, n, exec, stream, FAKE_SERVED_BY);
+}
+#endif
+#if FAKE_HAS(6)
+int32_t aclnnMoeDistributeDispatchV3GetWorkspaceSize(const void* x, const void* ids, const void* scales, const void* mask,
+                                                     const void* es, const void* elastic, const char* groupEp, int64_t W,
+                                                     int64_t rank, int64_t E, const char* groupTp, int64_t tpW,
+                                                     int64_t tpRank, int64_t shard, int64_t SN, int64_t S, int64_t quant,
+                                                     int64_t gbs, int64_t ent, const char* commAlg, int64_t Z, int64_t C,
+                                                     int64_t Q, void* expandX, void* dynamicScales, void* assist, void* etn,
+                                                     void* epRecv, void* tpRecv, void* expandScales, uint64_t* ws,
+                                                     void** exec) {
+  return dispatchV2Ws(3, x, ids, scales, mask, es, elastic, nullptr, groupEp, W, rank, E, groupTp, tpW, tpRank, shard, SN, S,
+                      quant, gbs, ent, commAlg, Z, C, Q, expandX, dynamicScales, assist, etn, epRecv, tpRecv, expandScales,
+                      ws, exec);
+}
+int32_t aclnnMoeDistributeDispatchV3(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeDispatchV3", ws, n, exec, stream, FAKE_SERVED_BY);
+}
+#endif
+#if FAKE_HAS(7)
+int32_t aclnnMoeDistributeDispatchV4GetWorkspaceSize(const void* x, const void* ids, const void* scales, const void* mask,
+                                                     const void* es, const void* elastic, const void* perf,
+                                                     const char* groupEp, int64_t W, int64_t rank, int64_t E,
+                                                     const char* groupTp, int64_t tpW, int64_t tpRank, int64_t shard,
+                                                     int64_t SN, int64_t S, int64_t quant, int64_t gbs, int64_t ent,
+                                                     const char* commAlg, int64_t Z, int64_t C, int64_t Q, void* expandX,
+                                                     void* dynamicScales, void* assist, void* etn, void* epRecv,
+                                                     void* tpRecv, void* expandScales, uint64_t* ws, void** exec) {
+  return dispatchV2Ws(4, x, ids, scales, mask, es, elastic, perf, groupEp, W, rank, E, groupTp, tpW, tpRank, shard, SN, S,
+                      quant, gbs, ent, commAlg, Z, C, Q, expandX, dynamicScales, assist, etn, epRecv, tpRecv, expandScales,
+                      ws, exec);
+}
+int32_t aclnnMoeDistributeDispatchV4(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeDispatchV4", ws, n, exec, stream, FAKE_SERVED_BY);
+}
+#endif
+#if FAKE_HAS(8)
+int32_t aclnnMoeDistributeCombineV2GetWorkspaceSize(const void* expandX, const void* ids, const void* assist,
+                                                    const void* epSend, const void* es, const void* tpSend,
+                                                    const void* mask, const void* actScale, const void* wScale,
+                                                    const void* groupList, const void* expandScales, const void* sharedX,
+                                                    const char* groupEp, int64_t W, int64_t rank, int64_t E,
+                                                    const char* groupTp, int64_t tpW, int64_t tpRank, int64_t shard,
+                                                    int64_t SN, int64_t S, int64_t gbs, int64_t outDtype, int64_t cqm,
+                                                    int64_t glt, const char* commAlg, void* xOut, uint64_t* ws,
+                                                    void** exec) {
+  return combineV2Ws(2, {expandX, ids, assist, epSend, es, tpSend, mask, actScale, wScale, groupList, expandScales, sharedX,
+                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr},
+                     groupEp, W, rank, E, groupTp, tpW, tpRank, shard, SN, S, gbs, outDtype, cqm, glt, commAlg, 0, 0, 0, xOut,
+                     ws, exec);
+}
+int32_t aclnnMoeDistributeCombineV2(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeCombineV2", ws, n, exec, stream, FAKE_SERVED_BY);
+}
+#endif
+#if FAKE_HAS(9)
+int32_t aclnnMoeDistributeCombineV3GetWorkspaceSize(const void* expandX, const void* ids, const void* assist,
+                                                    const void* epSend, const void* es, const void* tpSend,
+                                                    const void* mask, const void* actScale, const void* wScale,
+                                                    const void* groupList, const void* expandScales, const void* sharedX,
+                                                    const void* elastic, const void* oriX, const void* a1, const void* a2,
+                                                    const void* v, const char* groupEp, int64_t W, int64_t rank, int64_t E,
+                                                    const char* groupTp, int64_t tpW, int64_t tpRank, int64_t shard,
+                                                    int64_t SN, int64_t S, int64_t gbs, int64_t outDtype, int64_t cqm,
+                                                    int64_t glt, const char* commAlg, int64_t Z, int64_t C, int64_t Q,
+                                                    void* xOut, uint64_t* ws, void** exec) {
+  return combineV2Ws(3, {expandX, ids, assist, epSend, es, tpSend, mask, actScale, wScale, groupList, expandScales, sharedX,
+                         elastic, oriX, a1, a2, v, nullptr},
+                     groupEp, W, rank, E, groupTp, tpW, tpRank, shard, SN, S, gbs, outDtype, cqm, glt, commAlg, Z, C, Q, xOut,
+                     ws, exec);
+}
+int32_t aclnnMoeDistributeCombineV3(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeCombineV3", ws, n, exec, stream, FAKE_SERVED_BY);
+}
+#endif
+#if FAKE_HAS(10)
+int32_t aclnnMoeDistributeCombineV4GetWorkspaceSize(const void* expandX, const void* ids, const void* assist,
+                                                    const void* epSend, const void* es, const void* tpSend,
+                                                    const void* mask, const void* actScale, const void* wScale,
+                                                    const void* groupList, const void* expandScales, const void* sharedX,
+                                                    const void* elastic, const void* oriX, const void* a1, const void* a2,
+                                                    const void* v, const void* perf, const char* groupEp, int64_t W,
+                                                    int64_t rank, int64_t E, const char* groupTp, int64_t tpW,
+                                                    int64_t tpRank, int64_t shard, int64_t SN, int64_t S, int64_t gbs,
+                                                    int64_t outDtype, int64_t cqm, int64_t glt, const char* commAlg,
+                                                    int64_t Z, int64_t C, int64_t Q, void* xOut, uint64_t* ws,
+                                                    void** exec) {
+  return combineV2Ws(4, {expandX, ids, assist, epSend, es, tpSend, mask, actScale, wScale, groupList, expandScales, sharedX,
+                         elastic, oriX, a1, a2, v, perf},
+                     groupEp, W, rank, E, groupTp, tpW, tpRank, shard, SN, S, gbs, outDtype, cqm, glt, commAlg, Z, C, Q, xOut,
+                     ws, exec);
+}
+int32_t aclnnMoeDistributeCombineV4(void* ws, uint64_t n, void* exec, void* stream) {
+  return opLaunch("aclnnMoeDistributeCombineV4", ws, n, exec, stream, FAKE_SERVED_BY);
+}
+#endif
 }  // extern "C"

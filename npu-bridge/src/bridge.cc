@@ -1,5 +1,6 @@
-// moe_npu_bridge: runs the four MoE distribute ops (aclnnMoeDistribute{Dispatch,Combine}{Setup,Teardown})
-// on an Ascend NPU for one rank of an EP group, from Node.
+// moe_npu_bridge: runs the MoE distribute ops on an Ascend NPU for one rank of an EP group, from
+// Node: the setup/teardown family (aclnnMoeDistribute{Dispatch,Combine}{Setup,Teardown}) and the V2
+// ops (aclnnMoeDistribute{Dispatch,Combine}V2, or their V3/V4 supersets, v2-contract §2.2).
 //
 // CANN is loaded at run time with dlopen/dlsym, so this file needs no CANN header or library to
 // build: the few C prototypes it calls are declared below from the public headers (acl/acl.h,
@@ -29,6 +30,13 @@
 // first (ASCEND_CUSTOM_OPP_PATH, then $ASCEND_OPP_PATH/vendors/config.ini's load_priority), then
 // $ASCEND_HOME_PATH/lib64/libopapi_transformer.so and the other libopapi_*.so, then libopapi.so;
 // each op comes from the first library that exports both of its functions, and load() says which.
+//
+// The V2 ops are chosen as torch_npu chooses them (v2-contract §2.1: op-plugin's
+// check_aclnn_kernel_available): aclnnMoeDistributeDispatchV4 if some op library exports it (with its
+// GetWorkspaceSize), else V3, else V2, and the same for combine, each on its own; load() names the
+// version found. The two families are independent: CANN is available when either is complete (an A3
+// CANN ships the V2 ops, the public sources build the setup/teardown ops for ascend950 only), and
+// load() says why the other cannot run (`missing`); runOp refuses an op that was not found.
 #include <napi.h>
 
 #include <dlfcn.h>
@@ -106,6 +114,24 @@ using FnCombineSetupWs = aclnnStatus (*)(T, T, T, const char*, int64_t, int64_t,
 using FnCombineTeardownWs = aclnnStatus (*)(T, T, T, T, T, T, T, T, const char*, int64_t, int64_t, int64_t, int64_t,
                                             int64_t, int64_t, int64_t, int64_t, int64_t, const char*, O, uint64_t*,
                                             aclOpExecutor**);
+// The V2 ops (op_api/aclnn_moe_distribute_{dispatch,combine}_v2.h, _v3.h, _v4.h; v2-contract §2.2).
+// V3 adds elasticInfo after expertScales (combine: elasticInfo, oriX, constExpertAlpha1/2, constExpertV
+// after sharedExpertX) and zero/copy/constExpertNum after commAlg; V4 adds performanceInfo after
+// elasticInfo (combine: after constExpertV).
+using S = const char*;
+using I = int64_t;
+using FnDispatchV2Ws = aclnnStatus (*)(T, T, T, T, T, S, I, I, I, S, I, I, I, I, I, I, I, I, S, O, O, O, O, O, O, O,
+                                       uint64_t*, aclOpExecutor**);
+using FnDispatchV3Ws = aclnnStatus (*)(T, T, T, T, T, T, S, I, I, I, S, I, I, I, I, I, I, I, I, S, I, I, I, O, O, O, O,
+                                       O, O, O, uint64_t*, aclOpExecutor**);
+using FnDispatchV4Ws = aclnnStatus (*)(T, T, T, T, T, T, T, S, I, I, I, S, I, I, I, I, I, I, I, I, S, I, I, I, O, O, O,
+                                       O, O, O, O, uint64_t*, aclOpExecutor**);
+using FnCombineV2Ws = aclnnStatus (*)(T, T, T, T, T, T, T, T, T, T, T, T, S, I, I, I, S, I, I, I, I, I, I, I, I, I, S, O,
+                                      uint64_t*, aclOpExecutor**);
+using FnCombineV3Ws = aclnnStatus (*)(T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, S, I, I, I, S, I, I, I, I, I, I,
+                                      I, I, I, S, I, I, I, O, uint64_t*, aclOpExecutor**);
+using FnCombineV4Ws = aclnnStatus (*)(T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, T, S, I, I, I, S, I, I, I, I,
+                                      I, I, I, I, I, S, I, I, I, O, uint64_t*, aclOpExecutor**);
 // The size helpers (op_api/aclnn_moe_distribute_{dispatch,combine}_setup.h) take their results by
 // C++ reference (uint64_t&), which the ABI passes as a pointer.
 using FnDispatchSizes = aclnnStatus (*)(T, T, T, T, const char*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
@@ -116,8 +142,10 @@ using FnCombineSizes = aclnnStatus (*)(T, T, T, const char*, int64_t, int64_t, i
 
 // Where an op's functions were found.
 struct OpSource {
-  std::string library;      // path of the library both functions came from
+  std::string library;      // path of the library both functions came from ("" when not found)
   std::string sizeHelper;   // the size helper's name, when that same library exports it
+  std::string name;         // the aclnn name called (the V2 ops: the version found)
+  int version = 0;          // the V2 ops: 4, 3 or 2; the family's ops: 0
 };
 
 struct Cann {
@@ -159,9 +187,15 @@ struct Cann {
   FnLaunch combineTeardown = nullptr;
   FnDispatchSizes dispatchSizes = nullptr;
   FnCombineSizes combineSizes = nullptr;
-  OpSource ops[4];            // in OpKind order
+  // the V2 ops' GetWorkspaceSize, of the signature of ops[4 or 5].version (cast at the call)
+  void* dispatchV2Ws = nullptr;
+  FnLaunch dispatchV2 = nullptr;
+  void* combineV2Ws = nullptr;
+  FnLaunch combineV2 = nullptr;
+  OpSource ops[6];            // in OpKind order
   std::vector<std::string> opLibraries;  // the op libraries loaded, in search order
-  std::string missingOp;      // the first op no library provides
+  std::string missingSetup;   // why the setup/teardown family cannot run ("" when all four ops were found)
+  std::string missingV2;      // why the V2 ops cannot run ("" when both were found)
 };
 
 Cann g_cann;
@@ -495,10 +529,13 @@ void loadCann(const std::string& home, const std::string& oppPath, const std::st
   }
   dlerror();
   c.aclrtGetSocName = reinterpret_cast<FnSocName>(dlsym(acl[0], "aclrtGetSocName"));
-  // each op from the first op library exporting both of its functions
+  const std::string soc = c.aclrtGetSocName ? (c.aclrtGetSocName() ? c.aclrtGetSocName() : "") : "";
+  std::string libs;
+  for (const auto& l : c.opLibraries) libs += (libs.empty() ? "" : ", ") + l;
+  // the family's ops: each from the first op library exporting both of its functions
   void* wsFns[4] = {};
   void* runFns[4] = {};
-  for (int k = 0; k < 4 && ok; k++) {
+  for (int k = 0; k < 4; k++) {
     std::string ws = std::string(kOpNames[k]) + "GetWorkspaceSize";
     for (size_t i = 0; i < opapi.size(); i++) {
       void* a = ownSymbol(opapi[i], ws.c_str());
@@ -507,6 +544,7 @@ void loadCann(const std::string& home, const std::string& oppPath, const std::st
         wsFns[k] = a;
         runFns[k] = b;
         c.ops[k].library = c.opLibraries[i];
+        c.ops[k].name = kOpNames[k];
         if (kSizeHelpers[k]) {
           void* h = ownSymbol(opapi[i], kSizeHelpers[k]);
           if (h) {
@@ -518,16 +556,12 @@ void loadCann(const std::string& home, const std::string& oppPath, const std::st
         break;
       }
     }
-    if (!wsFns[k]) {
-      ok = false;
-      c.missingOp = kOpNames[k];
-      std::string libs;
-      for (const auto& l : c.opLibraries) libs += (libs.empty() ? "" : ", ") + l;
-      c.reason = std::string(kOpNames[k]) + " (with " + kOpNames[k] + "GetWorkspaceSize) is in none of the op libraries [" +
-                 libs + "]; " + missingOpsMessage(c.aclrtGetSocName ? (c.aclrtGetSocName() ? c.aclrtGetSocName() : "") : "", libs);
+    if (!wsFns[k] && c.missingSetup.empty()) {
+      c.missingSetup = std::string(kOpNames[k]) + " (with " + kOpNames[k] + "GetWorkspaceSize) is in none of the op libraries [" +
+                       libs + "]; " + missingOpsMessage(soc, libs);
     }
   }
-  if (ok) {
+  if (c.missingSetup.empty()) {
     c.dispatchSetupWs = reinterpret_cast<FnDispatchSetupWs>(wsFns[0]);
     c.dispatchSetup = reinterpret_cast<FnLaunch>(runFns[0]);
     c.dispatchTeardownWs = reinterpret_cast<FnDispatchTeardownWs>(wsFns[1]);
@@ -536,9 +570,44 @@ void loadCann(const std::string& home, const std::string& oppPath, const std::st
     c.combineSetup = reinterpret_cast<FnLaunch>(runFns[2]);
     c.combineTeardownWs = reinterpret_cast<FnCombineTeardownWs>(wsFns[3]);
     c.combineTeardown = reinterpret_cast<FnLaunch>(runFns[3]);
-    c.available = true;
-    c.reason.clear();
+  } else {
+    for (int k = 0; k < 4; k++) c.ops[k] = OpSource();  // a family runs whole or not at all
+    c.dispatchSizes = nullptr;
+    c.combineSizes = nullptr;
   }
+  // the V2 ops: V4, else V3, else V2 (torch_npu's order, v2-contract §2.1), each version searched
+  // through the op libraries in CANN's order
+  for (int k = 4; k < 6; k++) {
+    const std::string base = k == 4 ? "aclnnMoeDistributeDispatch" : "aclnnMoeDistributeCombine";
+    for (int v = 4; v >= 2 && c.ops[k].version == 0; v--) {
+      const std::string name = base + "V" + std::to_string(v);
+      const std::string ws = name + "GetWorkspaceSize";
+      for (size_t i = 0; i < opapi.size(); i++) {
+        void* a = ownSymbol(opapi[i], ws.c_str());
+        void* b = ownSymbol(opapi[i], name.c_str());
+        if (!a || !b) continue;
+        c.ops[k].library = c.opLibraries[i];
+        c.ops[k].name = name;
+        c.ops[k].version = v;
+        (k == 4 ? c.dispatchV2Ws : c.combineV2Ws) = a;
+        (k == 4 ? c.dispatchV2 : c.combineV2) = reinterpret_cast<FnLaunch>(b);
+        break;
+      }
+    }
+    if (c.ops[k].version == 0 && c.missingV2.empty()) {
+      c.missingV2 = base + "V4, V3 or V2 (with its GetWorkspaceSize) is in none of the op libraries [" + libs + "]; " +
+                    socAndLibrary(soc, libs) +
+                    ": CANN's ops-transformer builds the V2 ops for Atlas A2 and A3 (ascend910b, ascend910_93; v2-contract "
+                    "§12.1), so this CANN predates them or lacks ops-transformer";
+    }
+  }
+  if (!c.missingV2.empty()) {
+    c.ops[4] = c.ops[5] = OpSource();
+    c.dispatchV2Ws = c.combineV2Ws = nullptr;
+    c.dispatchV2 = c.combineV2 = nullptr;
+  }
+  c.available = c.missingSetup.empty() || c.missingV2.empty();
+  c.reason = c.available ? "" : c.missingSetup + "; and " + c.missingV2;
   g_cann = c;
 }
 
@@ -634,15 +703,25 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   }
   out.Set("libraries", libs);
   if (g_cann.available) {
-    static const char* const kKeys[4] = {"dispatchSetup", "dispatchTeardown", "combineSetup", "combineTeardown"};
+    // the ops found (a family whose ops are not all there is left out, and `missing` says why)
+    static const char* const kKeys[6] = {"dispatchSetup", "dispatchTeardown", "combineSetup", "combineTeardown", "dispatchV2", "combineV2"};
     Napi::Object ops = Napi::Object::New(env);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
+      if (g_cann.ops[k].library.empty()) continue;
       Napi::Object o = Napi::Object::New(env);
       o.Set("library", Napi::String::New(env, g_cann.ops[k].library));
       o.Set("sizeHelper", g_cann.ops[k].sizeHelper.empty() ? env.Null() : Napi::String::New(env, g_cann.ops[k].sizeHelper));
+      if (g_cann.ops[k].version) {
+        o.Set("name", Napi::String::New(env, g_cann.ops[k].name));
+        o.Set("version", Napi::Number::New(env, g_cann.ops[k].version));
+      }
       ops.Set(kKeys[k], o);
     }
     out.Set("ops", ops);
+    Napi::Object missing = Napi::Object::New(env);
+    if (!g_cann.missingSetup.empty()) missing.Set("setup", Napi::String::New(env, g_cann.missingSetup));
+    if (!g_cann.missingV2.empty()) missing.Set("v2", Napi::String::New(env, g_cann.missingV2));
+    out.Set("missing", missing);
   }
   std::string soc = socName();
   out.Set("soc", soc.empty() ? env.Null() : Napi::String::New(env, soc));
@@ -857,22 +936,43 @@ struct DeviceTensor {
   aclTensor* acl = nullptr;
 };
 
-enum class OpKind { DispatchSetup, DispatchTeardown, CombineSetup, CombineTeardown };
+enum class OpKind { DispatchSetup, DispatchTeardown, CombineSetup, CombineTeardown, DispatchV2, CombineV2 };
 
+// The aclnn name of an op: the V2 ops by the version load() found (V4, V3 or V2).
 const char* opName(OpKind k) {
   switch (k) {
     case OpKind::DispatchSetup: return "aclnnMoeDistributeDispatchSetup";
     case OpKind::DispatchTeardown: return "aclnnMoeDistributeDispatchTeardown";
     case OpKind::CombineSetup: return "aclnnMoeDistributeCombineSetup";
     case OpKind::CombineTeardown: return "aclnnMoeDistributeCombineTeardown";
+    case OpKind::DispatchV2: return g_cann.ops[4].name.empty() ? "aclnnMoeDistributeDispatchV2" : g_cann.ops[4].name.c_str();
+    case OpKind::CombineV2: return g_cann.ops[5].name.empty() ? "aclnnMoeDistributeCombineV2" : g_cann.ops[5].name.c_str();
   }
   return "";
+}
+
+bool isV2(OpKind k) { return k == OpKind::DispatchV2 || k == OpKind::CombineV2; }
+
+// GetWorkspaceSize refused a V2 op. The open A3 path is live (v2-contract §12.1: the A3 tiling
+// registers ascend910_93 and runs these kernels), so 161002 and 561002 are the API's and the tiling's
+// refusals of a parameter (§8), not a binary built for another SoC; 561003 is a tiling key without a
+// kernel in this library's binary.
+std::string refusedV2Message(const std::string& soc, const std::string& library, int64_t status) {
+  if (status == 561003) {
+    return socAndLibrary(soc, library) +
+           ": the library's V2 binary has no kernel for this call's tiling key on this SoC (the open sources build the "
+           "A3 kernels for ascend910_93 and the A2 ones for ascend910b: v2-contract §9, §12.1)";
+  }
+  return socAndLibrary(soc, library) +
+         ": the V2 API or tiling refused a parameter (v2-contract §8: ranges, shapes of the outputs, HCCL_BUFFSIZE "
+         "§7.2); aclGetRecentErrMsg names it";
 }
 
 // Per-call options from JS: comm_alg as given, the byte every output is cleared to before the op
 // (0, or a poison byte for the probe), and the stream timeout.
 struct OpOptions {
   std::string commAlg;
+  std::string groupTp;  // the V2 ops' group_tp ("": no TP domain, torch_npu's default)
   int fillByte = 0;
   int32_t timeoutMs = 60000;
 };
@@ -983,11 +1083,15 @@ class OpWorker : public Napi::AsyncWorker {
   }
 
   void run(std::vector<DeviceTensor>& din, std::vector<DeviceTensor>& dout, void** workspace) {
-    static const char* const kIn[4][8] = {
+    static const char* const kIn[6][18] = {
         {"x", "expertIds", "scales", "xActiveMask"},
         {"x", "y", "expertIds", "commCmdInfo"},
         {"expandX", "expertIds", "assistInfoForCombine"},
         {"expandX", "quantExpandX", "expertIds", "expandIdx", "expertScales", "commCmdInfo", "xActiveMask", "sharedExpertX"},
+        {"x", "expertIds", "scales", "xActiveMask", "expertScales", "elasticInfo", "performanceInfo"},
+        {"expandX", "expertIds", "assistInfoForCombine", "epSendCounts", "expertScales", "tpSendCounts", "xActiveMask",
+         "activationScale", "weightScale", "groupList", "expandScales", "sharedExpertX", "elasticInfo", "oriX",
+         "constExpertAlpha1", "constExpertAlpha2", "constExpertV", "performanceInfo"},
     };
     int k = static_cast<int>(kind_);
     for (size_t i = 0; i < in_.size(); i++) {
@@ -1023,9 +1127,61 @@ class OpWorker : public Napi::AsyncWorker {
         s = g_cann.combineTeardownWs(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), g, v[0], v[1], v[2], v[3], v[4],
                                      v[5], v[6], v[7], v[8], alg, o(0), &wsSize, &exec);
         break;
+      // The V2 ops, in each version's argument order (§2.2). ints: dispatch [W, rank, E, tpWorldSize,
+      // tpRankId, expertShardType, SN, S, quantMode, globalBs, expertTokenNumsType, Z, C, Q]; combine
+      // [W, rank, E, tpWorldSize, tpRankId, expertShardType, SN, S, globalBs, outDtype, commQuantMode,
+      // groupListType, Z, C, Q]. RunOp refused what a version cannot take (Z, C, Q on V2; elastic_info,
+      // ori_x, const expert tensors on V2; performance_info below V4).
+      case OpKind::DispatchV2: {
+        const char* tp = opts_.groupTp.c_str();
+        switch (g_cann.ops[4].version) {
+          case 4:
+            s = reinterpret_cast<FnDispatchV4Ws>(g_cann.dispatchV2Ws)(
+                a(0), a(1), a(2), a(3), a(4), a(5), a(6), g, v[0], v[1], v[2], tp, v[3], v[4], v[5], v[6], v[7], v[8],
+                v[9], v[10], alg, v[11], v[12], v[13], o(0), o(1), o(2), o(3), o(4), o(5), o(6), &wsSize, &exec);
+            break;
+          case 3:
+            s = reinterpret_cast<FnDispatchV3Ws>(g_cann.dispatchV2Ws)(
+                a(0), a(1), a(2), a(3), a(4), a(5), g, v[0], v[1], v[2], tp, v[3], v[4], v[5], v[6], v[7], v[8], v[9],
+                v[10], alg, v[11], v[12], v[13], o(0), o(1), o(2), o(3), o(4), o(5), o(6), &wsSize, &exec);
+            break;
+          default:
+            s = reinterpret_cast<FnDispatchV2Ws>(g_cann.dispatchV2Ws)(
+                a(0), a(1), a(2), a(3), a(4), g, v[0], v[1], v[2], tp, v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
+                alg, o(0), o(1), o(2), o(3), o(4), o(5), o(6), &wsSize, &exec);
+        }
+        break;
+      }
+      case OpKind::CombineV2: {
+        const char* tp = opts_.groupTp.c_str();
+        switch (g_cann.ops[5].version) {
+          case 4:
+            s = reinterpret_cast<FnCombineV4Ws>(g_cann.combineV2Ws)(
+                a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13), a(14), a(15),
+                a(16), a(17), g, v[0], v[1], v[2], tp, v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], alg,
+                v[12], v[13], v[14], o(0), &wsSize, &exec);
+            break;
+          case 3:
+            s = reinterpret_cast<FnCombineV3Ws>(g_cann.combineV2Ws)(
+                a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13), a(14), a(15),
+                a(16), g, v[0], v[1], v[2], tp, v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], alg, v[12],
+                v[13], v[14], o(0), &wsSize, &exec);
+            break;
+          default:
+            s = reinterpret_cast<FnCombineV2Ws>(g_cann.combineV2Ws)(
+                a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), g, v[0], v[1], v[2], tp, v[3],
+                v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], alg, o(0), &wsSize, &exec);
+        }
+        break;
+      }
     }
     if (s != 0) {
       const std::string soc = socName();
+      if (isV2(kind_)) {
+        unsupported_ = s == 561003;
+        if (s == 161002 || s == 561002 || s == 561003) return fail(&f_, wsApi, s, refusedV2Message(soc, g_cann.ops[k].library, s));
+        return fail(&f_, wsApi, s);
+      }
       // on a 950 these codes are its own refusals (the binary is the one the 950 contract reads)
       if (socIs950(soc) && (s == 161002 || s == 561002 || s == 561003)) {
         unsupported_ = s == 561003;
@@ -1049,7 +1205,9 @@ class OpWorker : public Napi::AsyncWorker {
     FnLaunch launch = kind_ == OpKind::DispatchSetup      ? g_cann.dispatchSetup
                       : kind_ == OpKind::DispatchTeardown ? g_cann.dispatchTeardown
                       : kind_ == OpKind::CombineSetup     ? g_cann.combineSetup
-                                                          : g_cann.combineTeardown;
+                      : kind_ == OpKind::CombineTeardown  ? g_cann.combineTeardown
+                      : kind_ == OpKind::DispatchV2       ? g_cann.dispatchV2
+                                                          : g_cann.combineV2;
     s = launch(*workspace, wsSize, exec, g_dev.stream);
     if (s != 0) return fail(&f_, opName(kind_), s);
     // a peer that never calls its op would otherwise hold this rank until HCCL_EXEC_TIMEOUT
@@ -1090,6 +1248,7 @@ OpOptions readOptions(Napi::Value v) {
   if (!v.IsObject()) return o;
   Napi::Object obj = v.As<Napi::Object>();
   if (obj.Get("commAlg").IsString()) o.commAlg = obj.Get("commAlg").As<Napi::String>().Utf8Value();
+  if (obj.Get("groupTp").IsString()) o.groupTp = obj.Get("groupTp").As<Napi::String>().Utf8Value();
   if (obj.Get("fillByte").IsNumber()) o.fillByte = obj.Get("fillByte").As<Napi::Number>().Int32Value() & 0xff;
   if (obj.Get("timeoutMs").IsNumber()) o.timeoutMs = obj.Get("timeoutMs").As<Napi::Number>().Int32Value();
   return o;
@@ -1109,7 +1268,13 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
   else if (op == "dispatchTeardown") kind = OpKind::DispatchTeardown, nIn = 4, nOut = 4, nInts = 10;
   else if (op == "combineSetup") kind = OpKind::CombineSetup, nIn = 3, nOut = 2, nInts = 9;
   else if (op == "combineTeardown") kind = OpKind::CombineTeardown, nIn = 8, nOut = 1, nInts = 9;
+  else if (op == "dispatchV2") kind = OpKind::DispatchV2, nIn = 7, nOut = 7, nInts = 14;
+  else if (op == "combineV2") kind = OpKind::CombineV2, nIn = 18, nOut = 1, nInts = 15;
   else throw Napi::Error::New(env, "unknown op " + op);
+  // an op of a family this CANN lacks (load() kept the other family available)
+  if (isV2(kind) ? !g_cann.dispatchV2 || !g_cann.combineV2 : !g_cann.dispatchSetup) {
+    throw Napi::Error::New(env, op + ": this CANN cannot run it: " + (isV2(kind) ? g_cann.missingV2 : g_cann.missingSetup));
+  }
   Napi::Array ins = info[1].As<Napi::Array>(), outs = info[2].As<Napi::Array>(), ints = info[3].As<Napi::Array>();
   if (ins.Length() != nIn || outs.Length() != nOut || ints.Length() != nInts) {
     throw Napi::Error::New(env, op + " takes " + std::to_string(nIn) + " inputs, " + std::to_string(nOut) +
@@ -1123,6 +1288,30 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
   }
   std::vector<int64_t> iv;
   for (uint32_t i = 0; i < nInts; i++) iv.push_back(ints.Get(i).As<Napi::Number>().Int64Value());
+  // what the version found cannot take (torch_npu refuses the same on V2: "The
+  // aclnnMoeDistributeDispatchV3 is not supported", v2-contract §2.1): refused here, never dropped
+  if (isV2(kind)) {
+    const OpSource& src = g_cann.ops[kind == OpKind::DispatchV2 ? 4 : 5];
+    const size_t zcq = kind == OpKind::DispatchV2 ? 11 : 12;
+    const std::vector<size_t> v3Inputs = kind == OpKind::DispatchV2 ? std::vector<size_t>{5} : std::vector<size_t>{12, 13, 14, 15, 16};
+    const size_t perfInput = kind == OpKind::DispatchV2 ? 6 : 17;
+    auto refuse = [&](const std::string& what, const char* needs) {
+      throw Napi::Error::New(env, op + ": " + what + " needs " + needs + ", and this CANN's op library " + src.library +
+                                      " has " + src.name + " (v2-contract §2.2)");
+    };
+    if (src.version < 3) {
+      for (size_t i = zcq; i < zcq + 3; i++) {
+        static const char* const kZcq[3] = {"zeroExpertNum", "copyExpertNum", "constExpertNum"};
+        if (iv[i] != 0) refuse(std::string(kZcq[i - zcq]) + " = " + std::to_string(iv[i]), "V3 or V4");
+      }
+      static const char* const kV3Inputs[5] = {"oriX", "constExpertAlpha1", "constExpertAlpha2", "constExpertV", ""};
+      for (size_t i : v3Inputs) {
+        const bool elastic = i == 5 || i == 12;
+        if (in[i].present) refuse(elastic ? "elasticInfo" : kV3Inputs[i - 13], "V3 or V4");
+      }
+    }
+    if (src.version < 4 && in[perfInput].present) refuse("performanceInfo", "V4");
+  }
   std::string groupEp = info[4].As<Napi::String>().Utf8Value();
   OpOptions opts = readOptions(info.Length() > 5 ? info[5] : env.Undefined());
   auto* w = new OpWorker(env, kind, std::move(in), std::move(out), std::move(iv), groupEp, std::move(opts));

@@ -3,7 +3,7 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PROBE_CASES } from '../probe/cases.js';
+import { PROBE_CASES, caseRanks } from '../probe/cases.js';
 import { reportMarkdown } from '../probe/report.js';
 import { runProbe } from '../probe/run.js';
 import { type CliIo, type Command, EXIT_CASE, EXIT_OK, EXIT_USAGE, UsageError, numberFlag } from './io.js';
@@ -12,14 +12,16 @@ const HELP = `Usage: moe-distribute probe --out DIR [--cases ID,ID] [--devices N
 
 On an Ascend host, runs a fixed set of small cases through the npu backend (the real aclnn ops)
 and compares the NPU's outputs with the reference backend's, byte for byte, so that each of the
-README's Decisions gets a visible answer. Outputs are filled with a poison byte before each op:
+README's Decisions (and its 950 and V2 Decisions) gets a visible answer. The V2 cases run
+aclnnMoeDistributeDispatchV2 / CombineV2, or V4 / V3 when the op libraries have them (as torch_npu
+picks them). Outputs are filled with a poison byte before each op:
 bytes that stay poison are the ones the hardware does not write. Writes DIR/report.md and
 DIR/report.json: each Decision confirmed, contradicted (with the first differing element:
 rank, tensor, index, expected, actual), not written (the bytes stayed poison), or not testable
 on this SoC/host (why). A case that needs more devices than the host has is reported as such.
 
 Cases:
-${PROBE_CASES.map((c) => `  ${c.id.padEnd(18)} ${c.decisions.length ? `${c.platform === '950' ? '950 ' : ''}Decision ${c.decisions.join(', ')}` : 'no Decision'}: ${c.title} (W = ${c.ranks})`).join('\n')}
+${PROBE_CASES.map((c) => `  ${c.id.padEnd(18)} ${c.decisions.length ? `${c.family === 'v2' ? 'V2 ' : c.platform === '950' ? '950 ' : ''}Decision ${c.decisions.join(', ')}` : 'no Decision'}: ${c.title} (W = ${caseRanks(c).join(', ')})`).join('\n')}
 
 Options:
   --out DIR          where report.md and report.json go (required)
@@ -30,7 +32,7 @@ Options:
   -h, --help         show this help
 
 Environment: ASCEND_HOME_PATH (CANN), ASCEND_OPP_PATH and ASCEND_CUSTOM_OPP_PATH (vendors' op
-packages), HCCL_EXEC_TIMEOUT; the buffer-need case sets HCCL_BUFFSIZE per rank process itself.
+packages), HCCL_EXEC_TIMEOUT; the buffer-need cases set HCCL_BUFFSIZE per rank process themselves.
 
 Exit codes: 0 no Decision contradicted, 1 a Decision contradicted or a case failed,
 2 usage error or the npu backend not available here (CANN or the native bridge missing).
@@ -87,7 +89,7 @@ export const probeCommand: Command = {
       writeFileSync(`${f}.tmp`, text);
       renameSync(`${f}.tmp`, f);
     }
-    for (const d of r.decisions) io.stdout(`${d.platform === '950' ? '950 ' : ''}Decision ${d.decision}: ${d.verdict}\n`);
+    for (const d of r.decisions) io.stdout(`${d.family === 'v2' ? 'V2 ' : d.platform === '950' ? '950 ' : ''}Decision ${d.decision}: ${d.verdict}\n`);
     const failed = r.cases.filter((c) => c.status === 'failed');
     for (const c of failed) io.stdout(`case ${c.id}: failed: ${c.reason}\n`);
     io.stdout(`report: ${join(values.out, 'report.md')}, ${join(values.out, 'report.json')}\n`);

@@ -257,7 +257,7 @@ export const DECISIONS_V2: readonly Decision[] = [
   },
   {
     id: 7,
-    title: 'HCCL_BUFFSIZE is checked as the code computes it, 2·(maxBS·Align512(Align32(2H) + 44)·W·L + maxBS·Align512(2H)·(K + SN\')) (fullmesh_v2: 480 data bytes per 512), not with the dispatch docs\' +64',
+    title: 'HCCL_BUFFSIZE is checked as the code computes it, both terms doubled: 2·(maxBS·Align512(Align32(2H) + 44)·W·L + maxBS·Align512(2H)·(K + SN\')) (fullmesh_v2: 480 data bytes per 512); the dispatch docs\' +64 gives the same slots (Align32(2H) + 64 never crosses a 512 boundary that + 44 does not), so what a run can show is the doubled combine term, which the setup family\'s rule does not double',
     source: 'v2-contract §7.2, §12.8: OT moe_distribute_check_win_size.h CheckWinSize; the dispatch docs print +64, the combine docs +44',
     probe: 'v2-buffer-need',
   },

@@ -4,7 +4,20 @@
 // the simulated group (src/group/group.ts, the browser's) never links it.
 import type { GroupAttrs, Layout } from '../contract/attrs.js';
 import type { GroupOptions } from './group.js';
-import type { CombineSetupInputs, CombineSetupOutputs, CombineTeardownInputs, CombineTeardownOutputs, DispatchSetupInputs, DispatchSetupOutputs, DispatchTeardownInputs, DispatchTeardownOutputs } from '../contract/ops.js';
+import type {
+  CombineSetupInputs,
+  CombineSetupOutputs,
+  CombineTeardownInputs,
+  CombineTeardownOutputs,
+  CombineV2Inputs,
+  CombineV2Outputs,
+  DispatchSetupInputs,
+  DispatchSetupOutputs,
+  DispatchTeardownInputs,
+  DispatchTeardownOutputs,
+  DispatchV2Inputs,
+  DispatchV2Outputs,
+} from '../contract/ops.js';
 
 export type DeviceBackendName = 'npu' | 'auto';
 
@@ -37,6 +50,9 @@ export interface OpGroup {
   dispatchTeardown(rank: number, inp: DispatchTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<DispatchTeardownOutputs>;
   combineSetup(rank: number, inp: CombineSetupInputs, attrs?: Partial<GroupAttrs>): Promise<CombineSetupOutputs>;
   combineTeardown(rank: number, inp: CombineTeardownInputs, attrs?: Partial<GroupAttrs>): Promise<CombineTeardownOutputs>;
+  /** the V2 ops (a group created with family 'v2') */
+  dispatchV2(rank: number, inp: DispatchV2Inputs, attrs?: Partial<GroupAttrs>): Promise<DispatchV2Outputs>;
+  combineV2(rank: number, inp: CombineV2Inputs, attrs?: Partial<GroupAttrs>): Promise<CombineV2Outputs>;
   close(): void;
 }
 

@@ -165,9 +165,9 @@ export async function runRankPhase(group: RoundGroup, name: Phase, rank: number,
   }
 }
 
-/** The group's V2 ops (the npu group has none yet). */
+/** The group's V2 ops (every group has them; a caller's own RoundGroup may not). */
 function v2Of(group: RoundGroup): Required<Pick<RoundGroup, 'dispatchV2' | 'combineV2'>> {
-  if (!group.dispatchV2 || !group.combineV2) throw new MoeError('E_ATTR', 'family', 'v2', 'this group runs the setup/teardown ops only: the V2 ops run on the simulated group');
+  if (!group.dispatchV2 || !group.combineV2) throw new MoeError('E_ATTR', 'family', 'v2', 'this group has no dispatchV2 / combineV2: a V2 round needs a group created with family \'v2\'');
   return group as Required<Pick<RoundGroup, 'dispatchV2' | 'combineV2'>>;
 }
 

@@ -35,14 +35,29 @@ export interface BridgeTensor {
   data?: ArrayBufferView;
 }
 
-export type BridgeOp = 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
+/** The setup/teardown family's ops. */
+export type FamilyOp = 'dispatchSetup' | 'dispatchTeardown' | 'combineSetup' | 'combineTeardown';
+/** The V2 ops (v2-contract §2.2): whichever of V4, V3, V2 the op libraries export, as torch_npu picks them. */
+export type V2Op = 'dispatchV2' | 'combineV2';
+export type BridgeOp = FamilyOp | V2Op;
 
 /** Where the bridge found an op: the library both of its functions came from, and its size helper if that library exports it. */
 export interface OpSource {
   library: string;
   sizeHelper: string | null;
+  /** the V2 ops: the aclnn name called, aclnnMoeDistribute{Dispatch,Combine}V{4,3,2} (torch_npu's order, v2-contract §2.1) */
+  name?: string;
+  /** the V2 ops: 4, 3 or 2 */
+  version?: 2 | 3 | 4;
 }
-export type OpSources = Record<BridgeOp, OpSource>;
+/**
+ * The ops found. A family is there whole or not at all (`missing` says why not): an A3 CANN has the
+ * V2 ops and may lack the setup/teardown family (whose public sources build for ascend950 only).
+ */
+export type OpSources = Partial<Record<BridgeOp, OpSource>>;
+
+/** Why a family cannot run on this CANN: 'setup' (the four setup/teardown ops) or 'v2'. */
+export type MissingOps = Partial<Record<'setup' | 'v2', string>>;
 
 /** Per-call options of runOp. */
 export interface RunOpOptions {
@@ -52,6 +67,8 @@ export interface RunOpOptions {
   fillByte: number;
   /** aclrtSynchronizeStreamWithTimeout's limit, ms (the group's timeoutMs) */
   timeoutMs: number;
+  /** the V2 ops' group_tp: '' (no TP domain; torch_npu's default, v2-contract §2.1) */
+  groupTp?: string;
 }
 
 /** Where the op libraries are searched besides ASCEND_HOME_PATH (CANN's own variables). */
@@ -67,6 +84,8 @@ export interface LoadResult {
   reason?: string;
   libraries: Record<string, string[]>;
   ops?: OpSources;
+  /** when available: the family whose ops are missing, and why */
+  missing?: MissingOps;
   soc: string | null;
 }
 
@@ -78,6 +97,17 @@ export interface NativeBridge {
   commInitRootInfo(nRanks: number, rootInfo: Uint8Array, rank: number): Promise<string>;
   commInitClusterInfo(rankTableFile: string, rank: number): Promise<string>;
   commName(): string | null;
+  /**
+   * One op on this rank: inputs, outputs and integer attributes in the aclnn prototype's order, the
+   * strings apart. The V2 ops take the superset of their versions' (v2-contract §2.2): dispatchV2 7
+   * inputs (x, expertIds, scales, xActiveMask, expertScales, elasticInfo, performanceInfo), 7 outputs,
+   * 14 ints (epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+   * sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType, zero/copy/const
+   * expert nums); combineV2 18 inputs, 1 output, 15 ints (…, globalBs, outDtype, commQuantMode,
+   * groupListType, zero/copy/const); the addon passes each version what its prototype has and refuses
+   * what it lacks (non-zero expert nums or elastic_info / ori_x / const expert tensors on V2,
+   * performance_info below V4).
+   */
   runOp(op: BridgeOp, inputs: (BridgeTensor | null)[], outputs: BridgeTensor[], ints: number[], groupEp: string, opts: RunOpOptions): Promise<ArrayBuffer[]>;
   /** the op library's size helper (dispatchSetup: tokenMsgSize, expandIdx, assist, commCmdInfo sizes; combineSetup: tokenMsgSize, commCmdInfo); null when not exported */
   outputSizes(op: 'dispatchSetup' | 'combineSetup', inputs: (BridgeTensor | null)[], ints: number[], groupEp: string, commAlg: string): number[] | null;
@@ -90,7 +120,7 @@ export interface NativeBridge {
 }
 
 export type BridgeStatus =
-  | { available: true; addonPath: string; ascendHome: string; libraries: Record<string, string[]>; ops: OpSources; soc: string | null; native: NativeBridge }
+  | { available: true; addonPath: string; ascendHome: string; libraries: Record<string, string[]>; ops: OpSources; missing: MissingOps; soc: string | null; native: NativeBridge }
   | { available: false; reason: string; addonPath?: string };
 
 const ADDON = 'moe_npu_bridge.node';
@@ -127,7 +157,9 @@ let cached: { key: string; status: BridgeStatus } | undefined;
  * Loads the addon and, through it, CANN (libascendcl, libnnopbase, libhccl under `home`/lib64 or
  * on the loader's path; the op libraries in CANN's order: ASCEND_CUSTOM_OPP_PATH, the vendors of
  * $ASCEND_OPP_PATH/vendors/config.ini, lib64/libopapi_transformer.so and the other libopapi_*.so,
- * libopapi.so). The result is cached per (addon, home, vendor paths).
+ * libopapi.so). The result is cached per (addon, home, vendor paths). Available when either family
+ * of ops is there whole (`missing` names the other and why); the V2 ops are V4, V3 or V2, whichever
+ * the libraries export first in that order.
  */
 export function loadBridge(opts: { ascendHome?: string; env?: NodeJS.ProcessEnv; addonPaths?: string[] } = {}): BridgeStatus {
   const env = opts.env ?? process.env;
@@ -156,7 +188,7 @@ export function loadBridge(opts: { ascendHome?: string; env?: NodeJS.ProcessEnv;
     } else {
       const r = native.load(home, vendors);
       status = r.available
-        ? { available: true, addonPath, ascendHome: home, libraries: r.libraries, ops: r.ops!, soc: r.soc, native }
+        ? { available: true, addonPath, ascendHome: home, libraries: r.libraries, ops: r.ops!, missing: r.missing ?? {}, soc: r.soc, native }
         : { available: false, addonPath, reason: r.reason ?? 'CANN is not available' };
     }
   }

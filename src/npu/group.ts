@@ -4,6 +4,8 @@
 // runs the same preflight as the simulated group (attributes, shapes, HCCL_BUFFSIZE) before any
 // process starts, and the same per-rank checks (dtypes, shapes, op order, the values a rank must
 // pass back unchanged) before an op reaches the device. Checks across ranks are the hardware's.
+// A group of family 'v2' runs the V2 ops instead (aclnnMoeDistributeDispatchV2 / CombineV2, or their
+// V3 / V4 supersets when the op library has them, as torch_npu picks them: v2-contract §2).
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -27,7 +29,8 @@ import {
   groupLayout,
 } from '../group/group.js';
 import type { DeviceGroupOptions, NpuOptions, OpGroup } from '../group/create.js';
-import { ACL_DTYPE, type BridgeOp, type BridgeTensor, type OpSources, ascendHome as defaultAscendHome, loadBridge, socPlatform } from './bridge.js';
+import type { CombineV2Inputs, CombineV2Outputs, DispatchV2Inputs, DispatchV2Outputs } from '../contract/ops.js';
+import { ACL_DTYPE, type BridgeOp, type BridgeTensor, type OpSource, type OpSources, type V2Op, ascendHome as defaultAscendHome, loadBridge, socPlatform } from './bridge.js';
 import type { ChildReply, ChildRequest, WireError } from './protocol.js';
 import { OpChecks, type OpName, type RankState, newRankState, throwFirst } from '../contract/op-checks.js';
 
@@ -179,6 +182,57 @@ function checkFixFlags(lay: Layout): void {
   }
 }
 
+/** The aclnn op that ran a V2 call: the version torch_npu would call on this CANN (V4, else V3, else V2; v2-contract §2.1). */
+export interface AclnnRan {
+  /** aclnnMoeDistribute{Dispatch,Combine}V{4,3,2} */
+  name: string;
+  version: 2 | 3 | 4;
+  /** the op library it came from */
+  library: string;
+}
+
+/**
+ * dispatch_v2's / combine_v2's outputs on the npu backend, with `aclnn`: the op that ran. `aclnn` is
+ * a non-enumerable property, so that code walking a result's tensors (rank files, verify) sees only
+ * the contract's outputs.
+ */
+export type NpuDispatchV2Outputs = DispatchV2Outputs & { readonly aclnn: AclnnRan };
+export type NpuCombineV2Outputs = CombineV2Outputs & { readonly aclnn: AclnnRan };
+
+function withAclnn<T extends object>(out: T, src: OpSource): T & { readonly aclnn: AclnnRan } {
+  const aclnn: AclnnRan = { name: src.name!, version: src.version!, library: src.library };
+  return Object.defineProperty(out, 'aclnn', { value: aclnn, enumerable: false }) as T & { readonly aclnn: AclnnRan };
+}
+
+/**
+ * The V2 attributes the npu group does not model, passed as torch_npu passes them by default
+ * (v2-contract §2.1, op-plugin MoeDistribute*V2*OpApi.cpp): no TP domain (group_tp "", tp_world_size
+ * 0, tp_rank_id 0; TP was removed from the kernels, §9.3), and on combine out_dtype 0 and
+ * group_list_type 0 with null activation_scale, weight_scale, group_list, tp_send_counts,
+ * elastic_info, const expert tensors and performance_info (refused or left for later: §4.7, §6.4).
+ */
+export const V2_UNMODELLED = { groupTp: '', tpWorldSize: 0, tpRankId: 0, outDtype: 0, groupListType: 0 } as const;
+
+/**
+ * A CANN whose V2 ops are the V2 API (no V3) has no zero/copy/const expert attributes and no ori_x
+ * input (§2.2): special experts need V3 or V4. torch_npu refuses them the same way ("The
+ * aclnnMoeDistributeDispatchV3 is not supported", §2.1); refused here before any process starts.
+ */
+function checkV2Versions(lay: Layout, ops: OpSources): void {
+  const a = lay.attrs;
+  for (const op of ['dispatchV2', 'combineV2'] as const) {
+    const src = ops[op]!;
+    if ((src.version ?? 2) >= 3) continue;
+    for (const key of ['zeroExpertNum', 'copyExpertNum', 'constExpertNum'] as const) {
+      if (a[key] === 0) continue;
+      throw new MoeError(
+        'E_ATTR', key, a[key],
+        `special experts need aclnnMoeDistribute${op === 'dispatchV2' ? 'Dispatch' : 'Combine'}V3 or V4, whose ${key} the V2 API does not have (v2-contract §2.2; torch_npu refuses them alike, §2.1), and this CANN's op library ${src.library} has only ${src.name}: ${key} should be 0 here`,
+      );
+    }
+  }
+}
+
 /** dist/npu-child.js, from src/npu/ (sources), dist/ or dist/chunks/ (bundles); $MOE_NPU_CHILD first. */
 export function childScript(): string | undefined {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -318,7 +372,10 @@ export class NpuGroup implements OpGroup {
   ) {
     this.attrs = layout.attrs;
     this.ranks = Array.from({ length: layout.W }, newRankState);
-    this.checks = new OpChecks(layout, 'tiling');
+    // A on a shared rank: the setup family allocates what the A3 dispatch_teardown tiling demands
+    // (BS·W·SN/S, Decision 1); the V2 tilings and torch_npu demand maxBS·ceil(W/R), which is the
+    // simulation's A (v2-contract §3: CheckInputInfoTensorShape, combine CalA)
+    this.checks = new OpChecks(layout, layout.family === 'v2' ? 'simulation' : 'tiling');
   }
 
   /** The ranks this process drives. */
@@ -342,6 +399,13 @@ export class NpuGroup implements OpGroup {
     const home = npu.ascendHome ?? defaultAscendHome();
     const bridge = loadBridge({ ascendHome: home });
     if (!bridge.available) throw new MoeError('E_ATTR', 'backend', 'npu', `the npu backend is not available: ${bridge.reason}`);
+    // CANN is available when either family of ops is there whole: this group's must be
+    const missing = bridge.missing[lay.family];
+    if (missing) {
+      const what = lay.family === 'v2' ? 'the V2 ops (aclnnMoeDistributeDispatchV2 / CombineV2, or V3 / V4)' : 'the setup/teardown ops';
+      throw new MoeError('E_ATTR', 'family', lay.family, `the npu backend cannot run ${what} on this CANN: ${missing}`);
+    }
+    if (lay.family === 'v2') checkV2Versions(lay, bridge.ops);
     const script = childScript();
     if (!script) {
       throw new MoeError('E_ATTR', 'backend', 'npu', 'the npu backend is not available: dist/npu-child.js is missing (run `node build/addon.mjs`)');
@@ -419,7 +483,7 @@ export class NpuGroup implements OpGroup {
   outputFill = 0;
 
   private async run(rank: number, op: BridgeOp, inputs: (Tensor | null | undefined)[], outs: [DType, number[]][], ints: number[]): Promise<Tensor[]> {
-    const opts = { commAlg: this.attrs.commAlg, fillByte: this.outputFill, timeoutMs: this.timeoutMs };
+    const opts = { commAlg: this.attrs.commAlg, fillByte: this.outputFill, timeoutMs: this.timeoutMs, groupTp: V2_UNMODELLED.groupTp };
     const bufs = await this.procs.get(rank)!.request<ArrayBuffer[]>(
       { type: 'op', op, inputs: inputs.map(toBridge), outputs: outs.map(([d, s]) => outSpec(d, s)), ints, groupEp: this.commName, opts },
       op,
@@ -432,11 +496,11 @@ export class NpuGroup implements OpGroup {
    * does not export it.
    */
   async outputSizes(rank: number, op: 'dispatchSetup' | 'combineSetup', inputs: (Tensor | null | undefined)[], ints: number[]): Promise<number[] | null> {
-    if (!this.ops[op].sizeHelper) return null;
+    if (!this.ops[op]?.sizeHelper) return null;
     const shapes = inputs.map((t) => (t ? { dtype: ACL_DTYPE[t.dtype], shape: [...t.shape] } : null));
     return this.procs.get(rank)!.request<number[] | null>(
       { type: 'sizes', op, inputs: shapes, ints, groupEp: this.commName, commAlg: this.attrs.commAlg },
-      this.ops[op].sizeHelper!,
+      this.ops[op]!.sizeHelper!,
     );
   }
 
@@ -450,7 +514,16 @@ export class NpuGroup implements OpGroup {
    */
   intsOf(op: BridgeOp, rank: number): number[] {
     const a = this.attrs;
+    const u = V2_UNMODELLED;
     switch (op) {
+      // The V2 ops (v2-contract §2.2), in the prototypes' order with the strings left out (group_ep,
+      // group_tp and comm_alg cross separately); the bridge passes zero/copy/const expert nums only
+      // to V3 / V4. global_bs as torch_npu passes it: global_bs_real, BS·W when the attribute is 0
+      // (§0, op-plugin l.137).
+      case 'dispatchV2':
+        return [a.epWorldSize, rank, a.moeExpertNum, u.tpWorldSize, u.tpRankId, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum, a.quantMode, this.layout.gbs, a.expertTokenNumsType, a.zeroExpertNum, a.copyExpertNum, a.constExpertNum];
+      case 'combineV2':
+        return [a.epWorldSize, rank, a.moeExpertNum, u.tpWorldSize, u.tpRankId, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum, this.layout.gbs, u.outDtype, a.commQuantMode, u.groupListType, a.zeroExpertNum, a.copyExpertNum, a.constExpertNum];
       case 'dispatchSetup':
         return [...this.head(rank), a.quantMode, a.globalBs, a.commType];
       case 'dispatchTeardown':
@@ -549,6 +622,78 @@ export class NpuGroup implements OpGroup {
     return { x: x as Tensor<XDtype> };
   }
 
+  // ---- the V2 ops (v2-contract §2-§6) ----------------------------------------------------------
+  // The shared OpChecks check every input before a call (§8's tensor rules and the values a rank
+  // must pass back: expert_ids, triplets, the received total, the mask); the outputs come from the
+  // V2 tensor table (expand_x (A, H) in x's dtype or int8, dynamic_scales and expand_scales (A,),
+  // assist_info_for_combine max(BS·K, A·128), expert_token_nums (Lρ,) int64, ep_recv_counts (W·Lρ,):
+  // the A3 layout, torch_npu's larger one with expert_scales being A2/hierarchy padding (§3);
+  // tp_recv_counts (1,), where torch_npu allocates (tp_world_size,), (0,) with the 0 it passes by
+  // default: the tiling checks only that it is 1-D (CheckEpTpRecvTensorDim), and (1,) is the table's
+  // shape, the rank file's; combine's x (BS, H) in expand_x's dtype).
+
+  /** The op library's V2 op, which load() found (create refused a group without it). */
+  private v2Source(op: V2Op): OpSource {
+    return this.ops[op]!;
+  }
+
+  async dispatchV2(rank: number, inp: DispatchV2Inputs, attrs?: Partial<GroupAttrs>): Promise<NpuDispatchV2Outputs> {
+    const st = this.enter('dispatchV2', rank, attrs);
+    const { bs, dtype, ids, mask } = this.checks.dispatchV2(rank, inp);
+    const [expandX, dynamicScales, assist, expertTokenNums, epRecvCounts, tpRecvCounts, expandScales] = await this.run(
+      rank,
+      'dispatchV2',
+      // elastic_info and performance_info: null (§4.7: left for later; performance_info is timing)
+      [inp.x, inp.expertIds, inp.scales, inp.xActiveMask, inp.expertScales, null, null],
+      this.outputs('dispatchV2', rank, bs, dtype),
+      this.intsOf('dispatchV2', rank),
+    );
+    // T, the rows received: the last inclusive prefix sum (§4.5), which combine_v2 reads back (§6.1)
+    const counts = epRecvCounts!.data as Int32Array;
+    const received = counts[counts.length - 1]!;
+    const words = assist!.data as Int32Array;
+    const activeBs = mask.kind === 'none' ? bs : mask.kind === '1d' ? mask.activeBs : activeTokens2d(mask.m2, bs, this.layout.K);
+    Object.assign(st, {
+      bs, activeBs, dtype, expertIds: ids.slice(), received,
+      mask: mask.kind === '2d' ? { kind: '2d', m2: mask.m2.slice() } : mask,
+      // the 3T triplet words combine_v2 must be given back unchanged
+      assist: words.slice(0, Math.max(0, Math.min(3 * received, words.length))),
+    });
+    this.checks.done(st, 0);
+    return withAclnn(
+      {
+        expandX: expandX as DispatchV2Outputs['expandX'],
+        dynamicScales: dynamicScales as Tensor<'f32'>,
+        assistInfoForCombine: assist as Tensor<'int32'>,
+        expertTokenNums: expertTokenNums as Tensor<'int64'>,
+        epRecvCounts: epRecvCounts as Tensor<'int32'>,
+        tpRecvCounts: tpRecvCounts as Tensor<'int32'>,
+        expandScales: expandScales as Tensor<'f32'>,
+      },
+      this.v2Source('dispatchV2'),
+    );
+  }
+
+  async combineV2(rank: number, inp: CombineV2Inputs, attrs?: Partial<GroupAttrs>): Promise<NpuCombineV2Outputs> {
+    const st = this.enter('combineV2', rank, attrs);
+    const { dtype, oriX, sharedExpertX } = this.checks.combineV2(rank, st, inp);
+    // ori_x is a V3 input (§2.2): the V2 API has none, and without copy experts (checkV2Versions
+    // refused them on V2) nothing reads it
+    const ori = (this.v2Source('combineV2').version ?? 2) >= 3 ? oriX : null;
+    const [x] = await this.run(
+      rank,
+      'combineV2',
+      // expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, tpSendCounts,
+      // xActiveMask, activationScale, weightScale, groupList, expandScales, sharedExpertX,
+      // elasticInfo, oriX, constExpertAlpha1, constExpertAlpha2, constExpertV, performanceInfo
+      [inp.expandX, inp.expertIds, inp.assistInfoForCombine, inp.epSendCounts, inp.expertScales, null, inp.xActiveMask, null, null, null, inp.expandScales, sharedExpertX, null, ori, null, null, null, null],
+      this.outputs('combineV2', rank, st.bs, dtype),
+      this.intsOf('combineV2', rank),
+    );
+    this.checks.done(st, 1);
+    return withAclnn({ x: x as Tensor<XDtype> }, this.v2Source('combineV2'));
+  }
+
   /**
    * Releases every rank (HcclCommDestroy, aclrtDestroyStream, aclrtResetDevice, aclFinalize) and
    * waits for the processes to exit. A rank that does not answer within `graceMs` is killed.
@@ -576,6 +721,13 @@ export class NpuGroup implements OpGroup {
     if (this.closed) return;
     void this.dispose();
   }
+}
+
+/** Tokens of a 2-D mask (BS, K) with at least one true: the ones dispatch_v2 sends and combine_v2 processes (§0, §6.2). */
+function activeTokens2d(m2: Uint8Array, bs: number, K: number): number {
+  let n = 0;
+  for (let t = 0; t < bs; t++) if (m2.subarray(t * K, (t + 1) * K).some((v) => v !== 0)) n++;
+  return n;
 }
 
 /** A rank's option defaults as documented; exported for the CLI's messages. */

@@ -5,7 +5,10 @@
 // The 950 cases (platform '950', ids 950-…) answer the 950 Decisions (DECISIONS_950) and run only
 // on an Ascend 950: the smallest configuration its combine tilings accept, W 2, E 32, BS 8, H 4096,
 // K 6 (950 contract §7), so that a 2-NPU 950 host runs them all.
-import type { GroupAttrs, Platform } from '../contract/attrs.js';
+// The V2 cases (family 'v2', ids v2-…) answer the V2 Decisions (DECISIONS_V2) with rounds of
+// dispatch_v2 / combine_v2 on an A3 (v2-contract.md): W 2, E 4, K 2, BS 4, H 1024 where they can, so
+// that a 2-NPU host runs all but the variant with shared expert ranks that needs 4.
+import type { Family, GroupAttrs, Platform } from '../contract/attrs.js';
 import type { GenSpec } from '../services/gen.js';
 
 /** How a case is judged (src/probe/run.ts). */
@@ -44,6 +47,28 @@ export interface ProbeVariant {
    * alternative describes.
    */
   alternative?: { label: string; attrs: Partial<GroupAttrs> };
+  /** V2 cases: how the generated case becomes a V2 round */
+  v2?: V2Round;
+  /**
+   * Devices this variant needs when more than its case's `ranks` (a case whose variants differ in W
+   * runs those the host has devices for, and reports the others as not testable here)
+   */
+  ranks?: number;
+}
+
+/**
+ * How a V2 case's variant turns the generated case (a setup-family case: gen knows that family's
+ * attributes only) into a round of dispatch_v2 / combine_v2. The generated tensors serve as they
+ * are: x, expert_ids (ids in [0, E), distinct per row), expert_scales, the 1-D prefix mask,
+ * shared_expert_x.
+ */
+export interface V2Round {
+  /** attributes over the generated case's (family 'v2' is added): shared expert ranks, commQuantMode */
+  attrs?: Partial<GroupAttrs>;
+  /** dispatch_v2 without expert_scales (expand_scales then unwritten, V2 Decision 1); combine keeps its weights */
+  noDispatchScales?: boolean;
+  /** a 2-D mask (BS, K) instead of the case's: (t, k) routed when (t + k) mod 3 != 0, the last token not at all (§0, §4.6) */
+  mask2d?: boolean;
 }
 
 export interface ProbeCase {
@@ -54,7 +79,13 @@ export interface ProbeCase {
    * only on a SoC of its platform (src/npu/bridge.ts socPlatform).
    */
   platform?: Platform;
-  /** README Decision numbers it answers, of its platform's list ([] for a check that is not a Decision) */
+  /**
+   * The ops the case runs (default 'setup'); 'v2': rounds of dispatch_v2 / combine_v2 (on an A3), and
+   * `decisions` are numbers of the README's V2 Decisions (DECISIONS_V2). A case runs only where the
+   * op libraries have its family's ops.
+   */
+  family?: Family;
+  /** README Decision numbers it answers, of its platform's (or family's) list ([] for a check that is not a Decision) */
   decisions: number[];
   title: string;
   /** what a run settles, in a sentence, for the docs and the report */
@@ -98,6 +129,25 @@ const env950 = (o: Partial<GenSpec> = {}): GenSpec => ({
   seed: 23,
   ...o,
 });
+
+/**
+ * V2: W 2, E 4 (L 2), K 2, BS 4, H 1024, global_bs BS·W, no shared expert (SN 0, so that SN' = 0 and
+ * the family's generator, which sizes smooth scales by SN, agrees with V2's E + SN' rows).
+ */
+const v2small = (o: Partial<GenSpec> = {}): GenSpec => ({
+  epWorldSize: 2,
+  moeExpertNum: 4,
+  sharedExpertNum: 0,
+  bs: 4,
+  h: H,
+  k: 2,
+  globalBs: 8,
+  seed: 29,
+  ...o,
+});
+
+/** The outputs of a V2 rank file (dispatch_v2's and combine_v2's x). */
+const V2_OUTPUTS = ['expand_x', 'dynamic_scales', 'assist_info_for_combine', 'expert_token_nums', 'ep_recv_counts', 'tp_recv_counts', 'expand_scales', 'x_out'] as const;
 
 /** 950 specials: every kind an MX block can meet (subnormals of both signs give the ±0 codes). */
 const MX_SPECIALS = ['zeros', 'subnormals', 'nan', 'inf', 'overflow'] as const;
@@ -358,10 +408,103 @@ export const PROBE_CASES: readonly ProbeCase[] = [
     ],
     checks: [],
   },
+  // ---- the V2 ops (v2-contract.md; the README's V2 Decisions), on an A3 ------------------------------
+  {
+    id: 'v2-unwritten',
+    family: 'v2',
+    decisions: [1, 2, 5],
+    title: 'V2: the bytes dispatch_v2 and combine_v2 leave, through poisoned outputs',
+    settles:
+      'whether the hardware leaves unwritten (or writes zeros over) expand_scales on a shared rank and without expert_scales, rows ≥ T of expand_x and dynamic_scales, assist_info_for_combine past the 3T triplet words, dynamic_scales in quant mode 0, tp_recv_counts, and the x rows of the tokens combine_v2 does not process (§4.4, §4.5, §6.2); W 2 with one shared rank (S 1, SN 1: S < W is all the V2 tiling asks) and with a 2-D mask',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'W2-S1-mask1d-quant0', gen: v2small({ moeExpertNum: 2, sharedExpertRankNum: 1, sharedExpertNum: 1, activeBs: 3, quantMode: 0 }) },
+      { name: 'mask2d-quant2-no-expert-scales', gen: v2small({ quantMode: 2 }), v2: { mask2d: true, noDispatchScales: true } },
+    ],
+    checks: [
+      { decision: 1, tensors: ['expand_scales'], part: 'unwritten' },
+      { decision: 2, tensors: ['expand_x', 'dynamic_scales', 'assist_info_for_combine', 'tp_recv_counts'], part: 'unwritten' },
+      { decision: 5, tensors: ['x_out'], part: 'unwritten' },
+    ],
+  },
+  {
+    id: 'v2-specials',
+    family: 'v2',
+    decisions: [4],
+    title: 'V2: NaN, ±∞ and all-zero tokens in quant mode 2, fp16 and bf16',
+    settles: 'the codes and scale dispatch_v2 gives a token holding NaN or ±∞ and an all-zero token (§5.1: the family\'s quantizer; m = 0 gives 0·∞)',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'quant2-fp16', gen: v2small({ quantMode: 2, dtype: 'fp16', specials: ['zeros', 'nan', 'inf'] }) },
+      { name: 'quant2-bf16', gen: v2small({ quantMode: 2, dtype: 'bf16', specials: ['zeros', 'nan', 'inf'] }) },
+    ],
+    checks: [{ decision: 4, tensors: ['expand_x', 'dynamic_scales'], part: 'written' }],
+  },
+  {
+    id: 'v2-comm-quant',
+    family: 'v2',
+    decisions: [6],
+    title: 'V2: combine_v2 with comm_quant_mode 2 (int8 in groups of 8), compared bit for bit',
+    settles:
+      'the int8 comm quant of the rows combine_v2 returns (§6.3): the rounded reciprocal, the unrounded divisor, the double rounding through fp16, the dequant rounded to x\'s dtype before the weighted add; H 1030 ends in a group of 6; all-zero, NaN and ±∞ groups (§12.6, §12.7)',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'bf16-H1030', gen: v2small({ h: 1030, dtype: 'bf16' }), v2: { attrs: { commQuantMode: 2 } } },
+      { name: 'fp16-specials', gen: v2small({ dtype: 'fp16', specials: ['zeros', 'nan', 'inf'] }), v2: { attrs: { commQuantMode: 2 } } },
+    ],
+    checks: [{ decision: 6, tensors: ['x_out'], part: 'written' }],
+  },
+  {
+    id: 'v2-buffer-need',
+    family: 'v2',
+    decisions: [7],
+    title: 'V2: HCCL_BUFFSIZE just below and at NEEDED = floor(need / 2^20) + 1 MB',
+    settles:
+      'whether the V2 ops refuse an HCCL_BUFFSIZE one MB below the tilings\' NEEDED and run at it (§7.2: 2·(maxBS·Align512(Align32(2H) + 44)·W·L + maxBS·Align512(2H)·(K + SN\')), the code\'s +44, not the dispatch docs\' +64): W 2, E 4, BS 64, H 7168, K 2 need 11 272 192 bytes, NEEDED 11 MB, where the family\'s rule (only the first term doubled) needs exactly 9 MB, so a run at 10 MB says the V2 tilings do not double both terms. The docs\' +64 gives the same need as the code\'s +44 at every H (Align32(2H) is a multiple of 32, 448 + 64 = 512, and fullmesh_v2\'s 480 is 15·32), so no run can tell those two apart',
+    kind: 'buffer',
+    ranks: 2,
+    variants: [{ name: 'W2-E4-BS64-H7168-K2', gen: v2small({ bs: 64, h: 7168, globalBs: 128 }) }],
+    checks: [],
+  },
+  {
+    id: 'v2-round',
+    family: 'v2',
+    decisions: [10, 11, 12],
+    title: 'V2: rounds with a 1-D mask, weights, shared_expert_x, L > K, expert_token_nums types 0 and 1, and shared expert ranks (W 4)',
+    settles:
+      'whether the open kernel is what runs (every written byte of every output equal to the reference: OT HEAD\'s A·128 assist words, expand_scales, weighted combine), expert_token_nums as exact integer counts and prefix sums, shared_expert_x added unweighted with S = 0, and on shared ranks expand_x of maxBS·ceil(W/R) rows accepted where R (3) does not divide W (4)',
+    kind: 'round',
+    ranks: 2,
+    variants: [
+      { name: 'W2-mask1d-weights-shared-x', gen: v2small({ quantMode: 2, activeBs: 3, sharedExpertX: true }) },
+      { name: 'W2-L4-type0-quant0', gen: v2small({ moeExpertNum: 8, expertTokenNumsType: 0, quantMode: 0 }) },
+      {
+        name: 'W4-S3-SN1',
+        ranks: 4,
+        gen: { epWorldSize: 4, moeExpertNum: 4, sharedExpertNum: 0, bs: 4, h: H, k: 2, globalBs: 16, quantMode: 2, activeBs: 3, seed: 31 },
+        v2: { attrs: { sharedExpertRankNum: 3, sharedExpertNum: 1 } },
+      },
+    ],
+    checks: [
+      { decision: 10, tensors: V2_OUTPUTS, part: 'written' },
+      { decision: 11, tensors: ['expert_token_nums'], part: 'written' },
+      { decision: 12, tensors: ['x_out'], part: 'written', variants: /shared-x|S3/ },
+      { decision: 12, tensors: ['expand_x'], part: 'written', variants: /S3/ },
+    ],
+  },
 ];
 
 /** The platform of a case ('a3' when it names none). */
 export const casePlatform = (c: Pick<ProbeCase, 'platform'>): Platform => c.platform ?? 'a3';
+
+/** The ops a case runs ('setup' when it names none). */
+export const caseFamily = (c: Pick<ProbeCase, 'family'>): Family => c.family ?? 'setup';
+
+/** The devices each variant of a case needs, ascending and distinct (the case's `ranks` and any variant's own). */
+export const caseRanks = (c: Pick<ProbeCase, 'ranks' | 'variants'>): number[] => [...new Set(c.variants.map((v) => v.ranks ?? c.ranks))].sort((a, b) => a - b);
 
 export function probeCase(id: string): ProbeCase | undefined {
   return PROBE_CASES.find((c) => c.id === id);

@@ -2,10 +2,11 @@
 // NPU's outputs with the reference backend's (the simulated group: the same bytes as wasm), and
 // gives each Decision a verdict. Outputs are poisoned before each op (the bridge fills them with a
 // poison byte instead of 0), so that the bytes the hardware does not write show as poison. The A3
-// cases answer the README's Decisions, the 950 cases its 950 Decisions; a case runs only on a SoC
-// of its platform (the other platform's are not testable there, with the reason).
-import { type GroupAttrs, MB, type Platform, hcclBufferNeeded, makeLayout, withDefaults, type Layout } from '../contract/attrs.js';
-import { type OpName, type WrittenContext, opOutputs, outputAllocation, outputSpecByFile, rowsA } from '../contract/tensors.js';
+// cases answer the README's Decisions, the 950 cases its 950 Decisions, the V2 cases (rounds of
+// dispatch_v2 / combine_v2 on an A3) its V2 Decisions; a case runs only on a SoC of its platform and
+// where the op libraries have its family's ops (the others are not testable there, with the reason).
+import { type Family, type GroupAttrs, MB, type Platform, hcclBufferNeeded, makeLayout, sharedRankA, withDefaults, type Layout } from '../contract/attrs.js';
+import { type OpName, type Range, type WrittenContext, opOutputs, outputAllocation, outputSpecByFile, rowsA } from '../contract/tensors.js';
 import { receivedRows } from '../group/expert.js';
 import { generateCase, type GenSpec } from '../services/gen.js';
 import { type GroupOptions, createGroup } from '../group/group.js';
@@ -14,9 +15,9 @@ import type { CombineTeardownInputs } from '../contract/ops.js';
 import { MoeError } from '../core/errors.js';
 import { type DType, type Tensor, fromNumbers, zeros } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
-import { NpuGroup, combineSizeExpectation, dispatchSizeExpectation, npuAvailability, socPlatform, type OpSources } from '../npu/index.js';
-import { DECISIONS, DECISIONS_950, type Decision } from '../contract/decisions.js';
-import { PROBE_CASES, type ProbeCase, type ProbeVariant, casePlatform } from './cases.js';
+import { NpuGroup, combineSizeExpectation, dispatchSizeExpectation, npuAvailability, socPlatform, type AclnnRan, type OpSources } from '../npu/index.js';
+import { DECISIONS, DECISIONS_950, DECISIONS_V2, type Decision } from '../contract/decisions.js';
+import { PROBE_CASES, type ProbeCase, type ProbeVariant, type V2Round, caseFamily, casePlatform } from './cases.js';
 import { type ElementDiff, type TensorComparison, compareTensor, matchesKernelStride } from './compare.js';
 
 export type Verdict = 'confirmed' | 'contradicted' | 'not-written' | 'not-testable';
@@ -64,8 +65,10 @@ export interface Finding {
 
 export interface CaseReport {
   id: string;
-  /** the chip the case is for; its `decisions` are that platform's list */
+  /** the chip the case is for; its `decisions` are that platform's list (or its family's) */
   platform: Platform;
+  /** the ops it runs: 'v2' cases answer the V2 Decisions */
+  family: Family;
   title: string;
   decisions: number[];
   settles: string;
@@ -73,7 +76,16 @@ export interface CaseReport {
   reason?: string;
   findings: Finding[];
   /** per variant: the NPU run's outcome and every compared tensor */
-  runs: { variant: string; step?: string; outcome: 'ran' | 'refused'; error?: string; tensors?: TensorComparison[] }[];
+  runs: {
+    variant: string;
+    step?: string;
+    /** 'not-testable': the variant needs more devices than the host has (error says how many) */
+    outcome: 'ran' | 'refused' | 'not-testable';
+    error?: string;
+    tensors?: TensorComparison[];
+    /** V2: the aclnn ops that ran (V4, V3 or V2, as torch_npu picks them) */
+    aclnn?: string[];
+  }[];
   sizes?: SizeCheck[];
 }
 
@@ -91,8 +103,10 @@ export interface SizeCheck {
 }
 
 export interface DecisionReport {
-  /** the list the number is in: 'a3' the README's Decisions, '950' its 950 Decisions */
+  /** the list the number is in: 'a3' the README's Decisions, '950' its 950 Decisions (family 'v2': its V2 Decisions) */
   platform: Platform;
+  /** 'v2': a V2 Decision (DECISIONS_V2) */
+  family: Family;
   decision: number;
   /** what the project does (src/contract/decisions.ts) */
   title: string;
@@ -145,9 +159,10 @@ class NotTestable extends Error {}
  * Why a case of `platform` cannot run on SoC `soc`, or undefined. A SoC whose name says neither
  * platform (or none) runs every case: the npu group's own SoC check then decides.
  */
-function socRefuses(platform: Platform, soc: string | null): string | undefined {
+function socRefuses(platform: Platform, family: Family, soc: string | null): string | undefined {
   const p = socPlatform(soc);
   if (p === null || p === platform) return undefined;
+  if (family === 'v2') return `a V2 case: the V2 ops are modelled on A3 (v2-contract §1-§8), and this host's SoC ${soc} is an Ascend 950, whose V2 (§9.5) is left for later`;
   return platform === '950'
     ? `a 950 case: it needs an Ascend 950 SoC, and this host's is ${soc} (an A3)`
     : `an A3 case: this host's SoC ${soc} is an Ascend 950, whose tilings accept only comm_type 2`;
@@ -178,12 +193,80 @@ function unpoisonedExpandIdx(g: NpuGroup, activeBs: readonly number[]): RoundGro
   };
 }
 
+/** What decides the written regions of a V2 rank's outputs besides the round's results (tensors.ts WrittenContext). */
+interface V2RankFacts {
+  /** tokens combine_v2 processes: all, the 1-D mask's prefix, or the 2-D mask's tokens with a true (§6.2) */
+  processed: Range[];
+  activeBs: number;
+}
+
+/** A variant made ready: its generated case, the group options, inputs and the reference's round. */
+interface Prepared {
+  run: ProbeRunId;
+  gen: ReturnType<typeof generateCase>;
+  opts: GroupOptions;
+  lay: Layout;
+  inputs: RankInputs[];
+  ref: RankResult[];
+  alt?: RankResult[];
+  /** V2 cases: how the round runs and each rank's written-region facts */
+  v2?: { setup: V2Round; ranks: V2RankFacts[]; expertScalesGiven: boolean };
+}
+
+/** The 2-D mask of a V2 variant (cases.ts V2Round.mask2d): (t, k) true when (t + k) mod 3 != 0, the last token all false. */
+function mask2d(bs: number, K: number): number[] {
+  return Array.from({ length: bs * K }, (_, i) => {
+    const t = Math.floor(i / K);
+    return t === bs - 1 || (t + (i % K)) % 3 === 0 ? 0 : 1;
+  });
+}
+
+/** [start, end) runs of the tokens whose row of a 2-D mask has a true. */
+function tokensWithTrue(m: ArrayLike<number>, bs: number, K: number): Range[] {
+  const out: [number, number][] = [];
+  for (let t = 0; t < bs; t++) {
+    let any = false;
+    for (let k = 0; k < K; k++) any ||= m[t * K + k] !== 0;
+    if (!any) continue;
+    const last = out[out.length - 1];
+    if (last && last[1] === t) last[1] = t + 1;
+    else out.push([t, t + 1]);
+  }
+  return out;
+}
+
+/**
+ * A V2 round as the variant asks for it (cases.ts V2Round): dispatch_v2 without expert_scales
+ * (noDispatchScales), the rest unchanged. The same wrapper runs the reference and the NPU, so that
+ * both compute the same round.
+ */
+function v2Round(g: RoundGroup, setup: V2Round): RoundGroup {
+  if (!setup.noDispatchScales) return g;
+  return {
+    layout: g.layout,
+    ...(g.backend ? { backend: g.backend } : {}),
+    ...(g.expertOutput ? { expertOutput: (r: number, d: XDtype, rows: number, transient: boolean) => g.expertOutput!(r, d, rows, transient) } : {}),
+    ...(g.abort ? { abort: (r: number, why: string) => g.abort!(r, why) } : {}),
+    dispatchSetup: (r, i, a) => g.dispatchSetup(r, i, a),
+    dispatchTeardown: (r, i, a) => g.dispatchTeardown(r, i, a),
+    combineSetup: (r, i, a) => g.combineSetup(r, i, a),
+    combineTeardown: (r, i, a) => g.combineTeardown(r, i, a),
+    dispatchV2: (r, i, a) => g.dispatchV2!(r, { ...i, expertScales: null }, a),
+    combineV2: (r, i, a) => g.combineV2!(r, i, a),
+  };
+}
+
+/** The aclnn op a V2 output says ran (src/npu/group.ts: a non-enumerable `aclnn`). */
+const aclnnOf = (o: object | undefined): AclnnRan | undefined => (o as { aclnn?: AclnnRan } | undefined)?.aclnn;
+
 class Prober {
   readonly timeoutMs: number;
   readonly poison: number;
   constructor(
     readonly o: ProbeOptions,
     readonly home: string | undefined,
+    /** devices on this host: a variant that needs more is not run */
+    readonly devices: number,
   ) {
     this.timeoutMs = o.timeoutMs ?? 30000;
     this.poison = o.poison ?? POISON;
@@ -206,11 +289,11 @@ class Prober {
     return g;
   }
 
-  /** The reference's round, reported to the hook. */
-  private async reference(run: ProbeRunId, opts: GroupOptions, inputs: RankInputs[]): Promise<RankResult[]> {
+  /** The reference's round, reported to the hook (V2: run as the variant's setup asks). */
+  private async reference(run: ProbeRunId, opts: GroupOptions, inputs: RankInputs[], setup?: V2Round): Promise<RankResult[]> {
     const ref = await createGroup({ ...opts, backend: 'reference' });
     try {
-      const { results } = await runRound(ref, inputs);
+      const { results } = await runRound(setup ? v2Round(ref, setup) : ref, inputs);
       this.o.onReference?.(run, results, inputs);
       return results;
     } finally {
@@ -218,18 +301,24 @@ class Prober {
     }
   }
 
-  /** The NPU's round on the same inputs, with the reference's expert outputs (so that combine sees the same rows). */
-  private async npuRound(run: ProbeRunId, opts: GroupOptions, lay: Layout, inputs: RankInputs[], ref: RankResult[], hcclBuffsizeMb?: number): Promise<{ results?: RankResult[]; error?: unknown }> {
+  /**
+   * The NPU's round on the same inputs, with the reference's expert outputs (so that combine sees the
+   * same rows), cut or padded to the A the npu group allocates: the A3 dispatch_teardown tiling's on
+   * a shared rank in the setup family, the simulation's in V2 (v2-contract §3).
+   */
+  private async npuRound(run: ProbeRunId, opts: GroupOptions, lay: Layout, inputs: RankInputs[], ref: RankResult[], o: { mb?: number; setup?: V2Round } = {}): Promise<{ results?: RankResult[]; error?: unknown }> {
     let g: NpuGroup | undefined;
     try {
-      g = await this.npuGroup(opts, run, hcclBuffsizeMb);
+      g = await this.npuGroup(opts, run, o.mb);
       const bs = opts.bs!;
+      const v2 = lay.family === 'v2';
       const withExpert = inputs.map((inp, r) => ({
         ...inp,
-        expertOutput: fitRows(ref[r]!.expertOutput! /* a round without transientExperts */, rowsA({ lay, rank: r, bs, rowsA: 'tiling' })),
+        expertOutput: fitRows(ref[r]!.expertOutput! /* a round without transientExperts */, rowsA({ lay, rank: r, bs, rowsA: v2 ? 'simulation' : 'tiling' })),
       }));
       const activeBs = inputs.map((inp) => (inp.xActiveMask ? (inp.xActiveMask.data as Uint8Array).reduce((n, v) => n + (v ? 1 : 0), 0) : inp.x.shape[0]!));
-      const { results } = await runRound(lay.platform.name === '950' ? unpoisonedExpandIdx(g, activeBs) : g, withExpert);
+      const group = v2 ? v2Round(g, o.setup ?? {}) : lay.platform.name === '950' ? unpoisonedExpandIdx(g, activeBs) : g;
+      const { results } = await runRound(group, withExpert);
       return { results };
     } catch (error) {
       if (error instanceof NotTestable) throw error;
@@ -240,7 +329,8 @@ class Prober {
   }
 
   /** Every output of every rank, compared over the contract's written region and its complement. */
-  private compare(lay: Layout, gen: ReturnType<typeof generateCase>, ref: RankResult[], npu: RankResult[]): TensorComparison[] {
+  private compare(lay: Layout, gen: ReturnType<typeof generateCase>, ref: RankResult[], npu: RankResult[], v2?: Prepared['v2']): TensorComparison[] {
+    if (v2) return this.compareV2(lay, gen, ref, npu, v2);
     const out: TensorComparison[] = [];
     for (let r = 0; r < lay.W; r++) {
       const rt = outputTensors(ref[r]!);
@@ -265,23 +355,86 @@ class Prober {
     return out;
   }
 
-  /** A variant's case generated, its group options and layout, inputs, and the reference's round. */
-  private async prepare(pc: ProbeCase, v: ProbeCase['variants'][number]) {
+  /**
+   * A V2 rank's outputs over the V2 tensor table's written regions (tensors.ts V2_OP_TENSORS): rows
+   * < T of expand_x, dynamic_scales (quant 2) and expand_scales (MoE ranks, with expert_scales), 3T
+   * triplet words, every count, the processed tokens' x rows; T is the reference's last
+   * ep_recv_counts entry, A the simulation's (the V2 tilings').
+   */
+  private compareV2(lay: Layout, gen: ReturnType<typeof generateCase>, ref: RankResult[], npu: RankResult[], v2: NonNullable<Prepared['v2']>): TensorComparison[] {
+    const out: TensorComparison[] = [];
+    for (let r = 0; r < lay.W; r++) {
+      const rt = outputTensors(ref[r]!);
+      const nt = outputTensors(npu[r]!);
+      const counts = ref[r]!.dispatchV2!.epRecvCounts.data as Int32Array;
+      const c: WrittenContext = {
+        lay,
+        rank: r,
+        bs: gen.bsPerRank[r]!,
+        xDtype: gen.ranks[r]!.x!.dtype as XDtype,
+        activeBs: v2.ranks[r]!.activeBs,
+        received: counts[counts.length - 1]!,
+        rowsA: 'simulation',
+        expertScalesGiven: v2.expertScalesGiven,
+        processedRows: v2.ranks[r]!.processed,
+      };
+      for (const [file, t] of Object.entries(nt)) {
+        const spec = outputSpecByFile(file, 'v2');
+        if (!spec?.written) continue;
+        out.push(compareTensor(r, file, rt[file]!, t, spec.written(c), this.poison));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A variant's case generated, its group options and layout, inputs, and the reference's round. A
+   * V2 variant takes the generated tensors into a V2 group (family 'v2' and the variant's
+   * attributes; a 2-D mask when it asks for one): the generator knows the setup family only.
+   */
+  private async prepare(pc: ProbeCase, v: ProbeCase['variants'][number]): Promise<Prepared> {
     const run = { caseId: pc.id, variant: v.name };
     const gen = generateCase(v.gen);
-    const opts = groupOptions(v.gen, gen);
+    const v2 = caseFamily(pc) === 'v2';
+    const opts: GroupOptions = v2 ? { ...groupOptions(v.gen, gen), family: 'v2', ...v.v2?.attrs } : groupOptions(v.gen, gen);
     const lay = layoutOf(opts);
     const inputs = gen.ranks.map((t) => rankInputsOf(t));
-    const ref = await this.reference(run, opts, inputs);
+    let v2Facts: Prepared['v2'];
+    if (v2) {
+      const setup = v.v2 ?? {};
+      const ranks = inputs.map((inp, r): V2RankFacts => {
+        const bs = gen.bsPerRank[r]!;
+        if (setup.mask2d) {
+          const m = mask2d(bs, lay.K);
+          inp.xActiveMask = fromNumbers('bool', [bs, lay.K], m) as Tensor<'bool'>;
+          const processed = tokensWithTrue(m, bs, lay.K);
+          return { processed, activeBs: processed.reduce((n, [a, b]) => n + b - a, 0) };
+        }
+        const active = gen.activeBs[r]!;
+        return { processed: active > 0 ? [[0, active]] : [], activeBs: active };
+      });
+      v2Facts = { setup, ranks, expertScalesGiven: !setup.noDispatchScales };
+    }
+    const ref = await this.reference(run, opts, inputs, v2Facts?.setup);
     // the alternative's reference on the same inputs, before the NPU runs (the tests' hook may feed it)
     const alt = v.alternative ? await this.reference({ ...run, step: 'alternative' }, { ...opts, ...v.alternative.attrs }, inputs) : undefined;
-    return { run, gen, opts, lay, inputs, ref, alt };
+    return { run, gen, opts, lay, inputs, ref, alt, ...(v2Facts ? { v2: v2Facts } : {}) };
   }
 
   async roundCase(pc: ProbeCase, rep: CaseReport): Promise<void> {
+    const skipped: string[] = [];
     for (const v of pc.variants) {
-      const { run, gen, opts, lay, inputs, ref, alt } = await this.prepare(pc, v);
-      const { results, error } = await this.npuRound(run, opts, lay, inputs, ref);
+      // a variant of more ranks than the case's (v2-round's W 4): run where the host has the devices
+      const ranks = v.ranks ?? pc.ranks;
+      if (ranks > this.devices) {
+        const why = `needs ${ranks} devices (W = ${ranks}); this host has ${this.devices}`;
+        rep.runs.push({ variant: v.name, outcome: 'not-testable', error: why });
+        skipped.push(`${v.name} ${why}`);
+        continue;
+      }
+      const prep = await this.prepare(pc, v);
+      const { run, gen, opts, lay, inputs, ref, alt } = prep;
+      const { results, error } = await this.npuRound(run, opts, lay, inputs, ref, { setup: prep.v2?.setup });
       if (!results) {
         rep.runs.push({ variant: v.name, outcome: 'refused', error: message(error) });
         for (const d of new Set(pc.checks.filter((c) => !c.variants || c.variants.test(v.name)).map((c) => c.decision))) {
@@ -289,55 +442,74 @@ class Prober {
         }
         continue;
       }
-      const tensors = this.compare(lay, gen, ref, results);
-      rep.runs.push({ variant: v.name, outcome: 'ran', tensors });
+      const tensors = this.compare(lay, gen, ref, results, prep.v2);
+      const ran = prep.v2 ? [aclnnOf(results[0]!.dispatchV2), aclnnOf(results[0]!.combineV2)].filter((x): x is AclnnRan => !!x) : [];
+      rep.runs.push({ variant: v.name, outcome: 'ran', tensors, ...(ran.length ? { aclnn: ran.map((x) => x.name) } : {}) });
       for (const chk of pc.checks) {
         if (chk.variants && !chk.variants.test(v.name)) continue;
         const mine = tensors.filter((t) => chk.tensors.includes(t.tensor));
         const f = chk.part === 'written' ? judgeWritten(mine) : judgeUnwritten(mine);
         if (!f) continue;
         let { verdict, detail } = f;
-        if (casePlatform(pc) === 'a3' && chk.decision === 19 && verdict === 'contradicted') {
+        if (casePlatform(pc) === 'a3' && caseFamily(pc) === 'setup' && chk.decision === 19 && verdict === 'contradicted') {
           const k = [0, 1].map((r) => matchesKernelStride(ref[r]!.dispatchSetup.y, results[r]!.dispatchSetup.y, lay.H, gen.activeBs[r]! * lay.K));
           if (k.every((x) => x.matches)) detail = `the hardware writes y rows at the kernel's own stride ${k[0]!.stride} bytes, not the tensor's ${lay.msgBytes}; ${detail}`;
         }
         if (alt && chk.part === 'written' && verdict === 'contradicted') {
           // is it what the alternative (a fixed kernel) would give?
-          const other = judgeWritten(this.compare(lay, gen, alt, results).filter((t) => chk.tensors.includes(t.tensor)));
+          const other = judgeWritten(this.compare(lay, gen, alt, results, prep.v2).filter((t) => chk.tensors.includes(t.tensor)));
           const d = other?.firstDiff;
           detail =
             other?.verdict === 'confirmed'
               ? `the hardware gives what ${v.alternative!.label} describes (${other.detail}), not the open kernel: ${detail}`
               : `nor does it give what ${v.alternative!.label} describes${d ? ` (first: rank ${d.rank} ${d.tensor}[${d.index.join(', ')}] expected ${d.expected}, got ${d.actual})` : ''}: ${detail}`;
         }
-        if (casePlatform(pc) === 'a3' && chk.decision === 1 && verdict === 'confirmed') {
+        if (caseFamily(pc) === 'v2' && chk.decision === 10 && ran.length) {
+          // which of V4, V3, V2 ran: the open kernel's behaviour is judged on what torch_npu would call
+          detail = `${ran.map((x) => x.name).join(' and ')} ran (${[...new Set(ran.map((x) => x.library))].join(', ')}); ${detail}`;
+        }
+        if (caseFamily(pc) === 'v2' && chk.decision === 12 && verdict === 'confirmed' && lay.S > 0 && chk.tensors.includes('expand_x')) {
+          const shared = Array.from({ length: lay.S }, (_, r) => r);
+          const sa = sharedRankA(lay, opts.bs!)!;
+          detail = `the ops ran with expand_x of ${shared.map((r) => rowsA({ lay, rank: r, bs: opts.bs! })).join(', ')} rows on shared ranks ${shared.join(', ')} (maxBS·ceil(W/R) with R = ${lay.R}; the docs' BS·W·SN/S is ${sa.tiling}); ${detail}`;
+        }
+        if (casePlatform(pc) === 'a3' && caseFamily(pc) === 'setup' && chk.decision === 1 && verdict === 'confirmed') {
           const shared = Array.from({ length: lay.S }, (_, r) => r);
           detail = `the ops ran with expand_x of ${shared.map((r) => rowsA({ lay, rank: r, bs: opts.bs!, rowsA: 'tiling' })).join(', ')} rows on shared ranks ${shared.join(', ')} (the tiling's BS·W·SN/S; the simulation's A is ${shared.map((r) => rowsA({ lay, rank: r, bs: opts.bs! })).join(', ')}); ${detail}`;
         }
         rep.findings.push({ decision: chk.decision, caseId: pc.id, variant: v.name, verdict, detail, ...(f.firstDiff ? { firstDiff: f.firstDiff } : {}) });
       }
     }
+    if (skipped.length === pc.variants.length) {
+      rep.status = 'not-testable';
+      rep.reason = skipped.join('; ');
+    } else if (skipped.length > 0) {
+      rep.reason = `not run here: ${skipped.join('; ')}`;
+    }
   }
 
+  /**
+   * HCCL_BUFFSIZE one MB below and at the need. The setup family's need is the largest tiling figure
+   * in bytes, run at ceil(need / MB); V2's tilings print NEEDED_HCCL_BUFFSIZE = floor(need / 2^20) + 1
+   * MB and refuse a buffer below the need in bytes (v2-contract §7.2), run at NEEDED.
+   */
   async bufferCase(pc: ProbeCase, rep: CaseReport): Promise<void> {
     const v = pc.variants[0]!;
-    const gen = generateCase(v.gen);
-    const opts = groupOptions(v.gen, gen);
-    const lay = layoutOf(opts);
+    const { opts, lay, inputs, ref, v2 } = await this.prepare(pc, v);
     const need = hcclBufferNeeded(lay);
-    const needMb = Math.ceil(need.needed / MB);
-    const inputs = gen.ranks.map((t) => rankInputsOf(t));
-    const ref = await this.reference({ caseId: pc.id, variant: v.name }, opts, inputs);
+    const needMb = v2 ? Math.floor(need.needed / MB) + 1 : Math.ceil(need.needed / MB);
     const outcome: Record<string, { ok: boolean; error?: string; mb: number }> = {};
     for (const [step, mb] of [['below', needMb - 1], ['above', needMb]] as const) {
-      const { results, error } = await this.npuRound({ caseId: pc.id, variant: v.name, step }, { ...opts, hcclBufferSize: needMb }, lay, inputs, ref, mb);
+      const { results, error } = await this.npuRound({ caseId: pc.id, variant: v.name, step }, { ...opts, hcclBufferSize: needMb }, lay, inputs, ref, { mb, setup: v2?.setup });
       outcome[step] = { ok: !!results, mb, ...(results ? {} : { error: message(error) }) };
       rep.runs.push({ variant: v.name, step, outcome: results ? 'ran' : 'refused', ...(results ? {} : { error: message(error) }) });
     }
     const figures = need.figures.map((f) => `${f.id} ${f.bytes} B`).join(', ');
     const below = outcome.below!;
     const above = outcome.above!;
-    const base = `need ${need.needed} B = ${needMb} MB (${figures}; binding: ${need.binding.id})`;
+    const base = v2
+      ? `need ${need.needed} B: NEEDED = floor(need / 2^20) + 1 = ${needMb} MB (${figures}: ${need.binding.formula})`
+      : `need ${need.needed} B = ${needMb} MB (${figures}; binding: ${need.binding.id})`;
     let verdict: Verdict;
     let detail: string;
     if (!below.ok && above.ok) {
@@ -350,7 +522,7 @@ class Prober {
       verdict = 'contradicted';
       detail = `${base}: refused at ${above.mb} MB too (${above.error}): the hardware needs more than the rule says`;
     }
-    // the case's one Decision: A3 13, 950 7 (each op's own row, §8)
+    // the case's one Decision: A3 13, 950 7 (each op's own row, §8), V2 7 (§7.2)
     rep.findings.push({ decision: pc.decisions[0]!, caseId: pc.id, variant: v.name, verdict, detail });
   }
 
@@ -509,17 +681,25 @@ export async function runProbe(o: ProbeOptions = {}): Promise<ProbeResult> {
   const b = loadBridge({ ascendHome: o.ascendHome, env: o.env ?? process.env });
   if (!b.available) return { available: false, reason: b.reason };
   const devices = o.devices ?? b.native.deviceCount();
-  const p = new Prober(o, o.ascendHome);
+  const p = new Prober(o, o.ascendHome, devices);
   const cases: CaseReport[] = [];
   for (const pc of PROBE_CASES) {
     if (o.cases && !o.cases.includes(pc.id)) continue;
     const platform = casePlatform(pc);
-    const rep: CaseReport = { id: pc.id, platform, title: pc.title, decisions: pc.decisions, settles: pc.settles, status: 'ran', findings: [], runs: [] };
+    const family = caseFamily(pc);
+    const rep: CaseReport = { id: pc.id, platform, family, title: pc.title, decisions: pc.decisions, settles: pc.settles, status: 'ran', findings: [], runs: [] };
     cases.push(rep);
-    const wrongSoc = socRefuses(platform, b.soc);
+    const wrongSoc = socRefuses(platform, family, b.soc);
     if (wrongSoc) {
       rep.status = 'not-testable';
       rep.reason = wrongSoc;
+      continue;
+    }
+    // the op libraries lack the case's family (an A3 CANN with the V2 ops only, or the reverse)
+    const gone = b.missing[family];
+    if (gone) {
+      rep.status = 'not-testable';
+      rep.reason = `this CANN has no ${family === 'v2' ? 'V2' : 'setup/teardown'} ops: ${gone}`;
       continue;
     }
     if (pc.ranks > devices) {
@@ -545,23 +725,25 @@ export async function runProbe(o: ProbeOptions = {}): Promise<ProbeResult> {
   return { available: true, report: { tool: 'moe-distribute probe', date: new Date().toISOString(), soc: b.soc, devices, poison: p.poison, timeoutMs: p.timeoutMs, ops: b.ops, decisions: decisionsOf(cases), cases } };
 }
 
-/** The two Decision lists and the platform each is for. */
-const DECISION_LISTS: readonly (readonly [Platform, readonly Decision[]])[] = [
-  ['a3', DECISIONS],
-  ['950', DECISIONS_950],
+/** The three Decision lists and the platform and family each is for. */
+const DECISION_LISTS: readonly (readonly [Platform, Family, readonly Decision[]])[] = [
+  ['a3', 'setup', DECISIONS],
+  ['950', 'setup', DECISIONS_950],
+  ['a3', 'v2', DECISIONS_V2],
 ];
 
 /**
- * Every Decision's verdict, the README's Decisions then its 950 Decisions (src/contract/decisions.ts
- * names each one's probe case, whose findings carry numbers of its platform's list): the strongest
- * finding of its case (contradicted > not written > confirmed), else why it was not tested.
+ * Every Decision's verdict, the README's Decisions, then its 950 Decisions, then its V2 Decisions
+ * (src/contract/decisions.ts names each one's probe case, whose findings carry numbers of its
+ * platform's or family's list): the strongest finding of its case (contradicted > not written >
+ * confirmed), else why it was not tested.
  */
 export function decisionsOf(cases: readonly CaseReport[]): DecisionReport[] {
-  return DECISION_LISTS.flatMap(([platform, list]) => list.map((d) => decisionOf(platform, d, cases)));
+  return DECISION_LISTS.flatMap(([platform, family, list]) => list.map((d) => decisionOf(platform, family, d, cases)));
 }
 
-function decisionOf(platform: Platform, d: Decision, cases: readonly CaseReport[]): DecisionReport {
-  const base = { platform, decision: d.id, title: d.title, cases: d.probe ? [d.probe] : [] };
+function decisionOf(platform: Platform, family: Family, d: Decision, cases: readonly CaseReport[]): DecisionReport {
+  const base = { platform, family, decision: d.id, title: d.title, cases: d.probe ? [d.probe] : [] };
   if (!d.probe) return { ...base, verdict: 'not-testable' as const, detail: `not testable by design: ${d.untestable ?? 'no probe case'}` };
   const mine = cases.filter((c) => c.id === d.probe);
   const findings = mine.flatMap((c) => c.findings.filter((f) => f.decision === d.id));
