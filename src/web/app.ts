@@ -5,8 +5,8 @@ import { setKernelSource } from '../backends/wasm/index.js';
 import { MoeError } from '../core/errors.js';
 import { $, h, ms } from './dom.js';
 import { type PageRun, outputHashes, runRoundInPage } from './engine.js';
-import { type Config, EXAMPLE_950, type PickedFile, type RoundInputs, type Routing, SEED_EXAMPLE, analyse, generateInputs, openCase, usageOf, validate } from './model.js';
-import { buildForm, readForm, showPlatform, showValidation, writeForm } from './views/configure.js';
+import { type Config, EXAMPLE_950, EXAMPLE_V2, type PickedFile, type RoundInputs, type Routing, SEED_EXAMPLE, analyse, generateInputs, openCase, usageOf, validate } from './model.js';
+import { buildForm, readForm, showValidation, showVariant, writeForm } from './views/configure.js';
 import { renderPlan } from './views/plan.js';
 import { renderRun } from './views/run.js';
 import { renderSee } from './views/see.js';
@@ -68,7 +68,7 @@ function showIsolation(): void {
  */
 function onFormChange(): void {
   state.config = readForm(form);
-  showPlatform(form, state.config.attrs.platform);
+  showVariant(form, state.config.attrs.platform, state.config.attrs.family);
   const current = state.inputs && sameShape(state.inputs, state.config) ? state.inputs : undefined;
   const v = validate(state.config, current ? usageOf(current) : {});
   showValidation(form, v, $('general-errors'), $('general-warnings'));
@@ -102,7 +102,21 @@ function setInputs(ri: RoundInputs, generateMs: number): void {
   $('see-timing').setAttribute('data-render-ms', String(t2 - t0));
   $('see-empty').hidden = true;
   $('see-views').hidden = false;
+  showRunButton(ri);
   $<HTMLButtonElement>('btn-run').disabled = false;
+}
+
+/** The ops of the inputs' family (runRound runs phasesOf(layout)): the setup family's four, or V2's two. */
+const opsOf = (ri: RoundInputs): { label: string; title: string } =>
+  ri.attrs.family === 'v2'
+    ? { label: 'the two V2 ops', title: 'dispatch_v2, the identity expert, combine_v2 on every rank, in this browser (v2-contract §4-§6)' }
+    : { label: 'the four ops', title: 'dispatchSetup, dispatchTeardown, the identity expert, combineSetup, combineTeardown on every rank, in this browser' };
+
+function showRunButton(ri: RoundInputs): void {
+  const b = $<HTMLButtonElement>('btn-run');
+  const ops = opsOf(ri);
+  b.textContent = `Run ${ops.label}`;
+  b.title = ops.title;
 }
 
 async function generate(): Promise<void> {
@@ -147,7 +161,7 @@ async function run(): Promise<void> {
   state.busy = true;
   const btn = $<HTMLButtonElement>('btn-run');
   btn.disabled = true;
-  status(`running the four ops on ${state.inputs.attrs.epWorldSize} ranks…`, 'busy');
+  status(`running ${opsOf(state.inputs).label} on ${state.inputs.attrs.epWorldSize} ranks…`, 'busy');
   selectTab('run');
   await nextFrame();
   try {
@@ -197,6 +211,7 @@ function boot(): void {
     h('button', { type: 'button', id: 'btn-seed', title: 'the torch_npu example of npm start: W 16, E 16, BS 64, H 1024, K 8, quant mode 2, smooth scales, seed 0' }, 'Seed example'),
     h('button', { type: 'button', id: 'btn-large', title: 'the largest group: W 384 ranks (128 shared-expert ranks, 2 shared experts), E 512 MoE experts, BS 8, H 1024, K 8, quant mode 2, zipf routing s = 1.2' }, 'W 384 × E 512'),
     h('button', { type: 'button', id: 'btn-950', title: 'Ascend 950 inside the envelope its combine tilings accept: W 8, E 32, BS 8, H 4096, K 8, globalBs 64, quant mode 4 (MX) with fp8_e4m3fn y, uniform routing, seed 0' }, '950 MX example'),
+    h('button', { type: 'button', id: 'btn-v2', title: "the V2 ops (dispatch_v2 / combine_v2) on vllm-ascend's common path: W 8, E 32, BS 16, H 4096, K 8, quant mode 2 with smooth scales (E + SN' = 32 rows), comm_quant_mode 2 (int8 combine messages), uniform routing, seed 0" }, 'V2 example'),
     h(
       'label',
       { class: 'file', title: 'pick a case directory (case.json, rank{r}.safetensors or rank{r}/NAME.npy): the files are read by this page and never leave the machine' },
@@ -232,6 +247,11 @@ function boot(): void {
   };
   $('btn-950').onclick = () => {
     writeForm(form, EXAMPLE_950);
+    onFormChange();
+    void generate();
+  };
+  $('btn-v2').onclick = () => {
+    writeForm(form, EXAMPLE_V2);
     onFormChange();
     void generate();
   };

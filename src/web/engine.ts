@@ -1,4 +1,6 @@
-// How the page runs a round: one call, `runRoundInPage`. Cross-origin isolated, the ranks run on
+// How the page runs a round: one call, `runRoundInPage`, for either family (runRound and the
+// collective run the phases of the group's family: the setup family's four ops, or dispatch_v2,
+// the expert and combine_v2). Cross-origin isolated, the ranks run on
 // rank workers (the collective API: one worker per core, ranks round-robin, one shared group
 // memory); otherwise the group lives in this thread and the ranks are interleaved over the facade
 // (a shared WebAssembly.Memory where the browser still makes one, a plain one otherwise). Both give
@@ -85,7 +87,9 @@ export async function runRoundInPage(ri: RoundInputs, hcclMb: number): Promise<P
     let violations = 0;
     let worst = '-';
     for (let r = 0; r < results.length; r++) {
-      const c = checkIdentityCombine(layout, ri.inputs[r]!, results[r]!.combineTeardown.x);
+      // the combined output: combine_teardown's x, or combine_v2's (checked by V2's rule, v2-contract §6.2)
+      const res = results[r]!;
+      const c = checkIdentityCombine(layout, ri.inputs[r]!, res.combineV2 ? res.combineV2.x : res.combineTeardown.x);
       bound = c.bound;
       violations += c.violations;
       if (c.maxRelErr >= maxRelErr && c.worst.t >= 0) {
@@ -107,7 +111,7 @@ export async function tensorSha256(t: Tensor): Promise<string> {
   return hex(await crypto.subtle.digest('SHA-256', bytes));
 }
 
-/** Per rank, SHA-256 of each output tensor (the names of a run's rank file). */
+/** Per rank, SHA-256 of each output tensor (the names of a run's rank file: the family's outputs, outputTensors). */
 export async function outputHashes(run: PageRun): Promise<Record<string, string>[]> {
   const out: Record<string, string>[] = [];
   for (const res of run.results) {

@@ -2,11 +2,13 @@
 // (generated from a seed, the seed example's, or a case opened from files), and what the routing
 // implies before anything runs: token counts per (rank, expert), traffic per (sender, receiver),
 // expert loads, each receiver's blocks, and where each token lands (on 950, from which row of y:
-// rows sorted by expert id, 950 contract §2.1).
-import { type SortedRows, activeRows, routingCounts, sortedRows950 } from '../contract/routing.js';
+// rows sorted by expert id, 950 contract §2.1; in V2, which row of expand_x with which triplet
+// (src_rank, src_token, k), v2-contract §4.2-§4.4).
+import { type MaskV2, type RoutedV2, type SortedRows, activeRows, routeV2, routingCounts, routingCountsV2, sortedRows950 } from '../contract/routing.js';
 import {
   type AttrInput,
   type DataDims,
+  type Family,
   type GroupAttrs,
   type Layout,
   expandRows,
@@ -44,6 +46,10 @@ export interface Config {
   seed: number;
   /** x_active_mask prefix length; undefined: no mask */
   activeBs?: number;
+  /** V2: a 2-D x_active_mask (BS, K), each entry true with this probability (v2-contract §0); undefined: none */
+  active2d?: number;
+  /** V2: the probability that an entry routes to a special expert (zero or copy); undefined: the generator's default */
+  specialFraction?: number;
   smoothScales: boolean;
 }
 
@@ -77,8 +83,39 @@ export const EXAMPLE_950: Config = {
   smoothScales: false,
 };
 
+/**
+ * V2, the common vllm-ascend path (TokenDispatcherWithMC2) at a size the page runs in a moment:
+ * W 8, E 32, BS 16, H 4096, K 8, quant mode 2 with smooth scales ((E + SN', H) = (32, 4096): SN' =
+ * 0 without shared-expert ranks, v2-contract §0, §5.1) and comm_quant_mode 2 (combine_v2's int8
+ * messages in groups of 8, §6.3).
+ */
+export const EXAMPLE_V2: Config = {
+  attrs: withDefaults({ family: 'v2', epWorldSize: 8, moeExpertNum: 32, quantMode: 2, commQuantMode: 2 }),
+  dims: { bs: 16, h: 4096, k: 8 },
+  hcclMb: 200,
+  dtype: 'bf16',
+  routing: 'uniform',
+  zipfS: 1.2,
+  hotExpert: 0,
+  seed: 0,
+  smoothScales: true,
+};
+
 export function genSpecOf(c: Config): GenSpec {
   const a = c.attrs;
+  // the V2 fields only for a V2 configuration: a setup spec stays what it always was
+  const v2: Partial<GenSpec> =
+    a.family === 'v2'
+      ? {
+          family: 'v2',
+          zeroExpertNum: a.zeroExpertNum,
+          copyExpertNum: a.copyExpertNum,
+          commAlg: a.commAlg,
+          commQuantMode: a.commQuantMode,
+          ...(c.active2d !== undefined ? { active2d: c.active2d } : {}),
+          ...(c.specialFraction !== undefined ? { specialFraction: c.specialFraction } : {}),
+        }
+      : {};
   return {
     epWorldSize: a.epWorldSize,
     moeExpertNum: a.moeExpertNum,
@@ -102,6 +139,7 @@ export function genSpecOf(c: Config): GenSpec {
     hotExpert: c.hotExpert,
     activeBs: c.activeBs,
     seed: c.seed,
+    ...v2,
   };
 }
 
@@ -134,6 +172,13 @@ export function validate(c: Config, usage: WarningUsage = {}): Validation {
     if (platformSpec(c.attrs.platform).quantModes[c.attrs.quantMode]?.kind !== 'token' && c.smoothScales) {
       problems.push({ param: 'smoothScales', code: 'E_VALUE', message: 'routing = "seed-example": smooth scales need quantMode = 2' });
     }
+    // V2 runs the seed example's inputs as they are (npm start -- --family v2): no special expert, no 2-D mask
+    if (c.attrs.family === 'v2' && (c.attrs.zeroExpertNum > 0 || c.attrs.copyExpertNum > 0)) {
+      problems.push({ param: 'routing', code: 'E_VALUE', message: 'routing = "seed-example": the seed example routes to MoE experts only (zeroExpertNum = copyExpertNum = 0)' });
+    }
+    if (c.active2d !== undefined) {
+      problems.push({ param: 'active2d', code: 'E_VALUE', message: 'routing = "seed-example": the seed example has no x_active_mask' });
+    }
   }
   return { plan, problems };
 }
@@ -150,13 +195,15 @@ export interface RoundInputs {
 }
 
 /**
- * The seed example's inputs (examples/seed-example.ts): rank r draws from Rng(seed + r) x (BS, H),
- * expert_ids (the first K of a shuffle of [0, E) per row), expert_scales (BS, K) and, with
- * smooth scales, scales (E + 1, H) f32.
+ * The seed example's inputs (examples/seed-example/rank.ts): rank r draws from Rng(seed + r) x
+ * (BS, H), expert_ids (the first K of a shuffle of [0, E) per row), expert_scales (BS, K) and,
+ * with smooth scales, scales (E + SN, H) f32 in the setup family, (E + SN', H) in V2 (SN' = 0
+ * without shared-expert ranks, v2-contract §5.1): the layout's scale-row base either way.
  */
 export function seedExampleInputs(c: Config): RankInputs[] {
   const { epWorldSize: W, moeExpertNum: E } = c.attrs;
   const { bs, h, k } = c.dims;
+  const scaleRows = E + makeLayout(c.attrs, c.dims).scaleRowBase;
   return Array.from({ length: W }, (_, rank) => {
     const rng = new Rng(c.seed + rank);
     const inp: RankInputs = {
@@ -164,7 +211,7 @@ export function seedExampleInputs(c: Config): RankInputs[] {
       expertIds: uniqueTopK(rng, bs, k, 0, E),
       expertScales: randn(rng, 'f32', [bs, k]),
     };
-    if (c.smoothScales) inp.scales = randn(rng, 'f32', [E + c.attrs.sharedExpertNum, h]);
+    if (c.smoothScales) inp.scales = randn(rng, 'f32', [scaleRows, h]);
     return inp;
   });
 }
@@ -266,13 +313,20 @@ export async function openCase(files: readonly PickedFile[]): Promise<RoundInput
 /** What the routing implies, computed once per set of inputs. */
 export interface Routing {
   lay: Layout;
+  /** 'setup' or 'v2': which ops the inputs go through */
+  family: Family;
   W: number;
   E: number;
   K: number;
-  /** BS (rows of x) and active tokens of each rank */
+  /**
+   * columns of `counts`: E, and in V2 every valid id E + Z + C (ids ≥ E are special experts,
+   * never sent, v2-contract §4.6; const experts are refused)
+   */
+  ids: number;
+  /** BS (rows of x) and active tokens of each rank (V2: the tokens with a routed or shared send, §0) */
   bs: Int32Array;
   activeBs: Int32Array;
-  /** (W·E): tokens of rank r routed to MoE expert e */
+  /** (W·ids): tokens of rank r routed to expert e (V2: the entries the mask lets through) */
   counts: Int32Array;
   /** (W·W): messages from sender s to receiver d (MoE and shared) */
   traffic: Float64Array;
@@ -293,10 +347,31 @@ export interface Routing {
   sorted?: SortedRows[];
   /** 950: sent rows that carry another token or expert than they should (§2.1.4), over all ranks */
   wrongRows: number;
+  /**
+   * V2: each rank's routeV2 over every valid id [0, E + Z + C): the MoE ids' slots are the
+   * kernel's (each expert's slots count only its own routed pairs, §4.1, so taking the special
+   * ids in changes none of them), and a special id's "slot" ≥ 0 marks an entry the mask lets
+   * through (combine_v2 then adds nothing, or ori_x for a copy expert, §6.2)
+   */
+  routedV2?: RoutedV2[];
+  /** V2: each rank's x_active_mask as dispatch_v2 reads it */
+  masks?: MaskV2[];
+  /** V2: each rank's expert_ids (BS·K) */
+  expertIds?: Int32Array[];
+  /** V2: entries (t, k) over all ranks: to zero and copy experts (never sent), and left out by the mask */
+  entries?: { zero: number; copy: number; masked: number };
+}
+
+/** A rank's V2 mask from its x_active_mask: none, a 1-D prefix (BS), or 2-D (BS, K) (v2-contract §0). */
+export function maskV2Of(m: Tensor | null | undefined, bs: number, K: number): MaskV2 {
+  if (!m) return { kind: 'none' };
+  if (m.shape.length === 2 && m.shape[1] === K) return { kind: '2d', m2: m.data as Uint8Array };
+  return { kind: '1d', activeBs: activeRows(m.data as Uint8Array, bs) };
 }
 
 export function analyse(ri: RoundInputs): Routing {
   const lay = makeLayout(ri.attrs, ri.dims);
+  if (lay.family === 'v2') return analyseV2(ri, lay);
   const { W, E, K } = lay;
   const bs = Int32Array.from(ri.inputs, (inp) => inp.x.shape[0]!);
   const activeBs = Int32Array.from(ri.inputs, (inp) => activeRows(inp.xActiveMask?.data as Uint8Array | undefined, inp.x.shape[0]!));
@@ -319,8 +394,48 @@ export function analyse(ri: RoundInputs): Routing {
     ? ri.inputs.map((inp, r) => sortedRowsOf(ri.attrs, inp.expertIds.data as Int32Array, bs[r]!, activeBs[r]!, K, E))
     : undefined;
   return {
-    lay, W, E, K, bs, activeBs, counts: rc.expertCounts, traffic: rc.traffic, load, received: Float64Array.from(rc.received),
+    lay, family: 'setup', W, E, K, ids: E, bs, activeBs, counts: rc.expertCounts, traffic: rc.traffic, load, received: Float64Array.from(rc.received),
     blockCounts: rc.blockCounts, A, maxCount, maxTraffic, sorted, wrongRows: sorted ? sorted.reduce((n, s) => n + s.wrongRows, 0) : 0,
+  };
+}
+
+/**
+ * V2 (v2-contract §0, §4): the blocks and traffic from routingCountsV2 (masks, 1-D or 2-D, and
+ * special experts accounted: only routed MoE entries and active tokens' shared copies are sent),
+ * each rank's routeV2 for the slots and active tokens, and the heatmap over every valid id.
+ */
+function analyseV2(ri: RoundInputs, lay: Layout): Routing {
+  const { W, E, K } = lay;
+  const ids = lay.idLimit;
+  const bs = Int32Array.from(ri.inputs, (inp) => inp.x.shape[0]!);
+  const masks = ri.inputs.map((inp, r) => maskV2Of(inp.xActiveMask, bs[r]!, K));
+  const expertIds = ri.inputs.map((inp) => inp.expertIds.data as Int32Array);
+  const rc = routingCountsV2(lay, expertIds.map((e, r) => ({ expertIds: e, bs: bs[r]!, mask: masks[r]! })));
+  const routedV2 = expertIds.map((e, r) => routeV2(e, bs[r]!, K, ids, masks[r]!));
+  const activeBs = Int32Array.from(routedV2, (rt) => rt.active);
+  const counts = new Int32Array(W * ids);
+  const load = new Float64Array(E);
+  const entries = { zero: 0, copy: 0, masked: 0 };
+  const zeroEnd = E + lay.attrs.zeroExpertNum;
+  let maxCount = 0;
+  routedV2.forEach((rt, r) => {
+    counts.set(rt.counts, r * ids);
+    for (let e = 0; e < ids; e++) {
+      const c = rt.counts[e]!;
+      if (c > maxCount) maxCount = c;
+      if (e < E) load[e]! += c;
+      else if (e < zeroEnd) entries.zero += c;
+      else entries.copy += c;
+    }
+    for (const sl of rt.slot) if (sl < 0) entries.masked++;
+  });
+  let maxTraffic = 0;
+  for (const t of rc.traffic) if (t > maxTraffic) maxTraffic = t;
+  const A = new Int32Array(W);
+  for (let r = 0; r < W; r++) A[r] = expandRows(lay, r);
+  return {
+    lay, family: 'v2', W, E, K, ids, bs, activeBs, counts, traffic: rc.traffic, load, received: Float64Array.from(rc.received),
+    blockCounts: rc.blockCounts, A, maxCount, maxTraffic, wrongRows: 0, routedV2, masks, expertIds, entries,
   };
 }
 
@@ -430,6 +545,91 @@ export function sharedPlacements(rt: Routing, src: number, d: number): Placement
     shared: s,
     yRow: bs * K + s * act + t,
   }));
+}
+
+/**
+ * One received row of expand_x in V2 (v2-contract §4.2-§4.4): where it lands and the triplet
+ * (src_rank, src_token, k) dispatch_v2 writes for it in assist_info_for_combine[3n .. 3n+2].
+ */
+export interface TripletRow {
+  srcRank: number;
+  token: number;
+  /** k of the pair; K + s for a shared expert's copy */
+  k: number;
+  /** the MoE expert id; -1 for a shared copy */
+  expert: number;
+  /** the shared expert s of a shared copy */
+  shared?: number;
+  /** its slot in block σ: routed pairs of the sender before it with the same expert (§4.1); c(t) for a shared copy */
+  slot: number;
+  dstRank: number;
+  local: number;
+  /** the receive block σ = j·W + r (MoE rank), r (shared rank) */
+  sigma: number;
+  /** n: its row of expand_x (dynamic_scales, expand_scales) on the receiver, ep_recv_counts[σ − 1] + slot */
+  row: number;
+  /** ep_recv_counts[σ]: the rows through block σ (inclusive prefix sum, §4.5) */
+  recvCount: number;
+  /** where combine_v2 sends it back: slot t·(K + SN') + k of the token owner's window (§6.1) */
+  combineSlot: number;
+}
+
+/**
+ * The rows of block σ = j·W + src on receiver d, in expand_x order (v2-contract §4.2, §4.3): on a
+ * MoE rank the routed pairs of `src` to expert (d − S)·L + j in flat order (their slots 0, 1, …);
+ * on a shared rank (j = 0) the active tokens of `src` in token order (slot c(t)) when `src` sends
+ * to d (d = (src mod R) + s·R), none otherwise.
+ */
+export function blockRowsV2(rt: Routing, d: number, j: number, src: number): TripletRow[] {
+  const { lay, W, K } = rt;
+  const routed = rt.routedV2![src]!;
+  const blocks = rt.blockCounts[d]!;
+  const sigma = j * W + src;
+  let before = 0;
+  for (let i = 0; i < sigma; i++) before += blocks[i]!;
+  const recvCount = before + blocks[sigma]!;
+  const stride = K + lay.sharedSends;
+  const out: TripletRow[] = [];
+  if (d < lay.S) {
+    const s = Math.floor(d / lay.R);
+    if (sharedHome(lay, src, s) !== d) return out;
+    routed.activeIndex.forEach((c, t) => {
+      if (c >= 0) out.push({ srcRank: src, token: t, k: K + s, expert: -1, shared: s, slot: c, dstRank: d, local: 0, sigma, row: before + c, recvCount, combineSlot: t * stride + K + s });
+    });
+    return out;
+  }
+  const e = (d - lay.S) * lay.L + j;
+  for (const { i, slot } of entriesTo(rt, src, e)) {
+    const t = Math.floor(i / K);
+    out.push({ srcRank: src, token: t, k: i % K, expert: e, slot, dstRank: d, local: j, sigma, row: before + slot, recvCount, combineSlot: t * stride + (i % K) });
+  }
+  return out;
+}
+
+/** V2: the rows of rank `src`'s pairs routed to MoE expert e (a heatmap cell), in expand_x order on e's rank. */
+export function tripletsToExpert(rt: Routing, src: number, e: number): TripletRow[] {
+  const home = expertHome(rt.lay, e);
+  return blockRowsV2(rt, home.rank, home.local, src);
+}
+
+/** V2: every row rank `src` sends to rank d (a traffic cell), block by block (σ order). */
+export function tripletsToRank(rt: Routing, src: number, d: number): TripletRow[] {
+  const out: TripletRow[] = [];
+  for (let j = 0; j < (d < rt.lay.S ? 1 : rt.lay.L); j++) out.push(...blockRowsV2(rt, d, j, src));
+  return out;
+}
+
+/**
+ * V2: the flat indices i = t·K + k of rank `src`'s entries to id e that the mask lets through,
+ * with their slots (from routeV2: flat order is slot order). For a special id these entries are
+ * never sent (§4.6): combine_v2 skips a zero expert and adds w·ori_x[t] for a copy expert (§6.2).
+ */
+export function entriesTo(rt: Routing, src: number, e: number): { i: number; slot: number }[] {
+  const routed = rt.routedV2![src]!;
+  const ids = rt.expertIds![src]!;
+  const out: { i: number; slot: number }[] = [];
+  for (let i = 0; i < routed.slot.length; i++) if (ids[i] === e && routed.slot[i]! >= 0) out.push({ i, slot: routed.slot[i]! });
+  return out;
 }
 
 export function imbalance(load: Float64Array): { max: number; mean: number; ratio: number; argmax: number } {

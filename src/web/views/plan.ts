@@ -3,7 +3,10 @@
 // the one that binds and the configured size against it, and the traps of contract §8 (warnings).
 // On 950 (op-contract-950.md) the message sizes follow the quant mode (§2.3), dynamic_scales is
 // e8m0 codes in MX (§1), and each of the four tilings compares half the window with its own figure (§8).
-import { type BufferFigure, type Layout, align, makeLayout } from '../../contract/attrs.js';
+// For the V2 ops (v2-contract.md) the tensors are dispatch_v2's and combine_v2's (§3), SN' is the
+// shared-expert count the kernels use (§0), and one HCCL_BUFFSIZE figure stands for both tilings,
+// printed as NEEDED = floor(need / 2^20) + 1 MB (§7.2).
+import { type BufferFigure, type Layout, MB, align, makeLayout } from '../../contract/attrs.js';
 import type { Plan } from '../../contract/plan.js';
 import { platformSpec } from '../../contract/platform.js';
 import { bytesText, h, pct } from '../dom.js';
@@ -43,6 +46,11 @@ function tokenMsgText(l: Layout): { title: string; formula: string } {
 
 /** dynamic_scales per quant mode (950 contract §1, §3): what dispatch_teardown writes per row of expand_x. */
 function dynamicScalesText(l: Layout): { cols: number; text: string; title: string } {
+  if (l.family === 'v2') {
+    return l.quant === 'token'
+      ? { cols: 1, text: '(A,) f32', title: "quant mode 2: rows [0, T) hold each received message's f32 scale (v2-contract §4.4); the rest 0 (Decision, §4.5)" }
+      : { cols: 1, text: '(A,) f32, all 0', title: 'quant mode 0: dispatch_v2 writes no scale; all 0 (Decision, v2-contract §4.5)' };
+  }
   if (l.quant === 'mx') {
     return { cols: l.scaleBytes, text: `(A, ${l.scaleBytes}) fp8_e8m0`, title: `MX: each row holds its message's Align2(ceil(H/32)) = ${l.scaleBytes} e8m0 block scale codes, value 2^(code − 127), 0xFF NaN (950 contract §1, §3)` };
   }
@@ -88,6 +96,10 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
   const ds = dynamicScalesText(lay);
   const moe = p.rankKinds.find((k) => k.kind === 'moe');
   const shared = p.rankKinds.find((k) => k.kind === 'shared');
+  if (l.family === 'v2') {
+    renderPlanV2(root, out, p, ds);
+    return;
+  }
   out.push(
     h(
       'div',
@@ -192,8 +204,14 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
       ),
     ),
   );
-  out.push(h('h3', { text: 'Tensors per rank (BS = maxBS; bf16|fp16 at 2 bytes per element)' }));
-  for (const k of p.rankKinds) {
+  out.push(...tensorTables(p));
+  root.replaceChildren(...out);
+}
+
+/** Per rank kind, every tensor of the family's ops: dtype, shape (and the other forms it takes) and bytes. */
+function tensorTables(p: Plan): Node[] {
+  const out: Node[] = [h('h3', { text: 'Tensors per rank (BS = maxBS; bf16|fp16 at 2 bytes per element)' })];
+  for (const k of p.rankKinds!) {
     out.push(
       h('h4', { text: `${k.kind === 'moe' ? 'MoE' : 'shared'} ranks ${rankList(k.ranks)} (${k.ranks.length}): Lr ${k.localExpertNum}, A ${k.A} rows` }),
       h(
@@ -204,12 +222,140 @@ export function renderPlan(root: HTMLElement, p: Plan): void {
           'tbody',
           {},
           ...k.tensors.map((t) =>
-            h('tr', {}, h('td', { text: t.op }), h('td', { text: t.dir }), h('td', { text: snake(t.name) }), h('td', { text: t.dtype }), h('td', { text: `[${t.shape.join(', ')}]` }), h('td', {}, n(`bytes.${k.kind}.${t.op}.${t.name}`, t.bytes, bytesText(t.bytes)))),
+            h(
+              'tr',
+              {},
+              h('td', { text: t.op }),
+              h('td', { text: t.dir }),
+              h('td', { text: snake(t.name) }),
+              h('td', { text: t.dtype }),
+              h('td', { text: `[${t.shape.join(', ')}]${t.alt ? ` ${t.alt}` : ''}` }),
+              h('td', {}, n(`bytes.${k.kind}.${t.op}.${t.name}`, t.bytes, bytesText(t.bytes))),
+            ),
           ),
           h('tr', { class: 'total' }, h('td', { colspan: 5, text: 'total per rank' }), h('td', {}, n(`bytes.${k.kind}`, k.bytes, bytesText(k.bytes)))),
         ),
       ),
     );
   }
+  return out;
+}
+
+/**
+ * The V2 plan (v2-contract §0, §3, §7.2): L, R, A per rank kind, SN', the valid expert ids, the
+ * tensors of dispatch_v2 and combine_v2, and the one HCCL_BUFFSIZE figure with its two terms and
+ * the NEEDED_HCCL_BUFFSIZE the tilings print, floor(need / 2^20) + 1 MB. Their check fails only
+ * when need exceeds the buffer, so the printed MB is one more than enough when need is whole MB.
+ */
+function renderPlanV2(root: HTMLElement, out: Node[], p: Plan, ds: { cols: number; text: string; title: string }): void {
+  const l = p.layout!;
+  const hc = p.hccl!;
+  const moe = p.rankKinds!.find((k) => k.kind === 'moe');
+  const shared = p.rankKinds!.find((k) => k.kind === 'shared');
+  const a = p.attrs;
+  const fig = hc.figures[0]!;
+  const terms = fig.terms!;
+  const v2mesh = a.commAlg === 'fullmesh_v2';
+  const snp = l.sharedExpertNumEffective;
+  out.push(
+    h(
+      'div',
+      { class: 'cards' },
+      card('L', 'local MoE experts per MoE rank = moeExpertNum / (W − S)', n('L', l.L), ' experts'),
+      card('R', 'ranks per shared expert = S / SN (0 without shared ranks)', n('R', l.R), ' ranks'),
+      card('A on MoE ranks', 'rows of expand_x on a MoE rank = globalBs · min(L, K) (v2-contract §3)', moe ? n('A.moe', moe.A) : '–', ' rows'),
+      card('A on shared ranks', 'rows of expand_x on a shared rank = maxBS · ceil(W / R) (v2-contract §3)', shared ? n('A.shared', shared.A) : '–', ' rows'),
+      card(
+        "SN'",
+        "the shared-expert count the V2 kernels use: SN with shared-expert ranks, 0 without (the tiling turns the default SN = 1 into 0 when S = 0, v2-contract §0): K + SN' combine slots per token, smooth-scale row e + SN'",
+        n('sharedExpertNumEffective', snp),
+        ` (SN ${a.sharedExpertNum})`,
+      ),
+      card(
+        'expert ids',
+        'valid ids in expert_ids: [0, E) MoE experts, then [E, E + Z) zero and [E + Z, E + Z + C) copy experts, which are never sent (v2-contract §4.6)',
+        n('idLimit', l.idLimit),
+        ` = ${a.moeExpertNum} + ${a.zeroExpertNum} + ${a.copyExpertNum}`,
+      ),
+      card('dynamic_scales', ds.title, h('span', { class: 'num', 'data-plan': 'dynamicScales', 'data-value': ds.text, id: 'plan-dynamic-scales' }, ds.text)),
+      card('globalBs / maxBS', 'globalBs (BS·W when 0: well defined in V2, v2-contract §0) and the largest BS of a rank', n('gbs', l.gbs), ' / ', n('maxBs', l.maxBs), ' tokens'),
+      card('comm_quant_mode', "combine_v2's messages: 0 the expert output as is, 2 int8 codes in groups of 8 with a scale in x's dtype per group (v2-contract §6.3)", n('commQuantMode', a.commQuantMode)),
+    ),
+  );
+  const rawSlot = align(2 * p.dims.h, 32) + 44;
+  const slotText = v2mesh
+    ? `ceil((Align32(2H) + 44) / 480)·512 = ceil(${rawSlot} / 480)·512 = `
+    : `Align512(Align32(2H) + 44) = Align512(${rawSlot}) = `;
+  const occ = hc.occupancy;
+  out.push(
+    h('h3', { text: "HCCL_BUFFSIZE (v2-contract §7.2: one check for both ops, both terms doubled, SN' shared slots, the code's +44)" }),
+    h(
+      'table',
+      { class: 'kv' },
+      h('tr', {}, h('th', { text: 'dispatch slot' }), h('td', { title: v2mesh ? 'fullmesh_v2: 480 data bytes per 512-byte block (in-band flags, §9.1)' : 'a message with its triplet and weight, padded to 512 bytes' }, slotText, n('dispatchSlot', terms.dispatchSlot, `${terms.dispatchSlot} bytes`))),
+      h('tr', {}, h('th', { text: 'combine slot' }), h('td', {}, `Align512(2H) = `, n('combineSlot', terms.combineSlot, `${terms.combineSlot} bytes`))),
+      h('tr', {}, h('th', { text: 'dispatch area' }), h('td', {}, `maxBS·slot·W·L = ${l.maxBs}·${terms.dispatchSlot}·${a.epWorldSize}·${l.L} = `, n('dispatchAreaBytes', hc.dispatchAreaBytes, bytesText(hc.dispatchAreaBytes)))),
+      h('tr', {}, h('th', { text: 'combine area' }), h('td', {}, `maxBS·slot·(K + SN') = ${l.maxBs}·${terms.combineSlot}·(${p.dims.k} + ${snp}) = `, n('combineAreaBytes', hc.combineAreaBytes, bytesText(hc.combineAreaBytes)))),
+    ),
+    h(
+      'table',
+      { class: 'figures', id: 'plan-figures' },
+      h('thead', {}, h('tr', {}, ...['needed by', 'local experts', 'bytes (hover: formula)', ''].map((t) => h('th', { text: t })))),
+      h(
+        'tbody',
+        {},
+        h(
+          'tr',
+          { class: 'binds', 'data-figure': fig.id },
+          h('th', { text: fig.label }),
+          h('td', { title: 'L = moeExpertNum / (W − S) on every rank' }, 'L = ', n(`figure.${fig.id}.localExperts`, fig.localExperts)),
+          h('td', { title: fig.formula }, n(`figure.${fig.id}.bytes`, fig.bytes, bytesText(fig.bytes))),
+          h('td', {}, h('b', { class: hc.enough ? 'binding' : 'binding bad', 'data-plan': 'binding', 'data-value': fig.id, text: '← the one check' })),
+        ),
+      ),
+    ),
+    h(
+      'table',
+      { class: 'kv' },
+      h(
+        'tr',
+        {},
+        h('th', { text: 'needed' }),
+        h(
+          'td',
+          {},
+          n('needed', hc.needed, bytesText(hc.needed)),
+          ' = 2·(dispatch area + combine area); the tilings print NEEDED_HCCL_BUFFSIZE = ⌊need / 2^20⌋ + 1 = ',
+          n('neededMbPrinted', hc.neededMbPrinted!, `${hc.neededMbPrinted} MB`, `floor(${hc.needed} / ${MB}) + 1, as the message "HCCL_BUFFSIZE_EP is too SMALL, … NEEDED_HCCL_BUFFSIZE(…) = %luMB" prints it (v2-contract §7.2)`),
+        ),
+      ),
+      h(
+        'tr',
+        {},
+        h('th', { text: 'configured' }),
+        h(
+          'td',
+          {},
+          n('configuredMb', hc.configuredMb, `${hc.configuredMb} MB`),
+          ` = ${bytesText(hc.configuredBytes)}: `,
+          h('b', { class: hc.enough ? 'ok' : 'bad', 'data-plan': 'enough', 'data-value': String(hc.enough) }, hc.enough ? 'enough' : 'NOT enough'),
+          hc.enough ? ' (the tilings fail only when need > the buffer)' : `: ${hc.needed - hc.configuredBytes} bytes short`,
+        ),
+      ),
+      h(
+        'tr',
+        {},
+        h('th', { text: 'occupancy' }),
+        h(
+          'td',
+          {},
+          h('div', { class: 'meter', title: `needed / configured = ${Number.isFinite(occ) ? pct(occ) : '-'}` }, h('div', { class: `meter-fill ${occ > 1 ? 'over' : ''}`, style: `width: ${Math.min(100, Number.isFinite(occ) ? occ * 100 : 0)}%` })),
+          n('occupancy', occ, Number.isFinite(occ) ? pct(occ) : '-'),
+          ' of the window',
+        ),
+      ),
+    ),
+    ...tensorTables(p),
+  );
   root.replaceChildren(...out);
 }

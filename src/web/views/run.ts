@@ -1,6 +1,7 @@
-// Run: the four ops on every rank over the current inputs, in this browser, with the per-op times
-// and the check of the combined output (what `npm start` prints), and the SHA-256 of every output
-// tensor (comparable with a Node run of the same seed).
+// Run: the family's ops on every rank over the current inputs (the setup family's four, or V2's
+// dispatch_v2 and combine_v2), in this browser, with the per-op times and the check of the
+// combined output (what `npm start` prints), and the SHA-256 of every output tensor (comparable
+// with a Node run of the same seed: V2's are expand_x … x_out, v2-contract §3).
 import { $, h, ms } from '../dom.js';
 import type { ContractWarning } from '../../contract/warnings.js';
 import type { PageRun } from '../engine.js';
@@ -12,6 +13,8 @@ const PHASE_LABEL: Record<string, string> = {
   expert: 'identity expert',
   combineSetup: 'combineSetup',
   combineTeardown: 'combineTeardown',
+  dispatchV2: 'dispatchV2',
+  combineV2: 'combineV2',
 };
 
 /** `warnings`: the traps of contract §8 the round sets; the round ran as the simulation defines it, hardware may not. */

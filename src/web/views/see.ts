@@ -2,12 +2,29 @@
 // traffic matrix, per-expert load bars with the imbalance, each receiver's fill against A and its
 // blocks, the byte layout of one y message (per quant mode: a copy, per-token codes and an f32
 // scale, or 950's MX blocks and e8m0 scales), and the tokens of a picked cell with the row of y
-// each leaves from (on 950 y is sorted by expert id, 950 contract §2.1).
+// each leaves from (on 950 y is sorted by expert id, 950 contract §2.1). For the V2 ops
+// (v2-contract.md) the counts are routingCountsV2's (masks and special experts accounted), the
+// heatmap spans the special experts too, a message carries its triplet and weight (§4.1), and a
+// picked cell lists the triplets (src_rank, src_token, k) of its rows in expand_x order (§4.2-§4.4).
 import { type Layout, align, expertHome, localExpertNum } from '../../contract/attrs.js';
 import { fit, matrixView, rgb, scaleRgb, ticks, tip } from '../canvas.js';
 import { $, bytesText, h, pct } from '../dom.js';
 import type { PageRun } from '../engine.js';
-import { type Placement, sharedPlacements, type RoundInputs, type Routing, blocksOf, imbalance, partialMaskWarning, placements } from '../model.js';
+import {
+  type Placement,
+  type RoundInputs,
+  type Routing,
+  type TripletRow,
+  blockRowsV2,
+  blocksOf,
+  entriesTo,
+  imbalance,
+  partialMaskWarning,
+  placements,
+  sharedPlacements,
+  tripletsToExpert,
+  tripletsToRank,
+} from '../model.js';
 import { warningItem } from './warnings.js';
 
 export interface SeeContext {
@@ -25,21 +42,40 @@ export function renderSee(ctx: SeeContext): void {
   const imb = imbalance(rt.load);
   let messages = 0;
   for (const t of rt.traffic) messages += t;
+  const v2 = rt.family === 'v2';
+  const msgBytes = v2 ? messageSegmentsV2(lay).total : lay.msgBytes;
   $('see-summary').replaceChildren(
     h('span', { text: ri.label }),
-    h('span', { text: `W ${W} ranks, E ${E} experts (L ${lay.L} per MoE rank${lay.S ? `, S ${lay.S} shared ranks` : ''}), BS ${ri.dims.bs}, K ${K}, H ${ri.dims.h}` }),
-    h('span', { text: `${messages} messages of ${lay.msgBytes} bytes = ${bytesText(messages * lay.msgBytes)}` }),
+    h('span', { text: `${v2 ? 'V2 (dispatch_v2 / combine_v2): ' : ''}W ${W} ranks, E ${E} experts (L ${lay.L} per MoE rank${lay.S ? `, S ${lay.S} shared ranks` : ''}), BS ${ri.dims.bs}, K ${K}, H ${ri.dims.h}` }),
+    h('span', { text: `${messages} messages of ${msgBytes} bytes = ${bytesText(messages * msgBytes)}` }),
+    ...(v2 ? [h('span', { id: 'see-v2-entries', text: entriesText(rt) })] : []),
   );
   showYOrder(ctx);
+  const ids = rt.ids;
+  const zeroEnd = E + lay.attrs.zeroExpertNum;
+  /** V2: what an id is (v2-contract §4.6) */
+  const kindOf = (e: number): string => (e < E ? 'MoE expert' : e < zeroEnd ? 'zero expert' : 'copy expert');
   matrixView($('cv-heat'), {
     rows: W,
-    cols: E,
-    value: (r, e) => rt.counts[r * E + e]!,
+    cols: ids,
+    value: (r, e) => rt.counts[r * ids + e]!,
     max: rt.maxCount,
     rowAxis: 'source rank',
-    colAxis: 'MoE expert id',
+    colAxis: ids > E ? `expert id (≥ ${E}: zero and copy experts, never sent)` : 'MoE expert id',
     unit: 'tokens',
     describe: (r, e) => {
+      if (v2) {
+        const c = rt.counts[r * ids + e]!;
+        if (e >= E) {
+          return `rank ${r} → ${kindOf(e)} ${e}: ${c} entries the mask lets through
+never sent (v2-contract §4.6): combine_v2 ${e < zeroEnd ? 'adds nothing for them' : 'adds w·ori_x[t] for them'} (§6.2)
+click or Enter: list them`;
+        }
+        const home = expertHome(lay, e);
+        return `rank ${r} → expert ${e}: ${c} routed entries
+expert ${e} lives on rank ${home.rank} as local expert ${home.local}: block σ = ${home.local}·W + ${r} = ${home.local * W + r}
+click or Enter: list their triplets`;
+      }
       const home = expertHome(lay, e);
       const c = rt.counts[r * E + e]!;
       // 950: a heatmap row read left to right is the rank's y, block by block (950 contract §2.1.3)
@@ -47,7 +83,11 @@ export function renderSee(ctx: SeeContext): void {
       const rows = q === undefined ? '' : c > 0 ? `\nrows ${q} … ${q + c - 1} of rank ${r}'s y (sorted by expert id)` : `\nno row of rank ${r}'s y (sorted by expert id)`;
       return `rank ${r} → expert ${e}: ${c} tokens\nexpert ${e} lives on rank ${home.rank} as local expert ${home.local}${rows}\nclick or Enter: list the tokens`;
     },
-    onPick: (r, e) => showTokens(ctx, `rank ${r} → expert ${e}`, placements(rt, ri, r, e)),
+    onPick: (r, e) => {
+      if (!v2) showTokens(ctx, `rank ${r} → expert ${e}`, placements(rt, ri, r, e));
+      else if (e < E) showTriplets(ctx, `rank ${r} → expert ${e}`, tripletsToExpert(rt, r, e));
+      else showSpecial(ctx, r, e, kindOf(e));
+    },
   });
   matrixView($('cv-traffic'), {
     rows: W,
@@ -59,9 +99,14 @@ export function renderSee(ctx: SeeContext): void {
     unit: 'messages',
     describe: (s, d) => {
       const m = rt.traffic[s * W + d]!;
-      return `rank ${s} → rank ${d}: ${m} messages = ${bytesText(m * lay.msgBytes)} (${lay.msgBytes} bytes each)${d < lay.S ? '\nrank ' + d + ' is a shared-expert rank' : ''}\nclick or Enter: list the tokens`;
+      return `rank ${s} → rank ${d}: ${m} messages = ${bytesText(m * msgBytes)} (${msgBytes} bytes each)${d < lay.S ? '\nrank ' + d + ' is a shared-expert rank' : ''}\nclick or Enter: list the tokens`;
     },
     onPick: (s, d) => {
+      if (v2) {
+        const note = d < lay.S ? `rank ${d} holds shared expert ${Math.floor(d / lay.R)}: block σ = ${s} holds every active token of rank ${s} in token order, slot c(t) (v2-contract §4.3).` : undefined;
+        showTriplets(ctx, `rank ${s} → ${d < lay.S ? 'shared ' : ''}rank ${d}`, tripletsToRank(rt, s, d), note);
+        return;
+      }
       if (d < lay.S) {
         showTokens(ctx, `rank ${s} → shared rank ${d}`, sharedPlacements(rt, s, d), `rank ${d} holds shared expert ${Math.floor(d / lay.R)}: it receives every active token of its senders, in token order (y rows BS·K + s·activeBs + t of the sender).`);
         return;
@@ -239,10 +284,16 @@ function drawBlocks(ctx: SeeContext, d: number): void {
       const i = j * W + s;
       const c = blocks[i]!;
       const e = d < lay.S ? undefined : (d - lay.S) * lay.L + j;
-      return `block ${i} = (local expert ${j}${e !== undefined ? ` = expert ${e}` : ', shared'}, sender ${s}): ${c} of maxBS ${lay.maxBs} slots (${pct(c / Math.max(1, lay.maxBs))}), ${bytesText(c * lay.msgBytes)}\nexpand_x rows ${prefix[i]! - c} … ${prefix[i]! - 1}; assist_info_for_combine[${i}] = ${prefix[i]}`;
+      const rows = `expand_x rows ${prefix[i]! - c} … ${prefix[i]! - 1}`;
+      if (rt.family === 'v2') {
+        // σ = j·W + sender: the receive block order of dispatch_v2 (v2-contract §4.2); its prefix sum is ep_recv_counts[σ] (§4.5)
+        return `block σ = ${i} = (local expert ${j}${e !== undefined ? ` = expert ${e}` : ', shared'}, sender ${s}): ${c} rows\n${rows}; ep_recv_counts[${i}] = ${prefix[i]}\nclick or Enter: their triplets`;
+      }
+      return `block ${i} = (local expert ${j}${e !== undefined ? ` = expert ${e}` : ', shared'}, sender ${s}): ${c} of maxBS ${lay.maxBs} slots (${pct(c / Math.max(1, lay.maxBs))}), ${bytesText(c * lay.msgBytes)}\n${rows}; assist_info_for_combine[${i}] = ${prefix[i]}`;
     },
     onPick: (j, s) => {
-      if (d < lay.S) showTokens(ctx, `rank ${s} → shared rank ${d}`, sharedPlacements(rt, s, d), `a shared block holds every active token of rank ${s} in token order.`);
+      if (rt.family === 'v2') showTriplets(ctx, `block σ = ${j * W + s} (local expert ${j}, sender ${s}) of rank ${d}`, blockRowsV2(rt, d, j, s));
+      else if (d < lay.S) showTokens(ctx, `rank ${s} → shared rank ${d}`, sharedPlacements(rt, s, d), `a shared block holds every active token of rank ${s} in token order.`);
       else showTokens(ctx, `block (local expert ${j}, sender ${s}) of rank ${d}`, placements(rt, ri, s, (d - lay.S) * lay.L + j));
     },
   });
@@ -353,11 +404,50 @@ function messageSegments(lay: Layout): { segs: MessageSegment[]; caption: string
   };
 }
 
+/**
+ * V2's dispatch message (v2-contract §4.1): the payload (x as is, or int8 codes with the f32 scale
+ * at Align32(H)), the triplet (src_rank, src_token, k) at byte tq = Align32(2H) (quant 0) or
+ * Align32(Align32(H) + 4) (quant 2), the expert weight at tq + 12, and the slot padded to
+ * Align512(tq + 16). Only window sizing depends on these offsets: the tiling budgets
+ * Align512(Align32(2H) + 44) per slot (§7.2).
+ */
+function messageSegmentsV2(lay: Layout): { segs: MessageSegment[]; caption: string; total: number; footer: string } {
+  const H = lay.H;
+  const quant = lay.quant === 'token';
+  const so = align(H, 32);
+  const tq = quant ? align(so + 4, 32) : align(2 * H, 32);
+  const total = align(tq + 16, 512);
+  const payload: MessageSegment[] = quant
+    ? [
+        { from: 0, to: H, label: `int8 codes (H = ${H})`, color: '#3e4a89', what: `the token quantized for this destination (smooth-scale row e + SN', v2-contract §5.1): H = ${H} int8 codes` },
+        { from: H, to: so, label: 'pad', color: PAD, what: `padding to Align32(H) = ${so}` },
+        { from: so, to: so + 4, label: 'f32 scale', color: '#e4002b', what: `the f32 dynamic scale at Align32(H) = ${so} (dynamic_scales[n] on the receiver)` },
+        { from: so + 4, to: tq, label: 'pad', color: PAD, what: `padding to tq = Align32(Align32(H) + 4) = ${tq}` },
+      ]
+    : [
+        { from: 0, to: 2 * H, label: `bf16|fp16 token (H = ${H})`, color: '#3e4a89', what: `the token: H = ${H} elements of 2 bytes` },
+        { from: 2 * H, to: tq, label: 'pad', color: PAD, what: `padding to tq = Align32(2H) = ${tq}` },
+      ];
+  return {
+    total,
+    caption: `dispatch_v2 message, quantMode ${lay.attrs.quantMode}: the payload, then the triplet at tq = ${tq} and the weight at tq + 12`,
+    footer: `one dispatch_v2 slot: ${total} bytes = Align512(tq + 16); the HCCL figure budgets Align512(Align32(2H) + 44) = ${align(align(2 * H, 32) + 44, 512)} per slot (v2-contract §7.2); offsets in bytes`,
+    segs: [
+      ...payload,
+      { from: tq, to: tq + 12, label: 'triplet', color: '#b0479a', what: `(src_rank, src_token, k) as 3 int32 at tq = ${tq}: the receiver copies it to assist_info_for_combine[3n .. 3n+2] (v2-contract §4.1, §4.4)` },
+      { from: tq + 12, to: tq + 16, label: 'weight', color: '#e07b00', what: `expert_scales[t, k] as f32 at tq + 12 = ${tq + 12}: expand_scales[n] on a MoE receiver (0 for a shared copy, Decision, §4.4)` },
+      { from: tq + 16, to: total, label: 'padding', color: PAD, what: `padding to the slot stride Align512(tq + 16) = ${total} (v2-contract §4.1)` },
+    ],
+  };
+}
+
 function drawMessage(rt: Routing): void {
   const canvas = $<HTMLCanvasElement>('cv-msg');
   const { lay } = rt;
-  const total = lay.msgBytes;
-  const { segs, caption } = messageSegments(lay);
+  const v2 = rt.family === 'v2' ? messageSegmentsV2(lay) : undefined;
+  const total = v2 ? v2.total : lay.msgBytes;
+  const { segs, caption } = v2 ?? messageSegments(lay);
+  $('msg-title').firstChild!.textContent = v2 ? 'Byte layout of one dispatch_v2 message ' : 'Byte layout of one y message ';
   const width = Math.max(320, (canvas.parentElement?.clientWidth ?? 640) - 8);
   const height = 96;
   for (let i = segs.length - 1; i >= 0; i--) if (segs[i]!.to <= segs[i]!.from) segs.splice(i, 1);
@@ -398,7 +488,7 @@ function drawMessage(rt: Routing): void {
   c.textAlign = 'right';
   c.fillText(String(total), 16 + pw, 60);
   c.textAlign = 'left';
-  c.fillText(`one y message: ${total} bytes (tokenMsgSize ${lay.tokenMsgSize} × ${lay.yElemBytes} byte${lay.yElemBytes > 1 ? 's' : ''}); offsets in bytes`, 16, 78);
+  c.fillText(v2 ? v2.footer : `one y message: ${total} bytes (tokenMsgSize ${lay.tokenMsgSize} × ${lay.yElemBytes} byte${lay.yElemBytes > 1 ? 's' : ''}); offsets in bytes`, 16, 78);
   c.fillText(caption, 16, 2);
   canvas.tabIndex = 0;
   canvas.title = segs.map((s) => `bytes [${s.from}, ${s.to}): ${s.what}`).join('\n');
@@ -414,7 +504,9 @@ function drawMessage(rt: Routing): void {
     ...segs.map((s) => h('tr', { 'data-segment': s.label }, h('td', { text: `[${s.from}, ${s.to})` }), h('td', { text: `${s.to - s.from} bytes` }), h('td', { text: s.what }))),
   );
   // what the kernel copies is known from the open 950 kernel (§2.3 msgBytes); A3's is a closed binary
-  $('msg-caption').textContent = lay.platform.ySortedByExpert
+  $('msg-caption').textContent = v2
+    ? `${caption}. Only the window's sizing depends on these offsets; the outputs depend on the decoded fields (v2-contract §4.1).`
+    : lay.platform.ySortedByExpert
     ? `${caption}. The 950 kernel writes ${lay.msgWrittenBytes} of the ${total} bytes of a row (950 contract §2.3); a rank's y rows are sorted by expert id (§2.1).`
     : `${caption}.`;
 }
@@ -490,4 +582,103 @@ function showTokens(ctx: SeeContext, title: string, list: Placement[], note?: st
     list.length > LIST_LIMIT ? h('p', { text: `… and ${list.length - LIST_LIMIT} more` }) : null,
   ];
   $('cell-details').replaceChildren(...parts.filter((x): x is Node => x !== null));
+}
+
+/** V2: the entries the routing does not send, over all ranks (v2-contract §0, §4.6). */
+function entriesText(rt: Routing): string {
+  const en = rt.entries!;
+  const mask = rt.masks!.find((m) => m.kind !== 'none')?.kind;
+  const parts = [`${en.zero} entries to zero experts and ${en.copy} to copy experts (never sent)`];
+  if (mask) parts.push(`${en.masked} entries left out by the ${mask === '2d' ? '2-D (BS, K)' : '1-D'} x_active_mask`);
+  return parts.join(', ');
+}
+
+/**
+ * V2: the rows a cell holds, in expand_x order, with the triplet (src_rank, src_token, k) that
+ * dispatch_v2 writes for each in assist_info_for_combine (v2-contract §4.2-§4.4). With a run of
+ * these inputs, each row is checked against the run: its triplet in assist_info_for_combine[3n ..
+ * 3n+2] and its block's ep_recv_counts[σ] on the receiver.
+ */
+function showTriplets(ctx: SeeContext, title: string, list: TripletRow[], note?: string): void {
+  const run = ctx.run;
+  const check = (p: TripletRow): string => {
+    const d = run?.results[p.dstRank]?.dispatchV2;
+    if (!d) return '';
+    const assist = d.assistInfoForCombine.data as Int32Array;
+    const counts = d.epRecvCounts.data as Int32Array;
+    const n = 3 * p.row;
+    const ok = assist[n] === p.srcRank && assist[n + 1] === p.token && assist[n + 2] === p.k && counts[p.sigma] === p.recvCount;
+    return ok ? '✓' : '✗';
+  };
+  const withRun = !!run?.results[0]?.dispatchV2;
+  const rows = list.slice(0, LIST_LIMIT).map((p) =>
+    h(
+      'tr',
+      { 'data-row': p.row, 'data-triplet': `${p.srcRank},${p.token},${p.k}`, 'data-receiver': p.dstRank },
+      h('td', { class: 'triplet', text: `(${p.srcRank}, ${p.token}, ${p.k})` }),
+      h('td', { text: p.shared !== undefined ? `shared ${p.shared}` : p.expert }),
+      h('td', { text: `rank ${p.dstRank}, local ${p.local}` }),
+      h('td', { text: p.sigma }),
+      h('td', { text: p.slot }),
+      h('td', { text: p.row }),
+      h('td', { text: `[${p.sigma}] = ${p.recvCount}` }),
+      h('td', { text: p.combineSlot }),
+      withRun ? h('td', { class: 'check', text: check(p) }) : null,
+    ),
+  );
+  const parts: (Node | null)[] = [
+    h('h4', { id: 'cell-title', text: `${title}: ${list.length} row${list.length === 1 ? '' : 's'} of expand_x` }),
+    note ? h('p', { text: note }) : null,
+    list.length
+      ? h(
+          'table',
+          { class: 'tokens', id: 'cell-table' },
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              h('th', { title: "the row's triplet in assist_info_for_combine[3n .. 3n+2] (v2-contract §4.4): the source rank, the token (its row of x there) and k (K + s for shared expert s)", text: 'triplet (src_rank, src_token, k)' }),
+              h('th', { text: 'expert' }),
+              h('th', { text: 'receiver' }),
+              h('th', { title: 'the receive block σ = j·W + source rank (MoE rank), the source rank (shared rank): rows come in σ order (v2-contract §4.2)', text: 'σ' }),
+              h('th', { title: 'the slot in block σ: routed entries of the sender to the same expert before it, masked and special entries skipped (§4.1); c(t) on a shared rank', text: 'slot' }),
+              h('th', { title: 'n: the row of expand_x, dynamic_scales and expand_scales on the receiver = ep_recv_counts[σ − 1] + slot', text: 'expand_x row' }),
+              h('th', { title: 'ep_recv_counts[σ]: rows through block σ (an inclusive prefix sum, v2-contract §4.5)', text: 'ep_recv_counts' }),
+              h('th', { title: "where combine_v2 sends the expert's output back: slot t·(K + SN') + k of the source rank's window (v2-contract §6.1)", text: 'combine slot' }),
+              withRun ? h('th', { title: 'assist_info_for_combine and ep_recv_counts of the last run agree', text: 'run' }) : null,
+            ),
+          ),
+          h('tbody', {}, ...rows),
+        )
+      : null,
+    list.length > LIST_LIMIT ? h('p', { text: `… and ${list.length - LIST_LIMIT} more` }) : null,
+  ];
+  $('cell-details').replaceChildren(...parts.filter((x): x is Node => x !== null));
+}
+
+/**
+ * V2: rank r's entries to a special expert e ≥ E (v2-contract §4.6): never sent, hence no row and
+ * no triplet; combine_v2 skips a zero expert and adds w·ori_x[t] for a copy expert (§6.2).
+ */
+function showSpecial(ctx: SeeContext, r: number, e: number, kind: string): void {
+  const { rt } = ctx;
+  const K = rt.K;
+  const list = entriesTo(rt, r, e);
+  const zero = e < rt.E + rt.lay.attrs.zeroExpertNum;
+  $('cell-details').replaceChildren(
+    h('h4', { id: 'cell-title', text: `rank ${r} → ${kind} ${e}: ${list.length} entr${list.length === 1 ? 'y' : 'ies'}, never sent` }),
+    h('p', { text: zero ? 'a zero expert: combine_v2 adds nothing for these entries (v2-contract §6.2).' : `a copy expert: combine_v2 adds expert_scales[t, k]·ori_x[t] for these entries, in k order with the MoE rows (v2-contract §6.2).` }),
+    ...(list.length
+      ? [
+          h(
+            'table',
+            { class: 'tokens', id: 'cell-table' },
+            h('thead', {}, h('tr', {}, h('th', { text: 'token' }), h('th', { text: 'k' }))),
+            h('tbody', {}, ...list.slice(0, LIST_LIMIT).map(({ i }) => h('tr', { 'data-entry': `${Math.floor(i / K)},${i % K}` }, h('td', { text: Math.floor(i / K) }), h('td', { text: i % K })))),
+          ),
+        ]
+      : []),
+  );
 }
