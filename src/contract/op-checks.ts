@@ -260,17 +260,7 @@ export class OpChecks {
    */
   routing(rank: number, expertIds: Tensor | undefined, xActiveMask: Tensor | null | undefined): { bs: number; activeBs: number; ids: Int32Array } {
     const op = 'dispatchSetup';
-    throwFirst(checkTensor('expertIds', expertIds, ['int32'], null));
-    const shape = expertIds!.shape;
-    if (shape.length !== 2 || shape[1] !== this.layout.K) {
-      throw new MoeError('E_SHAPE', 'expertIds.shape', [...shape], `expertIds shape should be [BS, ${this.layout.K}]`);
-    }
-    const bs = shape[0]!;
-    throwFirst(checkDims(this.attrs, { h: this.layout.H, k: this.layout.K, bs }));
-    if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
-      throw new MoeError('E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`);
-    }
-    const c = this.context(rank, bs);
+    const { bs, c } = this.routingShape(rank, expertIds);
     return { bs, ids: this.ids(op, expertIds, c), activeBs: this.mask(op, xActiveMask, c) };
   }
 
@@ -280,6 +270,12 @@ export class OpChecks {
    */
   routingV2(rank: number, expertIds: Tensor | undefined, xActiveMask: Tensor | null | undefined): { bs: number; ids: Int32Array; mask: MaskV2 } {
     const op = 'dispatchV2';
+    const { bs, c } = this.routingShape(rank, expertIds);
+    return { bs, ids: this.ids(op, expertIds, c), mask: this.maskV2(op, xActiveMask, c) };
+  }
+
+  /** BS from expert_ids (2-D, K columns), checked against the group's dims, and its table context. */
+  private routingShape(rank: number, expertIds: Tensor | undefined): { bs: number; c: TensorContext } {
     throwFirst(checkTensor('expertIds', expertIds, ['int32'], null));
     const shape = expertIds!.shape;
     if (shape.length !== 2 || shape[1] !== this.layout.K) {
@@ -290,8 +286,7 @@ export class OpChecks {
     if (this.attrs.globalBs === 0 && bs !== this.layout.maxBs) {
       throw new MoeError('E_SHAPE', 'x.shape[0]', bs, `with globalBs = 0 every rank has the same BS = ${this.layout.maxBs} (rank ${rank})`);
     }
-    const c = this.context(rank, bs);
-    return { bs, ids: this.ids(op, expertIds, c), mask: this.maskV2(op, xActiveMask, c) };
+    return { bs, c: this.context(rank, bs) };
   }
 
   /** The smooth scales of dispatchSetup: only with quant mode 2, (E + SN, H) f32. */

@@ -71,6 +71,47 @@ export function identityExpert(
 }
 
 /**
+ * The identity checks' account of a row against its f64 expectation: the largest error relative
+ * to the row's magnitude, where it is, and the elements that break the rule outright (not finite,
+ * not exactly 0 in a row of magnitude 0, not 0 in a row the op leaves unwritten).
+ */
+class ErrorTally {
+  private maxRelErr = 0;
+  private worst = { t: -1, h: -1 };
+  private violations = 0;
+  constructor(private readonly H: number) {}
+
+  row(t: number, got: (h: number) => number, exp: Float64Array, magnitude: number): void {
+    for (let h = 0; h < this.H; h++) {
+      const g = got(h);
+      if (!Number.isFinite(g)) {
+        this.violations++;
+        continue;
+      }
+      const d = Math.abs(g - exp[h]!);
+      if (magnitude === 0) {
+        if (d !== 0) this.violations++;
+        continue;
+      }
+      const rel = d / magnitude;
+      if (rel > this.maxRelErr) {
+        this.maxRelErr = rel;
+        this.worst = { t, h };
+      }
+    }
+  }
+
+  /** A row the op does not write: every element must be 0. */
+  zeroRow(bits: Uint16Array): void {
+    for (const b of bits) if (b !== 0) this.violations++;
+  }
+
+  result(bound: number): IdentityCheck {
+    return { maxRelErr: this.maxRelErr, bound, worst: this.worst, violations: this.violations };
+  }
+}
+
+/**
  * What quantization adds to the identity round trip's error, relative to the message's largest
  * |x·sc| (m): int8 codes step m/127 (error ≤ m/254); per-token fp8 (950 mode 2) rounds values up
  * to fmax with a half ulp of 16 (e4m3fn, of 448) or 4096 (e5m2, of 57344); MX (mode 4) scales each
@@ -159,12 +200,10 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
   const xf = new Float64Array(H);
   const exp = new Float64Array(H);
   const msg = new Float64Array(H);
-  let maxRelErr = 0;
-  let worst = { t: -1, h: -1 };
-  let violations = 0;
+  const tally = new ErrorTally(H);
   for (let t = 0; t < bs; t++) {
     if (t >= activeBs) {
-      for (let h = 0; h < H; h++) if ((out.data as Uint16Array)[t * H + h] !== 0) violations++;
+      tally.zeroRow((out.data as Uint16Array).subarray(t * H, (t + 1) * H));
       continue;
     }
     for (let h = 0; h < H; h++) xf[h] = toF32(dtype, x[t * H + h]!);
@@ -181,25 +220,9 @@ export function checkIdentityCombine(lay: Layout, inp: IdentityInputs, out: Tens
     };
     for (let k = 0; k < K; k++) addMessage((scaleRowOf ? scaleRowOf[t * K + k]! : ids[t * K + k]!) + lay.scaleRowBase, w[t * K + k]!);
     for (let s = 0; s < lay.sharedSends; s++) addMessage(s, 1);
-    for (let h = 0; h < H; h++) {
-      const g = got(t * H + h);
-      if (!Number.isFinite(g)) {
-        violations++;
-        continue;
-      }
-      const d = Math.abs(g - exp[h]!);
-      if (magnitude === 0) {
-        if (d !== 0) violations++;
-        continue;
-      }
-      const rel = d / magnitude;
-      if (rel > maxRelErr) {
-        maxRelErr = rel;
-        worst = { t, h };
-      }
-    }
+    tally.row(t, (h) => got(t * H + h), exp, magnitude);
   }
-  return { maxRelErr, bound, worst, violations };
+  return tally.result(bound);
 }
 
 /**
@@ -252,13 +275,11 @@ function checkIdentityCombineV2(lay: Layout, inp: IdentityInputs, out: Tensor): 
 
   const xf = new Float64Array(H);
   const exp = new Float64Array(H);
-  let maxRelErr = 0;
-  let worst = { t: -1, h: -1 };
-  let violations = 0;
+  const tally = new ErrorTally(H);
   for (let t = 0; t < bs; t++) {
     const processed = m2 ? m2.subarray(t * K, (t + 1) * K).some((v) => v !== 0) : t < activeBs;
     if (!processed) {
-      for (let h = 0; h < H; h++) if (outBits[t * H + h] !== 0) violations++;
+      tally.zeroRow(outBits.subarray(t * H, (t + 1) * H));
       continue;
     }
     for (let h = 0; h < H; h++) xf[h] = toF32(dtype, x[t * H + h]!);
@@ -285,23 +306,7 @@ function checkIdentityCombineV2(lay: Layout, inp: IdentityInputs, out: Tensor): 
     }
     for (let s = 0; s < lay.sharedSends; s++) add(1, message(s));
     if (shx) add(1, (h) => toF32(dtype, shx[t * H + h]!));
-    for (let h = 0; h < H; h++) {
-      const g = toF32(dtype, outBits[t * H + h]!);
-      if (!Number.isFinite(g)) {
-        violations++;
-        continue;
-      }
-      const d = Math.abs(g - exp[h]!);
-      if (magnitude === 0) {
-        if (d !== 0) violations++;
-        continue;
-      }
-      const rel = d / magnitude;
-      if (rel > maxRelErr) {
-        maxRelErr = rel;
-        worst = { t, h };
-      }
-    }
+    tally.row(t, (h) => toF32(dtype, outBits[t * H + h]!), exp, magnitude);
   }
-  return { maxRelErr, bound, worst, violations };
+  return tally.result(bound);
 }
