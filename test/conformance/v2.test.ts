@@ -125,3 +125,21 @@ describe.each(BACKENDS)('V2 [%s]', (backend) => {
   });
 });
 
+
+describe.each(BACKENDS)('V2 waiting [%s]', (backend) => {
+  test('a rank that never calls combineV2: the waiting rank names each (expert rank, token, k) whose row never came back', async () => {
+    // W 2, E 4 (L 2): rank 0's token 0 goes to experts 1 (rank 0) and 3 (rank 1), token 1 to 2 and 0
+    const g = await createGroup({ family: 'v2', epWorldSize: 2, moeExpertNum: 4, h: H, k: 2, bs: 2, hcclBufferSize: 64, timeoutMs: 300, backend });
+    const I = [[[1, 3], [2, 0]], [[0, 1], [2, 3]]];
+    const d = await Promise.all([0, 1].map((r) => g.dispatchV2(r, { x: xOf(r, 2), expertIds: ids(I[r]!) })));
+    const err = await g
+      .combineV2(0, { expandX: d[0]!.expandX, expertIds: ids(I[0]!), assistInfoForCombine: d[0]!.assistInfoForCombine, epSendCounts: d[0]!.epRecvCounts, expertScales: fromNumbers('f32', [0], []) })
+      .then(() => null, (e: unknown) => e as MoeError);
+    expect(err).toBeInstanceOf(MoeError);
+    expect(err!.code).toBe('E_MISSING');
+    // rank 1 never returned the rows of (token 0, k 1) and (token 1, k 0): experts 3 and 2 live there
+    expect(err!.message).toContain('never arrived from ranks [1]');
+    expect(err!.message).toContain('rows never returned to rank 0, as (expert rank, token, k): (1, 0, 1) (1, 1, 0)');
+    g.close();
+  });
+});
