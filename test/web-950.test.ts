@@ -4,109 +4,33 @@
 // repeated). The platform switch and the envelope shown as you type, mode 4's y message layout,
 // the rows of y sorted by expert id with a partial mask's wrong rows, the Plan's four 950 buffer
 // figures, and Node = Chromium hashes for 950 cases. Screenshots go to test-artifacts/.
-import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AttrInput, withDefaults } from '../src/contract/attrs.js';
 import { planFor } from '../src/contract/plan.js';
 import { sortedRows950 } from '../src/contract/routing.js';
 import { type GenSpec, generateCase } from '../src/services/gen.js';
-import { createGroup } from '../src/group/group.js';
-import { type RankInputs, outputTensors, rankInputsOf, runRound } from '../src/group/round.js';
-import type { Tensor } from '../src/core/tensor.js';
-import { type RunningServer, startServer } from '../src/cli/serve.js';
+import { type RankInputs, rankInputsOf } from '../src/group/round.js';
+import { ARTIFACTS, CHROMIUM, errText, fieldErrors, fill, haveChromium, nodeRound, preview, requireChromiumInCI, runAndHashes, shownPlan } from './helpers/web-page.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = join(root, 'test-artifacts');
-const haveChromium = existsSync(CHROMIUM);
-const inCI = !!process.env.CI;
 
-/** Node's side of the determinism check (as web.test.ts): SHA-256 of each output tensor of each rank. */
-async function nodeHashes(attrs: AttrInput, dims: { h: number; k: number; bs: number }, inputs: RankInputs[]): Promise<Record<string, string>[]> {
-  const group = await createGroup({ ...attrs, ...dims, hcclBufferSize: 200, backend: 'wasm' });
-  try {
-    const { results } = await runRound(group, inputs);
-    return results.map((res) =>
-      Object.fromEntries(
-        Object.entries(outputTensors(res)).map(([name, t]: [string, Tensor]) => [
-          name,
-          createHash('sha256').update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)).digest('hex'),
-        ]),
-      ),
-    );
-  } finally {
-    group.close();
-  }
-}
 
 /** The envelope case of the brief: W 8, E 32, BS 8, H 4096, K 8 (950 contract §1), quant mode 4 with fp8_e4m3fn y. */
 const MX = { platform: '950', epWorldSize: 8, moeExpertNum: 32, sharedExpertNum: 0, sharedExpertRankNum: 0, quantMode: 4, yDtype: 'fp8_e4m3fn', globalBs: 64, commType: 2 } as const;
 const MX_DIMS = { bs: 8, h: 4096, k: 8 };
 
-if (!haveChromium && inCI) {
-  describe('preview page on 950 (Chromium)', () => {
-    it('needs Debian chromium at /usr/bin/chromium', () => {
-      throw new Error(`${CHROMIUM} is missing: .ci/run installs it (apt-get install -y chromium); the browser tests cannot run without it`);
-    });
-  });
-}
+requireChromiumInCI('preview page on 950 (Chromium)');
 
 describe.skipIf(!haveChromium)(`preview page on 950 (Chromium)${haveChromium ? '' : ` — skipped: ${CHROMIUM} is missing`}`, () => {
-  let server: RunningServer;
-  let ctx: BrowserContext;
-  let userDir: string;
+  const pv = preview('950');
+  const open = pv.open;
+  beforeAll(pv.start);
+  afterAll(pv.stop);
 
-  beforeAll(async () => {
-    if (!existsSync(join(root, 'dist', 'web', 'index.html')) || !existsSync(join(root, 'dist', 'web', 'app.js'))) {
-      execFileSync(process.execPath, [join(root, 'build', 'bundle-web.mjs')], { cwd: root, stdio: 'inherit' });
-    }
-    await mkdir(ARTIFACTS, { recursive: true });
-    server = await startServer({ port: 0, isolation: true });
-    userDir = await mkdtemp(join(tmpdir(), 'moe-preview-950-'));
-    ctx = await chromium.launchPersistentContext(userDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1440, height: 900 },
-    });
-  });
 
-  afterAll(async () => {
-    await ctx?.close();
-    await server?.close();
-    if (userDir) await rm(userDir, { recursive: true, force: true });
-  });
 
-  async function open(): Promise<{ page: Page; errors: string[] }> {
-    const page = await ctx.newPage();
-    const errors: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(server.url);
-    await page.waitForFunction(() => (globalThis as unknown as { moePreview?: { ready: boolean } }).moePreview?.ready === true, undefined, { timeout: 10000 });
-    return { page, errors };
-  }
 
-  const fill = (page: Page, key: string, value: string): Promise<void> => page.fill(`#f-${key}`, value);
-  const errText = async (page: Page, key: string): Promise<string> => (await page.textContent(`#err-${key}`))!.trim();
-
-  /** Every field's error text that is not empty, by field. */
-  async function fieldErrors(page: Page): Promise<Record<string, string>> {
-    return page.$$eval('[id^="err-"]', (els) => Object.fromEntries(els.filter((e) => e.textContent!.trim() !== '').map((e) => [e.id.slice(4), e.textContent!.trim()])));
-  }
-
-  async function shownPlan(page: Page): Promise<Record<string, string | null>> {
-    return page.$$eval('[data-plan]', (els) => Object.fromEntries(els.map((e) => [e.getAttribute('data-plan'), e.getAttribute('data-value')])));
-  }
 
   async function warningCodes(page: Page, scope: string): Promise<string[]> {
     return page.$$eval(`${scope} [data-warning]`, (els) => els.map((e) => e.getAttribute('data-warning')!));
@@ -123,12 +47,6 @@ describe.skipIf(!haveChromium)(`preview page on 950 (Chromium)${haveChromium ? '
     await fill(page, 'seed', String(seed));
   }
 
-  async function runAndHashes(page: Page): Promise<Record<string, string>[]> {
-    await page.click('#tab-run');
-    await page.click('#btn-run');
-    await page.waitForSelector('#run-digest', { timeout: 60000 });
-    return JSON.parse((await page.textContent('#run-hashes'))!) as Record<string, string>[];
-  }
 
   /** Node's inputs for the page's generated case. */
   function nodeCase(spec: GenSpec): { attrs: AttrInput; inputs: RankInputs[] } {
@@ -306,7 +224,7 @@ describe.skipIf(!haveChromium)(`preview page on 950 (Chromium)${haveChromium ? '
     expect(await page.getAttribute('#run-check', 'data-pass')).toBe('true');
     const { attrs, inputs } = nodeCase({ ...MX, ...MX_DIMS, routing: 'uniform', seed: 5 } as GenSpec);
     expect(attrs.platform).toBe('950');
-    expect(pageHashes).toEqual(await nodeHashes(attrs, MX_DIMS, inputs));
+    expect(pageHashes).toEqual((await nodeRound(attrs, MX_DIMS, inputs)).hashes);
     await page.screenshot({ path: join(ARTIFACTS, 'web-950-run-mx.png'), fullPage: true });
     expect(errors).toEqual([]);
     await page.close();
@@ -358,7 +276,7 @@ describe.skipIf(!haveChromium)(`preview page on 950 (Chromium)${haveChromium ? '
     // the run reproduces the open kernel: the same bytes as Node (the identity check is not asserted:
     // wrong rows are beyond what identity experts can check)
     const pageHashes = await runAndHashes(page);
-    expect(pageHashes).toEqual(await nodeHashes(attrs, MX_DIMS, inputs));
+    expect(pageHashes).toEqual((await nodeRound(attrs, MX_DIMS, inputs)).hashes);
     expect(await warningCodes(page, '#run-warnings')).toContain('W_950_PARTIAL_MASK');
     // fix950MaskSort: no wrong rows, no warning
     await page.check('#f-fix950MaskSort');

@@ -6,44 +6,22 @@
 // example's Plan (V2's tensors, A, the one HCCL_BUFFSIZE figure and the MB the tilings print), the
 // triplets (src_rank, src_token, k) of a cell against routeV2 and against what the group computes
 // in Node, and Node = Chromium hashes of every output of V2 rounds. Screenshots go to test-artifacts/.
-import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AttrInput, MB, expertHome, sharedHome, makeLayout, withDefaults } from '../src/contract/attrs.js';
 import { planFor } from '../src/contract/plan.js';
 import { type MaskV2, routeV2 } from '../src/contract/routing.js';
 import { type GenSpec, generateCase } from '../src/services/gen.js';
-import { createGroup } from '../src/group/group.js';
-import { type RankInputs, type RankResult, outputTensors, rankInputsOf, runRound } from '../src/group/round.js';
-import type { Tensor } from '../src/core/tensor.js';
-import { type RunningServer, startServer } from '../src/cli/serve.js';
+import { rankInputsOf } from '../src/group/round.js';
 import { readCase, writeCase } from '../src/io/case.js';
 import { seedInputs } from '../examples/seed-example/rank.js';
+import { ARTIFACTS, CHROMIUM, errText, fieldErrors, fill, haveChromium, nodeRound, preview, requireChromiumInCI, runAndHashes, shownPlan } from './helpers/web-page.js';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = join(root, 'test-artifacts');
-const haveChromium = existsSync(CHROMIUM);
-const inCI = !!process.env.CI;
 
-const sha = (t: Tensor): string => createHash('sha256').update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)).digest('hex');
 
-/** Node's side: one round on the simulated group (wasm), its results and the SHA-256 of each output tensor of each rank. */
-async function nodeRound(attrs: AttrInput, dims: { h: number; k: number; bs: number }, inputs: RankInputs[]): Promise<{ results: RankResult[]; hashes: Record<string, string>[] }> {
-  const group = await createGroup({ ...attrs, ...dims, hcclBufferSize: 200, backend: 'wasm' });
-  try {
-    const { results } = await runRound(group, inputs);
-    return { results, hashes: results.map((res) => Object.fromEntries(Object.entries(outputTensors(res)).map(([name, t]) => [name, sha(t)]))) };
-  } finally {
-    group.close();
-  }
-}
 
 /** The V2 example button's case (src/web/model.ts EXAMPLE_V2), as the generator takes it. */
 const EXAMPLE: GenSpec = { family: 'v2', epWorldSize: 8, moeExpertNum: 32, quantMode: 2, commQuantMode: 2, bs: 16, h: 4096, k: 8, smoothScales: true, routing: 'uniform', seed: 0 };
@@ -58,70 +36,18 @@ const RICH = {
   quantMode: 2, commQuantMode: 2, bs: 16, h: 1024, k: 6, smoothScales: true, routing: 'uniform', seed: 4, active2d: 0.8,
 } as const satisfies GenSpec;
 
-if (!haveChromium && inCI) {
-  describe('preview page with the V2 ops (Chromium)', () => {
-    it('needs Debian chromium at /usr/bin/chromium', () => {
-      throw new Error(`${CHROMIUM} is missing: .ci/run installs it (apt-get install -y chromium); the browser tests cannot run without it`);
-    });
-  });
-}
+requireChromiumInCI('preview page with the V2 ops (Chromium)');
 
 describe.skipIf(!haveChromium)(`preview page with the V2 ops (Chromium)${haveChromium ? '' : ` — skipped: ${CHROMIUM} is missing`}`, () => {
-  let server: RunningServer;
-  let ctx: BrowserContext;
-  let userDir: string;
+  const pv = preview('v2');
+  const open = pv.open;
+  beforeAll(pv.start);
+  afterAll(pv.stop);
 
-  beforeAll(async () => {
-    if (!existsSync(join(root, 'dist', 'web', 'index.html')) || !existsSync(join(root, 'dist', 'web', 'app.js'))) {
-      execFileSync(process.execPath, [join(root, 'build', 'bundle-web.mjs')], { cwd: root, stdio: 'inherit' });
-    }
-    await mkdir(ARTIFACTS, { recursive: true });
-    server = await startServer({ port: 0, isolation: true });
-    userDir = await mkdtemp(join(tmpdir(), 'moe-preview-v2-'));
-    ctx = await chromium.launchPersistentContext(userDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-      viewport: { width: 1440, height: 900 },
-    });
-  });
 
-  afterAll(async () => {
-    await ctx?.close();
-    await server?.close();
-    if (userDir) await rm(userDir, { recursive: true, force: true });
-  });
 
-  async function open(): Promise<{ page: Page; errors: string[] }> {
-    const page = await ctx.newPage();
-    const errors: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(server.url);
-    await page.waitForFunction(() => (globalThis as unknown as { moePreview?: { ready: boolean } }).moePreview?.ready === true, undefined, { timeout: 10000 });
-    return { page, errors };
-  }
 
-  const fill = (page: Page, key: string, value: string): Promise<void> => page.fill(`#f-${key}`, value);
-  const errText = async (page: Page, key: string): Promise<string> => (await page.textContent(`#err-${key}`))!.trim();
 
-  /** Every field's error text that is not empty, by field. */
-  async function fieldErrors(page: Page): Promise<Record<string, string>> {
-    return page.$$eval('[id^="err-"]', (els) => Object.fromEntries(els.filter((e) => e.textContent!.trim() !== '').map((e) => [e.id.slice(4), e.textContent!.trim()])));
-  }
-
-  async function shownPlan(page: Page): Promise<Record<string, string | null>> {
-    return page.$$eval('[data-plan]', (els) => Object.fromEntries(els.map((e) => [e.getAttribute('data-plan'), e.getAttribute('data-value')])));
-  }
-
-  async function runAndHashes(page: Page): Promise<Record<string, string>[]> {
-    await page.click('#tab-run');
-    await page.click('#btn-run');
-    await page.waitForSelector('#run-digest', { timeout: 60000 });
-    return JSON.parse((await page.textContent('#run-hashes'))!) as Record<string, string>[];
-  }
 
   const frames = (page: Page): Promise<void> => page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
 
