@@ -4,42 +4,21 @@
 // allocated by the contract's tensor table (fp8 y and expand_x, MX's e8m0 dynamic_scales), the size
 // helpers cross-checked against their literal reproduction; and the refusals: a platform that is not
 // the devices' SoC, the fix950 flags, and what the 950 tilings refuse below the group's checks.
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createGroup, fromNumbers, makeLayout, MoeError, withDefaults, type Tensor } from '../src/index.js';
 import { NpuError, NpuGroup, combineSizeExpectation, dispatchSizeExpectation, socPlatform } from '../src/npu/index.js';
 import { combineSetupTeardownCalcOutputSize, dispatchSetupTeardownCalcOutputSize, isHelperError } from '../src/contract/size-helpers.js';
 import { rowsA } from '../src/contract/tensors.js';
-import { ACL_BYTES, ACL_CODES as ACL, type CallRecord, FAKE_950_ENV, FAKE_950_SOC, fakeCannHome, freshLog, readCalls } from './npu-fake-cann.js';
+import { ACL_BYTES, ACL_CODES as ACL, type CallRecord, FAKE_950_ENV, FAKE_950_SOC, fakeNpuGroups, freshLog, readCalls, rejection } from './npu-fake-cann.js';
 
 // the smallest configuration the 950 combine tilings accept (950 contract §7): L = 16, A = 16·6 = 96
 const W = 2, E = 32, BS = 8, H = 4096, K = 6;
 const BASE = { platform: '950' as const, epWorldSize: W, moeExpertNum: E, h: H, k: K, bs: BS, globalBs: BS * W };
 const A = BS * W * Math.min(E / W, K);
 
-let home: string;
-beforeAll(() => {
-  home = fakeCannHome();
-});
-
-const live: NpuGroup[] = [];
-afterEach(async () => {
-  await Promise.all(live.splice(0).map((g) => g.dispose()));
-});
-
-async function group(extra: Record<string, unknown> = {}, env: Record<string, string> = {}): Promise<NpuGroup> {
-  const g = (await createGroup({ ...BASE, backend: 'npu', ...extra, npu: { ascendHome: home, env: { ...FAKE_950_ENV, ...env } } })) as NpuGroup;
-  live.push(g);
-  return g;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
+const fake = fakeNpuGroups(BASE, FAKE_950_ENV);
+const group = fake.group;
+const home = (): string => fake.home();
 
 /** Rank r's inputs: token t on experts (t + 3r + j) mod 32, distinct in a row. */
 function inputs(r: number, dtype: 'bf16' | 'fp16' = 'bf16') {
@@ -241,14 +220,14 @@ describe('the size-helper cross-check on 950 is against the literal reproduction
 describe('refused before any op: the devices\' SoC, the fix950 flags', () => {
   it('platform 950 on an A3 SoC, and platform a3 on a 950: one E_ATTR on platform naming the SoC, the rank processes gone, no communicator joined', async () => {
     const log = freshLog('950-soc');
-    const onA3 = await rejection(createGroup({ ...BASE, backend: 'npu', npu: { ascendHome: home, env: { FAKE_CANN_LOG: log } } }));
+    const onA3 = await rejection(createGroup({ ...BASE, backend: 'npu', npu: { ascendHome: home(), env: { FAKE_CANN_LOG: log } } }));
     expect(onA3).toBeInstanceOf(MoeError);
     expect(onA3).toMatchObject({ code: 'E_ATTR', param: 'platform', value: '950' });
     expect((onA3 as Error).message).toContain("this host's devices are Ascend910_9392, an A3 SoC");
     const calls = readCalls(log);
     expect(calls.some((c) => c.fn.startsWith('Hccl'))).toBe(false);
     for (const pid of new Set(calls.map((c) => c.pid))) expect(() => process.kill(pid, 0)).toThrow();
-    const on950 = await rejection(createGroup({ epWorldSize: 2, moeExpertNum: 4, h: 1024, k: 2, bs: 2, backend: 'npu', npu: { ascendHome: home, env: { ...FAKE_950_ENV } } }));
+    const on950 = await rejection(createGroup({ epWorldSize: 2, moeExpertNum: 4, h: 1024, k: 2, bs: 2, backend: 'npu', npu: { ascendHome: home(), env: { ...FAKE_950_ENV } } }));
     expect(on950).toMatchObject({ code: 'E_ATTR', param: 'platform', value: 'a3' });
     expect((on950 as Error).message).toContain(`this host's devices are ${FAKE_950_SOC}, an Ascend 950, whose tilings accept only comm_type 2`);
   });
@@ -301,8 +280,8 @@ describe('the fake\'s 950 tilings, below the group\'s checks (probeRun)', () => 
   });
 
   it('the fake\'s A3 mode is unchanged: an fp8 output there is an unknown dtype (aclCreateTensor returns null)', async () => {
-    const g = (await createGroup({ epWorldSize: 2, moeExpertNum: 4, h: 1024, k: 2, bs: 2, backend: 'npu', npu: { ascendHome: home } })) as NpuGroup;
-    live.push(g);
+    const g = (await createGroup({ epWorldSize: 2, moeExpertNum: 4, h: 1024, k: 2, bs: 2, backend: 'npu', npu: { ascendHome: home() } })) as NpuGroup;
+    fake.keep(g);
     const x = fromNumbers('bf16', [2, 1024], new Array(2048).fill(1));
     const ids = fromNumbers('int32', [2, 2], [0, 1, 2, 3]);
     const err = (await rejection(g.probeRun(0, 'dispatchSetup', [x, ids, null, null], [['fp8_e4m3fn', [4, 1536]], ['int32', [4]], ['int32', [(4 + 4) * 16]]]))) as NpuError;

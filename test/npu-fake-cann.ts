@@ -7,6 +7,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll } from 'vitest';
+import { createGroup } from '../src/npu/create.js';
+import type { NpuGroup } from '../src/npu/group.js';
 
 export const FAKE_SOURCE = fileURLToPath(new URL('../npu-bridge/fake-cann/fake_cann.cc', import.meta.url));
 export const LIB_NAMES = ['libascendcl.so', 'libnnopbase.so', 'libopapi.so', 'libhccl.so'] as const;
@@ -157,4 +160,42 @@ export function fnv1a(bytes: Uint8Array): string {
     h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
   }
   return h.toString(16);
+}
+
+/**
+ * npu groups over the fake CANN for one test file: its home is made before the tests, every group
+ * made here is disposed of after each test. `group(extra, env, home?)` creates one from `base`
+ * with `extra` attributes, the fake's environment `defaultEnv` plus `env`, and another home if given.
+ */
+export function fakeNpuGroups(base: Record<string, unknown>, defaultEnv: Record<string, string> = {}) {
+  let home = '';
+  beforeAll(() => {
+    home = fakeCannHome();
+  });
+  const live: NpuGroup[] = [];
+  afterEach(async () => {
+    await Promise.all(live.splice(0).map((g) => g.dispose()));
+  });
+  return {
+    home: () => home,
+    /** a group made elsewhere, disposed of with the others */
+    keep(g: NpuGroup): void {
+      live.push(g);
+    },
+    async group(extra: Record<string, unknown> = {}, env: Record<string, string> = {}, h?: string): Promise<NpuGroup> {
+      const g = (await createGroup({ ...base, backend: 'npu', ...extra, npu: { ascendHome: h ?? home, env: { ...defaultEnv, ...env } } } as never)) as NpuGroup;
+      live.push(g);
+      return g;
+    },
+  };
+}
+
+/** The error a promise rejects with (a test fails if it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a rejection');
 }

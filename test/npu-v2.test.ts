@@ -7,14 +7,14 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createGroup, fromNumbers, makeLayout, MoeError, withDefaults, type Tensor } from '../src/index.js';
 import { DTYPE_BYTES } from '../src/core/tensor.js';
 import { NpuError, NpuGroup, npuAvailability, type NpuCombineV2Outputs, type NpuDispatchV2Outputs } from '../src/npu/index.js';
 import { loadBridge } from '../src/npu/bridge.js';
 import { V2_OP_TENSORS, assistEntriesV2, outputAllocation, rowsA } from '../src/contract/tensors.js';
 import { hcclBufferNeeded, MB } from '../src/contract/attrs.js';
-import { ACL_BYTES, ACL_CODES as ACL, type CallRecord, VENDOR_OPS, fakeCannHome, fakeCannHomeV2, fakeMainLib, fakeVendorLib, fnv1a, freshLog, installLib, readCalls } from './npu-fake-cann.js';
+import { ACL_BYTES, ACL_CODES as ACL, type CallRecord, VENDOR_OPS, fakeCannHomeV2, fakeMainLib, fakeNpuGroups, fakeVendorLib, fnv1a, freshLog, installLib, readCalls, rejection } from './npu-fake-cann.js';
 
 const W = 2, E = 4, K = 2, BS = 4, H = 1024;
 /** quant mode 2, no shared expert rank (SN' = 0 although sharedExpertNum stays torch_npu's default 1) */
@@ -22,30 +22,9 @@ const SPEC = { family: 'v2' as const, epWorldSize: W, moeExpertNum: E, h: H, k: 
 /** A on a MoE rank: gbs·min(L, K) = 8·2 */
 const A = BS * W * Math.min(E / W, K);
 
-let home: string;
-beforeAll(() => {
-  home = fakeCannHome();
-});
-
-const live: NpuGroup[] = [];
-afterEach(async () => {
-  await Promise.all(live.splice(0).map((g) => g.dispose()));
-});
-
-async function group(extra: Record<string, unknown> = {}, env: Record<string, string> = {}, h = home): Promise<NpuGroup> {
-  const g = (await createGroup({ ...SPEC, backend: 'npu', ...extra, npu: { ascendHome: h, env } } as never)) as NpuGroup;
-  live.push(g);
-  return g;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
+const fake = fakeNpuGroups(SPEC);
+const group = fake.group;
+const home = (): string => fake.home();
 
 const bytes = (t: Tensor) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 
@@ -116,7 +95,7 @@ describe('a V2 round on the fake CANN: V4 taken, argument order and values, allo
   it('dispatch_v2 and combine_v2 call aclnnMoeDistribute{Dispatch,Combine}V4 with §2.2\'s order, torch_npu\'s defaults for what we do not model, and every output as the V2 tensor table gives it', async () => {
     const log = freshLog('v2-round');
     const g = await group({}, { FAKE_CANN_LOG: log });
-    expect(g.ops.dispatchV2).toMatchObject({ name: 'aclnnMoeDistributeDispatchV4', version: 4, library: join(home, 'lib64', 'libopapi.so') });
+    expect(g.ops.dispatchV2).toMatchObject({ name: 'aclnnMoeDistributeDispatchV4', version: 4, library: join(home(), 'lib64', 'libopapi.so') });
     expect(g.ops.combineV2).toMatchObject({ name: 'aclnnMoeDistributeCombineV4', version: 4 });
     const scales = fromNumbers('f32', [E, H], Array.from({ length: E * H }, (_, i) => 1 + (i % 7) / 8));
     const res = await round(g, { scales, sharedExpertX: true });
@@ -171,7 +150,7 @@ describe('a V2 round on the fake CANN: V4 taken, argument order and values, allo
       const out = res.d[r]!;
       expect([out.expandX.dtype, out.dynamicScales.dtype, out.assistInfoForCombine.dtype, out.expertTokenNums.dtype, out.epRecvCounts.dtype, out.tpRecvCounts.dtype, out.expandScales.dtype]).toEqual(['int8', 'f32', 'int32', 'int64', 'int32', 'int32', 'f32']);
       expect(res.c[r]!.x.dtype).toBe('bf16');
-      expect(out.aclnn).toEqual({ name: 'aclnnMoeDistributeDispatchV4', version: 4, library: join(home, 'lib64', 'libopapi.so') });
+      expect(out.aclnn).toEqual({ name: 'aclnnMoeDistributeDispatchV4', version: 4, library: join(home(), 'lib64', 'libopapi.so') });
       expect(res.c[r]!.aclnn.name).toBe('aclnnMoeDistributeCombineV4');
       // not one of the outputs a caller walks (rank files, verify)
       expect(Object.keys(out)).not.toContain('aclnn');
@@ -434,13 +413,13 @@ describe('the fake\'s V2 tilings, below the group\'s checks (probeRun; v2-contra
     const needed = Math.floor(need / MB) + 1;
     expect(needed).toBe(11);
     const x = (r: number) => ({ ...inputs(r), x: fromNumbers('bf16', [64, 7168], new Array(64 * 7168).fill(r)), expertIds: fromNumbers('int32', [64, K], Array.from({ length: 64 * K }, (_, j) => (Math.floor(j / K) + (j % K)) % E)), expertScales: fromNumbers('f32', [64, K], new Array(64 * K).fill(1)) });
-    const below = (await NpuGroup.create({ ...spec, hcclBufferSize: needed, backend: 'npu', npu: { ascendHome: home } } as never, { hcclBuffsizeMb: needed - 1 }));
-    live.push(below);
+    const below = (await NpuGroup.create({ ...spec, hcclBufferSize: needed, backend: 'npu', npu: { ascendHome: home() } } as never, { hcclBuffsizeMb: needed - 1 }));
+    fake.keep(below);
     const err = (await rejection(Promise.all([0, 1].map((r) => below.dispatchV2(r, x(r)))))) as NpuError;
     expect(err).toMatchObject({ status: 561002 });
     expect(err.cannMessage).toContain(`NEEDED_HCCL_BUFFSIZE(((maxBs * tokenNeedSizeDispatch * epWorldSize * localMoeExpertNum) + (maxBs * tokenNeedSizeCombine * (k + sharedExpertNum))) * 2) = ${needed}MB, HCCL_BUFFSIZE=${needed - 1}MB`);
-    const at = (await NpuGroup.create({ ...spec, hcclBufferSize: needed, backend: 'npu', npu: { ascendHome: home } } as never, { hcclBuffsizeMb: needed }));
-    live.push(at);
+    const at = (await NpuGroup.create({ ...spec, hcclBufferSize: needed, backend: 'npu', npu: { ascendHome: home() } } as never, { hcclBuffsizeMb: needed }));
+    fake.keep(at);
     await Promise.all([0, 1].map((r) => at.dispatchV2(r, x(r))));
   });
 });
