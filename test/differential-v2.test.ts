@@ -8,9 +8,10 @@ import { describe, test } from 'vitest';
 import fc from 'fast-check';
 import { createGroup, type BackendName } from '../src/group/group.js';
 import { fromF32 } from '../src/core/numbers.js';
-import { bytesOf, type Tensor } from '../src/core/tensor.js';
+import type { Tensor } from '../src/core/tensor.js';
 import { identityExpert } from '../src/group/expert.js';
 import { rng } from './helpers/rng.js';
+import { expectSameRanks } from './helpers/compare.js';
 
 type XDtype = 'bf16' | 'fp16';
 
@@ -118,23 +119,11 @@ async function round(cfg: Cfg, backend: BackendName, inp: ReturnType<typeof inpu
   return W.map((r) => ({ ...d[r]!, expert: own[r]!, x: c[r]!.x }) as unknown as Record<string, Tensor>);
 }
 
-function firstDifference(a: Tensor, b: Tensor): string | null {
-  if (a.dtype !== b.dtype || a.shape.join() !== b.shape.join()) return `${a.dtype}[${a.shape}] vs ${b.dtype}[${b.shape}]`;
-  const x = bytesOf(a), y = bytesOf(b);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return `byte ${i}: ${x[i]} vs ${y[i]}`;
-  return null;
-}
-
 async function compare(cfg: Cfg): Promise<void> {
   const inp = inputs(cfg);
   const w = await round(cfg, 'wasm', inp);
   const ref = await round(cfg, 'reference', inp);
-  for (let r = 0; r < cfg.W; r++) {
-    for (const name of Object.keys(ref[r]!)) {
-      const diff = firstDifference(w[r]![name]!, ref[r]![name]!);
-      if (diff !== null) throw new Error(`rank ${r} ${name}: ${diff}\nconfig ${JSON.stringify(cfg)}`);
-    }
-  }
+  expectSameRanks(w, ref, cfg);
 }
 
 const cfgArb: fc.Arbitrary<Cfg> = fc

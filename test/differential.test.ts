@@ -8,11 +8,12 @@ import { createGroup, type BackendName } from '../src/group/group.js';
 import { ReferenceBackend } from '../src/backends/reference/index.js';
 import { WasmBackend } from '../src/backends/wasm/index.js';
 import { bitsToF32, fromF32 } from '../src/core/numbers.js';
-import { bytesOf, type Tensor } from '../src/core/tensor.js';
+import type { Tensor } from '../src/core/tensor.js';
 import { identityExpert as backendIdentityExpert, receivedRows } from '../src/group/expert.js';
 import type { Layout } from '../src/contract/attrs.js';
 import type { Backend, IdentityExpertArgs } from '../src/backends/types.js';
 import { rng } from './helpers/rng.js';
+import { firstDifference } from './helpers/compare.js';
 
 type XDtype = 'bf16' | 'fp16';
 
@@ -257,22 +258,6 @@ async function round(cfg: Cfg, backend: BackendName, inp: ReturnType<typeof make
     combineCommCmdInfo: cs[r]!.commCmdInfo,
     x: ct[r]!.x,
   }));
-}
-
-function firstDifference(a: Tensor, b: Tensor): string | null {
-  if (a.dtype !== b.dtype) return `dtype ${a.dtype} vs ${b.dtype}`;
-  if (a.shape.join() !== b.shape.join()) return `shape [${a.shape}] vs [${b.shape}]`;
-  const x = bytesOf(a);
-  const y = bytesOf(b);
-  if (Buffer.compare(x, y) === 0) return null;
-  let i = 0;
-  while (x[i] === y[i]) i++;
-  const el = Math.floor(i / (x.length / a.data.length));
-  const raw = (t: Tensor) => {
-    const v = t.data[el]!;
-    return typeof v === 'bigint' ? v.toString() : t.dtype === 'f32' ? `${v} (0x${new Uint32Array(new Float32Array([v as number]).buffer)[0]!.toString(16)})` : `0x${(v as number & 0xffff).toString(16)}`;
-  };
-  return `element ${el}: wasm ${raw(a)} vs reference ${raw(b)}`;
 }
 
 async function compareRound(cfg: Cfg): Promise<void> {

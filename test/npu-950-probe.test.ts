@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { RankResult } from '../src/group/round.js';
 import { bytesOf, type Tensor } from '../src/core/tensor.js';
 import { DECISIONS_950 } from '../src/contract/decisions.js';
-import { PROBE_CASES, casePlatform } from '../src/probe/cases.js';
+import { PROBE_CASES } from '../src/probe/cases.js';
 import { type ProbeReport, type ProbeRunId, runProbe } from '../src/probe/run.js';
 import { reportMarkdown } from '../src/probe/report.js';
 import { FAKE_950_SOC, fakeCannHome, fnv1a, freshLog, readCalls } from './npu-fake-cann.js';
@@ -24,7 +24,6 @@ beforeAll(() => {
   home = fakeCannHome();
 });
 
-const CASES_950 = PROBE_CASES.filter((c) => casePlatform(c) === '950').map((c) => c.id);
 
 const OUTPUTS = (r: RankResult): Record<string, Tensor[]> => ({
   dispatchSetup: [r.dispatchSetup.y, r.dispatchSetup.expandIdx, r.dispatchSetup.commCmdInfo],

@@ -8,7 +8,8 @@ import { createGroup } from '../src/group/group.js';
 import { computeRankV2 } from '../src/group/single-rank-v2.js';
 import { type RankInputs, outputTensors, runRound } from '../src/group/round.js';
 import { fromF32 } from '../src/core/numbers.js';
-import { bytesOf, type Tensor } from '../src/core/tensor.js';
+import type { Tensor } from '../src/core/tensor.js';
+import { expectSameRanks } from './helpers/compare.js';
 import { expandRows, makeLayout, withDefaults } from '../src/contract/attrs.js';
 import { rng } from './helpers/rng.js';
 
@@ -80,15 +81,9 @@ async function compare(cfg: Cfg): Promise<void> {
   const { results } = await runRound(g, inputs);
   g.close();
   const source = { getInputs: async (r: number) => inputs[r]! };
-  for (let rank = 0; rank < cfg.W; rank++) {
-    const want = outputTensors(results[rank]!);
-    const got = outputTensors(await computeRankV2(rank, spec, source, { backend: cfg.backend }));
-    for (const [name, t] of Object.entries(want)) {
-      const a = bytesOf(got[name]!), b = bytesOf(t);
-      if (got[name]!.shape.join() !== t.shape.join()) throw new Error(`rank ${rank} ${name}: shape ${got[name]!.shape} vs ${t.shape}\n${JSON.stringify(cfg)}`);
-      for (let i = 0; i < b.length; i++) if (a[i] !== b[i]) throw new Error(`rank ${rank} ${name}: byte ${i}: ${a[i]} vs ${b[i]}\n${JSON.stringify(cfg)}`);
-    }
-  }
+  const alone: Record<string, Tensor>[] = [];
+  for (let rank = 0; rank < cfg.W; rank++) alone.push(outputTensors(await computeRankV2(rank, spec, source, { backend: cfg.backend })));
+  expectSameRanks(alone, results.map((r) => outputTensors(r)), cfg, ['single-rank view', 'whole group']);
 }
 
 const cfgArb: fc.Arbitrary<Cfg> = fc

@@ -2,6 +2,7 @@
 // sender) block holds, hence how many rows of expand_x each rank receives. Known from every
 // rank's expert_ids and x_active_mask before any op runs; `verify` reads the written regions of a
 // dump from it, so that a dump's own (possibly wrong) counts never decide what is compared.
+import type { Tensor } from '../core/tensor.js';
 import { type Layout, expertHome, localExpertNum, sharedHome } from './attrs.js';
 
 /** What the routing of one rank is: its expert_ids (BS·K, row-major) and its active rows. */
@@ -120,6 +121,13 @@ export function activeRows(mask: Uint8Array | undefined | null, bs: number): num
   let n = 0;
   while (n < bs && mask[n]) n++;
   return n;
+}
+
+/** A rank's V2 mask from its x_active_mask tensor: none, a 1-D prefix (BS) or 2-D (BS, K) (v2-contract §0). */
+export function maskV2Of(m: Tensor | null | undefined, bs: number, K: number): MaskV2 {
+  if (!m) return { kind: 'none' };
+  if (m.shape.length === 2 && m.shape[1] === K) return { kind: '2d', m2: m.data as Uint8Array };
+  return { kind: '1d', activeBs: activeRows(m.data as Uint8Array, bs) };
 }
 
 /**

@@ -16,10 +16,10 @@ import type { XDtype } from '../backends/types.js';
 import { combineTableV2 } from './combine-table.js';
 import { identityExpert } from './expert.js';
 import { groupLayout, resolveBackend } from './group.js';
-import { alignUnit, createMemory, planRegions } from './memory.js';
+import { createMemory, planRegions } from './memory.js';
 import { gatherBlocksV2, placementV2, writeTripletsV2 } from './moves.js';
 import { OutputPool, plainBuffers } from './outputs.js';
-import type { RankInputSource, SingleRankOptions, SingleRankSpec } from './single-rank.js';
+import { type RankInputSource, type SingleRankOptions, type SingleRankSpec, ranked } from './single-rank.js';
 
 export interface SingleRankV2Result {
   dispatchV2: DispatchV2Outputs;
@@ -32,19 +32,6 @@ interface RoutingV2 {
   ids: Int32Array;
   mask: MaskV2;
   routed: RoutedV2;
-}
-
-function withRank<T>(rank: number, f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof MoeError) {
-      const out = new MoeError(e.code, e.param, e.value, e.rule);
-      out.message = `rank ${rank}: ${e.message}`;
-      throw out;
-    }
-    throw e;
-  }
 }
 
 /** Exclusive prefix sums of a receiver's block counts: the first expand_x row of each block σ. */
@@ -71,7 +58,7 @@ export async function computeRankV2(rank: number, spec: SingleRankSpec, source: 
   const routes: RoutingV2[] = [];
   for (let r = 0; r < W; r++) {
     const inp = source.getRouting ? await source.getRouting(r) : await source.getInputs(r);
-    const rt = withRank(r, () => checks.routingV2(r, inp.expertIds, inp.xActiveMask));
+    const rt = ranked(r, () => checks.routingV2(r, inp.expertIds, inp.xActiveMask));
     routes.push({ ...rt, routed: routeV2(rt.ids, rt.bs, K, E, rt.mask) });
     opts.onProgress?.(r + 1, W, 'routing', r);
   }
@@ -86,7 +73,7 @@ export async function computeRankV2(rank: number, spec: SingleRankSpec, source: 
 
   // ---- rank ρ's own inputs, checked as dispatch_v2 checks them ----------------------------------
   const ownInputs = await source.getInputs(rho);
-  const ownChecked = withRank(rho, () => checks.dispatchV2(rho, { x: ownInputs.x, expertIds: ownInputs.expertIds, scales: ownInputs.scales, xActiveMask: ownInputs.xActiveMask, expertScales: ownInputs.expertScales }));
+  const ownChecked = ranked(rho, () => checks.dispatchV2(rho, { x: ownInputs.x, expertIds: ownInputs.expertIds, scales: ownInputs.scales, xActiveMask: ownInputs.xActiveMask, expertScales: ownInputs.expertScales }));
   const dtype = ownChecked.dtype;
   const out = (op: 'dispatchV2' | 'combineV2', name: string, writes: readonly (readonly [number, number])[]): Tensor => {
     const { dtype: d, shape } = outputAllocation(op, name, { lay, rank: rho, bs, xDtype: dtype });
@@ -135,7 +122,7 @@ export async function computeRankV2(rank: number, spec: SingleRankSpec, source: 
     const rt = routes[r]!;
     const inp = r === rho ? ownInputs : await source.getInputs(r);
     ranksLoaded++;
-    const c = withRank(r, () => checks.dispatchV2(r, { x: inp.x, expertIds: inp.expertIds, scales: inp.scales, xActiveMask: inp.xActiveMask, expertScales: inp.expertScales }));
+    const c = ranked(r, () => checks.dispatchV2(r, { x: inp.x, expertIds: inp.expertIds, scales: inp.scales, xActiveMask: inp.xActiveMask, expertScales: inp.expertScales }));
     if (c.dtype !== dtype) throw new MoeError('E_MISMATCH', 'x.dtype', dtype, `rank ${r} sent ${c.dtype} rows to rank ${rho}, whose x is ${dtype}: every rank must use the same dtype`);
     const mine = (e: number) => !isShared && e >= e0 && e < e0 + lay.L;
     const placement = placementV2(
@@ -193,7 +180,7 @@ export async function computeRankV2(rank: number, spec: SingleRankSpec, source: 
     for (let i = 0; i < entries; i++) if (homeOf[i] === h) list.push(i);
     if (hi.expertOutput) {
       const eo = hi.expertOutput;
-      withRank(h, () => throwFirst(checkOpTensor('combineV2', 'expandX', eo, checks.context(h, routes[h]!.bs, dtype))));
+      ranked(h, () => throwFirst(checkOpTensor('combineV2', 'expandX', eo, checks.context(h, routes[h]!.bs, dtype))));
       const src = new Uint8Array(eo.data.buffer, eo.data.byteOffset, eo.data.byteLength);
       for (const i of list) mem.set(src.subarray(rowOnHome[i]! * rb, (rowOnHome[i]! + 1) * rb), returnedBase + i * rb);
     } else {

@@ -111,7 +111,8 @@ function throwFirstOf(rank: number, errors: MoeError[]): void {
   if (errors[0]) throw withRank(errors[0], rank);
 }
 
-function ranked<T>(rank: number, f: () => T): T {
+/** `f`'s MoeError with the rank in front, as the full round gives it. */
+export function ranked<T>(rank: number, f: () => T): T {
   try {
     return f();
   } catch (e) {

@@ -4,7 +4,7 @@
 import { ATTR_DEFAULTS, FAMILY_NAMES, type Family, type GroupAttrs, PLATFORM_NAMES, expandRows, makeLayout, withDefaults } from '../contract/attrs.js';
 import { checkAttrs } from '../contract/checks.js';
 import { OUTPUT_FILES, V2_OUTPUT_FILES, type TensorContext, tensorShape } from '../contract/tensors.js';
-import { MoeError, formatValue, withContext } from '../core/errors.js';
+import { formatValue, withContext } from '../core/errors.js';
 import type { DType, Tensor } from '../core/tensor.js';
 import type { XDtype } from '../backends/types.js';
 import { caseError, printable } from './safetensors-bytes.js';

@@ -2,7 +2,7 @@
 // The round itself lives in round.ts (browser-safe) and is re-exported here.
 import type { BackendName } from '../group/group.js';
 import { createGroup } from '../npu/create.js';
-import type { DeviceBackendName, NpuOptions, OpGroup } from '../group/create.js';
+import type { DeviceBackendName, NpuOptions } from '../group/create.js';
 import { type GroupAttrs, makeLayout } from '../contract/attrs.js';
 import { type ContractWarning, contractWarnings, warningText } from '../contract/warnings.js';
 import { MoeError, withContext } from '../core/errors.js';

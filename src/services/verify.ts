@@ -23,7 +23,7 @@
 // |actual − expected| ≤ atol + rtol·|expected| (infinities must be equal). Under both, a NaN
 // matches any NaN (whatever its payload) and nothing else. Integer tensors always compare exactly.
 import { type Family, type GroupAttrs, type Layout, localExpertNum, makeLayout } from '../contract/attrs.js';
-import { type MaskV2, activeRows, routeV2, routingCounts, routingCountsV2 } from '../contract/routing.js';
+import { activeRows, maskV2Of, routeV2, routingCounts, routingCountsV2 } from '../contract/routing.js';
 import { OUTPUT_FILES, type Range, type Region, V2_OUTPUT_FILES, type WrittenContext, outputSpecByFile } from '../contract/tensors.js';
 import { DESCRIPTOR_WORDS, KIND_DISPATCH } from '../group/commcmd.js';
 import { MoeError } from '../core/errors.js';
@@ -343,13 +343,6 @@ function regionContexts(o: VerifyOptions, lay: Layout, bsOf: (r: number) => numb
   });
 }
 
-/** A rank's V2 mask from its x_active_mask: none, a 1-D prefix (trues first) or 2-D (BS, K) (v2-contract §0). */
-function maskV2Of(inp: VerifyInputs, bs: number, K: number): MaskV2 {
-  const m = inp.xActiveMask;
-  if (!m) return { kind: 'none' };
-  if (m.shape.length === 2 && m.shape[1] === K) return { kind: '2d', m2: m.data as Uint8Array };
-  return { kind: '1d', activeBs: activeRows(m.data as Uint8Array, bs) };
-}
 
 /**
  * V2's written regions (v2-contract §4, §6.2): T of each rank from every rank's routing
@@ -362,7 +355,7 @@ function regionContextsV2(o: VerifyOptions, lay: Layout, bsOf: (r: number) => nu
   const inputs = o.inputs ?? [];
   const haveInputs = inputs.length === W && inputs.every((i) => i !== undefined);
   const bss = Array.from({ length: W }, (_, r) => bsOf(r) ?? lay.maxBs);
-  const masks = haveInputs ? inputs.map((i, r) => maskV2Of(i!, bss[r]!, lay.K)) : undefined;
+  const masks = haveInputs ? inputs.map((i, r) => maskV2Of(i!.xActiveMask, bss[r]!, lay.K)) : undefined;
   const routing = masks ? routingCountsV2(lay, inputs.map((i, r) => ({ expertIds: i!.expertIds.data as Int32Array, bs: bss[r]!, mask: masks[r]! }))) : undefined;
   return Array.from({ length: W }, (_, r) => {
     const bs = bss[r]!;

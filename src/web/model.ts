@@ -4,7 +4,7 @@
 // expert loads, each receiver's blocks, and where each token lands (on 950, from which row of y:
 // rows sorted by expert id, 950 contract §2.1; in V2, which row of expand_x with which triplet
 // (src_rank, src_token, k), v2-contract §4.2-§4.4).
-import { type MaskV2, type RoutedV2, type SortedRows, activeRows, routeV2, routingCounts, routingCountsV2, sortedRows950 } from '../contract/routing.js';
+import { type MaskV2, type RoutedV2, type SortedRows, activeRows, maskV2Of, routeV2, routingCounts, routingCountsV2, sortedRows950 } from '../contract/routing.js';
 import {
   type AttrInput,
   type DataDims,
@@ -362,12 +362,6 @@ export interface Routing {
   entries?: { zero: number; copy: number; masked: number };
 }
 
-/** A rank's V2 mask from its x_active_mask: none, a 1-D prefix (BS), or 2-D (BS, K) (v2-contract §0). */
-export function maskV2Of(m: Tensor | null | undefined, bs: number, K: number): MaskV2 {
-  if (!m) return { kind: 'none' };
-  if (m.shape.length === 2 && m.shape[1] === K) return { kind: '2d', m2: m.data as Uint8Array };
-  return { kind: '1d', activeBs: activeRows(m.data as Uint8Array, bs) };
-}
 
 export function analyse(ri: RoundInputs): Routing {
   const lay = makeLayout(ri.attrs, ri.dims);

@@ -2,7 +2,7 @@
 // kernel's partial-mask rows (§2.1.4) and smooth-scale row (§2.4) reproduced, and everything else
 // as A3 for a full mask (expand_idx, expand_x order, assist, combine: §2.2, §3, §5).
 import { describe, expect } from 'vitest';
-import { toNumbers, type Tensor } from '../../src/index.js';
+import { toNumbers } from '../../src/index.js';
 import { checkIdentityCombine, identityExpert as groupIdentityExpert } from '../../src/group/expert.js';
 import { createGroup } from '../../src/group/group.js';
 import { backendRows, f32At, f32s, ids, itFor, mask, mat, rejects, rowsOf, runRound, expectSameOutputs, type RankInput, roundTensors } from './harness.js';

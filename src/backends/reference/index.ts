@@ -18,7 +18,6 @@ import type {
 } from '../types.js';
 
 const fr = Math.fround;
-const CANONICAL_NAN: Record<XDtype, number> = { bf16: 0x7fc0, fp16: 0x7e00 };
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference' as const;
