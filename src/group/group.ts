@@ -338,6 +338,8 @@ export class EpGroup {
 
   /** The warning `code` that `usage` sets in this group's configuration, if it sets it. */
   private warnFor(code: WarningCode, usage: WarningUsage): void {
+    // said once per group: not worked out again on every call (a 950 partial mask is every round's)
+    if (this.warned.has(code)) return;
     const w = contractWarnings(this.layout, usage).find((x) => x.code === code);
     if (w) this.warn(w);
   }
